@@ -1,0 +1,50 @@
+// Fused attention kernels (flash-style, tensor cores) and the materialized baseline. Host-callable API;
+// kernels/attention/*.cu implement it. All tensors are device pointers.
+//
+// Keys live in a cache of `capacity` rows: the key at position p is row p % capacity (a plain contiguous K/V of
+// length N is capacity >= N). Queries are the n_q positions q_pos0 .. q_pos0+n_q-1; the keys present are positions
+// 0 .. q_pos0+n_q-1 (kv_len). Query i sees key j iff i-left <= j <= i+right and 0 <= j < kv_len
+// (runtime/attn_policy.h; left = kUnboundedWindow for dense).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace swrun::cuda {
+
+enum class AttnDtype { BF16, FP16 };
+
+struct FlashAttnArgs {
+  const void* q = nullptr;  // [n_q, n_head, head_dim], row stride q_stride elements (>= n_head*head_dim)
+  const void* k = nullptr;  // [capacity, n_head_kv, head_dim], row stride kv_stride elements
+  const void* v = nullptr;  // same layout as k
+  void* o = nullptr;        // [n_q, n_head, head_dim], row stride o_stride; element type o_fp32 ? float : dtype
+  bool o_fp32 = false;
+  AttnDtype dtype = AttnDtype::BF16;
+  int64_t q_stride = 0, kv_stride = 0, o_stride = 0;
+  int32_t n_q = 0;
+  int32_t n_head = 0, n_head_kv = 0, head_dim = 0;  // n_head % n_head_kv == 0; head_dim in {64, 128, 256}
+  int32_t q_pos0 = 0;
+  // When non-null, q_pos0 is read from this device int at run time (CUDA-graph replay of decode steps).
+  const int32_t* q_pos0_dev = nullptr;
+  int32_t capacity = 0;
+  int32_t left = INT32_MAX, right = 0;
+  float scale = 1.f;
+};
+
+// Prefill / general: any n_q. Key tiles wholly outside the window are skipped. Throws swrun::Error on bad args.
+void flash_attention(const FlashAttnArgs& a, cudaStream_t stream);
+
+// Decode: n_q small (1 per sequence step), key range split across blocks and combined. `workspace` must hold
+// flash_decode_workspace_bytes(a) bytes. Usable inside CUDA-graph capture (no host sync, no allocation).
+size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len);
+void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* workspace, cudaStream_t stream);
+
+// Baseline: S = QK^T via cuBLAS into an n_q x kv_len fp32 matrix per head, masked softmax kernel, O = PV via
+// cuBLAS. Requires capacity >= kv_len (contiguous keys). Allocates its own workspace and throws swrun::Error
+// ("dense-naive needs X GiB for the N x N scores, Y free") when it cannot fit.
+size_t naive_attention_workspace_bytes(const FlashAttnArgs& a);
+void naive_attention(const FlashAttnArgs& a, cudaStream_t stream);
+
+}  // namespace swrun::cuda

@@ -1,0 +1,58 @@
+// Architectures: a table keyed by `general.architecture`; each architecture reads its hyperparameters from
+// GGUF keys, binds its weights through the backend and implements forward() with backend ops only.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/attn_policy.h"
+#include "runtime/backend.h"
+#include "runtime/gguf.h"
+
+namespace swrun {
+
+struct LayerConfig {
+  AttnPolicy policy;   // after --attn is applied
+  AttnPolicy declared; // what the model itself declares
+  RopeParams rope;
+};
+
+struct ModelConfig {
+  std::string arch;
+  int n_layer = 0, dim = 0, n_head = 0, n_head_kv = 0, head_dim = 0, ffn_dim = 0, vocab = 0;
+  int ctx_train = 0;
+  float norm_eps = 1e-6f;
+  float attn_scale = 1.f;
+  int32_t sliding_window = 0;  // 0 = the model declares none
+  std::vector<LayerConfig> layers;
+};
+
+// What forward() should return.
+enum class LogitsMode { None, Last, All };
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelConfig& config() const { return cfg_; }
+  // Runs n tokens at positions pos0 .. pos0+n-1 (n <= the max_batch given at load). Writes logits of the last
+  // position ([vocab]) or of all positions ([n, vocab]) to host memory `logits` per `mode`.
+  virtual void forward(const int32_t* tokens, int32_t pos0, int n, LogitsMode mode, float* logits) = 0;
+  // Allocates the per-layer KV caches for a context of ctx tokens processed in batches of up to max_batch.
+  virtual void init_kv(int ctx, int max_batch) = 0;
+  Backend& backend() { return *be_; }
+
+ protected:
+  Model(Backend& be, ModelConfig cfg) : be_(&be), cfg_(std::move(cfg)) {}
+  Backend* be_;
+  ModelConfig cfg_;
+};
+
+// Reads general.architecture and builds the model; unknown architectures and missing keys/tensors are Errors.
+std::unique_ptr<Model> load_model(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+
+// Per-architecture loaders (models/<arch>.cpp).
+std::unique_ptr<Model> load_gemma3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_llama(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+
+}  // namespace swrun

@@ -1,0 +1,116 @@
+// The op seam. Model code (models/*.cpp) calls only these ops and never knows which backend runs it.
+// Activations are fp32 matrices owned by the backend (device memory on CUDA); weights are uploaded once.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/attn_policy.h"
+#include "runtime/gguf.h"
+
+namespace swrun {
+
+// An fp32 activation buffer of `count` floats on the backend's device.
+struct Buffer {
+  float* data = nullptr;
+  size_t count = 0;
+};
+
+// A weight matrix [rows x cols] (GGUF ne = {cols, rows}); vectors (norm weights) have rows == 1.
+// `impl` is backend-private (CPU: the mmap'd blocks; CUDA: a bf16/fp32 device copy).
+struct Weight {
+  std::string name;
+  GgmlType type = GgmlType::F32;
+  int64_t rows = 0, cols = 0;
+  const void* impl = nullptr;
+};
+
+enum class RopeStyle { Normal, NeoX };  // Normal: rotate pairs (2i, 2i+1); NeoX: rotate (i, i + d/2)
+enum class GatedAct { GeluTanh, Silu };
+
+struct RopeParams {
+  float freq_base = 10000.f;
+  float freq_scale = 1.f;  // linear scaling: position multiplied by this
+  RopeStyle style = RopeStyle::Normal;
+};
+
+// One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
+struct KvLayerSpec {
+  int32_t capacity = 0;  // rows: context length for dense layers, window + ubatch for sliding layers
+  int32_t n_head_kv = 0;
+  int32_t head_dim = 0;
+};
+
+struct AttnParams {
+  int32_t n_head = 0;
+  int32_t n_head_kv = 0;
+  int32_t head_dim = 0;
+  float scale = 1.f;
+  AttnPolicy policy;
+};
+
+// Names of the ops, used by the profiler and NVTX ranges.
+enum class OpKind { Embed, Norm, Matmul, Rope, Attention, Act, Add, Logits, Other };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;         // "cpu" or "cuda"
+  virtual std::string device_name() const = 0;  // "2 threads" or "NVIDIA H100 80GB HBM3"
+
+  // Weights (called once at load). A 1-D tensor becomes rows = 1.
+  virtual Weight upload(const GgufTensor& t) = 0;
+
+  // Activation buffers, alive until the backend is destroyed.
+  virtual Buffer alloc(size_t count) = 0;
+
+  // KV caches, one per layer; replaces any previous cache. Throws Error (with the bytes needed) if it cannot fit.
+  virtual void init_kv(const std::vector<KvLayerSpec>& layers) = 0;
+  virtual size_t kv_bytes() const = 0;
+
+  // A batch of n tokens at consecutive positions pos0 .. pos0+n-1. Every op below works on the current batch.
+  virtual void begin_batch(const int32_t* tokens, int32_t pos0, int n) = 0;
+
+  // out[n, cols] = table[token] * scale
+  virtual void embed(const Weight& table, float scale, Buffer out) = 0;
+  // out[r, :] = x[r, :] / rms(x[r, :]) * w, for `rows` rows of length w.cols (per-head norms: rows = n * heads)
+  virtual void rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) = 0;
+  // out[r, :] = x[r, :] @ w^T for `rows` rows: x is [rows, w.cols], out is [rows, w.rows]
+  virtual void matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) = 0;
+  // In place on x [n, heads, head_dim] at the batch positions.
+  virtual void rope(Buffer x, int heads, int head_dim, const RopeParams& p) = 0;
+  // Stores k, v [n, n_head_kv, head_dim] in layer's cache at the batch positions, then
+  // out[n, n_head, head_dim] = softmax(q k^T * scale, masked by the policy) v over the cached keys 0 .. pos0+n-1.
+  virtual void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) = 0;
+  // gate[i] = act(gate[i]) * up[i] for i < count
+  virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
+  // x[i] += y[i] for i < count
+  virtual void add(Buffer x, Buffer y, size_t count) = 0;
+  // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
+  // after the next synchronize() (the CPU backend completes it at once).
+  virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;
+  virtual void synchronize() = 0;
+
+  // Runs `step` (one decode forward: begin_batch .. read .. synchronize) as a replayable CUDA graph where the
+  // backend can: captured on the first call for a given `key`, replayed on later calls (tokens/positions are
+  // re-staged by begin_batch, reads land in the caller's host buffers after the replay). Returns true when the
+  // step ran from a graph. The default runs it plainly.
+  virtual bool run_captured(int key, const std::function<void()>& step) { (void)key; step(); return false; }
+
+  // Device memory high-water mark since the backend was created (0 where not tracked).
+  virtual size_t peak_memory_bytes() const { return 0; }
+
+  // Profiling hooks: the model brackets each op and layer; backends time them (CUDA events / host clock)
+  // only while a profiler is attached, and emit NVTX ranges with the same names.
+  virtual void push_range(const char* name, int layer, OpKind op) { (void)name; (void)layer; (void)op; }
+  virtual void pop_range() {}
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);       // throws Error when CUDA is unavailable
+bool cuda_device_available();                                     // false without a GPU or without CUDA build
+
+}  // namespace swrun
