@@ -95,9 +95,10 @@ class Backend {
   virtual void synchronize() = 0;
 
   // Runs `step` (one decode forward: begin_batch .. read .. synchronize) as a replayable CUDA graph where the
-  // backend can: captured on the first call for a given `key`, replayed on later calls (tokens/positions are
-  // re-staged by begin_batch, reads land in the caller's host buffers after the replay). Returns true when the
-  // step ran from a graph. The default runs it plainly.
+  // backend can. `step` is called every time: on the first call for a `key` its ops are captured; on later calls
+  // the ops are skipped except begin_batch (stages the new token/position where the graph reads them) and read
+  // (notes the host destination), and synchronize() launches the graph, waits, and copies the reads out.
+  // Returns true when the step ran from a graph. The default runs it plainly.
   virtual bool run_captured(int key, const std::function<void()>& step) { (void)key; step(); return false; }
 
   // Device memory high-water mark since the backend was created (0 where not tracked).

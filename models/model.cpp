@@ -1,0 +1,33 @@
+#include "models/model.h"
+
+#include <map>
+
+#include "runtime/common.h"
+
+namespace swrun {
+
+using Loader = std::unique_ptr<Model> (*)(const GgufFile&, Backend&, const AttnSpec&, int);
+
+// Architecture table keyed by general.architecture.
+static const std::map<std::string, Loader>& architectures() {
+  static const std::map<std::string, Loader> table = {
+      {"gemma3", &load_gemma3},
+      {"llama", &load_llama},
+  };
+  return table;
+}
+
+std::unique_ptr<Model> load_model(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch) {
+  const std::string arch = f.get_string("general.architecture");
+  const auto& table = architectures();
+  auto it = table.find(arch);
+  if (it == table.end()) {
+    std::string known;
+    for (const auto& [name, _] : table) known += (known.empty() ? "" : ", ") + name;
+    fail(f.path() + ": architecture '" + arch + "' is not supported (supported: " + known + ")");
+  }
+  if (max_batch < 1) fail("batch size must be at least 1");
+  return it->second(f, be, spec, max_batch);
+}
+
+}  // namespace swrun

@@ -1,0 +1,55 @@
+// Backend ops as the model code calls them: each call is bracketed by a named range (layer, op), so the profiler
+// and NVTX see the same structure as forward(). With no profiler attached a range costs two virtual calls.
+#pragma once
+#include "runtime/backend.h"
+
+namespace swrun {
+
+class TracedOps {
+ public:
+  explicit TracedOps(Backend& be) : be_(be) {}
+
+  void embed(const char* name, const Weight& table, float scale, Buffer out) {
+    Range r(be_, name, -1, OpKind::Embed);
+    be_.embed(table, scale, out);
+  }
+  void rmsnorm(const char* name, int layer, Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) {
+    Range r(be_, name, layer, OpKind::Norm);
+    be_.rmsnorm(x, w, rows, eps, out);
+  }
+  void matmul(const char* name, int layer, Buffer x, const Weight& w, int64_t rows, Buffer out) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    be_.matmul(x, w, rows, out);
+  }
+  void rope(const char* name, int layer, Buffer x, int heads, int head_dim, const RopeParams& p) {
+    Range r(be_, name, layer, OpKind::Rope);
+    be_.rope(x, heads, head_dim, p);
+  }
+  void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) {
+    Range r(be_, "attention", layer, OpKind::Attention);
+    be_.attention(layer, q, k, v, out, p);
+  }
+  void gated_act(const char* name, int layer, Buffer gate, Buffer up, size_t count, GatedAct act) {
+    Range r(be_, name, layer, OpKind::Act);
+    be_.gated_act(gate, up, count, act);
+  }
+  void add(const char* name, int layer, Buffer x, Buffer y, size_t count) {
+    Range r(be_, name, layer, OpKind::Add);
+    be_.add(x, y, count);
+  }
+
+ private:
+  struct Range {
+    Range(Backend& be, const char* name, int layer, OpKind op) : be(be) { be.push_range(name, layer, op); }
+    ~Range() { be.pop_range(); }
+    Backend& be;
+  };
+  Backend& be_;
+};
+
+// Rows [first, first+rows) of a row-major matrix with `cols` columns.
+inline Buffer rows_of(Buffer b, size_t first, size_t rows, size_t cols) {
+  return Buffer{b.data + first * cols, rows * cols};
+}
+
+}  // namespace swrun

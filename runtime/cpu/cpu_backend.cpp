@@ -1,0 +1,239 @@
+// The reference backend: fp32 math on the host, weights kept in their GGUF type and dequantized row by row inside
+// the matmul (memory ~ file size). Clarity first; it is the oracle the CUDA backend is checked against.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/common.h"
+#include "runtime/cpu/dot.h"
+#include "runtime/dequant.h"
+
+namespace swrun {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {}
+
+  std::string name() const override { return "cpu"; }
+  std::string device_name() const override { return std::to_string(threads_) + " threads"; }
+
+  Weight upload(const GgufTensor& t) override {
+    const GgmlTypeInfo ti = ggml_type_info(t.type_id);
+    if (!ti.supported)
+      fail("tensor '" + t.name + "' has unsupported type " + ggml_type_name(t.type_id));
+    Weight w;
+    w.name = t.name;
+    w.type = t.type();
+    w.cols = t.ne.empty() ? 1 : t.ne[0];
+    w.rows = t.n_elements() / w.cols;
+    w.impl = t.data;
+    if (w.rows == 1) {  // vectors (norm weights) are read on every token: keep an fp32 copy
+      auto& v = vectors_.emplace_back(static_cast<size_t>(w.cols));
+      dequantize_row(w.type, t.data, v.data(), w.cols);
+      w.impl = v.data();
+      w.type = GgmlType::F32;
+    }
+    return w;
+  }
+
+  Buffer alloc(size_t count) override {
+    auto& b = buffers_.emplace_back(count);
+    return Buffer{b.data(), count};
+  }
+
+  void init_kv(const std::vector<KvLayerSpec>& layers) override {
+    kv_specs_ = layers;
+    k_cache_.assign(layers.size(), {});
+    v_cache_.assign(layers.size(), {});
+    kv_bytes_ = 0;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const size_t n = static_cast<size_t>(layers[l].capacity) * layers[l].n_head_kv * layers[l].head_dim;
+      k_cache_[l].assign(n, 0.f);
+      v_cache_[l].assign(n, 0.f);
+      kv_bytes_ += 2 * n * sizeof(float);
+    }
+  }
+  size_t kv_bytes() const override { return kv_bytes_; }
+
+  void begin_batch(const int32_t* tokens, int32_t pos0, int n) override {
+    tokens_.assign(tokens, tokens + n);
+    pos0_ = pos0;
+    n_ = n;
+  }
+
+  void embed(const Weight& table, float scale, Buffer out) override {
+    const int64_t dim = table.cols;
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(table.type)), dim);
+    for (int i = 0; i < n_; ++i) {
+      const int32_t tok = tokens_[i];
+      if (tok < 0 || tok >= table.rows)
+        fail("token id " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(table.rows - 1) + ")");
+      float* dst = out.data + static_cast<size_t>(i) * dim;
+      dequantize_row(table.type, static_cast<const uint8_t*>(table.impl) + row_bytes * tok, dst, dim);
+      for (int64_t c = 0; c < dim; ++c) dst[c] *= scale;
+    }
+  }
+
+  void rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) override {
+    const int64_t dim = w.cols;
+    const float* g = static_cast<const float*>(w.impl);
+#pragma omp parallel for num_threads(threads_) if (rows > 64)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = x.data + r * dim;
+      float* dst = out.data + r * dim;
+      double ss = 0;
+      for (int64_t c = 0; c < dim; ++c) ss += static_cast<double>(src[c]) * src[c];
+      const float inv = static_cast<float>(1.0 / std::sqrt(ss / dim + eps));
+      for (int64_t c = 0; c < dim; ++c) dst[c] = src[c] * inv * g[c];
+    }
+  }
+
+  void matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) override {
+    const int64_t in = w.cols, outs = w.rows;
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(w.type)), in);
+    const uint8_t* base = static_cast<const uint8_t*>(w.impl);
+    if (rows == 1) {
+#pragma omp parallel for num_threads(threads_) schedule(static)
+      for (int64_t o = 0; o < outs; ++o) out.data[o] = dot_row(w.type, base + row_bytes * o, x.data, in);
+      return;
+    }
+    // Several rows: dequantize each weight row once and reuse it for every input row.
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> wrow(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+      for (int64_t o = 0; o < outs; ++o) {
+        dequantize_row(w.type, base + row_bytes * o, wrow.data(), in);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = x.data + r * in;
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t c = 0; c < in; ++c) acc += wrow[c] * xr[c];
+          out.data[r * outs + o] = acc;
+        }
+      }
+    }
+  }
+
+  void rope(Buffer x, int heads, int head_dim, const RopeParams& p) override {
+    const int half = head_dim / 2;
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
+    for (int t = 0; t < n_; ++t) {
+      const double pos = static_cast<double>(pos0_ + t) * p.freq_scale;
+      for (int h = 0; h < heads; ++h) {
+        float* v = x.data + (static_cast<size_t>(t) * heads + h) * head_dim;
+        for (int i = 0; i < half; ++i) {
+          const double a = pos * inv_freq[i];
+          const float c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+          const int i0 = p.style == RopeStyle::NeoX ? i : 2 * i;
+          const int i1 = p.style == RopeStyle::NeoX ? i + half : 2 * i + 1;
+          const float x0 = v[i0], x1 = v[i1];
+          v[i0] = x0 * c - x1 * s;
+          v[i1] = x0 * s + x1 * c;
+        }
+      }
+    }
+  }
+
+  void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) override {
+    const KvLayerSpec& spec = kv_specs_.at(layer);
+    const int d = p.head_dim, hkv = p.n_head_kv, group = p.n_head / p.n_head_kv;
+    const int64_t cap = spec.capacity;
+    const size_t row = static_cast<size_t>(hkv) * d;
+    const int64_t kv_len = static_cast<int64_t>(pos0_) + n_;
+    // The first query of the batch reaches furthest back; its keys must all still be in the ring.
+    const int64_t first_key = p.policy.left == kUnboundedWindow ? 0 : std::max<int64_t>(0, pos0_ - p.policy.left);
+    if (kv_len - first_key > cap)
+      fail("layer " + std::to_string(layer) + ": KV cache of " + std::to_string(cap) + " rows cannot hold keys " +
+           std::to_string(first_key) + ".." + std::to_string(kv_len - 1) + " (context or batch too large)");
+    for (int t = 0; t < n_; ++t) {
+      const size_t slot = static_cast<size_t>((pos0_ + t) % cap);
+      std::memcpy(&k_cache_[layer][slot * row], k.data + t * row, row * sizeof(float));
+      std::memcpy(&v_cache_[layer][slot * row], v.data + t * row, row * sizeof(float));
+    }
+    const float* kc = k_cache_[layer].data();
+    const float* vc = v_cache_[layer].data();
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> scores;
+#pragma omp for collapse(2) schedule(dynamic)
+      for (int t = 0; t < n_; ++t) {
+        for (int h = 0; h < p.n_head; ++h) {
+          const int64_t i = pos0_ + t;
+          const int64_t lo = p.policy.left == kUnboundedWindow ? 0 : std::max<int64_t>(0, i - p.policy.left);
+          const int64_t hi = std::min<int64_t>(kv_len - 1, i + p.policy.right);
+          const float* qv = q.data + (static_cast<size_t>(t) * p.n_head + h) * d;
+          float* o = out.data + (static_cast<size_t>(t) * p.n_head + h) * d;
+          std::fill(o, o + d, 0.f);
+          if (hi < lo) continue;
+          const int kvh = h / group;
+          scores.resize(static_cast<size_t>(hi - lo + 1));
+          float mx = -INFINITY;
+          for (int64_t j = lo; j <= hi; ++j) {
+            const float* kv = kc + static_cast<size_t>(j % cap) * row + static_cast<size_t>(kvh) * d;
+            float s = 0.f;
+            for (int c = 0; c < d; ++c) s += qv[c] * kv[c];
+            s *= p.scale;
+            scores[j - lo] = s;
+            mx = std::max(mx, s);
+          }
+          double sum = 0;
+          for (float& s : scores) { s = std::exp(s - mx); sum += s; }
+          const float inv = static_cast<float>(1.0 / sum);
+          for (int64_t j = lo; j <= hi; ++j) {
+            const float* vv = vc + static_cast<size_t>(j % cap) * row + static_cast<size_t>(kvh) * d;
+            const float w = scores[j - lo] * inv;
+            for (int c = 0; c < d; ++c) o[c] += w * vv[c];
+          }
+        }
+      }
+    }
+  }
+
+  void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) override {
+#pragma omp parallel for num_threads(threads_) if (count > 65536)
+    for (size_t i = 0; i < count; ++i) {
+      const float g = gate.data[i];
+      float a;
+      if (act == GatedAct::Silu) {
+        a = g / (1.f + std::exp(-g));
+      } else {  // gelu, tanh approximation
+        a = 0.5f * g * (1.f + std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+      }
+      gate.data[i] = a * up.data[i];
+    }
+  }
+
+  void add(Buffer x, Buffer y, size_t count) override {
+    for (size_t i = 0; i < count; ++i) x.data[i] += y.data[i];
+  }
+
+  void read(Buffer src, size_t offset, size_t count, float* host) override {
+    std::memcpy(host, src.data + offset, count * sizeof(float));
+  }
+  void synchronize() override {}
+
+ private:
+  int threads_;
+  std::vector<std::vector<float>> buffers_;
+  std::vector<std::vector<float>> vectors_;
+  std::vector<KvLayerSpec> kv_specs_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;
+  size_t kv_bytes_ = 0;
+  std::vector<int32_t> tokens_;
+  int32_t pos0_ = 0;
+  int n_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace swrun

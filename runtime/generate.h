@@ -1,0 +1,40 @@
+// Prefill in chunks, then decode token by token, streaming text as it is produced.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+#include "runtime/sampler.h"
+
+namespace swrun {
+
+class Tokenizer;
+
+struct GenerateOptions {
+  int n_predict = 128;
+  int ubatch = 512;
+  bool use_graph = true;  // decode steps through Backend::run_captured
+  bool progress = false;  // a progress line on stderr during long prefills
+  SamplerParams sampler;
+};
+
+struct GenerateStats {
+  int n_prompt = 0, n_generated = 0;
+  double prompt_ms = 0, generate_ms = 0;
+  bool graph_used = false;
+  double prompt_tok_s() const { return prompt_ms > 0 ? n_prompt / (prompt_ms / 1e3) : 0; }
+  double generate_tok_s() const { return generate_ms > 0 ? n_generated / (generate_ms / 1e3) : 0; }
+};
+
+// Runs the prompt through the model in chunks of ubatch tokens, computing logits only for the last position,
+// and returns them (host, [vocab]).
+std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress);
+
+// Generates up to n_predict tokens after the prompt (stops at end-of-generation or at the context end `ctx`).
+// on_token receives each generated id as soon as it is sampled.
+GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,
+                       const GenerateOptions& opt, const std::function<void(int32_t)>& on_token);
+
+}  // namespace swrun

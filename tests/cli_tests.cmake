@@ -1,0 +1,6 @@
+# CLI behaviour on bad input (one clear line, non-zero exit) and on a tiny valid model.
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_errors
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_errors.py $<TARGET_FILE:swrun>
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_errors)
+endif()

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one go: every GPU test, compute-sanitizer (memcheck, racecheck) on the kernel tests, the
+# attention benchmark beside the PyTorch anchors, end-to-end generation speed, and a short record of it all.
+# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR   (BIN_DIR holds the binaries built by tools/pack-gpu.sh)
+# Env: SWRUN_COMMIT (the commit measured), SWRUN_MODEL (example model; end-to-end parts skip without it),
+#      QUICK=1 (tests and sanitizer only).
+set -u
+bin=$1
+out=$2
+mkdir -p "$out"
+rec="$out/record.md"
+commit=${SWRUN_COMMIT:-unknown}
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+status=0
+{
+  echo "# GPU record"
+  echo "- commit: $commit"
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "- device: $gpu"
+  echo "- nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+  echo
+  echo "## GPU tests"
+} >"$rec"
+
+step() {  # step NAME CMD...: runs CMD, logs to $out/NAME.log, adds a pass/fail line to the record
+  local name=$1; shift
+  local t0=$(date +%s)
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  local summary=$(grep -E '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY|tests? (passed|failed)' "$out/$name.log" | tr '\n' ' ' | cut -c1-200)
+  if [ $rc -eq 0 ]; then echo "- PASS $name (${dt}s) $summary" >>"$rec"; else echo "- FAIL $name (rc $rc, ${dt}s) $summary" >>"$rec"; status=1; fi
+  echo "$name rc=$rc ${dt}s"
+}
+
+export SWRUN_MODEL=${SWRUN_MODEL:-}
+for t in "$bin"/test_cuda_*; do
+  [ -x "$t" ] && step "$(basename "$t")" "$t"
+done
+echo >>"$rec"; echo "## compute-sanitizer" >>"$rec"
+for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t")
+  step "memcheck_$n" compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}" 
+  step "racecheck_$n" compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}"
+done
+[ -n "${QUICK:-}" ] && { cat "$rec"; exit $status; }
+
+echo >>"$rec"; echo "## attention benchmark (swbench) and PyTorch anchors" >>"$rec"
+if [ -x "$bin/swbench" ]; then
+  "$bin/swbench" --json "$out/swbench.json" --csv "$out/swbench.csv" >"$out/swbench.txt" 2>&1 || status=1
+  { echo '```'; cat "$out/swbench.txt"; echo '```'; } >>"$rec"
+fi
+if [ -z "${NO_ANCHORS:-}" ]; then
+  PYTHONUNBUFFERED=1 NS=${ANCHOR_NS:-4096,32768,131072} timeout 300 python3 bench/attn_anchors.py "$out/anchors.json" \
+    >"$out/anchors.txt" 2>&1
+  { echo '```'; grep -vE '^(W|  )' "$out/anchors.txt" | tail -40; echo '```'; } >>"$rec"
+fi
+
+if [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
+  echo >>"$rec"; echo "## generation (swrun, Gemma 3 270M)" >>"$rec"
+  python3 tools/long_prompt.py 40000 >"$out/long.txt"
+  for len in 512 8192 32768; do
+    for attn in model dense sliding:512; do
+      line=$("$bin/swrun" -m "$SWRUN_MODEL" -f "$out/long.txt" --prompt-len "$len" -n 64 --temp 0 --attn "$attn" \
+             -c $((len + 64)) 2>&1 >/dev/null | grep -E '^swrun: load' | sed 's/^swrun: //')
+      echo "- N=$len attn=$attn: $line" >>"$rec"
+    done
+  done
+  line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 --no-graph 2>&1 >/dev/null | grep '^swrun: load')
+  echo "- no CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
+  line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
+  echo "- CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
+fi
+cat "$rec"
+exit $status
