@@ -21,7 +21,7 @@ struct GgmlTypeInfo {
   bool supported;        // this runtime can dequantize it
 };
 
-// Info for a raw type id read from a file; unknown ids give name == nullptr.
+// Info for a raw type id read from a file; unknown ids give name == nullptr (block_elems 1, block_bytes 0).
 GgmlTypeInfo ggml_type_info(uint32_t type_id);
 std::string ggml_type_name(uint32_t type_id);  // "Q4_K" or "type#123"
 

@@ -19,6 +19,8 @@ enum class GgufValueType : uint32_t {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 
+const char* gguf_value_type_name(GgufValueType t);  // "UINT32", "ARRAY", ...
+
 struct GgufValue;
 struct GgufArray {
   GgufValueType elem_type;
@@ -44,7 +46,7 @@ struct GgufTensor {
   std::vector<int64_t> ne;      // dims, ne[0] is the contiguous (row) dimension
   uint64_t offset;              // relative to the data section
   const void* data;             // points into the mapping
-  size_t nbytes;
+  size_t nbytes;                // 0 when the type id is unknown (its block size is not known either)
   int64_t n_elements() const;
   int64_t rows() const { return n_elements() / (ne.empty() ? 1 : ne[0]); }
 };
