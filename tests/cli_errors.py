@@ -54,11 +54,9 @@ def tiny_model(path, arch="gemma3", bad_type=None):
         w.add_tensor(p + "ffn_gate.weight", f32(ffn, dim))
         w.add_tensor(p + "ffn_up.weight", f32(ffn, dim))
         if l == 1 and bad_type is not None:
-            # Q2_K blocks: 256 elements in 84 bytes; rows of 128 elements don't fill a block, so transpose the
-            # shape to 256-element rows.
-            nbytes = (ffn * dim // 256) * 84
-            w.add_tensor(p + "ffn_down.weight", rng.integers(0, 255, nbytes, dtype=np.uint8),
-                         raw_shape=(dim * ffn // 256, 256), raw_dtype=gguf.GGMLQuantizationType.Q2_K)
+            # IQ4_NL blocks (32 elements in 18 bytes): a type the runtime does not read
+            w.add_tensor(p + "ffn_down.weight", rng.integers(0, 255, (dim, ffn // 32 * 18), dtype=np.uint8),
+                         raw_shape=(dim, ffn // 32 * 18), raw_dtype=gguf.GGMLQuantizationType.IQ4_NL)
         else:
             w.add_tensor(p + "ffn_down.weight", f32(dim, ffn))
     w.write_header_to_file()
@@ -100,7 +98,7 @@ data = open(good, "rb").read()
 open(trunc, "wb").write(data[: len(data) // 2])
 unknown_arch = os.path.join(work, "arch.gguf")
 tiny_model(unknown_arch, arch="mamba9")
-bad_type = os.path.join(work, "q2k.gguf")
+bad_type = os.path.join(work, "iq4nl.gguf")
 tiny_model(bad_type, bad_type=True)
 # An unknown type id: patch the type field of the first tensor in the tensor table.
 unknown_type = os.path.join(work, "type99.gguf")
@@ -116,7 +114,7 @@ expect_error("missing model file", ["-m", os.path.join(work, "nope.gguf"), "-p",
 expect_error("not a GGUF", ["-m", text, "-p", "a"], "gguf")
 expect_error("truncated file", ["-m", trunc, "-p", "a", "--backend", "cpu"], "trunc.gguf")
 expect_error("unknown architecture", ["-m", unknown_arch, "-p", "a", "--backend", "cpu"], "mamba9")
-expect_error("unsupported tensor type", ["-m", bad_type, "-p", "a", "--backend", "cpu"], "Q2_K")
+expect_error("unsupported tensor type", ["-m", bad_type, "-p", "a", "--backend", "cpu"], "IQ4_NL")
 expect_error("unknown tensor type id", ["-m", unknown_type, "-p", "a", "--backend", "cpu"], "type")
 expect_error("bad --attn spec", ["-m", good, "-p", "a", "--attn", "sliding:zero"], "--attn")
 expect_error("bad --attn layer", ["-m", good, "-p", "a", "--attn", "0-9:dense", "--backend", "cpu"], "layer")
