@@ -13,6 +13,8 @@
 
 namespace swrun {
 
+class Profiler;  // runtime/profile.h
+
 // An fp32 activation buffer of `count` floats on the backend's device.
 struct Buffer {
   float* data = nullptr;
@@ -108,6 +110,9 @@ class Backend {
   // only while a profiler is attached, and emit NVTX ranges with the same names.
   virtual void push_range(const char* name, int layer, OpKind op) { (void)name; (void)layer; (void)op; }
   virtual void pop_range() {}
+  // Attaches the profiler the ranges are timed into (nullptr detaches; nothing is timed while none is attached).
+  // Every range closed before a synchronize() has reached the profiler when that synchronize() returns.
+  virtual void attach_profiler(Profiler* profiler) { (void)profiler; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
