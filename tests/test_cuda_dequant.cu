@@ -1,0 +1,118 @@
+// GPU dequantization vs the CPU reference (runtime/dequant), on fresh random blocks every run. Outputs are
+// poisoned before each launch and followed by a guard region that must stay untouched. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "kernels/dequant/dequant.cuh"
+#include "quant_random_blocks.h"
+#include "runtime/common.h"
+#include "runtime/dequant.h"
+
+namespace swrun {
+namespace {
+
+bool have_gpu() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
+
+void ok(cudaError_t status, const char* what) { ASSERT_EQ(status, cudaSuccess) << what << ": " << cudaGetErrorString(status); }
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 gen = [] {
+    const uint64_t seed = std::random_device{}();
+    std::printf("random seed %llu\n", static_cast<unsigned long long>(seed));
+    return std::mt19937_64(seed);
+  }();
+  return gen;
+}
+
+const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                              GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+constexpr int64_t kGuard = 64;  // elements after the output that no kernel may write
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) {
+    if (cudaMalloc(&ptr, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+};
+
+// Runs one dequantization into a poisoned buffer; returns the output plus guard as raw 32- or 16-bit words.
+template <typename Word>
+std::vector<Word> run_on_gpu(GgmlType type, const std::vector<uint8_t>& blocks, int64_t n, bool bf16) {
+  DeviceBuffer src(blocks.size()), dst((n + kGuard) * sizeof(Word));
+  EXPECT_EQ(cudaMemcpy(src.ptr, blocks.data(), blocks.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemset(dst.ptr, 0xFF, (n + kGuard) * sizeof(Word)), cudaSuccess);  // NaN in both formats
+  if (bf16) {
+    cuda::dequantize_to_bf16(type, src.ptr, dst.ptr, n, nullptr);
+  } else {
+    cuda::dequantize_to_f32(type, src.ptr, dst.ptr, n, nullptr);
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<Word> out(n + kGuard);
+  EXPECT_EQ(cudaMemcpy(out.data(), dst.ptr, out.size() * sizeof(Word), cudaMemcpyDeviceToHost), cudaSuccess);
+  return out;
+}
+
+TEST(CudaDequant, MatchesCpuBitForBit) {
+  SKIP_WITHOUT_GPU();
+  for (GgmlType type : kAllTypes) {
+    const GgmlTypeInfo info = ggml_type_info(static_cast<uint32_t>(type));
+    SCOPED_TRACE(info.name);
+    // One block, an odd count, and enough blocks for many thread blocks.
+    for (int64_t n_blocks : {1, 7, 3001}) {
+      const std::vector<uint8_t> blocks = testing::random_blocks(type, n_blocks, rng());
+      const int64_t n = int64_t(blocks.size() / info.block_bytes) * info.block_elems;
+      std::vector<float> expected(n);
+      dequantize_row(type, blocks.data(), expected.data(), n);
+
+      const std::vector<uint32_t> f32 = run_on_gpu<uint32_t>(type, blocks, n, false);
+      const std::vector<uint16_t> bf16 = run_on_gpu<uint16_t>(type, blocks, n, true);
+      int64_t f32_bad = 0, bf16_bad = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t want;
+        std::memcpy(&want, &expected[i], 4);
+        if (f32[i] != want && f32_bad++ < 5) ADD_FAILURE() << "f32 element " << i << ": " << f32[i] << " vs " << want;
+        const uint16_t want16 = fp32_to_bf16(expected[i]);
+        if (bf16[i] != want16 && bf16_bad++ < 5) ADD_FAILURE() << "bf16 element " << i << ": " << bf16[i] << " vs " << want16;
+      }
+      EXPECT_EQ(f32_bad, 0) << "n = " << n;
+      EXPECT_EQ(bf16_bad, 0) << "n = " << n;
+      for (int64_t i = n; i < n + kGuard; ++i) {
+        ASSERT_EQ(f32[i], 0xFFFFFFFFu) << "f32 guard element " << i - n << " overwritten";
+        ASSERT_EQ(bf16[i], 0xFFFFu) << "bf16 guard element " << i - n << " overwritten";
+      }
+    }
+  }
+}
+
+TEST(CudaDequant, BadInputIsAnError) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer buf(4096);
+  try {
+    cuda::dequantize_to_bf16(GgmlType::Q3_K, buf.ptr, buf.ptr, 256, nullptr);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Q3_K"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cuda::dequantize_to_f32(GgmlType::Q4_K, buf.ptr, buf.ptr, 100, nullptr), Error);
+  EXPECT_THROW(cuda::dequantize_to_f32(GgmlType::Q8_0, buf.ptr, buf.ptr, -32, nullptr), Error);
+  EXPECT_NO_THROW(cuda::dequantize_to_f32(GgmlType::Q8_0, buf.ptr, buf.ptr, 0, nullptr));
+  ok(cudaDeviceSynchronize(), "sync");
+}
+
+}  // namespace
+}  // namespace swrun
