@@ -40,6 +40,7 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
     layers.push_back(s);
   }
   be_->init_kv(layers);
+  kv_layers_ = layers;
 }
 
 void DecoderModel::finish(int n, LogitsMode mode, const Weight& out_norm, const Weight& output, float* logits) {

@@ -17,6 +17,13 @@ static const std::map<std::string, Loader>& architectures() {
   return table;
 }
 
+void Model::set_attention(const AttnSpec& spec) {
+  std::vector<AttnPolicy> declared;
+  for (const LayerConfig& l : cfg_.layers) declared.push_back(l.declared);
+  const std::vector<AttnPolicy> chosen = spec.resolve(declared, cfg_.sliding_window);
+  for (size_t l = 0; l < chosen.size(); ++l) cfg_.layers[l].policy = chosen[l];
+}
+
 std::unique_ptr<Model> load_model(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch) {
   const std::string arch = f.get_string("general.architecture");
   const auto& table = architectures();

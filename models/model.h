@@ -41,11 +41,16 @@ class Model {
   // Allocates the per-layer KV caches for a context of ctx tokens processed in batches of up to max_batch.
   virtual void init_kv(int ctx, int max_batch) = 0;
   Backend& backend() { return *be_; }
+  // Re-resolves every layer's policy from `spec` against what the model declares. Call init_kv afterwards.
+  void set_attention(const AttnSpec& spec);
+  // Per-layer KV geometry of the last init_kv.
+  const std::vector<KvLayerSpec>& kv_layers() const { return kv_layers_; }
 
  protected:
   Model(Backend& be, ModelConfig cfg) : be_(&be), cfg_(std::move(cfg)) {}
   Backend* be_;
   ModelConfig cfg_;
+  std::vector<KvLayerSpec> kv_layers_;
 };
 
 // Reads general.architecture and builds the model; unknown architectures and missing keys/tensors are Errors.

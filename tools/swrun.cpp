@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -14,6 +15,9 @@
 #include "runtime/common.h"
 #include "runtime/generate.h"
 #include "runtime/gguf.h"
+#include "runtime/prefill_study.h"
+#include "runtime/prompt_fill.h"
+#include "runtime/report.h"
 #include "runtime/tokenizer.h"
 
 namespace swrun {
@@ -25,6 +29,13 @@ struct Options {
   float temp = 0.8f, top_p = 0.95f;
   int64_t seed = -1;
   bool no_graph = false;
+  int64_t prompt_len = 0;  // 0: the prompt as given
+  // --profile / --ab
+  bool profile = false;
+  bool ab = false;
+  std::vector<std::string> ab_specs;
+  int repeat = 3;
+  std::string json_path, csv_path, svg_path;
 };
 
 double now_ms() {
@@ -59,36 +70,58 @@ void print_attention_table(const ModelConfig& c) {
   }
 }
 
-int run_generate(const Options& o) {
+void check_common(const Options& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p/--prompt or -f/--file");
   if (o.n_predict < 0) fail("-n must be >= 0");
   if (o.ubatch < 1) fail("--ubatch must be >= 1");
   if (o.ctx < 0) fail("-c must be >= 0");
-  const AttnSpec spec = AttnSpec::parse(o.attn);
-  const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  if (o.prompt_len < 0) fail("--prompt-len must be >= 0");
+  if (o.repeat < 1) fail("--repeat must be >= 1");
+}
 
-  const double t_load = now_ms();
-  auto file = GgufFile::open(o.model);
-  auto tok = Tokenizer::from_gguf(*file);
-  const std::vector<int32_t> prompt = tok->encode(text, tok->add_bos());
-  if (prompt.empty()) fail("the prompt encodes to no tokens");
-  const int n_prompt = static_cast<int>(prompt.size());
-  auto backend = pick_backend(o);
-  const int batch = std::min(o.ubatch, n_prompt);
-  auto model = load_model(*file, *backend, spec, batch);
-  const ModelConfig& c = model->config();
-  int ctx = o.ctx;
-  if (ctx == 0) ctx = n_prompt + o.n_predict;  // sized to the job; -c to fix it
+// The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
+std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
+  const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  std::vector<int32_t> ids = tok.encode(text, tok.add_bos());
+  if (o.prompt_len > 0) ids = fill_prompt(ids, tok.bos(), o.prompt_len);
+  if (ids.empty()) fail("the prompt encodes to no tokens");
+  return ids;
+}
+
+// Context for a job of n_prompt + n_predict tokens: -c when given (checked), else exactly what the job needs.
+int context_for(const Options& o, const ModelConfig& c, int n_prompt, int n_predict) {
+  int ctx = o.ctx ? o.ctx : n_prompt + n_predict;
   if (n_prompt > ctx)
     fail("prompt has " + std::to_string(n_prompt) + " tokens, longer than -c " + std::to_string(ctx));
   if (ctx > c.ctx_train)
     std::fprintf(stderr, "swrun: note: context %d is beyond the model's training context %d\n", ctx, c.ctx_train);
+  return ctx;
+}
+
+void write_outputs(const Options& o, const std::function<std::string(ReportFormat)>& render_as) {
+  if (!o.json_path.empty()) write_report(o.json_path, render_as(ReportFormat::Json));
+  if (!o.csv_path.empty()) write_report(o.csv_path, render_as(ReportFormat::Csv));
+  if (!o.svg_path.empty()) write_report(o.svg_path, render_as(ReportFormat::Svg));
+}
+
+int run_generate(const Options& o) {
+  check_common(o);
+  const AttnSpec spec = AttnSpec::parse(o.attn);
+  const double t_load = now_ms();
+  auto file = GgufFile::open(o.model);
+  auto tok = Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
+  const int n_prompt = static_cast<int>(prompt.size());
+  auto backend = pick_backend(o);
+  const int batch = std::min(o.ubatch, n_prompt);
+  auto model = load_model(*file, *backend, spec, batch);
+  const int ctx = context_for(o, model->config(), n_prompt, o.n_predict);
   model->init_kv(ctx, batch);
   const double load_ms = now_ms() - t_load;
   std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s\n", o.model.c_str(),
                backend->name().c_str(), backend->device_name().c_str(), n_prompt, ctx,
                human_bytes(static_cast<double>(backend->kv_bytes())).c_str());
-  print_attention_table(c);
+  print_attention_table(model->config());
 
   GenerateOptions go;
   go.n_predict = o.n_predict;
@@ -108,6 +141,73 @@ int run_generate(const Options& o) {
   std::fprintf(stderr, "swrun: load %.0f ms | prompt %d tokens %.1f ms (%.1f tok/s) | generated %d tokens %.1f ms "
                "(%.1f tok/s%s)\n", load_ms, st.n_prompt, st.prompt_ms, st.prompt_tok_s(), st.n_generated,
                st.generate_ms, st.generate_tok_s(), st.graph_used ? ", CUDA graph" : "");
+  return 0;
+}
+
+ProfileOptions profile_options(const Options& o, const std::string& spec_text) {
+  ProfileOptions po;
+  po.ubatch = o.ubatch;
+  po.repeat = o.repeat;
+  po.progress = isatty(STDERR_FILENO);
+  po.model_path = o.model;
+  po.attn_spec = spec_text;
+  return po;
+}
+
+void print_overhead(const ProfileResult& r) {
+  const double profiled = r.profile.prefill_ms();
+  std::fprintf(stderr, "swrun: prefill median %.2f ms with op timers, %.2f ms without (%+.1f%%)\n", profiled,
+               r.unprofiled_prefill_ms, 100.0 * (profiled / r.unprofiled_prefill_ms - 1.0));
+}
+
+int run_profile(const Options& o) {
+  check_common(o);
+  const AttnSpec spec = AttnSpec::parse(o.attn);
+  auto file = GgufFile::open(o.model);
+  auto tok = Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
+  const int n = static_cast<int>(prompt.size());
+  auto backend = pick_backend(o);
+  const int batch = std::min(o.ubatch, n);
+  auto model = load_model(*file, *backend, spec, batch);
+  model->init_kv(context_for(o, model->config(), n, 0), batch);
+  print_attention_table(model->config());
+  const ProfileResult r = profile_prefill(*model, prompt, profile_options(o, o.attn));
+  std::fputs(render(r.profile, ReportFormat::Table).c_str(), stdout);
+  print_overhead(r);
+  write_outputs(o, [&](ReportFormat f) { return render(r.profile, f); });
+  return 0;
+}
+
+int run_ab(const Options& o) {
+  check_common(o);
+  const std::string text_a = o.ab_specs.size() > 0 ? o.ab_specs[0] : "dense";
+  const std::string text_b = o.ab_specs.size() > 1 ? o.ab_specs[1] : "model";
+  const AttnSpec spec_a = AttnSpec::parse(text_a), spec_b = AttnSpec::parse(text_b);
+  auto file = GgufFile::open(o.model);
+  auto tok = Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
+  const int n = static_cast<int>(prompt.size());
+  const int batch = std::min(o.ubatch, n);
+  // Two backends so both configurations keep their KV caches while the quality pass walks the text once.
+  auto backend_a = pick_backend(o), backend_b = pick_backend(o);
+  auto model_a = load_model(*file, *backend_a, spec_a, batch);
+  auto model_b = load_model(*file, *backend_b, spec_b, batch);
+  const int ctx = context_for(o, model_a->config(), n, o.n_predict);
+  model_a->init_kv(ctx, batch);
+  model_b->init_kv(ctx, batch);
+  std::fprintf(stderr, "A = %s\n", text_a.c_str());
+  print_attention_table(model_a->config());
+  std::fprintf(stderr, "B = %s\n", text_b.c_str());
+  print_attention_table(model_b->config());
+  AbReport report;
+  const ProfileResult ra = profile_prefill(*model_a, prompt, profile_options(o, text_a));
+  const ProfileResult rb = profile_prefill(*model_b, prompt, profile_options(o, text_b));
+  report.a = ra.profile;
+  report.b = rb.profile;
+  report.quality = compare_quality(*model_a, *model_b, *tok, prompt, o.ubatch, o.n_predict, isatty(STDERR_FILENO));
+  std::fputs(render(report, ReportFormat::Table).c_str(), stdout);
+  write_outputs(o, [&](ReportFormat f) { return render(report, f); });
   return 0;
 }
 
@@ -138,6 +238,14 @@ int main_impl(int argc, char** argv) {
   app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
+  app.add_option("--prompt-len", o.prompt_len, "fill the prompt to N tokens by repeating its text");
+  app.add_flag("--profile", o.profile, "profile a prefill of the prompt: per-layer, per-op times");
+  CLI::Option* ab = app.add_option("--ab", o.ab_specs,
+      "A/B two attention specs on the prompt, speed and quality (default: dense model)")->expected(0, 2);
+  app.add_option("--repeat", o.repeat, "timed prefills for --profile/--ab (median)")->capture_default_str();
+  app.add_option("--profile-json", o.json_path, "write the --profile/--ab report as JSON");
+  app.add_option("--profile-csv", o.csv_path, "write the --profile/--ab report as CSV");
+  app.add_option("--profile-svg", o.svg_path, "write the --profile/--ab report as an SVG chart");
   std::string inspect_path;
   CLI::App* inspect = app.add_subcommand("inspect", "print a GGUF file's metadata and tensor table");
   inspect->add_option("file", inspect_path, "GGUF file")->required()->check(CLI::ExistingFile);
@@ -149,6 +257,12 @@ int main_impl(int argc, char** argv) {
   }
   if (*inspect) return run_inspect(inspect_path);
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
+  o.ab = ab->count() > 0;
+  if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");
+  if (!o.profile && !o.ab && !(o.json_path.empty() && o.csv_path.empty() && o.svg_path.empty()))
+    fail("--profile-json/--profile-csv/--profile-svg need --profile or --ab");
+  if (o.profile) return run_profile(o);
+  if (o.ab) return run_ab(o);
   return run_generate(o);
 }
 
