@@ -1,0 +1,17 @@
+// Row-wise RMSNorm: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w. Also serves per-head q/k norms
+// (rows = tokens * heads, cols = head_dim). Device pointers; out may alias x.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace swrun::cuda {
+
+// Largest row the kernel holds in registers (one read of x per element).
+constexpr int64_t kRmsNormMaxCols = 32768;
+
+// cols must be a multiple of 4 and at most kRmsNormMaxCols; x, w, out 16-byte aligned (throws Error otherwise).
+void rmsnorm_f32(const float* x, const float* w, float* out, int64_t rows, int64_t cols, float eps,
+                 cudaStream_t stream);
+
+}  // namespace swrun::cuda

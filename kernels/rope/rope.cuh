@@ -1,0 +1,18 @@
+// Rotary position embedding in place on x [n, heads, head_dim] (fp32) for positions *pos0 + t, t < n.
+// Normal style rotates pairs (2i, 2i+1), NeoX style pairs (i, i + head_dim/2); pair i turns by
+// (pos * freq_scale) * freq_base^(-2i/head_dim). pos0 is read on the device so captured graphs replay at the
+// step's position.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace swrun::cuda {
+
+enum class RopeKind { Normal, NeoX };
+
+// head_dim must be a multiple of 4 and x 16-byte aligned (throws Error otherwise).
+void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,
+              RopeKind kind, cudaStream_t stream);
+
+}  // namespace swrun::cuda

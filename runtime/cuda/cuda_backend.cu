@@ -1,0 +1,274 @@
+// CudaBackend: device set-up, weights, activation buffers, KV caches, batch staging, reads and NVTX ranges.
+// The compute ops live in cuda_ops.cu and graph capture in cuda_capture.cu.
+#include "runtime/cuda/cuda_backend.h"
+
+#include <nvtx3/nvToolsExt.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/dequant/dequant.cuh"
+#include "kernels/elementwise/elementwise.cuh"
+#include "runtime/common.h"
+
+namespace swrun::cuda {
+namespace {
+
+// cuBLAS on Hopper wants up to 32 MiB; giving it our own buffer also keeps its GEMMs capturable in graphs.
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail(std::string("no CUDA device: ") + cudaGetErrorString(status));
+  }
+  if (count == 0) fail("no CUDA device: the driver reports none");
+  if (device < 0 || device >= count)
+    fail("no CUDA device: device " + std::to_string(device) + " requested, " + std::to_string(count) + " present");
+  check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  cudaDeviceProp props{};
+  check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
+  device_name_ = props.name;
+  check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cuda(cudaEventCreateWithFlags(&batch_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
+  check_cublas(cublasCreate(&cublas_), "cublasCreate");
+  check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+  void* workspace = mem_.device(kCublasWorkspaceBytes, "cuBLAS workspace");
+  check_cublas(cublasSetWorkspace(cublas_, workspace, kCublasWorkspaceBytes), "cublasSetWorkspace");
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
+  cublasDestroy(cublas_);
+  cudaEventDestroy(batch_uploaded_);
+  cudaStreamDestroy(stream_);
+}
+
+// ---- weights -------------------------------------------------------------------------------------------------
+
+void* CudaBackend::upload_staging(const GgufTensor& t) {
+  void* staging = load_staging_.ensure(mem_, t.nbytes);
+  check_cuda(cudaMemcpyAsync(staging, t.data, t.nbytes, cudaMemcpyHostToDevice, stream_), "upload of weights");
+  return staging;
+}
+
+Weight CudaBackend::upload(const GgufTensor& t) {
+  const GgmlTypeInfo ti = ggml_type_info(t.type_id);
+  if (!ti.name || !ti.supported)
+    fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
+  if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
+  int64_t elems = 1;
+  for (int64_t d : t.ne) elems *= d;
+  if (t.ne[0] % ti.block_elems != 0 || t.nbytes < ggml_row_bytes(ti, elems))
+    fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
+         " elements of type " + ti.name);
+  const bool vector = t.ne.size() == 1;
+  const GgmlType type = t.type();
+  void* dst = mem_.device(size_t(elems) * (vector ? sizeof(float) : sizeof(__nv_bfloat16)), "weight " + t.name);
+  if (vector) {
+    if (type == GgmlType::F32)
+      check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 4, cudaMemcpyHostToDevice, stream_), "upload");
+    else if (type == GgmlType::BF16)
+      cast_bf16_to_f32(static_cast<const __nv_bfloat16*>(upload_staging(t)), static_cast<float*>(dst),
+                       size_t(elems), stream_);
+    else
+      dequantize_to_f32(type, upload_staging(t), dst, elems, stream_);
+  } else {
+    if (type == GgmlType::BF16)
+      check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 2, cudaMemcpyHostToDevice, stream_), "upload");
+    else if (type == GgmlType::F32)
+      cast_f32_to_bf16(static_cast<const float*>(upload_staging(t)), static_cast<__nv_bfloat16*>(dst),
+                       size_t(elems), stream_);
+    else
+      dequantize_to_bf16(type, upload_staging(t), dst, elems, stream_);
+  }
+  weights_.push_back({dst, vector});
+  Weight w;
+  w.name = t.name;
+  w.type = type;
+  w.cols = t.ne[0];
+  w.rows = elems / t.ne[0];
+  w.impl = &weights_.back();
+  return w;
+}
+
+void CudaBackend::release_load_staging() {
+  check_cuda(cudaStreamSynchronize(stream_), "weight upload");
+  load_staging_.release(mem_);
+}
+
+const DeviceWeight& CudaBackend::device_weight(const Weight& w, const char* op) const {
+  if (!w.impl) fail(std::string(op) + ": weight '" + w.name + "' was not uploaded to this backend");
+  return *static_cast<const DeviceWeight*>(w.impl);
+}
+
+// ---- buffers -------------------------------------------------------------------------------------------------
+
+Buffer CudaBackend::alloc(size_t count) {
+  return Buffer{static_cast<float*>(mem_.device(count * sizeof(float), "activation buffer")), count};
+}
+
+__nv_bfloat16* CudaBackend::bf16_scratch(size_t elems) {
+  return static_cast<__nv_bfloat16*>(scratch_bf16_.ensure(mem_, elems * sizeof(__nv_bfloat16)));
+}
+
+// ---- KV cache ------------------------------------------------------------------------------------------------
+
+void CudaBackend::init_kv(const std::vector<KvLayerSpec>& layers) {
+  if (mode_ != Mode::Plain) fail("init_kv inside a captured step");
+  release_load_staging();
+  drop_graphs();  // they point at the caches being replaced
+  for (KvLayer& l : kv_) {
+    mem_.release(l.k);
+    mem_.release(l.v);
+  }
+  kv_.clear();
+  kv_bytes_ = 0;
+  mem_.release_retired();
+
+  size_t need = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const KvLayerSpec& s = layers[i];
+    if (s.capacity <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
+      fail("init_kv: layer " + std::to_string(i) + " has a non-positive capacity, head count or head size");
+    need += 2 * size_t(s.capacity) * size_t(s.n_head_kv) * size_t(s.head_dim) * sizeof(__nv_bfloat16);
+  }
+  size_t free_bytes = 0, total_bytes = 0;
+  check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  if (need > free_bytes)
+    fail("KV cache needs " + human_bytes(double(need)) + ", " + human_bytes(double(free_bytes)) + " free on " +
+         device_name_ + " (lower -c/--ctx-size or use sliding attention)");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const KvLayerSpec& s = layers[i];
+    const size_t bytes = size_t(s.capacity) * size_t(s.n_head_kv) * size_t(s.head_dim) * sizeof(__nv_bfloat16);
+    const std::string what = "KV cache of layer " + std::to_string(i);
+    KvLayer l{s, static_cast<__nv_bfloat16*>(mem_.device(bytes, what)),
+              static_cast<__nv_bfloat16*>(mem_.device(bytes, what))};
+    kv_.push_back(l);
+    kv_bytes_ += 2 * bytes;
+  }
+}
+
+// ---- batches, reads, synchronization -------------------------------------------------------------------------
+
+void CudaBackend::require_batch(const char* op) const {
+  if (n_ <= 0) fail(std::string(op) + ": no batch (begin_batch was not called)");
+}
+
+void CudaBackend::begin_batch(const int32_t* tokens, int32_t pos0, int n) {
+  if (n < 1) fail("begin_batch: batch of " + std::to_string(n) + " tokens");
+  if (pos0 < 0) fail("begin_batch: negative position " + std::to_string(pos0));
+  if (mode_ == Mode::Plain && load_staging_.data()) release_load_staging();
+  if (mode_ != Mode::Plain && ++step_batches_ > 1) fail("run_captured: a captured step must hold one batch");
+  tokens_.assign(tokens, tokens + n);
+  pos0_ = pos0;
+  n_ = n;
+  const size_t bytes = (size_t(n) + 1) * sizeof(int32_t);
+  if (mode_ == Mode::Replaying) {
+    if (n != step_->n)
+      fail("run_captured: step captured with a batch of " + std::to_string(step_->n) + " tokens replayed with " +
+           std::to_string(n));
+    check_cuda(cudaEventSynchronize(batch_uploaded_), "begin_batch");
+    step_->staging[0] = pos0;
+    std::memcpy(step_->staging + 1, tokens, size_t(n) * sizeof(int32_t));
+    return;
+  }
+  // The previous batch's upload must have left the pinned buffer before it is overwritten.
+  if (mode_ == Mode::Plain) check_cuda(cudaEventSynchronize(batch_uploaded_), "begin_batch");
+  auto* host = static_cast<int32_t*>(batch_host_.ensure(mem_, bytes));
+  void* dev = batch_dev_.ensure(mem_, bytes);
+  host[0] = pos0;
+  std::memcpy(host + 1, tokens, size_t(n) * sizeof(int32_t));
+  check_cuda(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_), "begin_batch upload");
+  if (mode_ == Mode::Plain) check_cuda(cudaEventRecord(batch_uploaded_, stream_), "begin_batch");
+  if (mode_ == Mode::Capturing) {
+    step_->n = n;
+    step_->staging = host;
+  }
+}
+
+float* CudaBackend::reserve_read_staging(size_t count) {
+  auto* base = static_cast<float*>(read_host_.data());
+  if (!base || read_used_ + count > read_capacity_) {
+    // Reads already queued keep their old buffer: it is retired, not freed, until they are delivered.
+    const size_t floats = std::max(count, read_capacity_ * 2);
+    base = static_cast<float*>(read_host_.ensure(mem_, floats * sizeof(float)));
+    read_capacity_ = floats;
+    read_used_ = 0;
+  }
+  float* staged = base + read_used_;
+  read_used_ += count;
+  return staged;
+}
+
+void CudaBackend::read(Buffer src, size_t offset, size_t count, float* host) {
+  if (offset + count > src.count)
+    fail("read: floats " + std::to_string(offset) + " .. " + std::to_string(offset + count) +
+         " are outside a buffer of " + std::to_string(src.count));
+  if (count == 0) return;
+  if (mode_ == Mode::Replaying) {
+    const size_t i = replay_reads_++;
+    if (i >= step_->reads.size() || step_->reads[i].second != count)
+      fail("run_captured: the step reads different data than when it was captured");
+    pending_reads_.push_back({step_->reads[i].first, count, host});
+    return;
+  }
+  float* staged = reserve_read_staging(count);
+  check_cuda(cudaMemcpyAsync(staged, src.data + offset, count * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+             "read");
+  pending_reads_.push_back({staged, count, host});
+  if (mode_ == Mode::Capturing) step_->reads.push_back({staged, count});
+}
+
+void CudaBackend::finish_step() {
+  check_cuda(cudaStreamSynchronize(stream_), "synchronize");
+  for (const PendingRead& r : pending_reads_) std::memcpy(r.host, r.staged, r.count * sizeof(float));
+  pending_reads_.clear();
+  read_used_ = 0;
+  if (graphs_.empty() && !step_) mem_.release_retired();  // a graph being built may use retired memory
+}
+
+void CudaBackend::synchronize() {
+  if (mode_ == Mode::Plain)
+    finish_step();
+  else
+    complete_step();
+}
+
+// ---- profiling hooks -----------------------------------------------------------------------------------------
+
+void CudaBackend::push_range(const char* name, int layer, OpKind) {
+  // CUDA-event timing per range joins here once a profiler can be attached (issue 4); until then only NVTX,
+  // which costs nothing without a tool listening.
+  if (layer < 0) {
+    nvtxRangePushA(name);
+    return;
+  }
+  char label[128];
+  std::snprintf(label, sizeof label, "%s[%d]", name, layer);
+  nvtxRangePushA(label);
+}
+
+void CudaBackend::pop_range() { nvtxRangePop(); }
+
+}  // namespace swrun::cuda
+
+namespace swrun {
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<cuda::CudaBackend>(device); }
+
+bool cuda_device_available() {
+  int count = 0;
+  const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  cudaGetLastError();
+  return ok;
+}
+
+}  // namespace swrun

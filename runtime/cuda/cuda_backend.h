@@ -1,0 +1,131 @@
+// The CUDA backend (runtime/backend.h on one GPU): bf16 weights dequantized on the device at load, fp32
+// activations and residual stream, cuBLAS projections with fp32 accumulation, bf16 KV caches per layer, our
+// attention kernels (kernels/attention), and decode steps captured once and replayed as CUDA graphs.
+//
+// Every op runs on one stream. Host-side arguments are validated before anything is launched, so a bad call is
+// a clear Error and the same checks also run while a captured step is replayed.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/cuda/device_memory.h"
+
+namespace swrun::cuda {
+
+// What Weight::impl points at: fp32 for 1-D tensors (norm weights), bf16 [rows, cols] for matrices.
+struct DeviceWeight {
+  void* data = nullptr;
+  bool fp32 = false;
+};
+
+struct KvLayer {
+  KvLayerSpec spec;
+  __nv_bfloat16* k = nullptr;  // [capacity, n_head_kv, head_dim]
+  __nv_bfloat16* v = nullptr;
+};
+
+// A decode step captured as a graph. Replays run the step's host code again, which validates the arguments,
+// re-stages tokens/position into `staging` and names the host destinations of the reads; then its
+// synchronize() launches the graph.
+struct CapturedStep {
+  cudaGraphExec_t exec = nullptr;
+  int n = 0;                                     // batch size at capture
+  int32_t* staging = nullptr;                    // pinned [pos0, tokens...] read by the graph's upload
+  std::vector<std::pair<float*, size_t>> reads;  // pinned landing places of the step's reads, in order
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+  Weight upload(const GgufTensor& t) override;
+  Buffer alloc(size_t count) override;
+  void init_kv(const std::vector<KvLayerSpec>& layers) override;
+  size_t kv_bytes() const override { return kv_bytes_; }
+  void begin_batch(const int32_t* tokens, int32_t pos0, int n) override;
+  void embed(const Weight& table, float scale, Buffer out) override;
+  void rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) override;
+  void matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) override;
+  void rope(Buffer x, int heads, int head_dim, const RopeParams& p) override;
+  void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) override;
+  void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) override;
+  void add(Buffer x, Buffer y, size_t count) override;
+  void read(Buffer src, size_t offset, size_t count, float* host) override;
+  void synchronize() override;
+  bool run_captured(int key, const std::function<void()>& step) override;
+  size_t peak_memory_bytes() const override { return mem_.peak_bytes(); }
+  void push_range(const char* name, int layer, OpKind op) override;
+  void pop_range() override;
+
+ private:
+  enum class Mode { Plain, Capturing, Replaying };
+  // Unwinds a step whose graph cannot be built; run_captured then runs it with plain launches.
+  struct CaptureFailed {
+    std::string why;
+  };
+  struct PendingRead {
+    const float* staged;
+    size_t count;
+    float* host;
+  };
+
+  // During a replay the step's host code runs for its checks and staging only; nothing is launched.
+  bool launching() const { return mode_ != Mode::Replaying; }
+  const DeviceWeight& device_weight(const Weight& w, const char* op) const;
+  void require_batch(const char* op) const;
+  const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
+  __nv_bfloat16* bf16_scratch(size_t elems);
+  void* upload_staging(const GgufTensor& t);
+  float* reserve_read_staging(size_t count);
+  void finish_step();  // waits for the stream, hands reads to their host buffers
+  void release_load_staging();
+  void drop_graphs();
+  void enter_step(Mode mode, CapturedStep* step);
+  void complete_step();  // ends a capture or replay pass: launches the graph, waits, delivers the reads
+  bool capture_step(int key, const std::function<void()>& step);
+  bool abandon_capture();
+
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t batch_uploaded_ = nullptr;  // the last plain begin_batch's copy out of pinned staging is done
+  cublasHandle_t cublas_ = nullptr;
+  DeviceMemory mem_;
+
+  std::deque<DeviceWeight> weights_;
+  GrowingBuffer load_staging_{true, "weight upload staging"};
+  GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
+  GrowingBuffer decode_workspace_{true, "attention decode workspace"};
+  GrowingBuffer batch_dev_{true, "batch tokens"};     // [pos0, tokens...]
+  GrowingBuffer batch_host_{false, "batch tokens"};   // pinned source of batch_dev_
+  GrowingBuffer read_host_{false, "read staging"};    // pinned landing place of read()
+  size_t read_capacity_ = 0;                          // floats read_host_ holds
+  size_t read_used_ = 0;                              // floats of read_host_ in use until finish_step
+  std::vector<PendingRead> pending_reads_;
+
+  std::vector<KvLayer> kv_;
+  size_t kv_bytes_ = 0;
+
+  std::vector<int32_t> tokens_;  // host copy of the current batch, for validation
+  int32_t pos0_ = 0;
+  int n_ = 0;
+
+  Mode mode_ = Mode::Plain;
+  std::map<int, CapturedStep> graphs_;
+  std::set<int> plain_keys_;           // keys whose capture failed: always run plainly
+  CapturedStep* step_ = nullptr;       // the step being captured or replayed
+  size_t step_batches_ = 0;            // begin_batch calls inside it
+  size_t replay_reads_ = 0;            // reads matched against step_->reads so far
+};
+
+}  // namespace swrun::cuda

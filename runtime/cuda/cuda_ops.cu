@@ -1,0 +1,157 @@
+// CudaBackend's compute ops: argument checks on the host, then launches on the backend's stream.
+#include <algorithm>
+#include <string>
+
+#include "kernels/attention/attention.h"
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/elementwise/elementwise.cuh"
+#include "kernels/norm/rmsnorm.cuh"
+#include "kernels/rope/rope.cuh"
+#include "runtime/common.h"
+#include "runtime/cuda/cuda_backend.h"
+
+namespace swrun::cuda {
+namespace {
+
+void require_floats(Buffer b, size_t need, const char* op, const char* what) {
+  if (!b.data || b.count < need)
+    fail(std::string(op) + ": " + what + " holds " + std::to_string(b.count) + " floats, " + std::to_string(need) +
+         " needed");
+}
+
+}  // namespace
+
+void CudaBackend::embed(const Weight& table, float scale, Buffer out) {
+  require_batch("embed");
+  const DeviceWeight& d = device_weight(table, "embed");
+  if (d.fp32) fail("embed: '" + table.name + "' is a vector, not an embedding table");
+  require_floats(out, size_t(n_) * size_t(table.cols), "embed", "output");
+  for (int i = 0; i < n_; ++i)
+    if (tokens_[i] < 0 || tokens_[i] >= table.rows)
+      fail("embed: token " + std::to_string(tokens_[i]) + " at batch index " + std::to_string(i) +
+           " is outside the vocabulary of " + std::to_string(table.rows));
+  if (!launching()) return;
+  embed_rows_bf16(static_cast<const __nv_bfloat16*>(d.data), pos0_dev() + 1, n_, table.cols, scale, out.data,
+                  stream_);
+}
+
+void CudaBackend::rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) {
+  const DeviceWeight& d = device_weight(w, "rmsnorm");
+  if (!d.fp32) fail("rmsnorm: weight '" + w.name + "' is a matrix, not a vector");
+  const size_t need = size_t(rows) * size_t(w.cols);
+  require_floats(x, need, "rmsnorm", "input");
+  require_floats(out, need, "rmsnorm", "output");
+  if (!launching()) return;
+  rmsnorm_f32(x.data, static_cast<const float*>(d.data), out.data, rows, w.cols, eps, stream_);
+}
+
+void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
+  const DeviceWeight& d = device_weight(w, "matmul");
+  if (d.fp32) fail("matmul: weight '" + w.name + "' is a vector, not a matrix");
+  require_floats(x, size_t(rows) * size_t(w.cols), "matmul", "input");
+  require_floats(out, size_t(rows) * size_t(w.rows), "matmul", "output");
+  if (rows <= 0 || !launching()) return;
+  // cuBLAS is column-major: out^T [w.rows x rows] = W [stored as cols x rows, transposed] * x^T [cols x rows].
+  __nv_bfloat16* xb = bf16_scratch(size_t(rows) * size_t(w.cols));
+  cast_f32_to_bf16(x.data, xb, size_t(rows) * size_t(w.cols), stream_);
+  const float alpha = 1.f, beta = 0.f;
+  const cublasStatus_t status =
+      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(rows), int(w.cols), &alpha, d.data,
+                   CUDA_R_16BF, int(w.cols), xb, CUDA_R_16BF, int(w.cols), &beta, out.data, CUDA_R_32F, int(w.rows),
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (status != CUBLAS_STATUS_SUCCESS) check_cublas(status, ("matmul " + w.name).c_str());
+}
+
+void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
+  require_batch("rope");
+  require_floats(x, size_t(n_) * size_t(heads) * size_t(head_dim), "rope", "input");
+  if (!launching()) return;
+  rope_f32(x.data, n_, heads, head_dim, pos0_dev(), p.freq_base, p.freq_scale,
+           p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+}
+
+void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) {
+  require_batch("attention");
+  const std::string where = "attention (layer " + std::to_string(layer) + ")";
+  if (layer < 0 || layer >= int(kv_.size()))
+    fail(where + ": no KV cache for this layer (init_kv made " + std::to_string(kv_.size()) + ")");
+  const KvLayer& cache = kv_[layer];
+  const KvLayerSpec& s = cache.spec;
+  if (p.n_head_kv != s.n_head_kv || p.head_dim != s.head_dim)
+    fail(where + ": " + std::to_string(p.n_head_kv) + " KV heads of " + std::to_string(p.head_dim) +
+         " but the cache holds " + std::to_string(s.n_head_kv) + " of " + std::to_string(s.head_dim));
+  if (p.n_head <= 0 || p.n_head % p.n_head_kv != 0)
+    fail(where + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
+  const size_t q_elems = size_t(n_) * size_t(p.n_head) * size_t(p.head_dim);
+  const size_t kv_elems = size_t(n_) * size_t(p.n_head_kv) * size_t(p.head_dim);
+  require_floats(q, q_elems, where.c_str(), "q");
+  require_floats(k, kv_elems, where.c_str(), "k");
+  require_floats(v, kv_elems, where.c_str(), "v");
+  require_floats(out, q_elems, where.c_str(), "output");
+  // Rows the cache must hold at once: every key any query of this batch can see, plus the batch itself.
+  const int64_t kv_len = int64_t(pos0_) + n_;
+  const int64_t visible = p.policy.windowed() ? std::min<int64_t>(kv_len, int64_t(p.policy.left) + n_) : kv_len;
+  if (std::max<int64_t>(visible, n_) > s.capacity)
+    fail(where + ": " + describe(p.policy) + " over " + std::to_string(kv_len) + " keys with a batch of " +
+         std::to_string(n_) + " needs " + std::to_string(std::max<int64_t>(visible, n_)) +
+         " cache rows, the cache has " + std::to_string(s.capacity));
+  if (!launching()) return;
+
+  store_kv_rows_bf16(k.data, v.data, cache.k, cache.v, n_, int64_t(p.n_head_kv) * p.head_dim, s.capacity,
+                     pos0_dev(), stream_);
+  __nv_bfloat16* q16 = bf16_scratch(q_elems);
+  cast_f32_to_bf16(q.data, q16, q_elems, stream_);
+
+  FlashAttnArgs a;
+  a.q = q16;
+  a.k = cache.k;
+  a.v = cache.v;
+  a.o = out.data;
+  a.o_fp32 = true;
+  a.dtype = AttnDtype::BF16;
+  a.q_stride = int64_t(p.n_head) * p.head_dim;
+  a.kv_stride = int64_t(p.n_head_kv) * p.head_dim;
+  a.o_stride = a.q_stride;
+  a.n_q = n_;
+  a.n_head = p.n_head;
+  a.n_head_kv = p.n_head_kv;
+  a.head_dim = p.head_dim;
+  a.q_pos0 = pos0_;
+  a.q_pos0_dev = pos0_dev();
+  a.capacity = s.capacity;
+  a.left = p.policy.left;
+  a.right = p.policy.right;
+  a.scale = p.scale;
+  if (p.policy.kind == AttnKind::DenseNaive) {
+    // The baseline sizes its score matrix from the host position, which a graph replay would not update.
+    if (mode_ == Mode::Capturing) throw CaptureFailed{"dense-naive attention takes its position from the host"};
+    a.q_pos0_dev = nullptr;
+    mem_.note_transient(naive_attention_workspace_bytes(a));
+    naive_attention(a, stream_);
+  } else if (n_ == 1) {
+    // Sized for the largest key range this cache can serve, so a captured step stays valid as positions grow.
+    const int32_t max_kv_len = s.capacity;
+    void* workspace = decode_workspace_.ensure(mem_, flash_decode_workspace_bytes(a, max_kv_len));
+    flash_attention_decode(a, max_kv_len, workspace, stream_);
+  } else {
+    flash_attention(a, stream_);
+  }
+}
+
+void CudaBackend::gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) {
+  require_floats(gate, count, "gated_act", "gate");
+  require_floats(up, count, "gated_act", "up");
+  if (!launching()) return;
+  gated_activation(gate.data, up.data, count, act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh,
+                   stream_);
+}
+
+void CudaBackend::add(Buffer x, Buffer y, size_t count) {
+  require_floats(x, count, "add", "x");
+  require_floats(y, count, "add", "y");
+  if (!launching()) return;
+  add_inplace(x.data, y.data, count, stream_);
+}
+
+}  // namespace swrun::cuda

@@ -1,0 +1,475 @@
+// The CUDA backend's ops against simple fp64 references written here, on fresh random inputs (the seed is printed
+// on failure) with outputs poisoned (NaN) before every launch. Inputs are rounded to bf16 in the reference where
+// the backend rounds them (weights, matmul inputs, q/k/v), so the tolerances measure the arithmetic, not the
+// storage format. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/common.h"
+#include "runtime/dequant.h"
+#include "tests/quant_random_blocks.h"
+
+namespace swrun {
+namespace {
+
+double to_bf16(double x) { return bf16_to_fp32(fp32_to_bf16(static_cast<float>(x))); }
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    seed_ = std::random_device{}();
+    rng_.seed(seed_);
+    be_ = make_cuda_backend(0);
+  }
+
+  std::vector<float> normal(size_t n, float sd = 1.f) {
+    std::normal_distribution<float> d(0.f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng_);
+    return v;
+  }
+  Buffer device_copy(const std::vector<float>& v) { return device_copy(*be_, v); }
+  static Buffer device_copy(Backend& be, const std::vector<float>& v) {
+    Buffer b = be.alloc(v.size());
+    EXPECT_EQ(cudaMemcpy(b.data, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    return b;
+  }
+  Buffer poisoned(size_t n) {
+    Buffer b = be_->alloc(n);
+    poison(b);
+    return b;
+  }
+  static void poison(Buffer b) { EXPECT_EQ(cudaMemset(b.data, 0xFF, b.count * sizeof(float)), cudaSuccess); }
+  std::vector<float> fetch(Buffer b, size_t n) { return fetch(*be_, b, n); }
+  static std::vector<float> fetch(Backend& be, Buffer b, size_t n) {
+    std::vector<float> out(n);
+    be.read(b, 0, n, out.data());
+    be.synchronize();
+    return out;
+  }
+  static Weight upload(Backend& be, const std::string& name, GgmlType type, std::vector<int64_t> ne,
+                       const void* data, size_t nbytes) {
+    GgufTensor t;
+    t.name = name;
+    t.type_id = static_cast<uint32_t>(type);
+    t.ne = std::move(ne);
+    t.offset = 0;
+    t.data = data;
+    t.nbytes = nbytes;
+    return be.upload(t);
+  }
+  Weight upload_vector(const std::string& name, const std::vector<float>& v) {
+    return upload(*be_, name, GgmlType::F32, {int64_t(v.size())}, v.data(), v.size() * 4);
+  }
+  // |got - want| <= atol + rtol * |want| everywhere, and no NaN left from the poison.
+  void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
+                    const std::string& what) {
+    ASSERT_EQ(got.size(), want.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double err = std::fabs(double(got[i]) - want[i]);
+      if (!(err <= atol + rtol * std::fabs(want[i]))) {
+        if (bad++ < 5)
+          ADD_FAILURE() << what << " [" << i << "]: got " << got[i] << ", want " << want[i] << " (seed " << seed_
+                        << ")";
+      }
+    }
+    EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size() << " wrong (seed " << seed_ << ")";
+  }
+
+  uint32_t seed_ = 0;
+  std::mt19937_64 rng_;
+  std::unique_ptr<Backend> be_;
+};
+
+TEST_F(CudaBackendTest, EmbeddingLooksUpScaledBf16Rows) {
+  for (int64_t cols : {640, 36}) {  // 16-byte vector path and the scalar path
+    const int vocab = 50, n = 7;
+    const float scale = 3.7f;
+    std::vector<float> table = normal(size_t(vocab) * cols);
+    Weight w = upload(*be_, "token_embd", GgmlType::F32, {cols, vocab}, table.data(), table.size() * 4);
+    std::vector<int32_t> tokens(n);
+    for (auto& t : tokens) t = int32_t(rng_() % vocab);
+    be_->begin_batch(tokens.data(), 11, n);
+    Buffer out = poisoned(size_t(n) * cols);
+    be_->embed(w, scale, out);
+    std::vector<double> want;
+    for (int t = 0; t < n; ++t)
+      for (int64_t c = 0; c < cols; ++c) want.push_back(to_bf16(table[tokens[t] * cols + c]) * scale);
+    expect_close(fetch(out, want.size()), want, 0, 1e-6, "embed cols=" + std::to_string(cols));
+
+    tokens[3] = vocab;
+    be_->begin_batch(tokens.data(), 0, n);
+    EXPECT_THROW(be_->embed(w, scale, out), Error);
+  }
+}
+
+TEST_F(CudaBackendTest, RmsNormRowsIncludingPerHeadRows) {
+  struct Case { int64_t rows, cols; };
+  // Warp-per-row (12 .. 1024 floats) and block-per-row shapes; 3 tokens x 4 heads of 256 is a per-head q norm.
+  for (Case c : {Case{5, 640}, Case{12, 256}, Case{3, 12}, Case{4, 64}, Case{2, 2048}, Case{3, 5120}}) {
+    std::vector<float> x = normal(size_t(c.rows * c.cols), 2.f), g = normal(size_t(c.cols));
+    const float eps = 1e-6f;
+    Weight w = upload_vector("norm", g);
+    Buffer xd = device_copy(x);
+    Buffer out = poisoned(x.size());
+    be_->rmsnorm(xd, w, c.rows, eps, out);
+    std::vector<double> want(x.size());
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < c.cols; ++i) ss += double(x[r * c.cols + i]) * x[r * c.cols + i];
+      const double inv = 1.0 / std::sqrt(ss / c.cols + eps);
+      for (int64_t i = 0; i < c.cols; ++i) want[r * c.cols + i] = x[r * c.cols + i] * inv * g[i];
+    }
+    const std::string what = "rmsnorm " + std::to_string(c.rows) + "x" + std::to_string(c.cols);
+    expect_close(fetch(out, x.size()), want, 1e-5, 1e-5, what);
+    be_->rmsnorm(xd, w, c.rows, eps, xd);  // in place
+    expect_close(fetch(xd, x.size()), want, 1e-5, 1e-5, what + " in place");
+  }
+}
+
+TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
+  const int64_t k = 512, n_out = 40;
+  std::vector<GgmlType> types = {GgmlType::F32, GgmlType::F16, GgmlType::BF16};
+  for (const auto& c : testing::quant_type_cases()) types.push_back(c.type);
+  for (GgmlType type : types) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    SCOPED_TRACE(info.name);
+    const int64_t blocks = n_out * k / (info.block_elems == 1 ? 32 : info.block_elems);
+    std::vector<uint8_t> bytes = testing::random_blocks(type, blocks, rng_);
+    std::vector<float> w(size_t(n_out * k));
+    dequantize_row(type, bytes.data(), w.data(), n_out * k);
+    Weight wd = upload(*be_, std::string("w.") + info.name, type, {k, n_out}, bytes.data(), bytes.size());
+    ASSERT_EQ(wd.rows, n_out);
+    ASSERT_EQ(wd.cols, k);
+    for (int64_t rows : {1, 5}) {
+      std::vector<float> x = normal(size_t(rows * k));
+      Buffer out = poisoned(size_t(rows * n_out));
+      be_->matmul(device_copy(x), wd, rows, out);
+      std::vector<float> got = fetch(out, out.count);
+      size_t bad = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < n_out; ++o) {
+          double sum = 0, mag = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double p = to_bf16(x[r * k + i]) * to_bf16(w[o * k + i]);
+            sum += p;
+            mag += std::fabs(p);
+          }
+          const double g = got[r * n_out + o];
+          if (!(std::fabs(g - sum) <= 2e-3 * mag + 1e-30) && bad++ < 5)
+            ADD_FAILURE() << "row " << r << " out " << o << ": got " << g << ", want " << sum << " (seed " << seed_
+                          << ")";
+        }
+      EXPECT_EQ(bad, 0u) << "rows=" << rows;
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, RopeBothStylesAtLaterPositions) {
+  struct Case { RopeStyle style; float base, scale; int head_dim; int32_t pos0; };
+  for (Case c : {Case{RopeStyle::Normal, 10000.f, 0.5f, 64, 37}, Case{RopeStyle::NeoX, 1e6f, 1.f, 256, 70001},
+                 Case{RopeStyle::NeoX, 10000.f, 0.125f, 128, 5}, Case{RopeStyle::Normal, 500000.f, 1.f, 256, 4099}}) {
+    const int n = 3, heads = 4;
+    std::vector<int32_t> tokens(n, 0);
+    be_->begin_batch(tokens.data(), c.pos0, n);
+    std::vector<float> x = normal(size_t(n) * heads * c.head_dim);
+    Buffer xd = device_copy(x);
+    be_->rope(xd, heads, c.head_dim, RopeParams{c.base, c.scale, c.style});
+    std::vector<double> want(x.size());
+    for (int t = 0; t < n; ++t)
+      for (int h = 0; h < heads; ++h) {
+        const size_t base = (size_t(t) * heads + h) * c.head_dim;
+        for (int i = 0; i < c.head_dim / 2; ++i) {
+          const double theta = double(c.pos0 + t) * c.scale * std::pow(double(c.base), -2.0 * i / c.head_dim);
+          const size_t a = c.style == RopeStyle::Normal ? base + 2 * i : base + i;
+          const size_t b = c.style == RopeStyle::Normal ? a + 1 : a + c.head_dim / 2;
+          want[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
+          want[b] = x[a] * std::sin(theta) + x[b] * std::cos(theta);
+        }
+      }
+    expect_close(fetch(xd, x.size()), want, 2e-6, 2e-6, "rope pos0=" + std::to_string(c.pos0));
+  }
+}
+
+TEST_F(CudaBackendTest, GatedActivationsAndAdd) {
+  for (size_t offset : {0, 1}) {  // offset 1: buffers not 16-byte aligned
+    const size_t count = 1003;
+    for (GatedAct act : {GatedAct::GeluTanh, GatedAct::Silu}) {
+      std::vector<float> gate = normal(count + offset, 3.f), up = normal(count + offset);
+      Buffer gd = device_copy(gate), ud = device_copy(up);
+      be_->gated_act({gd.data + offset, count}, {ud.data + offset, count}, count, act);
+      std::vector<double> want(gate.begin(), gate.end());
+      for (size_t i = offset; i < count + offset; ++i) {
+        const double g = gate[i];
+        const double a = act == GatedAct::Silu
+                             ? g / (1 + std::exp(-g))
+                             : 0.5 * g * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (g + 0.044715 * g * g * g)));
+        want[i] = a * up[i];
+      }
+      expect_close(fetch(gd, gate.size()), want, 1e-6, 1e-5, act == GatedAct::Silu ? "silu" : "gelu_tanh");
+    }
+    std::vector<float> x = normal(count + offset), y = normal(count + offset);
+    Buffer xd = device_copy(x), yd = device_copy(y);
+    be_->add({xd.data + offset, count}, {yd.data + offset, count}, count);
+    std::vector<double> want(x.begin(), x.end());
+    for (size_t i = offset; i < count + offset; ++i) want[i] = double(x[i]) + y[i];
+    expect_close(fetch(xd, x.size()), want, 1e-6, 1e-6, "add");
+  }
+}
+
+// fp64 attention over the full history of bf16-rounded keys: what the cache (dense or ring) must reproduce.
+std::vector<double> reference_attention(const std::vector<float>& q, const std::vector<double>& k_hist,
+                                        const std::vector<double>& v_hist, int32_t pos0, int n, const AttnParams& p) {
+  const int hd = p.head_dim, group = p.n_head / p.n_head_kv;
+  const int64_t kv_len = int64_t(pos0) + n;
+  std::vector<double> out(size_t(n) * p.n_head * hd, 0.0);
+  for (int t = 0; t < n; ++t) {
+    const int64_t i = pos0 + t;
+    const int64_t first = p.policy.windowed() ? std::max<int64_t>(0, i - p.policy.left) : 0;
+    const int64_t last = std::min<int64_t>(kv_len - 1, i + p.policy.right);
+    for (int h = 0; h < p.n_head; ++h) {
+      const int kvh = h / group;
+      std::vector<double> s;
+      double mx = -1e300;
+      for (int64_t j = first; j <= last; ++j) {
+        double dot = 0;
+        for (int d = 0; d < hd; ++d)
+          dot += to_bf16(q[(size_t(t) * p.n_head + h) * hd + d]) * k_hist[(size_t(j) * p.n_head_kv + kvh) * hd + d];
+        s.push_back(dot * p.scale);
+        mx = std::max(mx, s.back());
+      }
+      double den = 0;
+      for (double& e : s) den += (e = std::exp(e - mx));
+      for (int64_t j = first; j <= last; ++j)
+        for (int d = 0; d < hd; ++d)
+          out[(size_t(t) * p.n_head + h) * hd + d] +=
+              s[j - first] / den * v_hist[(size_t(j) * p.n_head_kv + kvh) * hd + d];
+    }
+  }
+  return out;
+}
+
+TEST_F(CudaBackendTest, AttentionThroughTheCacheIncludingRingWrap) {
+  struct Shape { int n_head, n_head_kv, head_dim; };
+  for (Shape sh : {Shape{4, 2, 64}, Shape{4, 1, 256}, Shape{8, 1, 128}}) {
+    SCOPED_TRACE("heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " x " +
+                 std::to_string(sh.head_dim));
+    const int total = 45, max_batch = 6;
+    const std::vector<AttnPolicy> policies = {AttnPolicy::dense(), AttnPolicy::sliding(7), AttnPolicy::dense_naive(),
+                                              AttnPolicy{AttnKind::Sliding, 3, 2}, AttnPolicy::sliding(1)};
+    std::vector<KvLayerSpec> specs;
+    for (const AttnPolicy& pol : policies)
+      specs.push_back({pol.windowed() ? pol.left + max_batch : total, sh.n_head_kv, sh.head_dim});
+    auto be = make_cuda_backend(0);
+    be->init_kv(specs);
+    const size_t row = size_t(sh.n_head_kv) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
+    Buffer q = be->alloc(max_batch * qrow), k = be->alloc(max_batch * row), v = be->alloc(max_batch * row);
+    Buffer out = be->alloc(max_batch * qrow);
+    std::vector<double> k_hist, v_hist;
+    int32_t pos = 0;
+    // Prefill chunks, then single-token decode steps (the decode kernel), then a chunk again; the rings of
+    // 7..11 rows wrap several times over 45 positions.
+    for (int n : {6, 5, 1, 1, 1, 6, 1, 3, 1, 1, 6, 1, 1, 1, 1, 6, 3}) {
+      std::vector<float> qh = normal(n * qrow), kh = normal(n * row), vh = normal(n * row);
+      for (float x : kh) k_hist.push_back(to_bf16(x));
+      for (float x : vh) v_hist.push_back(to_bf16(x));
+      EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      std::vector<int32_t> tokens(n, 0);
+      be->begin_batch(tokens.data(), pos, n);
+      for (size_t layer = 0; layer < policies.size(); ++layer) {
+        AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f / std::sqrt(float(sh.head_dim)), policies[layer]};
+        poison(out);
+        be->attention(int(layer), q, k, v, out, p);
+        expect_close(fetch(*be, out, n * qrow), reference_attention(qh, k_hist, v_hist, pos, n, p), 2e-2, 2e-2,
+                     describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
+      }
+      pos += n;
+    }
+    ASSERT_EQ(pos, total);
+  }
+}
+
+TEST_F(CudaBackendTest, AttentionRefusesWhatTheCacheCannotHold) {
+  be_->init_kv({{8, 1, 64}, {8, 1, 64}});
+  Buffer q = be_->alloc(4 * 64), k = be_->alloc(4 * 64), v = be_->alloc(4 * 64), out = be_->alloc(4 * 64);
+  std::vector<int32_t> tokens(4, 0);
+  be_->begin_batch(tokens.data(), 6, 4);  // keys 0..9 do not fit 8 rows
+  EXPECT_THROW(be_->attention(0, q, k, v, out, {1, 1, 64, 1.f, AttnPolicy::dense()}), Error);
+  EXPECT_THROW(be_->attention(0, q, k, v, out, {1, 1, 64, 1.f, AttnPolicy::dense_naive()}), Error);
+  EXPECT_THROW(be_->attention(1, q, k, v, out, {1, 1, 64, 1.f, AttnPolicy::sliding(6)}), Error);  // 5 + 4 rows
+  EXPECT_NO_THROW(be_->attention(1, q, k, v, out, {1, 1, 64, 1.f, AttnPolicy::sliding(5)}));     // 4 + 4 rows
+  EXPECT_THROW(be_->attention(2, q, k, v, out, {1, 1, 64, 1.f, AttnPolicy::dense()}), Error);    // no layer 2
+}
+
+TEST_F(CudaBackendTest, KvCacheTooLargeIsAClearError) {
+  try {
+    be_->init_kv({{1 << 30, 8, 256}});
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("KV cache needs"), std::string::npos) << e.what();
+  }
+  be_->init_kv({{128, 2, 64}});
+  EXPECT_EQ(be_->kv_bytes(), size_t(2 * 128 * 2 * 64 * 2));
+  EXPECT_GE(be_->peak_memory_bytes(), be_->kv_bytes());
+}
+
+TEST_F(CudaBackendTest, UnsupportedTensorTypeIsAClearError) {
+  std::vector<uint8_t> bytes(64);
+  GgufTensor t;
+  t.name = "blk.0.odd";
+  t.type_id = 999;
+  t.ne = {32};
+  t.offset = 0;
+  t.data = bytes.data();
+  t.nbytes = bytes.size();
+  EXPECT_THROW(be_->upload(t), Error);
+}
+
+TEST_F(CudaBackendTest, UncapturableStepFallsBackToPlainLaunches) {
+  const int hd = 64, steps = 6;
+  be_->init_kv({{steps, 1, hd}});
+  Buffer q = be_->alloc(hd), k = be_->alloc(hd), v = be_->alloc(hd), out = be_->alloc(hd);
+  const AttnParams p{1, 1, hd, 0.125f, AttnPolicy::dense_naive()};  // sizes its scores on the host: no graph
+  std::vector<double> k_hist, v_hist;
+  for (int32_t pos = 0; pos < steps; ++pos) {
+    std::vector<float> qh = normal(hd), kh = normal(hd), vh = normal(hd), got(hd, NAN);
+    for (float x : kh) k_hist.push_back(to_bf16(x));
+    for (float x : vh) v_hist.push_back(to_bf16(x));
+    EXPECT_EQ(cudaMemcpy(q.data, qh.data(), hd * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(k.data, kh.data(), hd * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(v.data, vh.data(), hd * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    const bool from_graph = be_->run_captured(7, [&] {
+      const int32_t token = 0;
+      be_->begin_batch(&token, pos, 1);
+      be_->attention(0, q, k, v, out, p);
+      be_->read(out, 0, hd, got.data());
+      be_->synchronize();
+    });
+    EXPECT_FALSE(from_graph);
+    expect_close(got, reference_attention(qh, k_hist, v_hist, pos, 1, p), 2e-2, 2e-2,
+                 "dense-naive step at pos " + std::to_string(pos));
+  }
+}
+
+// A tiny decoder layer + logits, run as a decode step: plainly on one backend, through run_captured on another.
+struct TinyModel {
+  static constexpr int kVocab = 96, kDim = 256, kHeads = 4, kKvHeads = 1, kHeadDim = 64, kFfn = 512;
+  Weight embd, norm, qnorm, wq, wk, wv, wo, gate, up, down;
+  Buffer x, xn, q, k, v, att, proj, g, u, logits;
+
+  TinyModel(Backend& be, std::mt19937_64& rng, int max_batch) {
+    auto mat = [&](const char* name, int64_t rows, int64_t cols) {
+      std::mt19937_64 r(rng());
+      std::vector<uint8_t> bytes = testing::random_blocks(GgmlType::Q8_0, rows * cols / 32, r);
+      // Q8_0 scales of up to 10 would blow activations up over a layer; keep them near 1/sqrt(cols).
+      for (int64_t b = 0; b < rows * cols / 32; ++b) {
+        const uint16_t h = fp32_to_fp16(float(0.02 / std::sqrt(double(cols))) * float(1 + b % 3));
+        std::memcpy(bytes.data() + b * 34, &h, 2);
+      }
+      GgufTensor t{name, uint32_t(GgmlType::Q8_0), {cols, rows}, 0, bytes.data(), bytes.size()};
+      return be.upload(t);
+    };
+    auto vec = [&](const char* name, int64_t n) {
+      std::vector<float> w(n);
+      std::normal_distribution<float> d(1.f, 0.1f);
+      for (float& x : w) x = d(rng);
+      GgufTensor t{name, uint32_t(GgmlType::F32), {n}, 0, w.data(), w.size() * 4};
+      return be.upload(t);
+    };
+    embd = mat("token_embd", kVocab, kDim);
+    norm = vec("norm", kDim);
+    qnorm = vec("q_norm", kHeadDim);
+    wq = mat("wq", kHeads * kHeadDim, kDim);
+    wk = mat("wk", kKvHeads * kHeadDim, kDim);
+    wv = mat("wv", kKvHeads * kHeadDim, kDim);
+    wo = mat("wo", kDim, kHeads * kHeadDim);
+    gate = mat("gate", kFfn, kDim);
+    up = mat("up", kFfn, kDim);
+    down = mat("down", kDim, kFfn);
+    const size_t b = size_t(max_batch);
+    x = be.alloc(b * kDim); xn = be.alloc(b * kDim); proj = be.alloc(b * kDim);
+    q = be.alloc(b * kHeads * kHeadDim); att = be.alloc(b * kHeads * kHeadDim);
+    k = be.alloc(b * kKvHeads * kHeadDim); v = be.alloc(b * kKvHeads * kHeadDim);
+    g = be.alloc(b * kFfn); u = be.alloc(b * kFfn); logits = be.alloc(kVocab);
+  }
+
+  // Layer 0 attends densely, layer 1 through a sliding window; both share the weights.
+  void step(Backend& be, const int32_t* tokens, int32_t pos0, int n, float* host_logits) {
+    be.begin_batch(tokens, pos0, n);
+    be.embed(embd, 16.f, x);
+    for (int layer = 0; layer < 2; ++layer) {
+      be.rmsnorm(x, norm, n, 1e-6f, xn);
+      be.matmul(xn, wq, n, q);
+      be.matmul(xn, wk, n, k);
+      be.matmul(xn, wv, n, v);
+      be.rmsnorm(q, qnorm, int64_t(n) * kHeads, 1e-6f, q);
+      be.rmsnorm(k, qnorm, int64_t(n) * kKvHeads, 1e-6f, k);
+      be.rope(q, kHeads, kHeadDim, {10000.f, 1.f, RopeStyle::NeoX});
+      be.rope(k, kKvHeads, kHeadDim, {10000.f, 1.f, RopeStyle::NeoX});
+      const AttnPolicy pol = layer == 0 ? AttnPolicy::dense() : AttnPolicy::sliding(4);
+      be.attention(layer, q, k, v, att, {kHeads, kKvHeads, kHeadDim, 0.125f, pol});
+      be.matmul(att, wo, n, proj);
+      be.add(x, proj, size_t(n) * kDim);
+      be.rmsnorm(x, norm, n, 1e-6f, xn);
+      be.matmul(xn, gate, n, g);
+      be.matmul(xn, up, n, u);
+      be.gated_act(g, u, size_t(n) * kFfn, layer == 0 ? GatedAct::GeluTanh : GatedAct::Silu);
+      be.matmul(g, down, n, proj);
+      be.add(x, proj, size_t(n) * kDim);
+    }
+    Buffer last{x.data + size_t(n - 1) * kDim, kDim};
+    be.rmsnorm(last, norm, 1, 1e-6f, xn);
+    be.matmul(xn, embd, 1, logits);
+    be.read(logits, 0, kVocab, host_logits);
+    be.synchronize();
+  }
+};
+
+TEST_F(CudaBackendTest, CapturedDecodeStepsReplayLikePlainSteps) {
+  const int max_batch = 4, ctx = 40;
+  auto plain_be = make_cuda_backend(0), graph_be = make_cuda_backend(0);
+  const uint64_t weights_seed = rng_();
+  std::mt19937_64 r1(weights_seed), r2(weights_seed);
+  TinyModel plain(*plain_be, r1, max_batch), graph(*graph_be, r2, max_batch);
+  const std::vector<KvLayerSpec> kv = {{ctx, 1, 64}, {4 + max_batch, 1, 64}};  // the ring of 8 wraps 4 times
+  plain_be->init_kv(kv);
+  graph_be->init_kv(kv);
+
+  std::vector<int32_t> prompt = {3, 17, 42, 5};
+  std::vector<float> a(TinyModel::kVocab), b(TinyModel::kVocab), previous;
+  plain.step(*plain_be, prompt.data(), 0, max_batch, a.data());
+  graph.step(*graph_be, prompt.data(), 0, max_batch, b.data());
+  EXPECT_EQ(a, b);
+  int replays = 0;
+  for (int32_t pos = max_batch; pos < ctx; ++pos) {
+    const int32_t token = int32_t(rng_() % TinyModel::kVocab);
+    std::fill(a.begin(), a.end(), NAN);
+    std::fill(b.begin(), b.end(), NAN);
+    plain.step(*plain_be, &token, pos, 1, a.data());
+    const bool from_graph =
+        graph_be->run_captured(1, [&] { graph.step(*graph_be, &token, pos, 1, b.data()); });
+    replays += from_graph;
+    for (int i = 0; i < TinyModel::kVocab; ++i)
+      ASSERT_NEAR(b[i], a[i], 1e-4 * (1 + std::fabs(a[i]))) << "pos " << pos << " logit " << i << " seed " << seed_;
+    EXPECT_NE(previous, b) << "logits did not change at pos " << pos;
+    previous = b;
+  }
+  EXPECT_EQ(replays, ctx - max_batch) << "every decode step should run from the graph";
+}
+
+}  // namespace
+}  // namespace swrun
