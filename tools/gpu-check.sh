@@ -59,11 +59,11 @@ fi
 
 if [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   echo >>"$rec"; echo "## generation (swrun, Gemma 3 270M)" >>"$rec"
-  python3 tools/long_prompt.py 40000 >"$out/long.txt"
+  text="The river runs past the old mill and under the stone bridge, where children count the boats in summer. In the autumn the fishermen mend their nets on the bank, and the baker sends bread to the village school."
   for len in 512 8192 32768; do
     for attn in model dense sliding:512; do
-      line=$("$bin/swrun" -m "$SWRUN_MODEL" -f "$out/long.txt" --prompt-len "$len" -n 64 --temp 0 --attn "$attn" \
-             -c $((len + 64)) 2>&1 >/dev/null | grep -E '^swrun: load' | sed 's/^swrun: //')
+      line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len "$len" -n 64 --temp 0 --attn "$attn" \
+             -b 4096 2>&1 >/dev/null | grep -E '^swrun: load' | sed 's/^swrun: //')
       echo "- N=$len attn=$attn: $line" >>"$rec"
     done
   done
