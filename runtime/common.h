@@ -1,6 +1,8 @@
 // Errors and small helpers shared by every part of the runtime.
 #pragma once
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +14,12 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
+
+// Host wall clock in milliseconds (steady).
+inline double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
 
 [[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
 

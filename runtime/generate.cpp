@@ -8,15 +8,6 @@
 #include "runtime/tokenizer.h"
 
 namespace swrun {
-namespace {
-
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
 std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress) {
   if (prompt.empty()) fail("empty prompt");
   std::vector<float> logits(static_cast<size_t>(model.config().vocab));

@@ -10,15 +10,6 @@
 #include "runtime/tokenizer.h"
 
 namespace swrun {
-namespace {
-
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
 ProfileResult profile_prefill(Model& m, const std::vector<int32_t>& tokens, const ProfileOptions& opt) {
   if (opt.repeat < 1) fail("--repeat must be >= 1");
   const ModelConfig& c = m.config();

@@ -38,10 +38,6 @@ struct Options {
   std::string json_path, csv_path, svg_path;
 };
 
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
