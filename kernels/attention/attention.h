@@ -46,5 +46,7 @@ void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* wo
 // ("dense-naive needs X GiB for the N x N scores, Y free") when it cannot fit.
 size_t naive_attention_workspace_bytes(const FlashAttnArgs& a);
 void naive_attention(const FlashAttnArgs& a, cudaStream_t stream);
+// The baseline keeps its largest workspace for reuse; this frees it (benchmarks moving on to other work).
+void naive_attention_release_workspace();
 
 }  // namespace swrun::cuda

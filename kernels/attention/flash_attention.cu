@@ -1,0 +1,172 @@
+// Host side of the flash kernels: argument checks, tile/grid choice, split-K sizing for decode.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/attention/attention.h"
+#include "kernels/attention/flash_kernel.cuh"
+#include "kernels/common/cuda_check.h"
+#include "runtime/common.h"
+
+namespace swrun::cuda {
+namespace {
+
+using attn::FlashConfig;
+using attn::FlashParams;
+
+struct TileShape {
+  int block_m, block_n;
+};
+
+TileShape tile_shape(int head_dim) {
+  switch (head_dim) {
+    case 64: return {FlashConfig<64>::kBlockM, FlashConfig<64>::kBlockN};
+    case 128: return {FlashConfig<128>::kBlockM, FlashConfig<128>::kBlockN};
+    default: return {FlashConfig<256>::kBlockM, FlashConfig<256>::kBlockN};
+  }
+}
+
+void check_args(const FlashAttnArgs& a, const char* fn) {
+  auto bad = [&](const std::string& what) { fail(std::string(fn) + ": " + what); };
+  if (!a.q || !a.k || !a.v || !a.o) bad("null q/k/v/o pointer");
+  if (a.n_q < 0) bad("n_q " + std::to_string(a.n_q) + " < 0");
+  if (a.head_dim != 64 && a.head_dim != 128 && a.head_dim != 256)
+    bad("head_dim " + std::to_string(a.head_dim) + " not supported (64, 128 or 256)");
+  if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0)
+    bad("n_head " + std::to_string(a.n_head) + " is not a positive multiple of n_head_kv " +
+        std::to_string(a.n_head_kv));
+  if (a.q_stride < int64_t{a.n_head} * a.head_dim || a.o_stride < int64_t{a.n_head} * a.head_dim ||
+      a.kv_stride < int64_t{a.n_head_kv} * a.head_dim)
+    bad("row stride smaller than heads * head_dim");
+  // cp.async moves 16-byte chunks: every row and head must start 16-byte aligned.
+  if (a.q_stride % 8 || a.kv_stride % 8 || a.o_stride % 2)
+    bad("row strides must be multiples of 8 elements (q, k, v) and 2 (o)");
+  for (const void* p : {a.q, a.k, a.v})
+    if (reinterpret_cast<uintptr_t>(p) % 16) bad("q/k/v must be 16-byte aligned");
+  if (reinterpret_cast<uintptr_t>(a.o) % 8) bad("o must be 8-byte aligned");
+  if (a.capacity <= 0) bad("capacity " + std::to_string(a.capacity) + " <= 0");
+  if (a.left < 0 || a.right < 0) bad("negative window");
+  if (!a.q_pos0_dev && a.q_pos0 < 0) bad("q_pos0 < 0");
+}
+
+// Keys one call can see: the ring must still hold the oldest of them.
+void check_ring(const FlashAttnArgs& a, int64_t kv_len, const char* fn) {
+  const int64_t needed = std::min<int64_t>(kv_len, int64_t{a.left} + a.n_q);
+  if (needed > a.capacity)
+    fail(std::string(fn) + ": the window needs " + std::to_string(needed) + " cached keys but capacity is " +
+         std::to_string(a.capacity));
+}
+
+int device_sm_count() {
+  int dev = 0, sms = 0;
+  check_cuda(cudaGetDevice(&dev), "flash_attention: cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "flash_attention: SM count");
+  return sms;
+}
+
+// Packing the q heads of one KV head into a block reuses each K/V tile for all of them; it only pays when a
+// block would otherwise be mostly empty rows (few queries), because at many queries the K/V traffic per row
+// is the same either way.
+int heads_per_block(const FlashAttnArgs& a) {
+  const int group = a.n_head / a.n_head_kv, block_m = tile_shape(a.head_dim).block_m;
+  return (a.n_q < block_m && block_m % group == 0) ? group : 1;
+}
+
+FlashParams make_params(const FlashAttnArgs& a) {
+  FlashParams p{};
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.q_stride = a.q_stride;
+  p.kv_stride = a.kv_stride;
+  p.o_stride = a.o_stride;
+  p.n_q = a.n_q;
+  p.n_head = a.n_head;
+  p.group = a.n_head / a.n_head_kv;
+  p.heads_per_block = heads_per_block(a);
+  p.queries_per_block = tile_shape(a.head_dim).block_m / p.heads_per_block;
+  p.n_split = 1;
+  p.q_pos0 = a.q_pos0;
+  p.q_pos0_dev = a.q_pos0_dev;
+  p.capacity = a.capacity;
+  p.left = a.left;
+  p.right = a.right;
+  p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);
+  p.o_fp32 = a.o_fp32;
+  return p;
+}
+
+dim3 grid_of(const FlashParams& p) {
+  const int q_tiles = (p.n_q + p.queries_per_block - 1) / p.queries_per_block;
+  if (q_tiles > 65535) fail("flash_attention: n_q " + std::to_string(p.n_q) + " too large for one call");
+  return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
+}
+
+template <typename T>
+void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool combine) {
+  const dim3 grid = grid_of(p);
+  switch (head_dim) {
+    case 64: attn::launch_flash<T, 64>(p, grid, stream); if (combine) attn::launch_combine<T, 64>(p, stream); break;
+    case 128: attn::launch_flash<T, 128>(p, grid, stream); if (combine) attn::launch_combine<T, 128>(p, stream); break;
+    default: attn::launch_flash<T, 256>(p, grid, stream); if (combine) attn::launch_combine<T, 256>(p, stream); break;
+  }
+}
+
+void launch(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream) {
+  const bool combine = p.n_split > 1;
+  if (a.dtype == AttnDtype::BF16)
+    launch_typed<__nv_bfloat16>(p, a.head_dim, stream, combine);
+  else
+    launch_typed<__half>(p, a.head_dim, stream, combine);
+}
+
+// The split count depends only on static shapes and max_kv_len, never on the runtime position, so a captured
+// graph stays valid: enough blocks to fill the GPU twice, no more splits than key tiles.
+int decode_splits(const FlashAttnArgs& a, int32_t max_kv_len) {
+  const int64_t span = std::min<int64_t>(max_kv_len, int64_t{a.left} + a.n_q + a.right);
+  const int block_n = tile_shape(a.head_dim).block_n;
+  const int64_t max_tiles = (span + block_n - 1) / block_n + 1;
+  const FlashParams p = make_params(a);
+  const int64_t blocks = int64_t{a.n_head / p.heads_per_block} * ((a.n_q + p.queries_per_block - 1) / p.queries_per_block);
+  static const int sms = device_sm_count();
+  const int64_t wanted = (2 * sms + blocks - 1) / blocks;
+  return static_cast<int>(std::clamp<int64_t>(std::min(wanted, max_tiles), 1, 1024));
+}
+
+}  // namespace
+
+void flash_attention(const FlashAttnArgs& a, cudaStream_t stream) {
+  check_args(a, "flash_attention");
+  if (a.n_q == 0) return;
+  if (!a.q_pos0_dev) check_ring(a, int64_t{a.q_pos0} + a.n_q, "flash_attention");
+  launch(a, make_params(a), stream);
+}
+
+size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len) {
+  const int splits = decode_splits(a, max_kv_len);
+  if (splits == 1) return 0;
+  return static_cast<size_t>(splits) * a.n_q * a.n_head * (a.head_dim + 2) * sizeof(float);
+}
+
+void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* workspace, cudaStream_t stream) {
+  check_args(a, "flash_attention_decode");
+  if (a.n_q == 0) return;
+  if (max_kv_len < a.n_q) fail("flash_attention_decode: max_kv_len " + std::to_string(max_kv_len) + " < n_q");
+  if (!a.q_pos0_dev && int64_t{a.q_pos0} + a.n_q > max_kv_len)
+    fail("flash_attention_decode: q_pos0 + n_q exceeds max_kv_len " + std::to_string(max_kv_len));
+  check_ring(a, a.q_pos0_dev ? max_kv_len : int64_t{a.q_pos0} + a.n_q, "flash_attention_decode");
+  FlashParams p = make_params(a);
+  p.n_split = decode_splits(a, max_kv_len);
+  if (p.n_split > 1) {
+    if (!workspace) fail("flash_attention_decode: null workspace");
+    p.partial_acc = static_cast<float*>(workspace);
+    p.partial_ml = reinterpret_cast<float2*>(p.partial_acc + static_cast<size_t>(p.n_split) * a.n_q * a.n_head * a.head_dim);
+  }
+  launch(a, p, stream);
+}
+
+}  // namespace swrun::cuda

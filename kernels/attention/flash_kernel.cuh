@@ -1,0 +1,498 @@
+// The flash attention kernel family (mma.sync, sm_80+): one block = a tile of query rows against the key
+// tiles its window touches, K/V streamed through shared memory with cp.async, online softmax in registers.
+// The pieces are separate on purpose (block bounds, tile loads, scores, mask, softmax, PV, epilogue): a
+// wgmma/TMA variant replaces the loads and the two products and keeps the rest.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "kernels/attention/mma_sm80.cuh"
+#include "kernels/attention/wgmma_sm90.cuh"
+
+namespace swrun::cuda::attn {
+
+// The products run on wgmma where the sm_90a machine code is built, on mma.sync elsewhere (the compute_90 PTX
+// that newer GPUs JIT, or -DSWRUN_ATTN_MMA_SYNC_ONLY to compare the two on one Hopper).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
+constexpr bool kWgmmaPath = true;
+#else
+constexpr bool kWgmmaPath = false;
+#endif
+
+// Tile shape per head_dim, measured on an H100 (bench/attention_notes.md): 16 query rows per warp, a warpgroup
+// owns 64. Two warpgroups share each K/V tile at d 128 and 256 (half the L2 traffic per FLOP); at d 64 one
+// warpgroup per block leaves room for three blocks per SM. K/V tiles stream through kStages shared-memory
+// stages, each guarded by a "full" and an "empty" mbarrier, so no block-wide barrier ties the warpgroups
+// together and one's softmax can run under the other's MMAs.
+template <int D> struct FlashTile;
+#ifdef EXPERIMENT_D64_W
+template <> struct FlashTile<64> { static constexpr int kWarps = EXPERIMENT_D64_W, kBlockN = EXPERIMENT_D64_N, kStages = EXPERIMENT_D64_S; };
+#else
+template <> struct FlashTile<64> { static constexpr int kWarps = 4, kBlockN = 64, kStages = 4; };
+#endif
+template <> struct FlashTile<128> { static constexpr int kWarps = 8, kBlockN = 128, kStages = 3; };
+template <> struct FlashTile<256> { static constexpr int kWarps = 8, kBlockN = 64, kStages = 2; };
+
+template <int D> struct FlashConfig {
+  static constexpr int kWarps = FlashTile<D>::kWarps;
+  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kBlockN = FlashTile<D>::kBlockN;
+  static constexpr int kThreads = 32 * kWarps;
+  // mma.sync only: at 256 the Q fragments would cost 64 registers, so they are re-read from shared memory.
+  static constexpr bool kQInRegisters = !kWgmmaPath && D <= 128;
+  static constexpr int kStages = FlashTile<D>::kStages;
+  // Q, the K and V stages, the mbarriers, and slack to align the tiles to 1024 bytes.
+  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 2 * kStages * 8 + 1024;
+  static_assert(kWarps % 4 == 0, "whole warpgroups");
+};
+
+// Everything a launch needs, resolved on the host. A block's rows pack `heads_per_block` query heads of one
+// KV head: row r is query (tile start + r / heads_per_block), head (group start + r % heads_per_block).
+struct FlashParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  float* partial_acc;   // split-K only: [n_split][n_q][n_head][D] unnormalized sums
+  float2* partial_ml;   // split-K only: [n_split][n_q][n_head] (max in log2 units, sum of exponentials)
+  int64_t q_stride, kv_stride, o_stride;
+  int n_q, n_head, group, heads_per_block, queries_per_block, n_split;
+  int q_pos0;
+  const int32_t* q_pos0_dev;
+  int capacity, left, right;
+  float scale_log2;  // softmax scale * log2(e), so exp() becomes one ex2
+  bool o_fp32;
+};
+
+// Which queries and which key tiles one block covers. Key tiles are aligned to absolute positions so a tile
+// either lies wholly inside every row's window (no mask) or is a boundary tile (element mask).
+template <int BN> struct BlockBounds {
+  int q_first, q_last;  // local query indices of this block's rows (q_last < n_q)
+  int pos_first, pos_last, kv_len, left, right;
+  int key_lo, key_hi;    // union of the rows' windows, clipped to the keys present
+  int tile_lo, tile_hi;  // this block's key tiles; empty when tile_hi < tile_lo (split-K leftovers)
+
+  __device__ void init(const FlashParams& p) {
+    const int q_pos0 = p.q_pos0_dev ? *p.q_pos0_dev : p.q_pos0;
+    kv_len = q_pos0 + p.n_q;
+    left = min(p.left, kv_len);  // clipping keeps pos - left and pos + right inside int32
+    right = min(p.right, kv_len);
+    const int q_tile = gridDim.y - 1 - blockIdx.y;  // the heaviest causal tiles start first
+    q_first = q_tile * p.queries_per_block;
+    q_last = min(p.n_q, q_first + p.queries_per_block) - 1;
+    pos_first = q_pos0 + q_first;
+    pos_last = q_pos0 + q_last;
+    key_lo = max(0, pos_first - left);
+    key_hi = min(kv_len - 1, pos_last + right);
+    tile_lo = key_lo / BN;
+    tile_hi = key_hi / BN;
+    if (p.n_split > 1) {
+      const int per_split = (tile_hi - tile_lo + p.n_split) / p.n_split;
+      tile_lo += blockIdx.z * per_split;
+      tile_hi = min(tile_hi, tile_lo + per_split - 1);
+    }
+  }
+  __device__ bool tile_needs_mask(int tile) const {
+    const int k0 = tile * BN, k1 = k0 + BN - 1;
+    return !(k0 >= pos_last - left && k1 <= pos_first + right && k1 < kv_len);
+  }
+  __device__ bool visible(int key, int pos) const {
+    return key >= pos - left && key <= pos + right && key < kv_len;
+  }
+};
+
+// K or V rows of key tile `tile` into shared memory. Row r holds position tile*BN + r from ring slot
+// pos % capacity (rows of one tile may wrap); positions outside [key_lo, key_hi] are zero-filled so stale
+// ring rows never reach the products.
+template <typename T, int D, int BN, int NT>
+__device__ __forceinline__ void load_kv_tile(T* smem, const T* head_base, int64_t row_stride, int tile,
+                                             const BlockBounds<BN>& b, int capacity) {
+  constexpr int kChunks = D / 8;
+  static_assert((BN * kChunks) % NT == 0 && NT % kChunks == 0, "tile load must split evenly");
+  const int tid = threadIdx.x;
+  const int row0 = tid / kChunks, chunk = tid % kChunks;
+  const int pos0 = tile * BN + row0;
+  int slot = pos0 % capacity;
+#pragma unroll
+  for (int i = 0; i < BN * kChunks / NT; ++i) {
+    const int row = row0 + i * (NT / kChunks);
+    const int pos = pos0 + i * (NT / kChunks);
+    const bool present = pos >= b.key_lo && pos <= b.key_hi;
+    cp_async_16(smem + tile_offset<BN>(row, chunk), head_base + (present ? slot * row_stride + chunk * 8 : 0),
+                present);
+    slot += NT / kChunks;
+    while (slot >= capacity) slot -= capacity;
+  }
+}
+
+template <typename T, int D, int BM, int NT>
+__device__ __forceinline__ void load_q_tile(T* smem, const FlashParams& p, int q_first, int q_last,
+                                            int head_first) {
+  constexpr int kChunks = D / 8;
+  const T* q = static_cast<const T*>(p.q);
+  for (int idx = threadIdx.x; idx < BM * kChunks; idx += NT) {
+    const int row = idx / kChunks, chunk = idx % kChunks;
+    const int qi = q_first + row / p.heads_per_block;
+    const int head = head_first + row % p.heads_per_block;
+    const bool present = qi <= q_last;
+    cp_async_16(smem + tile_offset<BM>(row, chunk), q + (present ? qi * p.q_stride + head * D + chunk * 8 : 0),
+                present);
+  }
+}
+
+// S[16 x BN] = Q[warp rows] . K_tile^T for one warp (mma.sync).
+template <typename T, int D, int BM, int BN, bool kQInRegs>
+__device__ __forceinline__ void warp_scores(float (&s)[BN / 8][4], const uint32_t (&qf)[kQInRegs ? D / 16 : 1][4],
+                                            const T* sQ, const T* sK, int warp_row0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[4];
+    if constexpr (kQInRegs) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = qf[kk][i];
+    } else {
+      ldmatrix_x4(a, sQ + tile_offset<BM>(warp_row0 + (lane & 15), kk * 2 + (lane >> 4)));
+    }
+#pragma unroll
+    for (int nn = 0; nn < BN / 16; ++nn) {
+      uint32_t b[4];
+      ldmatrix_x4(b, sK + tile_offset<BN>(nn * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+      MmaOp<T>::run(s[2 * nn], a, b[0], b[1]);
+      MmaOp<T>::run(s[2 * nn + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+template <int BN>
+__device__ __forceinline__ void mask_scores(float (&s)[BN / 8][4], const BlockBounds<BN>& b, int tile,
+                                            const int (&row_pos)[2]) {
+  const int key0 = tile * BN + 2 * (threadIdx.x & 3);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (!b.visible(key0 + j * 8 + (e & 1), row_pos[e >> 1])) s[j][e] = -INFINITY;
+}
+
+// Online softmax over one tile: running max m (raw score units) and running sum l per row; rescales the
+// accumulator when the max grows. A row with no visible key so far keeps m = -inf and contributes zeros
+// (the reference point 0 avoids inf - inf).
+template <int BN, int D>
+__device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&acc)[D / 8][4], float (&m)[2],
+                                               float (&l)[2], float scale_log2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = m[r];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float ref = mx == -INFINITY ? 0.f : mx * scale_log2;
+    const float alpha = fast_exp2(m[r] * scale_log2 - ref);
+    m[r] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      s[j][2 * r] = fast_exp2(fmaf(s[j][2 * r], scale_log2, -ref));
+      s[j][2 * r + 1] = fast_exp2(fmaf(s[j][2 * r + 1], scale_log2, -ref));
+      sum += s[j][2 * r] + s[j][2 * r + 1];
+    }
+    l[r] = l[r] * alpha + sum;
+#pragma unroll
+    for (int d = 0; d < D / 8; ++d) {
+      acc[d][2 * r] *= alpha;
+      acc[d][2 * r + 1] *= alpha;
+    }
+  }
+}
+
+// P of one tile as mma A fragments (rows of this warp, 16 keys per fragment); the register layout of the score
+// accumulators is already the A layout, so this is only a conversion to 16 bits.
+template <typename T, int BN>
+__device__ __forceinline__ void pack_probs(uint32_t (&a)[BN / 16][4], const float (&s)[BN / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; ++kk) {
+    a[kk][0] = MmaOp<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+    a[kk][1] = MmaOp<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+    a[kk][2] = MmaOp<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+    a[kk][3] = MmaOp<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+  }
+}
+
+// Issues S[64 x BN] = Q[warpgroup rows] . K_tile^T (wgmma, both operands in shared memory). The caller fences,
+// commits and waits, so other products can be in flight with it.
+template <typename T, int D, int BM, int BN>
+__device__ __forceinline__ void issue_scores_wgmma(float (&s)[BN / 8][4], const T* sQ, const T* sK, int group_row0) {
+  static_assert(BN == 64 || BN == 128, "one m64nBNk16 per k step");
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    // k step kk: column block kk / 4, 32-byte offset (kk % 4) inside the swizzled 128-byte rows.
+    const T* a = sQ + (kk >> 2) * (BM * 64) + group_row0 * 64 + (kk & 3) * 16;
+    const T* b = sK + (kk >> 2) * (BN * 64) + (kk & 3) * 16;
+    wgmma_ss<T, BN>(s, wgmma_desc(a, 16, 1024), wgmma_desc(b, 16, 1024), kk > 0);
+  }
+}
+
+// Issues acc[64 x D] += P[64 x BN] . V_tile (wgmma, P from registers, V MN-major in shared memory).
+template <typename T, int D, int BN>
+__device__ __forceinline__ void issue_pv_wgmma(float (&acc)[D / 8][4], const uint32_t (&a)[BN / 16][4], const T* sV) {
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; ++kk)  // 16 keys = two 8-row groups (1024 bytes each) of every column block
+    wgmma_rs<T, D>(acc, a[kk], wgmma_desc(sV + kk * 16 * 64, BN * 128, 1024));
+}
+
+template <int N>
+__device__ __forceinline__ void pin_fragments(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[j][e])::"memory");
+}
+
+// acc[16 x D] += P[16 x BN] . V_tile for one warp (mma.sync).
+template <typename T, int D, int BN>
+__device__ __forceinline__ void warp_pv(float (&acc)[D / 8][4], const uint32_t (&probs)[BN / 16][4], const T* sV) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; ++kk) {
+    const uint32_t(&a)[4] = probs[kk];
+#pragma unroll
+    for (int dd = 0; dd < D / 16; ++dd) {
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, sV + tile_offset<BN>(kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dd * 2 + (lane >> 4)));
+      MmaOp<T>::run(acc[2 * dd], a, b[0], b[1]);
+      MmaOp<T>::run(acc[2 * dd + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// Final rows: normalized output, or for split-K the unnormalized partial with its (max, sum).
+template <typename T, int D>
+__device__ __forceinline__ void write_rows(const FlashParams& p, const float (&acc)[D / 8][4], const float (&m)[2],
+                                           float (&l)[2], const int (&row_q)[2], const int (&row_head)[2],
+                                           bool (&row_valid)[2]) {
+  const int quad = threadIdx.x & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    if (!row_valid[r]) continue;
+    if (p.n_split > 1) {
+      const int64_t row = (static_cast<int64_t>(blockIdx.z) * p.n_q + row_q[r]) * p.n_head + row_head[r];
+      float* dst = p.partial_acc + row * D + 2 * quad;
+#pragma unroll
+      for (int d = 0; d < D / 8; ++d)
+        *reinterpret_cast<float2*>(dst + d * 8) = make_float2(acc[d][2 * r], acc[d][2 * r + 1]);
+      if (quad == 0) p.partial_ml[row] = make_float2(m[r] == -INFINITY ? -INFINITY : m[r] * p.scale_log2, l[r]);
+      continue;
+    }
+    const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // no visible key: 0, not NaN
+    const int64_t off = row_q[r] * p.o_stride + row_head[r] * D + 2 * quad;
+    if (p.o_fp32) {
+      float* dst = static_cast<float*>(p.o) + off;
+#pragma unroll
+      for (int d = 0; d < D / 8; ++d)
+        *reinterpret_cast<float2*>(dst + d * 8) = make_float2(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+    } else {
+      T* dst = static_cast<T*>(p.o) + off;
+#pragma unroll
+      for (int d = 0; d < D / 8; ++d)
+        *reinterpret_cast<uint32_t*>(dst + d * 8) = MmaOp<T>::pack(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+    }
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
+  using Cfg = FlashConfig<D>;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
+  constexpr bool kQInRegs = Cfg::kQInRegisters;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  // wgmma's swizzle works on absolute address bits: tiles start 1024-byte aligned.
+  T* sQ = reinterpret_cast<T*>(smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023));
+  constexpr int S = Cfg::kStages;
+  T* sK = sQ + BM * D;          // stage s at sK + s * BN * D
+  T* sV = sK + S * BN * D;
+  const uint32_t full_bar = smem_addr(sV + S * BN * D), empty_bar = full_bar + 8 * S;  // 8 bytes each
+
+  BlockBounds<BN> b;
+  b.init(p);
+  const int head_first = blockIdx.x * p.heads_per_block;
+  const int kv_head = head_first / p.group;
+  const T* k_head = static_cast<const T*>(p.k) + kv_head * D;
+  const T* v_head = static_cast<const T*>(p.v) + kv_head * D;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp_row0 = warp * 16;
+  int row_q[2], row_head[2], row_pos[2];
+  bool row_valid[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = warp_row0 + (lane >> 2) + 8 * r;
+    row_q[r] = b.q_first + row / p.heads_per_block;
+    row_head[r] = head_first + row % p.heads_per_block;
+    row_pos[r] = b.pos_first + row / p.heads_per_block;
+    row_valid[r] = row_q[r] <= b.q_last;
+  }
+  // Warps (wgmma: warpgroups) whose rows are all padding (small n_q, decode) only help with the loads.
+  const int unit_row0 = kWgmmaPath ? (warp & ~3) * 16 : warp_row0;
+  const bool active = b.q_first + unit_row0 / p.heads_per_block <= b.q_last;
+
+  if (threadIdx.x == 0)
+    for (int st = 0; st < S; ++st) {
+      mbar_init(full_bar + 8 * st, NT);                // one cp.async arrival per thread
+      mbar_init(empty_bar + 8 * st, Cfg::kWarps);      // one arrival per warp
+    }
+  __syncthreads();  // barriers initialized before anyone arrives
+
+  // Tile i (i-th of this block) goes to stage i % S; its k-th reuse of that stage is mbarrier phase k.
+  const int n_tiles = b.tile_hi - b.tile_lo + 1;
+  auto issue_tile = [&](int i) {
+    const int stage = i % S;
+    if (i >= S) mbar_wait(empty_bar + 8 * stage, (i / S - 1) & 1);  // every warp is done with tile i - S
+    if (i == 0) load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
+    load_kv_tile<T, D, BN, NT>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
+    load_kv_tile<T, D, BN, NT>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
+    cp_async_arrive(full_bar + 8 * stage);
+  };
+  auto release_tile = [&](int i) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty_bar + 8 * (i % S));
+  };
+  for (int i = 0; i < S - 1 && i < n_tiles; ++i) issue_tile(i);
+
+  // With three or more stages, P.V of tile i is issued together with Q.K of tile i+1, and with two warpgroups
+  // they take turns on the tensor cores (named barriers 1 and 2): one issues its products while the other
+  // runs its softmax. Warpgroup 0 goes first; the turns apply only when both warpgroups have rows.
+  constexpr bool kDeferPV = S >= 3;
+  constexpr bool kPingPong = kDeferPV && kWgmmaPath && Cfg::kWarps == 8;
+  const int group = warp >> 2;
+  const bool ping_pong = kPingPong && b.q_first + (BM - 64) / p.heads_per_block <= b.q_last;
+  if (ping_pong && group == 1) named_barrier_arrive(1, NT);
+
+  uint32_t qf[kQInRegs ? D / 16 : 1][4];
+  uint32_t probs[BN / 16][4];  // P of the last tile, as A fragments
+  float acc[D / 8][4];
+#pragma unroll
+  for (int d = 0; d < D / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+  for (int i = 0; i < n_tiles; ++i) {
+    if constexpr (!kDeferPV) {
+      if (i + S - 1 < n_tiles) issue_tile(i + S - 1);
+    }
+    const int stage = i % S, tile = b.tile_lo + i;
+    const T* k_tile = sK + stage * BN * D;
+    const T* v_tile = sV + stage * BN * D;
+    const T* v_prev = sV + ((i + S - 1) % S) * BN * D;
+    mbar_wait(full_bar + 8 * stage, (i / S) & 1);
+    if constexpr (kWgmmaPath) fence_proxy_async();  // cp.async wrote through the generic proxy
+    if constexpr (kQInRegs) {
+      if (i == 0) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+          ldmatrix_x4(qf[kk], sQ + tile_offset<BM>(warp_row0 + (lane & 15), kk * 2 + (lane >> 4)));
+      }
+    }
+    if (active) {
+      float s[BN / 8][4];
+      const bool pv_now = kDeferPV && i > 0;
+      if constexpr (kWgmmaPath) {
+        if (ping_pong) named_barrier_sync(1 + group, NT);
+        if (pv_now) {
+          pin_registers(acc);
+          pin_fragments(probs);
+        }
+        wgmma_fence();
+        issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile, unit_row0);
+        if (pv_now) issue_pv_wgmma<T, D, BN>(acc, probs, v_prev);
+        wgmma_commit();
+        if (ping_pong) named_barrier_arrive(1 + (group ^ 1), NT);
+        wgmma_wait_all();
+        pin_registers(s);
+        pin_registers(acc);
+      } else {
+        warp_scores<T, D, BM, BN, kQInRegs>(s, qf, sQ, k_tile, warp_row0);
+        if (pv_now) warp_pv<T, D, BN>(acc, probs, v_prev);
+      }
+      if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
+      online_softmax<BN, D>(s, acc, m, l, p.scale_log2);
+      pack_probs<T, BN>(probs, s);
+      if constexpr (!kDeferPV) {
+        if constexpr (kWgmmaPath) {
+          pin_fragments(probs);
+          pin_registers(acc);
+          wgmma_fence();
+          issue_pv_wgmma<T, D, BN>(acc, probs, v_tile);
+          wgmma_commit();
+          wgmma_wait_all();
+          pin_registers(acc);
+        } else {
+          warp_pv<T, D, BN>(acc, probs, v_tile);
+        }
+      }
+    }
+    if constexpr (kDeferPV) {
+      if (i > 0) release_tile(i - 1);  // K(i-1) and V(i-1) both consumed now
+      if (i + S - 1 < n_tiles) issue_tile(i + S - 1);
+    } else {
+      release_tile(i);
+    }
+  }
+  if constexpr (kDeferPV) {
+    if (active && n_tiles > 0) {  // P.V of the last tile
+      const T* v_last = sV + ((n_tiles - 1) % S) * BN * D;
+      if constexpr (kWgmmaPath) {
+        pin_registers(acc);
+        pin_fragments(probs);
+        wgmma_fence();
+        issue_pv_wgmma<T, D, BN>(acc, probs, v_last);
+        wgmma_commit();
+        wgmma_wait_all();
+        pin_registers(acc);
+      } else {
+        warp_pv<T, D, BN>(acc, probs, v_last);
+      }
+    }
+    if (ping_pong && group == 0) named_barrier_sync(1, NT);  // the turn warpgroup 1 handed over last
+  }
+  write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+}
+
+// Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s. One block per (query, head).
+template <typename T, int D>
+__global__ void combine_splits_kernel(const FlashParams p) {
+  const int64_t qh = blockIdx.x;  // query * n_head + head
+  const int64_t split_stride = static_cast<int64_t>(p.n_q) * p.n_head;
+  float mx = -INFINITY;
+  for (int s = 0; s < p.n_split; ++s) mx = fmaxf(mx, p.partial_ml[s * split_stride + qh].x);
+  float total = 0.f;
+  for (int s = 0; s < p.n_split; ++s) {
+    const float2 ml = p.partial_ml[s * split_stride + qh];
+    total += ml.x == -INFINITY ? 0.f : exp2f(ml.x - mx) * ml.y;
+  }
+  const int64_t q = qh / p.n_head, head = qh % p.n_head;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float sum = 0.f;
+    for (int s = 0; s < p.n_split; ++s) {
+      const float ms = p.partial_ml[s * split_stride + qh].x;
+      if (ms != -INFINITY) sum += exp2f(ms - mx) * p.partial_acc[(s * split_stride + qh) * D + d];
+    }
+    const float out = total > 0.f ? sum / total : 0.f;
+    const int64_t off = q * p.o_stride + head * D + d;
+    if (p.o_fp32)
+      static_cast<float*>(p.o)[off] = out;
+    else
+      static_cast<T*>(p.o)[off] = static_cast<T>(out);
+  }
+}
+
+// Host-side launchers, instantiated per element type in flash_instances_*.cu.
+template <typename T, int D> void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream);
+template <typename T, int D> void launch_combine(const FlashParams& p, cudaStream_t stream);
+
+}  // namespace swrun::cuda::attn

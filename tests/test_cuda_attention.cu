@@ -1,0 +1,411 @@
+// Attention kernels (flash prefill, split-K decode, dense-naive) against an fp64 CPU reference on fresh random
+// inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run). Outputs are poisoned with NaN before
+// every launch and every element is checked to be written.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/attention/attention.h"
+#include "runtime/common.h"
+
+namespace {
+
+using swrun::cuda::AttnDtype;
+using swrun::cuda::FlashAttnArgs;
+constexpr int32_t kInf = INT32_MAX;
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
+
+#define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+uint64_t test_seed() {
+  static const uint64_t seed = [] {
+    const char* env = std::getenv("SWRUN_TEST_SEED");
+    const uint64_t s = env ? std::strtoull(env, nullptr, 10)
+                           : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::printf("test_cuda_attention seed %llu (SWRUN_TEST_SEED=%llu reproduces)\n",
+                static_cast<unsigned long long>(s), static_cast<unsigned long long>(s));
+    return s;
+  }();
+  return seed;
+}
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 g(test_seed());
+  return g;
+}
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) {
+    if (cudaMalloc(&ptr, std::max<size_t>(bytes, 16)) != cudaSuccess) ptr = nullptr;
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+uint16_t to_bits(float x, AttnDtype t) {
+  if (t == AttnDtype::BF16) {
+    __nv_bfloat16 b = __float2bfloat16(x);
+    uint16_t u;
+    std::memcpy(&u, &b, 2);
+    return u;
+  }
+  __half h = __float2half(x);
+  uint16_t u;
+  std::memcpy(&u, &h, 2);
+  return u;
+}
+
+float from_bits(uint16_t u, AttnDtype t) {
+  if (t == AttnDtype::BF16) {
+    __nv_bfloat16 b;
+    std::memcpy(&b, &u, 2);
+    return __bfloat162float(b);
+  }
+  __half h;
+  std::memcpy(&h, &u, 2);
+  return __half2float(h);
+}
+
+// Random values already rounded to the input type, so the reference sees exactly what the GPU sees.
+std::vector<float> random_rounded(size_t n, AttnDtype t) {
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = from_bits(to_bits(dist(rng()), t), t);
+  return v;
+}
+
+enum class Impl { Flash, Decode, Naive };
+
+struct Shape {
+  int head_dim = 128, n_head = 4, n_head_kv = 4;
+  AttnDtype dtype = AttnDtype::BF16;
+  bool o_fp32 = false;
+};
+
+// Keys/values of positions 0..kv_len-1 in position order, plus the queries of one call.
+struct Problem {
+  Shape s;
+  int q_pos0 = 0, n_q = 0, left = kInf, right = 0;
+  std::vector<float> q, k, v;  // q: [n_q][n_head][d]; k, v: [kv_len][n_head_kv][d]
+  int kv_len() const { return q_pos0 + n_q; }
+};
+
+Problem make_problem(const Shape& s, int q_pos0, int n_q, int left, int right) {
+  Problem p{s, q_pos0, n_q, left, right, {}, {}, {}};
+  p.q = random_rounded(size_t(n_q) * s.n_head * s.head_dim, s.dtype);
+  p.k = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
+  p.v = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
+  return p;
+}
+
+// fp64 attention of query i, head h; a query with no visible key gives 0.
+void reference_row(const Problem& p, int i, int h, double* out) {
+  const int d = p.s.head_dim, hkv = h / (p.s.n_head / p.s.n_head_kv);
+  const int64_t pos = int64_t{p.q_pos0} + i;
+  const int64_t lo = std::max<int64_t>(0, pos - p.left), hi = std::min<int64_t>(p.kv_len() - 1, pos + p.right);
+  const double scale = 1.0 / std::sqrt(double(d));
+  const float* qr = &p.q[(size_t(i) * p.s.n_head + h) * d];
+  std::vector<double> sc;
+  double mx = -INFINITY;
+  for (int64_t j = lo; j <= hi; ++j) {
+    const float* kr = &p.k[(size_t(j) * p.s.n_head_kv + hkv) * d];
+    double dot = 0;
+    for (int c = 0; c < d; ++c) dot += double(qr[c]) * kr[c];
+    sc.push_back(dot * scale);
+    mx = std::max(mx, dot * scale);
+  }
+  std::fill(out, out + d, 0.0);
+  double sum = 0;
+  for (auto& x : sc) sum += (x = std::exp(x - mx));
+  for (int64_t j = lo; j <= hi; ++j) {
+    const float* vr = &p.v[(size_t(j) * p.s.n_head_kv + hkv) * d];
+    const double w = sc[j - lo] / sum;
+    for (int c = 0; c < d; ++c) out[c] += w * vr[c];
+  }
+}
+
+struct RunOptions {
+  Impl impl = Impl::Flash;
+  int capacity = 0;           // 0: contiguous keys (capacity = kv_len)
+  bool q_pos0_on_device = false;
+  int max_kv_len = 0;         // decode: 0 means kv_len
+};
+
+// Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
+// be slow; every output element is still checked to have been written.
+void run_and_check(const Problem& p, const RunOptions& opt) {
+  const Shape& s = p.s;
+  const int d = s.head_dim, kv_len = p.kv_len();
+  const int capacity = opt.capacity ? opt.capacity : kv_len;
+  const size_t elt = 2, out_elt = s.o_fp32 ? 4 : 2;
+  const size_t kv_row = size_t(s.n_head_kv) * d;
+
+  // The ring as a cache would hold it: slot p % capacity has the newest position written there; slots never
+  // written hold NaN so a read outside the keys present shows up.
+  std::vector<uint16_t> ring(size_t(capacity) * kv_row * 2, to_bits(NAN, s.dtype));
+  for (int64_t pos = std::max<int64_t>(0, int64_t{kv_len} - capacity); pos < kv_len; ++pos)
+    for (size_t c = 0; c < kv_row; ++c) {
+      ring[(pos % capacity) * kv_row + c] = to_bits(p.k[pos * kv_row + c], s.dtype);
+      ring[(size_t(capacity) + pos % capacity) * kv_row + c] = to_bits(p.v[pos * kv_row + c], s.dtype);
+    }
+  std::vector<uint16_t> qbits(p.q.size());
+  for (size_t i = 0; i < p.q.size(); ++i) qbits[i] = to_bits(p.q[i], s.dtype);
+
+  DeviceBuffer dq(qbits.size() * elt), dkv(ring.size() * elt), dout(size_t(p.n_q) * s.n_head * d * out_elt),
+      dpos(sizeof(int32_t));
+  ASSERT_TRUE(dq.ptr && dkv.ptr && dout.ptr && dpos.ptr);
+  CUDA_OK(cudaMemcpy(dq.ptr, qbits.data(), qbits.size() * elt, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dkv.ptr, ring.data(), ring.size() * elt, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dpos.ptr, &p.q_pos0, sizeof(int32_t), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dout.ptr, 0xFF, size_t(p.n_q) * s.n_head * d * out_elt));  // NaN in every output type
+
+  FlashAttnArgs a;
+  a.q = dq.ptr;
+  a.k = dkv.ptr;
+  a.v = static_cast<char*>(dkv.ptr) + size_t(capacity) * kv_row * elt;
+  a.o = dout.ptr;
+  a.o_fp32 = s.o_fp32;
+  a.dtype = s.dtype;
+  a.q_stride = int64_t{s.n_head} * d;
+  a.kv_stride = int64_t(kv_row);
+  a.o_stride = int64_t{s.n_head} * d;
+  a.n_q = p.n_q;
+  a.n_head = s.n_head;
+  a.n_head_kv = s.n_head_kv;
+  a.head_dim = d;
+  a.q_pos0 = opt.q_pos0_on_device ? -1 : p.q_pos0;  // -1 proves the device value is the one used
+  a.q_pos0_dev = opt.q_pos0_on_device ? static_cast<const int32_t*>(dpos.ptr) : nullptr;
+  a.capacity = capacity;
+  a.left = p.left;
+  a.right = p.right;
+  a.scale = 1.f / std::sqrt(float(d));
+
+  if (opt.impl == Impl::Flash) {
+    swrun::cuda::flash_attention(a, nullptr);
+  } else if (opt.impl == Impl::Naive) {
+    swrun::cuda::naive_attention(a, nullptr);
+  } else {
+    const int max_kv = opt.max_kv_len ? opt.max_kv_len : kv_len;
+    DeviceBuffer ws(swrun::cuda::flash_decode_workspace_bytes(a, max_kv));
+    ASSERT_TRUE(ws.ptr);
+    CUDA_OK(cudaMemset(ws.ptr, 0xFF, swrun::cuda::flash_decode_workspace_bytes(a, max_kv)));
+    swrun::cuda::flash_attention_decode(a, max_kv, ws.ptr, nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+  }
+  CUDA_OK(cudaDeviceSynchronize());
+
+  const size_t n_out = size_t(p.n_q) * s.n_head * d;
+  std::vector<float> out(n_out);
+  if (s.o_fp32) {
+    CUDA_OK(cudaMemcpy(out.data(), dout.ptr, n_out * 4, cudaMemcpyDeviceToHost));
+  } else {
+    std::vector<uint16_t> bits(n_out);
+    CUDA_OK(cudaMemcpy(bits.data(), dout.ptr, n_out * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n_out; ++i) out[i] = from_bits(bits[i], s.dtype);
+  }
+  size_t unwritten = 0;
+  for (float x : out) unwritten += !std::isfinite(x);
+  ASSERT_EQ(unwritten, 0u) << "outputs left NaN/inf (unwritten or corrupted)";
+
+  // Queries to check: all of them when cheap, else the first and last 8 and 32 random ones in between.
+  std::vector<int> queries;
+  const double full_cost = double(p.n_q) * s.n_head * std::min<double>(kv_len, double(p.left) + p.right + 1) * d;
+  if (full_cost < 4e7) {
+    for (int i = 0; i < p.n_q; ++i) queries.push_back(i);
+  } else {
+    for (int i = 0; i < std::min(8, p.n_q); ++i) queries.push_back(i), queries.push_back(p.n_q - 1 - i);
+    std::uniform_int_distribution<int> pick(0, p.n_q - 1);
+    for (int i = 0; i < 32; ++i) queries.push_back(pick(rng()));
+  }
+  double err2 = 0, ref2 = 0, worst = 0;
+  int bad = 0;
+  std::vector<double> ref(d);
+  for (int i : queries)
+    for (int h = 0; h < s.n_head; ++h) {
+      reference_row(p, i, h, ref.data());
+      for (int c = 0; c < d; ++c) {
+        const double g = out[(size_t(i) * s.n_head + h) * d + c], e = g - ref[c];
+        err2 += e * e;
+        ref2 += ref[c] * ref[c];
+        worst = std::max(worst, std::fabs(e));
+        if (std::fabs(e) > 2e-2 + 2e-2 * std::fabs(ref[c]) && bad++ < 5)
+          ADD_FAILURE() << "q " << i << " head " << h << " col " << c << ": gpu " << g << " ref " << ref[c];
+      }
+    }
+  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
+  EXPECT_LE(rel, 1e-2) << "relative error, worst element error " << worst;
+  EXPECT_EQ(bad, 0);
+}
+
+Shape shape(int d, int hq, int hkv, AttnDtype t = AttnDtype::BF16, bool o_fp32 = false) {
+  return Shape{d, hq, hkv, t, o_fp32};
+}
+
+TEST(Prefill, SmallMixed) {  // small enough for compute-sanitizer
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 256}) {
+    run_and_check(make_problem(shape(d, 4, 1), 0, 150, kInf, 0), {});
+    run_and_check(make_problem(shape(d, 4, 2), 0, 150, 20, 0), {});
+    run_and_check(make_problem(shape(d, 2, 2), 0, 150, 9, 9), {});
+  }
+}
+
+TEST(Prefill, HeadDimsGqaRatiosAndLengths) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (auto [hq, hkv] : {std::pair{4, 4}, std::pair{8, 2}, std::pair{8, 1}})
+      for (int n : {1, 17, 511}) {
+        SCOPED_TRACE("d " + std::to_string(d) + " hq " + std::to_string(hq) + "/" + std::to_string(hkv) + " N " +
+                     std::to_string(n));
+        run_and_check(make_problem(shape(d, hq, hkv), 0, n, kInf, 0), {});
+      }
+}
+
+TEST(Prefill, Windows4097) {
+  SKIP_WITHOUT_GPU();
+  const int n = 4097;
+  for (int d : {64, 128, 256}) {
+    const Shape s = shape(d, 4, 1);
+    for (auto [left, right] : {std::pair{kInf, 0}, std::pair{0, 0}, std::pair{511, 0}, std::pair{n + 10, 0},
+                               std::pair{37, 37}, std::pair{100, 3}}) {
+      SCOPED_TRACE("d " + std::to_string(d) + " window (" + std::to_string(left) + ", " + std::to_string(right) + ")");
+      run_and_check(make_problem(s, 0, n, left, right), {});
+    }
+  }
+}
+
+TEST(Prefill, Fp16AndFp32Output) {
+  SKIP_WITHOUT_GPU();
+  for (bool o32 : {false, true}) {
+    run_and_check(make_problem(shape(128, 8, 2, AttnDtype::FP16, o32), 0, 300, kInf, 0), {});
+    run_and_check(make_problem(shape(256, 4, 1, AttnDtype::FP16, o32), 0, 300, 63, 0), {});
+    run_and_check(make_problem(shape(64, 8, 1, AttnDtype::BF16, o32), 0, 300, 5, 5), {});
+  }
+}
+
+// Chunked prefill over a ring of window + chunk rows: each chunk sees the previous W-1 keys, some of which
+// live in slots the ring has already reused several times.
+void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device) {
+  const Problem all = make_problem(s, 0, total, window - 1, 0);
+  for (int start = 0; start < total; start += chunk) {
+    Problem p = all;
+    p.q_pos0 = start;
+    p.n_q = std::min(chunk, total - start);
+    const size_t qrow = size_t(s.n_head) * s.head_dim;
+    p.q.assign(all.q.begin() + start * qrow, all.q.begin() + (start + p.n_q) * qrow);
+    p.k.resize(size_t(p.kv_len()) * s.n_head_kv * s.head_dim);
+    p.v.resize(p.k.size());
+    SCOPED_TRACE("chunk at " + std::to_string(start));
+    run_and_check(p, {Impl::Flash, window + chunk, pos_on_device, 0});
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+TEST(Prefill, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  chunked_ring(shape(128, 8, 2), 300, 100, 2050, false);   // ring 400 rows, wraps 5 times
+  chunked_ring(shape(256, 4, 1), 512, 129, 2600, true);    // Gemma 3 local layers, device position
+  chunked_ring(shape(64, 4, 4, AttnDtype::FP16), 70, 33, 700, false);
+}
+
+TEST(Decode, SlidingAfterRingWrapped) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (bool dev : {false, true}) {
+      const int window = 256;
+      SCOPED_TRACE("d " + std::to_string(d) + (dev ? " device position" : ""));
+      run_and_check(make_problem(shape(d, 8, 2), 3000, 1, window - 1, 0), {Impl::Decode, window + 8, dev, 8192});
+    }
+}
+
+TEST(Decode, DenseSplitKAndNeutralSplits) {
+  SKIP_WITHOUT_GPU();
+  // max_kv_len far above kv_len: most splits find no keys and must stay neutral.
+  run_and_check(make_problem(shape(256, 4, 1), 4095, 1, kInf, 0), {Impl::Decode, 40000, true, 40000});
+  run_and_check(make_problem(shape(128, 32, 8), 5000, 1, kInf, 0), {Impl::Decode, 6000, false, 6000});
+  run_and_check(make_problem(shape(64, 32, 4, AttnDtype::FP16, true), 777, 3, kInf, 0), {Impl::Decode, 0, false, 0});
+  run_and_check(make_problem(shape(128, 4, 4), 0, 1, kInf, 0), {Impl::Decode, 64, true, 64});  // first token
+}
+
+TEST(Naive, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  run_and_check(make_problem(shape(128, 8, 2), 0, 300, kInf, 0), {Impl::Naive});
+  run_and_check(make_problem(shape(256, 4, 1, AttnDtype::BF16, true), 0, 257, 63, 0), {Impl::Naive});
+  run_and_check(make_problem(shape(64, 4, 4, AttnDtype::FP16), 0, 200, 7, 7), {Impl::Naive});
+  run_and_check(make_problem(shape(64, 8, 1), 100, 50, kInf, 0), {Impl::Naive});  // a later chunk, contiguous
+  swrun::cuda::naive_attention_release_workspace();
+}
+
+TEST(Naive, OutOfMemoryIsAnError) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer tiny(1024);
+  ASSERT_TRUE(tiny.ptr);
+  FlashAttnArgs a;
+  a.q = a.k = a.v = a.o = tiny.ptr;
+  a.n_q = 3'000'000;
+  a.n_head = a.n_head_kv = 4;
+  a.head_dim = 128;
+  a.q_stride = a.kv_stride = a.o_stride = 512;
+  a.capacity = a.n_q;
+  try {
+    swrun::cuda::naive_attention(a, nullptr);
+    FAIL() << "expected an out-of-memory Error";
+  } catch (const swrun::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dense-naive needs"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+TEST(Args, BadArgumentsAreErrors) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer buf(1 << 20);
+  ASSERT_TRUE(buf.ptr);
+  FlashAttnArgs a;
+  a.q = a.k = a.v = a.o = buf.ptr;
+  a.n_q = 16;
+  a.n_head = 4;
+  a.n_head_kv = 4;
+  a.head_dim = 128;
+  a.q_stride = a.kv_stride = a.o_stride = 512;
+  a.capacity = 16;
+  auto expect_error = [](FlashAttnArgs bad, const char* what) {
+    EXPECT_THROW(swrun::cuda::flash_attention(bad, nullptr), swrun::Error) << what;
+  };
+  FlashAttnArgs b = a;
+  b.head_dim = 96;
+  expect_error(b, "head_dim 96");
+  b = a;
+  b.n_head = 6;
+  expect_error(b, "n_head not a multiple of n_head_kv");
+  b = a;
+  b.q_pos0 = 100;  // dense needs 116 keys, the ring holds 16
+  expect_error(b, "ring too small");
+  b = a;
+  b.kv_stride = 100;
+  expect_error(b, "stride too small");
+  swrun::cuda::flash_attention(a, nullptr);  // the unmodified args are fine
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+}  // namespace

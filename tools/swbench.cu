@@ -1,0 +1,429 @@
+// swbench: attention benchmark. For each shape x N x implementation: median time (CUDA events, after warm-up),
+// useful TFLOP/s (4 * d * Hq * sum_i visible_keys(i)), speed relative to dense fused and to dense-naive, the
+// bytes the row allocated, and a spot check of sampled query rows against an fp64 CPU reference.
+//
+//   swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W] [--impls naive,dense,sliding,decode-dense,
+//           decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--reps R] [--target-ms T]
+//           [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
+// A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L,R gives a (left, right) window.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/attention/attention.h"
+#include "kernels/common/cuda_check.h"
+#include "runtime/common.h"
+
+namespace {
+
+using swrun::cuda::AttnDtype;
+using swrun::cuda::FlashAttnArgs;
+using swrun::cuda::check_cuda;
+
+struct Shape {
+  std::string name;
+  int hq, hkv, d;
+  int32_t left, right;  // the sliding policy's window
+};
+
+struct Options {
+  std::vector<Shape> shapes;
+  std::vector<std::string> impls{"naive", "dense", "sliding"};
+  std::vector<int> ns{4096, 8192, 16384, 32768, 65536, 131072};
+  AttnDtype dtype = AttnDtype::BF16;
+  int max_reps = 50;
+  double target_ms = 300;  // timing budget per row, before max_reps caps it
+  int check_rows = 3;
+  int64_t max_n_naive = INT64_MAX;
+  std::string json, csv;
+};
+
+struct Row {
+  std::string shape, impl, check = "-", note;
+  int n = 0, reps = 0;
+  double ms = NAN, tflops = NAN, vs_dense = NAN, vs_naive = NAN, max_rel_err = NAN;
+  double bytes = 0;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, sep);)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int to_int(const std::string& s, const std::string& what) {
+  char* end = nullptr;
+  const long v = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end || v < 0 || v > INT32_MAX) swrun::fail("swbench: bad " + what + " '" + s + "'");
+  return static_cast<int>(v);
+}
+
+Shape parse_shape(const std::string& spec) {
+  if (spec == "gemma3") return {"gemma3", 4, 1, 256, 511, 0};
+  if (spec == "mistral") return {"mistral", 32, 8, 128, 4095, 0};
+  if (spec == "llama64") return {"llama64", 32, 4, 64, 1023, 0};
+  const auto colon = spec.find(':');
+  const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
+  if (parts.size() != 4) swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W");
+  Shape s{spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
+  const auto lr = split(parts[3], ',');
+  if (lr.size() == 2) {
+    s.left = to_int(lr[0], "left");
+    s.right = to_int(lr[1], "right");
+  } else {
+    s.left = to_int(parts[3], "window") - 1;
+  }
+  return s;
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  std::vector<std::string> shapes{"gemma3", "mistral", "llama64"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::puts("swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W] [--impls naive,dense,sliding,"
+                "decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] [--reps R] [--target-ms T] "
+                "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]");
+      std::exit(0);
+    }
+    if (i + 1 >= argc) swrun::fail("swbench: " + flag + " needs a value");
+    const std::string val = argv[++i];
+    if (flag == "--shapes") shapes = split(val, ',');
+    else if (flag == "--impls") o.impls = split(val, ',');
+    else if (flag == "--n") {
+      o.ns.clear();
+      for (auto& s : split(val, ',')) o.ns.push_back(to_int(s, "N"));
+    } else if (flag == "--dtype") {
+      if (val != "bf16" && val != "fp16") swrun::fail("swbench: --dtype must be bf16 or fp16");
+      o.dtype = val == "bf16" ? AttnDtype::BF16 : AttnDtype::FP16;
+    } else if (flag == "--reps") o.max_reps = std::max(1, to_int(val, "--reps"));
+    else if (flag == "--target-ms") o.target_ms = to_int(val, "--target-ms");
+    else if (flag == "--check-rows") o.check_rows = to_int(val, "--check-rows");
+    else if (flag == "--max-n-naive") o.max_n_naive = to_int(val, "--max-n-naive");
+    else if (flag == "--json") o.json = val;
+    else if (flag == "--csv") o.csv = val;
+    else swrun::fail("swbench: unknown flag " + flag);
+  }
+  for (auto& s : shapes) o.shapes.push_back(parse_shape(s));
+  for (auto& im : o.impls)
+    if (im != "naive" && im != "dense" && im != "sliding" && im != "decode-dense" && im != "decode-sliding")
+      swrun::fail("swbench: unknown impl " + im);
+  return o;
+}
+
+// Deterministic pseudo-random inputs in [-2, 2), generated on the GPU (host RNG is too slow at 131072 rows).
+template <typename T>
+__global__ void fill_random(T* x, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    x[i] = static_cast<T>(static_cast<float>(h >> 40) * (4.0f / 16777216.0f) - 2.0f);
+  }
+}
+
+float to_float(uint16_t bits, AttnDtype t) {
+  if (t == AttnDtype::BF16) {
+    __nv_bfloat16 b;
+    std::memcpy(&b, &bits, 2);
+    return __bfloat162float(b);
+  }
+  __half h;
+  std::memcpy(&h, &bits, 2);
+  return __half2float(h);
+}
+
+double useful_flops(int64_t q_pos0, int64_t n_q, int64_t kv_len, int32_t left, int32_t right, int d, int hq) {
+  double keys = 0;
+  for (int64_t i = q_pos0; i < q_pos0 + n_q; ++i)
+    keys += double(std::min<int64_t>(kv_len - 1, i + right) - std::max<int64_t>(0, i - left) + 1);
+  return 4.0 * d * hq * keys;
+}
+
+struct Inputs {
+  int n = 0, sets = 1;
+  size_t q_elems = 0, kv_elems = 0;
+  std::vector<void*> q, k, v, o;  // `sets` copies rotated through when one set fits in L2
+  void* dpos = nullptr;
+  double bytes = 0;
+  ~Inputs() {
+    for (auto* vec : {&q, &k, &v, &o})
+      for (void* p : *vec) cudaFree(p);
+    cudaFree(dpos);
+  }
+};
+
+void fill(void* x, size_t n, uint64_t seed, AttnDtype dt) {
+  if (dt == AttnDtype::BF16)
+    fill_random<__nv_bfloat16><<<1024, 256>>>(static_cast<__nv_bfloat16*>(x), n, seed);
+  else
+    fill_random<__half><<<1024, 256>>>(static_cast<__half*>(x), n, seed);
+  swrun::cuda::check_launch("swbench fill_random");
+}
+
+void alloc_inputs(Inputs& in, const Shape& s, int n, int l2_bytes, AttnDtype dt) {
+  in.n = n;
+  in.q_elems = size_t(n) * s.hq * s.d;
+  in.kv_elems = size_t(n) * s.hkv * s.d;
+  const double set_bytes = 2.0 * (2 * in.q_elems + 2 * in.kv_elems);
+  in.sets = set_bytes < 2.0 * l2_bytes ? std::min(8, int(2.0 * l2_bytes / set_bytes) + 1) : 1;
+  for (int i = 0; i < in.sets; ++i) {
+    void *q, *k, *v, *o;
+    check_cuda(cudaMalloc(&q, in.q_elems * 2), "swbench: cudaMalloc q");
+    check_cuda(cudaMalloc(&k, in.kv_elems * 2), "swbench: cudaMalloc k");
+    check_cuda(cudaMalloc(&v, in.kv_elems * 2), "swbench: cudaMalloc v");
+    check_cuda(cudaMalloc(&o, in.q_elems * 2), "swbench: cudaMalloc o");
+    in.q.push_back(q), in.k.push_back(k), in.v.push_back(v), in.o.push_back(o);
+    const uint64_t seed = 1000003ull * n + 7919ull * i;
+    fill(q, in.q_elems, seed + 1, dt);
+    fill(k, in.kv_elems, seed + 2, dt);
+    fill(v, in.kv_elems, seed + 3, dt);
+  }
+  check_cuda(cudaMalloc(&in.dpos, sizeof(int32_t)), "swbench: cudaMalloc position");
+  in.bytes = set_bytes;  // one set is what a real call touches
+}
+
+FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, AttnDtype dt, bool windowed, int n_q) {
+  FlashAttnArgs a;
+  a.q = in.q[set];
+  a.k = in.k[set];
+  a.v = in.v[set];
+  a.o = in.o[set];
+  a.dtype = dt;
+  a.q_stride = a.o_stride = int64_t{s.hq} * s.d;
+  a.kv_stride = int64_t{s.hkv} * s.d;
+  a.n_q = n_q;
+  a.q_pos0 = in.n - n_q;
+  a.n_head = s.hq;
+  a.n_head_kv = s.hkv;
+  a.head_dim = s.d;
+  a.capacity = in.n;
+  a.left = windowed ? s.left : INT32_MAX;
+  a.right = windowed ? s.right : 0;
+  a.scale = 1.f / std::sqrt(float(s.d));
+  return a;
+}
+
+// Sampled query rows of the output against fp64 on the host: returns the worst relative row error.
+double spot_check(const FlashAttnArgs& a, int rows, std::mt19937& rng) {
+  const int d = a.head_dim, kv_len = a.q_pos0 + a.n_q, group = a.n_head / a.n_head_kv;
+  std::vector<int> picks{a.n_q - 1};
+  std::uniform_int_distribution<int> pick(0, a.n_q - 1);
+  while (int(picks.size()) < std::min(rows, a.n_q)) picks.push_back(pick(rng));
+  double worst = 0;
+  for (int i : picks) {
+    const int64_t pos = int64_t{a.q_pos0} + i;
+    const int64_t lo = std::max<int64_t>(0, pos - a.left), hi = std::min<int64_t>(kv_len - 1, pos + a.right);
+    const size_t kv_row = size_t(a.kv_stride), nrows = size_t(hi - lo + 1);
+    std::vector<uint16_t> q(size_t(a.q_stride)), o(size_t(a.o_stride)), k(nrows * kv_row), v(nrows * kv_row);
+    check_cuda(cudaMemcpy(q.data(), static_cast<const uint16_t*>(a.q) + i * a.q_stride, q.size() * 2,
+                          cudaMemcpyDeviceToHost), "swbench: copy q row");
+    check_cuda(cudaMemcpy(o.data(), static_cast<const uint16_t*>(a.o) + i * a.o_stride, o.size() * 2,
+                          cudaMemcpyDeviceToHost), "swbench: copy o row");
+    check_cuda(cudaMemcpy(k.data(), static_cast<const uint16_t*>(a.k) + lo * kv_row, k.size() * 2,
+                          cudaMemcpyDeviceToHost), "swbench: copy k rows");
+    check_cuda(cudaMemcpy(v.data(), static_cast<const uint16_t*>(a.v) + lo * kv_row, v.size() * 2,
+                          cudaMemcpyDeviceToHost), "swbench: copy v rows");
+    for (int h : {0, a.n_head - 1}) {
+      const int hk = h / group;
+      std::vector<double> sc(nrows), ref(d, 0.0);
+      double mx = -INFINITY, sum = 0, err2 = 0, ref2 = 0;
+      for (size_t j = 0; j < nrows; ++j) {
+        double dot = 0;
+        for (int c = 0; c < d; ++c)
+          dot += double(to_float(q[h * d + c], a.dtype)) * to_float(k[j * kv_row + hk * d + c], a.dtype);
+        sc[j] = dot * a.scale;
+        mx = std::max(mx, sc[j]);
+      }
+      for (auto& x : sc) sum += (x = std::exp(x - mx));
+      for (size_t j = 0; j < nrows; ++j)
+        for (int c = 0; c < d; ++c) ref[c] += sc[j] / sum * to_float(v[j * kv_row + hk * d + c], a.dtype);
+      for (int c = 0; c < d; ++c) {
+        const double e = to_float(o[h * d + c], a.dtype) - ref[c];
+        err2 += e * e;
+        ref2 += ref[c] * ref[c];
+      }
+      worst = std::max(worst, std::isfinite(err2) ? std::sqrt(err2 / std::max(ref2, 1e-30)) : INFINITY);
+    }
+  }
+  return worst;
+}
+
+double median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+Row run_impl(const Options& opt, const Shape& s, Inputs& in, const std::string& impl, std::mt19937& rng) {
+  Row r;
+  r.shape = s.name;
+  r.impl = impl;
+  r.n = in.n;
+  const bool windowed = impl == "sliding" || impl == "decode-sliding";
+  const bool decode = impl.rfind("decode", 0) == 0;
+  const int n_q = decode ? 1 : in.n;
+  const FlashAttnArgs base = make_args(s, in, 0, opt.dtype, windowed, n_q);
+  r.bytes = in.bytes;
+  void* workspace = nullptr;
+  if (impl == "naive") {
+    if (in.n > opt.max_n_naive) {
+      r.check = "skip";
+      r.note = "N above --max-n-naive";
+      return r;
+    }
+    r.bytes += double(swrun::cuda::naive_attention_workspace_bytes(base));
+  }
+  if (decode) {
+    const size_t ws = swrun::cuda::flash_decode_workspace_bytes(base, in.n);
+    check_cuda(cudaMalloc(&workspace, std::max<size_t>(ws, 16)), "swbench: decode workspace");
+    r.bytes += double(ws);
+    // The position comes from device memory, as in a captured decode step.
+    const int32_t pos = base.q_pos0;
+    check_cuda(cudaMemcpy(in.dpos, &pos, sizeof pos, cudaMemcpyHostToDevice), "swbench: position");
+  }
+  auto call = [&](int set) {
+    FlashAttnArgs a = make_args(s, in, set, opt.dtype, windowed, n_q);
+    if (impl == "naive") swrun::cuda::naive_attention(a, nullptr);
+    else if (decode) {
+      a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);
+      swrun::cuda::flash_attention_decode(a, in.n, workspace, nullptr);
+    } else swrun::cuda::flash_attention(a, nullptr);
+  };
+  try {
+    cudaEvent_t e0, e1;
+    check_cuda(cudaEventCreate(&e0), "swbench: event");
+    check_cuda(cudaEventCreate(&e1), "swbench: event");
+    std::vector<float> times;
+    call(0);  // warm-up: module load, cuBLAS handle, workspace
+    check_cuda(cudaDeviceSynchronize(), ("swbench: " + impl + " warm-up").c_str());
+    int reps = opt.max_reps;
+    for (int i = 0; i < reps; ++i) {
+      check_cuda(cudaEventRecord(e0), "swbench: record");
+      call(i % in.sets);
+      check_cuda(cudaEventRecord(e1), "swbench: record");
+      check_cuda(cudaEventSynchronize(e1), ("swbench: " + impl).c_str());
+      float ms = 0;
+      check_cuda(cudaEventElapsedTime(&ms, e0, e1), "swbench: elapsed");
+      times.push_back(ms);
+      if (i == 0) reps = std::clamp(int(opt.target_ms / std::max(ms, 1e-3f)), 5, opt.max_reps);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    r.reps = int(times.size());
+    r.ms = median(times);
+    r.tflops = useful_flops(base.q_pos0, n_q, in.n, base.left, base.right, s.d, s.hq) / (r.ms * 1e-3) / 1e12;
+    if (opt.check_rows > 0) {
+      call(0);
+      check_cuda(cudaDeviceSynchronize(), "swbench: check run");
+      r.max_rel_err = spot_check(make_args(s, in, 0, opt.dtype, windowed, n_q), opt.check_rows, rng);
+      r.check = r.max_rel_err <= 2e-2 ? "ok" : "FAIL";
+    }
+  } catch (const swrun::Error& e) {
+    const std::string msg = e.what();
+    r.check = msg.find("needs") != std::string::npos ? "OOM" : "ERROR";
+    r.note = msg;
+  }
+  cudaFree(workspace);
+  if (impl == "naive") swrun::cuda::naive_attention_release_workspace();
+  return r;
+}
+
+std::string fmt(double x, const char* f = "%.3f") {
+  if (!std::isfinite(x)) return "-";
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
+}
+
+void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::string& device) {
+  if (!opt.csv.empty()) {
+    std::ofstream f(opt.csv);
+    f << "device,shape,impl,N,ms,tflops,vs_dense,vs_naive,bytes,reps,check,max_rel_err,note\n";
+    for (auto& r : rows)
+      f << '"' << device << "\"," << r.shape << ',' << r.impl << ',' << r.n << ',' << fmt(r.ms, "%.5f") << ','
+        << fmt(r.tflops, "%.2f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive) << ',' << fmt(r.bytes, "%.0f")
+        << ',' << r.reps << ',' << r.check << ',' << fmt(r.max_rel_err, "%.2e") << ",\"" << r.note << "\"\n";
+  }
+  if (!opt.json.empty()) {
+    auto num = [](double x, const char* f) { return std::isfinite(x) ? fmt(x, f) : std::string("null"); };
+    auto esc = [](std::string s) {
+      std::string o;
+      for (char c : s) o += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+      return o;
+    };
+    std::ofstream f(opt.json);
+    f << "{\"device\": \"" << esc(device) << "\", \"rows\": [\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      f << "  {\"shape\": \"" << r.shape << "\", \"impl\": \"" << r.impl << "\", \"N\": " << r.n
+        << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f")
+        << ", \"vs_dense\": " << num(r.vs_dense, "%.3f") << ", \"vs_naive\": " << num(r.vs_naive, "%.3f")
+        << ", \"bytes\": " << fmt(r.bytes, "%.0f") << ", \"reps\": " << r.reps << ", \"check\": \"" << r.check
+        << "\", \"max_rel_err\": " << num(r.max_rel_err, "%.3e") << ", \"note\": \"" << esc(r.note) << "\"}"
+        << (i + 1 < rows.size() ? ",\n" : "\n");
+    }
+    f << "]}\n";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options opt = parse_args(argc, argv);
+    cudaDeviceProp prop{};
+    check_cuda(cudaGetDeviceProperties(&prop, 0), "swbench: no CUDA device");
+    const std::string device = prop.name;
+    std::printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+    std::mt19937 rng(12345);
+    std::vector<Row> rows;
+    std::printf("%-9s %-15s %7s %10s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
+                "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
+    for (const Shape& s : opt.shapes)
+      for (int n : opt.ns) {
+        Inputs in;
+        alloc_inputs(in, s, n, prop.l2CacheSize, opt.dtype);
+        const size_t first = rows.size();
+        for (const auto& impl : opt.impls) rows.push_back(run_impl(opt, s, in, impl, rng));
+        double dense = NAN, naive = NAN, decode_dense = NAN;
+        for (size_t i = first; i < rows.size(); ++i) {
+          if (rows[i].impl == "dense") dense = rows[i].ms;
+          if (rows[i].impl == "naive") naive = rows[i].ms;
+          if (rows[i].impl == "decode-dense") decode_dense = rows[i].ms;
+        }
+        for (size_t i = first; i < rows.size(); ++i) {
+          Row& r = rows[i];
+          const bool dec = r.impl.rfind("decode", 0) == 0;
+          r.vs_dense = (dec ? decode_dense : dense) / r.ms;
+          if (!dec) r.vs_naive = naive / r.ms;
+          std::printf("%-9s %-15s %7d %10s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
+                      fmt(r.ms, "%.4f").c_str(), fmt(r.tflops, "%.1f").c_str(), fmt(r.vs_dense, "%.2f").c_str(),
+                      fmt(r.vs_naive, "%.2f").c_str(), fmt(r.bytes / 1048576.0, "%.0f").c_str(), r.reps,
+                      r.check.c_str(), r.note.c_str());
+          std::fflush(stdout);
+        }
+      }
+    write_outputs(opt, rows, device);
+    const bool failed = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.check == "FAIL" || r.check == "ERROR"; });
+    return failed ? 1 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
