@@ -20,6 +20,7 @@ class Llama final : public DecoderModel {
     output_ = optional_tensor(f, "output.weight", {d, c.vocab});
     if (!output_.impl) output_ = tok_embd_;
     for (int l = 0; l < c.n_layer; ++l) {
+      const TracedOps::Range layer_range = ops_.layer(l);
       const std::string p = "blk." + std::to_string(l) + ".";
       LlamaLayer w;
       w.attn_norm = tensor(f, p + "attn_norm.weight", {d});

@@ -38,12 +38,17 @@ class TracedOps {
     be_.add(x, y, count);
   }
 
- private:
+  // A named range around several ops (a whole layer), so NVTX and the profiler show the nesting.
   struct Range {
     Range(Backend& be, const char* name, int layer, OpKind op) : be(be) { be.push_range(name, layer, op); }
     ~Range() { be.pop_range(); }
+    Range(const Range&) = delete;
+    Range& operator=(const Range&) = delete;
     Backend& be;
   };
+  Range layer(int index) { return Range(be_, "layer", index, OpKind::Other); }
+
+ private:
   Backend& be_;
 };
 
