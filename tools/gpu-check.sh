@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: every GPU test, compute-sanitizer (memcheck, racecheck) on the kernel tests, the
 # attention benchmark beside the PyTorch anchors, end-to-end generation speed, and a short record of it all.
-# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR   (BIN_DIR holds the binaries built by tools/pack-gpu.sh)
-# Env: SWRUN_COMMIT (the commit measured), SWRUN_MODEL (example model; end-to-end parts skip without it),
-#      QUICK=1 (tests and sanitizer only).
+# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model (default: all)
+# BIN_DIR is what tools/pack-gpu.sh packed (.carry). The record goes to OUT_DIR/record-<phases>.md.
+# Env: SWRUN_MODEL (the example model; the model phase needs it), SANITIZE_FILTER (gtest filter for the sanitizer).
 set -u
 bin=$1
 out=$2
+shift 2
+phases=${*:-tests sanitize bench model}
+has() { case " $phases " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$out"
-rec="$out/record.md"
-commit=${SWRUN_COMMIT:-unknown}
+rec="$out/record-${phases// /-}.md"
+commit=$(cat "$bin/COMMIT" 2>/dev/null | tr '\n' ' ')
+export LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 status=0
 {
@@ -17,9 +21,7 @@ status=0
   echo "- commit: $commit"
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "- device: $gpu"
-  echo "- nvcc: $(nvcc --version 2>/dev/null | tail -1)"
-  echo
-  echo "## GPU tests"
+  echo "- phases: $phases"
 } >"$rec"
 
 step() {  # step NAME CMD...: runs CMD, logs to $out/NAME.log, adds a pass/fail line to the record
@@ -34,9 +36,13 @@ step() {  # step NAME CMD...: runs CMD, logs to $out/NAME.log, adds a pass/fail 
 }
 
 export SWRUN_MODEL=${SWRUN_MODEL:-}
-for t in "$bin"/test_cuda_*; do
-  [ -x "$t" ] && step "$(basename "$t")" "$t"
-done
+if has tests; then
+  echo >>"$rec"; echo "## GPU tests" >>"$rec"
+  for t in "$bin"/test_cuda_*; do
+    [ -x "$t" ] && step "$(basename "$t")" "$t"
+  done
+fi
+if has sanitize; then
 echo >>"$rec"; echo "## compute-sanitizer" >>"$rec"
 for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend; do
   [ -x "$t" ] || continue
@@ -44,8 +50,9 @@ for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_ba
   step "memcheck_$n" compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}" 
   step "racecheck_$n" compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}"
 done
-[ -n "${QUICK:-}" ] && { cat "$rec"; exit $status; }
+fi
 
+if has bench; then
 echo >>"$rec"; echo "## attention benchmark (swbench) and PyTorch anchors" >>"$rec"
 if [ -x "$bin/swbench" ]; then
   "$bin/swbench" --json "$out/swbench.json" --csv "$out/swbench.csv" >"$out/swbench.txt" 2>&1 || status=1
@@ -57,7 +64,9 @@ if [ -z "${NO_ANCHORS:-}" ]; then
   { echo '```'; grep -vE '^(W|  )' "$out/anchors.txt" | tail -40; echo '```'; } >>"$rec"
 fi
 
-if [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
+fi
+
+if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   echo >>"$rec"; echo "## generation (swrun, Gemma 3 270M)" >>"$rec"
   text="The river runs past the old mill and under the stone bridge, where children count the boats in summer. In the autumn the fishermen mend their nets on the bank, and the baker sends bread to the village school."
   for len in 512 8192 32768; do
@@ -67,6 +76,14 @@ if [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
       echo "- N=$len attn=$attn: $line" >>"$rec"
     done
   done
+  for attn in model dense; do
+    "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --profile --attn "$attn" -b 4096 --repeat 5 \
+      --profile-json "$out/profile-$attn.json" --profile-svg "$out/profile-$attn.svg" >"$out/profile-$attn.txt" 2>"$out/profile-$attn.err"
+    { echo; echo "### profile, 32768 tokens, --attn $attn"; echo '```'; cat "$out/profile-$attn.txt"; grep 'op timers' "$out/profile-$attn.err"; echo '```'; } >>"$rec"
+  done
+  "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --ab dense model -n 32 -b 4096 --repeat 3 \
+    --profile-json "$out/ab.json" --profile-svg "$out/ab.svg" >"$out/ab.txt" 2>"$out/ab.err"
+  { echo; echo "### A/B dense vs model, 32768 tokens"; echo '```'; cat "$out/ab.txt"; echo '```'; } >>"$rec"
   line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 --no-graph 2>&1 >/dev/null | grep '^swrun: load')
   echo "- no CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
   line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 2>&1 >/dev/null | grep '^swrun: load')

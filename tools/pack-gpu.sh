@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Here (no GPU): builds what the GPU check runs and packs it into .carry/ (ignored) for the device tool's `carry`,
+# with our libsentencepiece (the device's copy is ABI-incompatible) under .carry/lib.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$root/build-gpu}
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j2 --target swrun swbench test_cuda_attention test_cuda_backend test_cuda_dequant test_cuda_model
+rm -rf "$root/.carry" && mkdir -p "$root/.carry/lib"
+cp "$build/swrun" "$build/swbench" "$build"/tests/test_cuda_* "$root/.carry/"
+strip "$root/.carry/"* 2>/dev/null || true
+cp -L "$(ldconfig -p | awk '/libsentencepiece.so.0 / {print $NF; exit}')" "$root/.carry/lib/"
+git -C "$root" rev-parse HEAD >"$root/.carry/COMMIT"
+git -C "$root" diff --quiet HEAD -- . ':!bench/results' || echo "+uncommitted" >>"$root/.carry/COMMIT"
+du -sh "$root/.carry"
