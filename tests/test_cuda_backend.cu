@@ -17,6 +17,7 @@
 #include "runtime/backend.h"
 #include "runtime/common.h"
 #include "runtime/dequant.h"
+#include "runtime/profile.h"
 #include "tests/quant_random_blocks.h"
 
 namespace swrun {
@@ -174,6 +175,41 @@ TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
         }
       EXPECT_EQ(bad, 0u) << "rows=" << rows;
     }
+  }
+}
+
+// One-row matmuls (decode steps) take the fp32-input GEMV when the row length is a multiple of 8 and x is 16-byte
+// aligned, cuBLAS with a bf16 copy of x otherwise. The GEMV keeps x in fp32, so it is held to a tolerance that a
+// bf16-rounded x would miss; the shapes cover every register-chunk count, the uncached long-row loop and a
+// grid that strides over more rows than it has warps.
+TEST_F(CudaBackendTest, MatmulOfOneRowAcrossShapes) {
+  struct Case { int64_t cols, n_out; size_t x_offset; bool gemv; };
+  for (Case c : {Case{640, 20011, 0, true}, Case{2048, 300, 0, true}, Case{24, 77, 0, true}, Case{1024, 65, 0, true},
+                 Case{4104, 50, 0, true}, Case{36, 40, 0, false}, Case{640, 33, 1, false}}) {
+    SCOPED_TRACE("cols " + std::to_string(c.cols) + " n_out " + std::to_string(c.n_out) + " x offset " +
+                 std::to_string(c.x_offset));
+    std::vector<uint16_t> w(size_t(c.cols * c.n_out));
+    std::normal_distribution<float> d(0.f, 1.f);
+    for (uint16_t& v : w) v = fp32_to_bf16(d(rng_));
+    Weight wd = upload(*be_, "w", GgmlType::BF16, {c.cols, c.n_out}, w.data(), w.size() * 2);
+    std::vector<float> x = normal(size_t(c.cols) + c.x_offset);
+    Buffer xd = device_copy(x);
+    Buffer out = poisoned(size_t(c.n_out));
+    be_->matmul({xd.data + c.x_offset, size_t(c.cols)}, wd, 1, out);
+    const std::vector<float> got = fetch(out, out.count);
+    size_t bad = 0;
+    for (int64_t o = 0; o < c.n_out; ++o) {
+      double sum = 0, mag = 0;
+      for (int64_t i = 0; i < c.cols; ++i) {
+        const double p = double(x[c.x_offset + i]) * bf16_to_fp32(w[o * c.cols + i]);
+        sum += p;
+        mag += std::fabs(p);
+      }
+      const double tol = (c.gemv ? 3e-5 : 4e-3) * mag;
+      if (!(std::fabs(got[o] - sum) <= tol) && bad++ < 5)
+        ADD_FAILURE() << "out " << o << ": got " << got[o] << ", want " << sum << " (seed " << seed_ << ")";
+    }
+    EXPECT_EQ(bad, 0u);
   }
 }
 
@@ -469,6 +505,150 @@ TEST_F(CudaBackendTest, CapturedDecodeStepsReplayLikePlainSteps) {
     previous = b;
   }
   EXPECT_EQ(replays, ctx - max_batch) << "every decode step should run from the graph";
+}
+
+// ---- profiler hooks: CUDA-event op times ----------------------------------------------------------------------
+
+// A step of GPU-heavy matmuls (~0.1 ms each on an H100, so the GPU, not the host, sets the pace) bracketed by
+// ranges the way TracedOps brackets the model's ops, inside one enclosing "block" range.
+struct TimedWorkload {
+  static constexpr int64_t kDim = 4096, kRows = 2048, kMatmuls = 8;
+  Weight w, norm;
+  Buffer a, b;
+
+  explicit TimedWorkload(Backend& be) {
+    const std::vector<uint16_t> weights(size_t(kDim * kDim), fp32_to_bf16(1.f / kDim));
+    GgufTensor t{"w", uint32_t(GgmlType::BF16), {kDim, kDim}, 0, weights.data(), weights.size() * 2};
+    w = be.upload(t);
+    const std::vector<float> ones(kDim, 1.f);
+    GgufTensor n{"norm", uint32_t(GgmlType::F32), {kDim}, 0, ones.data(), ones.size() * 4};
+    norm = be.upload(n);
+    a = be.alloc(size_t(kRows * kDim));
+    b = be.alloc(size_t(kRows * kDim));
+    EXPECT_EQ(cudaMemset(a.data, 0, a.count * 4), cudaSuccess);
+  }
+
+  void step(Backend& be) {
+    be.push_range("block", 0, OpKind::Other);
+    for (int i = 0; i < kMatmuls; ++i) {
+      be.push_range(i % 2 ? "mm_odd" : "mm_even", 0, OpKind::Matmul);
+      be.matmul(i % 2 ? b : a, w, kRows, i % 2 ? a : b);
+      be.pop_range();
+    }
+    be.push_range("norm", 0, OpKind::Norm);
+    be.rmsnorm(a, norm, kRows, 1e-6f, b);
+    be.pop_range();
+    be.push_range("empty", 0, OpKind::Other);
+    be.pop_range();
+    be.pop_range();
+  }
+};
+
+const OpTiming* find_op(const Profile& p, const std::string& name) {
+  for (const OpTiming& op : p.ops)
+    if (op.name == name) return &op;
+  return nullptr;
+}
+
+TEST_F(CudaBackendTest, ProfilerGetsExclusiveOpTimesThatAddUpToTheStep) {
+  TimedWorkload work(*be_);
+  Profiler prof({AttnPolicy::dense()});
+  be_->attach_profiler(&prof);
+  work.step(*be_);  // warm-up: cuBLAS picks its kernels
+  be_->synchronize();
+  prof.discard_run();
+  for (int run = 0; run < 3; ++run) {
+    const double t0 = now_ms();
+    work.step(*be_);
+    be_->synchronize();
+    prof.end_run(now_ms() - t0);
+  }
+  be_->attach_profiler(nullptr);
+  const Profile p = prof.finish(RunInfo{});
+  for (const char* name : {"mm_even", "mm_odd", "norm"}) {
+    const OpTiming* op = find_op(p, name);
+    ASSERT_NE(op, nullptr) << name;
+    EXPECT_GT(op->ms, 0.0) << name;
+  }
+  const OpTiming* block = find_op(p, "block");
+  const OpTiming* empty = find_op(p, "empty");
+  ASSERT_NE(block, nullptr);
+  ASSERT_NE(empty, nullptr);
+  const double matmuls = find_op(p, "mm_even")->ms + find_op(p, "mm_odd")->ms;
+  // Exclusive: the enclosing range keeps only the gaps between its children, an empty range next to nothing.
+  EXPECT_GE(block->ms, 0.0);
+  EXPECT_LT(block->ms, 0.1 * matmuls);
+  EXPECT_LT(empty->ms, 0.02 * matmuls);
+  // The ops cover the GPU's part of each run: no more than the wall time, and most of it.
+  for (int run = 0; run < p.repeat(); ++run) {
+    const double ops = p.op_ms_runs[size_t(run)], wall = p.prefill_ms_runs[size_t(run)];
+    EXPECT_LE(ops, wall * 1.01 + 0.01) << "run " << run;
+    EXPECT_GE(ops, wall * 0.7) << "run " << run;
+  }
+}
+
+TEST_F(CudaBackendTest, RangesClosedBeforeASynchronizeReachTheProfilerWhenItReturns) {
+  TimedWorkload work(*be_);
+  Profiler prof({AttnPolicy::dense()});
+  be_->attach_profiler(&prof);
+  be_->push_range("outer", 0, OpKind::Other);
+  be_->push_range("inner", 0, OpKind::Matmul);
+  be_->matmul(work.a, work.w, TimedWorkload::kRows, work.b);
+  be_->pop_range();
+  be_->synchronize();
+  prof.end_run(1.0);
+  Profile p = prof.finish(RunInfo{});
+  ASSERT_NE(find_op(p, "inner"), nullptr);
+  EXPECT_GT(find_op(p, "inner")->ms, 0.0);
+  EXPECT_EQ(find_op(p, "outer"), nullptr) << "an open range was reported";
+
+  be_->matmul(work.b, work.w, TimedWorkload::kRows, work.a);
+  be_->pop_range();
+  be_->synchronize();
+  prof.end_run(1.0);
+  p = prof.finish(RunInfo{});
+  ASSERT_NE(find_op(p, "outer"), nullptr);
+  EXPECT_GT(p.op_ms_runs[1], 0.0);  // the outer range's own matmul; "inner" was delivered once, in run 0
+  be_->attach_profiler(nullptr);
+}
+
+TEST_F(CudaBackendTest, NothingIsTimedWhileDetachedOrInsideCapturedSteps) {
+  TimedWorkload work(*be_);
+  Profiler prof({AttnPolicy::dense()});
+  be_->attach_profiler(&prof);
+  be_->push_range("closed_after_detach", 0, OpKind::Other);
+  be_->attach_profiler(nullptr);
+  be_->pop_range();
+  work.step(*be_);
+  be_->synchronize();
+
+  be_->attach_profiler(&prof);
+  be_->push_range("opened_while_attached", 0, OpKind::Other);  // stays untimed across the detach below
+  be_->attach_profiler(nullptr);
+  be_->attach_profiler(&prof);
+  be_->pop_range();
+  std::vector<float> got(TimedWorkload::kDim);
+  int from_graph = 0;
+  for (int32_t pos = 0; pos < 3; ++pos)  // a capture, then two replays
+    from_graph += be_->run_captured(5, [&] {
+      const int32_t token = 0;
+      be_->begin_batch(&token, pos, 1);
+      be_->push_range("captured", 0, OpKind::Matmul);
+      be_->matmul(work.a, work.w, 1, work.b);
+      be_->pop_range();
+      be_->read(work.b, 0, got.size(), got.data());
+      be_->synchronize();
+    });
+  EXPECT_EQ(from_graph, 3) << "a profiler must not keep decode steps out of graphs";
+  prof.end_run(1.0);
+  EXPECT_TRUE(prof.finish(RunInfo{}).ops.empty());
+  EXPECT_THROW(be_->pop_range(), Error);  // more pops than pushes
+
+  work.step(*be_);  // attached again and plain: timed
+  be_->synchronize();
+  prof.end_run(1.0);
+  EXPECT_NE(find_op(prof.finish(RunInfo{}), "mm_even"), nullptr);
+  be_->attach_profiler(nullptr);
 }
 
 }  // namespace

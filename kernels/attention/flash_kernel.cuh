@@ -1,7 +1,8 @@
-// The flash attention kernel family (mma.sync, sm_80+): one block = a tile of query rows against the key
-// tiles its window touches, K/V streamed through shared memory with cp.async, online softmax in registers.
-// The pieces are separate on purpose (block bounds, tile loads, scores, mask, softmax, PV, epilogue): a
-// wgmma/TMA variant replaces the loads and the two products and keeps the rest.
+// The flash attention kernel family: one block = a tile of query rows against the key tiles its window
+// touches, K/V streamed through shared-memory stages with cp.async and mbarriers, online softmax in registers,
+// the two products on wgmma (sm_90a) or mma.sync (sm_80+ fallback). The pieces are separate on purpose (block
+// bounds, tile loads, scores, mask, softmax, PV, epilogue): a TMA/warp-specialized variant replaces the loads
+// and the loop schedule and keeps the rest.
 #pragma once
 #include <cstdint>
 
@@ -22,15 +23,11 @@ constexpr bool kWgmmaPath = false;
 
 // Tile shape per head_dim, measured on an H100 (bench/attention_notes.md): 16 query rows per warp, a warpgroup
 // owns 64. Two warpgroups share each K/V tile at d 128 and 256 (half the L2 traffic per FLOP); at d 64 one
-// warpgroup per block leaves room for three blocks per SM. K/V tiles stream through kStages shared-memory
+// warpgroup per block leaves room for several blocks per SM. K/V tiles stream through kStages shared-memory
 // stages, each guarded by a "full" and an "empty" mbarrier, so no block-wide barrier ties the warpgroups
 // together and one's softmax can run under the other's MMAs.
 template <int D> struct FlashTile;
-#ifdef EXPERIMENT_D64_W
-template <> struct FlashTile<64> { static constexpr int kWarps = EXPERIMENT_D64_W, kBlockN = EXPERIMENT_D64_N, kStages = EXPERIMENT_D64_S; };
-#else
-template <> struct FlashTile<64> { static constexpr int kWarps = 4, kBlockN = 64, kStages = 4; };
-#endif
+template <> struct FlashTile<64> { static constexpr int kWarps = 4, kBlockN = 64, kStages = 2; };
 template <> struct FlashTile<128> { static constexpr int kWarps = 8, kBlockN = 128, kStages = 3; };
 template <> struct FlashTile<256> { static constexpr int kWarps = 8, kBlockN = 64, kStages = 2; };
 
@@ -178,12 +175,12 @@ __device__ __forceinline__ void mask_scores(float (&s)[BN / 8][4], const BlockBo
       if (!b.visible(key0 + j * 8 + (e & 1), row_pos[e >> 1])) s[j][e] = -INFINITY;
 }
 
-// Online softmax over one tile: running max m (raw score units) and running sum l per row; rescales the
-// accumulator when the max grows. A row with no visible key so far keeps m = -inf and contributes zeros
-// (the reference point 0 avoids inf - inf).
-template <int BN, int D>
-__device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&acc)[D / 8][4], float (&m)[2],
-                                               float (&l)[2], float scale_log2) {
+// Online softmax over one tile: running max m (raw score units) and running sum l per row; `alpha` is the
+// factor the accumulator must be rescaled by (rescale_rows) before this tile's P.V is added. A row with no
+// visible key so far keeps m = -inf and contributes zeros (the reference point 0 avoids inf - inf).
+template <int BN>
+__device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&m)[2], float (&l)[2],
+                                               float (&alpha)[2], float scale_log2) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = m[r];
@@ -192,7 +189,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&ac
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float ref = mx == -INFINITY ? 0.f : mx * scale_log2;
-    const float alpha = fast_exp2(m[r] * scale_log2 - ref);
+    alpha[r] = fast_exp2(m[r] * scale_log2 - ref);
     m[r] = mx;
     float sum = 0.f;
 #pragma unroll
@@ -201,12 +198,18 @@ __device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&ac
       s[j][2 * r + 1] = fast_exp2(fmaf(s[j][2 * r + 1], scale_log2, -ref));
       sum += s[j][2 * r] + s[j][2 * r + 1];
     }
-    l[r] = l[r] * alpha + sum;
+    l[r] = l[r] * alpha[r] + sum;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float (&alpha)[2]) {
 #pragma unroll
-    for (int d = 0; d < D / 8; ++d) {
-      acc[d][2 * r] *= alpha;
-      acc[d][2 * r + 1] *= alpha;
-    }
+  for (int d = 0; d < D / 8; ++d) {
+    acc[d][0] *= alpha[0];
+    acc[d][1] *= alpha[0];
+    acc[d][2] *= alpha[1];
+    acc[d][3] *= alpha[1];
   }
 }
 
@@ -359,36 +362,19 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
     load_kv_tile<T, D, BN, NT>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
     cp_async_arrive(full_bar + 8 * stage);
   };
-  auto release_tile = [&](int i) {
-    __syncwarp();
-    if (lane == 0) mbar_arrive(empty_bar + 8 * (i % S));
-  };
   for (int i = 0; i < S - 1 && i < n_tiles; ++i) issue_tile(i);
 
-  // With three or more stages, P.V of tile i is issued together with Q.K of tile i+1, and with two warpgroups
-  // they take turns on the tensor cores (named barriers 1 and 2): one issues its products while the other
-  // runs its softmax. Warpgroup 0 goes first; the turns apply only when both warpgroups have rows.
-  constexpr bool kDeferPV = S >= 3;
-  constexpr bool kPingPong = kDeferPV && kWgmmaPath && Cfg::kWarps == 8;
-  const int group = warp >> 2;
-  const bool ping_pong = kPingPong && b.q_first + (BM - 64) / p.heads_per_block <= b.q_last;
-  if (ping_pong && group == 1) named_barrier_arrive(1, NT);
-
   uint32_t qf[kQInRegs ? D / 16 : 1][4];
-  uint32_t probs[BN / 16][4];  // P of the last tile, as A fragments
   float acc[D / 8][4];
 #pragma unroll
   for (int d = 0; d < D / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
   for (int i = 0; i < n_tiles; ++i) {
-    if constexpr (!kDeferPV) {
-      if (i + S - 1 < n_tiles) issue_tile(i + S - 1);
-    }
+    if (i + S - 1 < n_tiles) issue_tile(i + S - 1);  // S - 1 tiles ahead of the one computed
     const int stage = i % S, tile = b.tile_lo + i;
     const T* k_tile = sK + stage * BN * D;
     const T* v_tile = sV + stage * BN * D;
-    const T* v_prev = sV + ((i + S - 1) % S) * BN * D;
     mbar_wait(full_bar + 8 * stage, (i / S) & 1);
     if constexpr (kWgmmaPath) fence_proxy_async();  // cp.async wrote through the generic proxy
     if constexpr (kQInRegs) {
@@ -399,66 +385,35 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
       }
     }
     if (active) {
-      float s[BN / 8][4];
-      const bool pv_now = kDeferPV && i > 0;
+      float s[BN / 8][4], alpha[2];
+      uint32_t probs[BN / 16][4];
       if constexpr (kWgmmaPath) {
-        if (ping_pong) named_barrier_sync(1 + group, NT);
-        if (pv_now) {
-          pin_registers(acc);
-          pin_fragments(probs);
-        }
         wgmma_fence();
         issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile, unit_row0);
-        if (pv_now) issue_pv_wgmma<T, D, BN>(acc, probs, v_prev);
         wgmma_commit();
-        if (ping_pong) named_barrier_arrive(1 + (group ^ 1), NT);
-        wgmma_wait_all();
+        wgmma_wait<0>();
         pin_registers(s);
-        pin_registers(acc);
       } else {
         warp_scores<T, D, BM, BN, kQInRegs>(s, qf, sQ, k_tile, warp_row0);
-        if (pv_now) warp_pv<T, D, BN>(acc, probs, v_prev);
       }
       if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
-      online_softmax<BN, D>(s, acc, m, l, p.scale_log2);
+      online_softmax<BN>(s, m, l, alpha, p.scale_log2);
+      rescale_rows<D>(acc, alpha);
       pack_probs<T, BN>(probs, s);
-      if constexpr (!kDeferPV) {
-        if constexpr (kWgmmaPath) {
-          pin_fragments(probs);
-          pin_registers(acc);
-          wgmma_fence();
-          issue_pv_wgmma<T, D, BN>(acc, probs, v_tile);
-          wgmma_commit();
-          wgmma_wait_all();
-          pin_registers(acc);
-        } else {
-          warp_pv<T, D, BN>(acc, probs, v_tile);
-        }
-      }
-    }
-    if constexpr (kDeferPV) {
-      if (i > 0) release_tile(i - 1);  // K(i-1) and V(i-1) both consumed now
-      if (i + S - 1 < n_tiles) issue_tile(i + S - 1);
-    } else {
-      release_tile(i);
-    }
-  }
-  if constexpr (kDeferPV) {
-    if (active && n_tiles > 0) {  // P.V of the last tile
-      const T* v_last = sV + ((n_tiles - 1) % S) * BN * D;
       if constexpr (kWgmmaPath) {
-        pin_registers(acc);
         pin_fragments(probs);
+        pin_registers(acc);
         wgmma_fence();
-        issue_pv_wgmma<T, D, BN>(acc, probs, v_last);
+        issue_pv_wgmma<T, D, BN>(acc, probs, v_tile);
         wgmma_commit();
-        wgmma_wait_all();
+        wgmma_wait<0>();
         pin_registers(acc);
       } else {
-        warp_pv<T, D, BN>(acc, probs, v_last);
+        warp_pv<T, D, BN>(acc, probs, v_tile);
       }
     }
-    if (ping_pong && group == 0) named_barrier_sync(1, NT);  // the turn warpgroup 1 handed over last
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty_bar + 8 * stage);  // this warp is done with K(i) and V(i)
   }
   write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
 }

@@ -1,5 +1,6 @@
 // Residual add in place.
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/elementwise/elementwise.cuh"
 #include "kernels/elementwise/vec.cuh"
 
@@ -9,6 +10,7 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 __global__ void add_kernel(float* x, const float* y, size_t count, bool vec) {
+  wait_for_predecessor();
   const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (i >= count) return;
   if (vec && i + 4 <= count) {
@@ -26,8 +28,7 @@ __global__ void add_kernel(float* x, const float* y, size_t count, bool vec) {
 void add_inplace(float* x, const float* y, size_t count, cudaStream_t stream) {
   if (count == 0) return;
   const bool vec = aligned_to(x, 16) && aligned_to(y, 16);
-  add_kernel<<<grid_for((count + 3) / 4, kThreads), kThreads, 0, stream>>>(x, y, count, vec);
-  check_launch("add_inplace");
+  launch_overlapped(add_kernel, grid_for((count + 3) / 4, kThreads), kThreads, stream, "add_inplace", x, y, count, vec);
 }
 
 }  // namespace swrun::cuda

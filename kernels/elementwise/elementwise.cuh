@@ -1,6 +1,6 @@
 // Element-wise kernels of the CUDA backend: embedding lookup, gated activations, residual add and the
-// fp32 <-> bf16 casts (incl. the cast that writes new K/V rows into a ring-shaped cache). fp32 activations,
-// bf16 weights/caches; all pointers are device pointers and every launch is checked.
+// fp32 <-> bf16 casts (incl. the one staging attention inputs: bf16 queries, new K/V rows in a ring-shaped
+// cache). fp32 activations, bf16 weights/caches; all pointers are device pointers and every launch is checked.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -27,9 +27,11 @@ void add_inplace(float* x, const float* y, size_t count, cudaStream_t stream);
 void cast_f32_to_bf16(const float* src, __nv_bfloat16* dst, size_t count, cudaStream_t stream);
 void cast_bf16_to_f32(const __nv_bfloat16* src, float* dst, size_t count, cudaStream_t stream);
 
-// Casts n rows of row_elems floats from k and v into the bf16 caches at rows (*pos0 + i) % capacity.
-// pos0 is read on the device so a captured graph stores at the position of the step being replayed.
-void store_kv_rows_bf16(const float* k, const float* v, __nv_bfloat16* k_cache, __nv_bfloat16* v_cache, int n,
-                        int64_t row_elems, int32_t capacity, const int32_t* pos0, cudaStream_t stream);
+// Casts q_count floats of q into q16, and n rows of row_elems floats from k and v into the bf16 caches at rows
+// (*pos0 + i) % capacity, in one launch. pos0 is read on the device so a captured graph stores at the position
+// of the step being replayed.
+void stage_attention_bf16(const float* q, __nv_bfloat16* q16, size_t q_count, const float* k, const float* v,
+                          __nv_bfloat16* k_cache, __nv_bfloat16* v_cache, int n, int64_t row_elems,
+                          int32_t capacity, const int32_t* pos0, cudaStream_t stream);
 
 }  // namespace swrun::cuda

@@ -1,5 +1,6 @@
 // Token embedding lookup with the model's scale folded in (one pass: bf16 row in, scaled fp32 row out).
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/elementwise/elementwise.cuh"
 #include "kernels/elementwise/vec.cuh"
 
@@ -12,6 +13,7 @@ constexpr unsigned kThreads = 256;
 template <int kVec>
 __global__ void embed_kernel(const __nv_bfloat16* table, const int32_t* tokens, int64_t chunks_per_row,
                              int64_t total_chunks, int64_t cols, float scale, float* out) {
+  wait_for_predecessor();
   const int64_t chunk = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (chunk >= total_chunks) return;
   const int64_t t = chunk / chunks_per_row;
@@ -39,13 +41,8 @@ void embed_rows_bf16(const __nv_bfloat16* table, const int32_t* tokens, int n, i
   const bool vec = cols % 8 == 0 && aligned_to(table, 16) && aligned_to(out, 16);
   const int64_t per_row = vec ? cols / 8 : cols;
   const int64_t total = per_row * n;
-  if (vec)
-    embed_kernel<8><<<grid_for(total, kThreads), kThreads, 0, stream>>>(table, tokens, per_row, total, cols,
-                                                                         scale, out);
-  else
-    embed_kernel<1><<<grid_for(total, kThreads), kThreads, 0, stream>>>(table, tokens, per_row, total, cols,
-                                                                         scale, out);
-  check_launch("embed_rows_bf16");
+  launch_overlapped(vec ? embed_kernel<8> : embed_kernel<1>, grid_for(total, kThreads), kThreads, stream,
+                    "embed_rows_bf16", table, tokens, per_row, total, cols, scale, out);
 }
 
 }  // namespace swrun::cuda

@@ -1,5 +1,6 @@
 // GeGLU / SwiGLU: the activated gate times the up projection, written over the gate in one pass.
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/elementwise/elementwise.cuh"
 #include "kernels/elementwise/vec.cuh"
 
@@ -16,6 +17,7 @@ __device__ inline float activate(float g, GatedActKind act) {
 
 // Each thread handles elements [4i, 4i+4): one float4 when the buffers allow it, else scalars (tail, odd offsets).
 __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedActKind act, bool vec) {
+  wait_for_predecessor();
   const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (i >= count) return;
   if (vec && i + 4 <= count) {
@@ -36,8 +38,8 @@ __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedAc
 void gated_activation(float* gate, const float* up, size_t count, GatedActKind act, cudaStream_t stream) {
   if (count == 0) return;
   const bool vec = aligned_to(gate, 16) && aligned_to(up, 16);
-  gated_kernel<<<grid_for((count + 3) / 4, kThreads), kThreads, 0, stream>>>(gate, up, count, act, vec);
-  check_launch("gated_activation");
+  launch_overlapped(gated_kernel, grid_for((count + 3) / 4, kThreads), kThreads, stream, "gated_activation", gate, up,
+                    count, act, vec);
 }
 
 }  // namespace swrun::cuda

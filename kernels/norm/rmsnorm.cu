@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 
 namespace swrun::cuda {
@@ -23,6 +24,7 @@ template <int kVec>
 __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, int64_t rows, int cols4,
                                float inv_cols, float eps) {
   __shared__ float partial[1024 / kWarp];
+  wait_for_predecessor();
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= rows) return;
   const float4* xr = x + row * cols4;
@@ -61,10 +63,9 @@ void launch(const float* x, const float* w, float* out, int64_t rows, int cols4,
   const int rows_per_block = threads_per_row == kWarp ? kWarpRowsPerBlock : 1;
   const dim3 block(threads_per_row, rows_per_block);
   const unsigned blocks = grid_for(static_cast<size_t>(rows), rows_per_block);
-  rmsnorm_kernel<kVec><<<blocks, block, 0, stream>>>(reinterpret_cast<const float4*>(x),
-                                                     reinterpret_cast<const float4*>(w),
-                                                     reinterpret_cast<float4*>(out), rows, cols4,
-                                                     1.f / float(cols4 * 4), eps);
+  launch_overlapped(rmsnorm_kernel<kVec>, blocks, block, stream, "rmsnorm_f32", reinterpret_cast<const float4*>(x),
+                    reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(out), rows, cols4,
+                    1.f / float(cols4 * 4), eps);
 }
 
 }  // namespace
@@ -86,7 +87,6 @@ void rmsnorm_f32(const float* x, const float* w, float* out, int64_t rows, int64
   else if (per_thread <= 2) launch<2>(x, w, out, rows, cols4, threads, eps, stream);
   else if (per_thread <= 4) launch<4>(x, w, out, rows, cols4, threads, eps, stream);
   else launch<8>(x, w, out, rows, cols4, threads, eps, stream);
-  check_launch("rmsnorm_f32");
 }
 
 }  // namespace swrun::cuda

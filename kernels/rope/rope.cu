@@ -3,6 +3,7 @@
 #include <string>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/rope/rope.cuh"
 
 namespace swrun::cuda {
@@ -22,6 +23,7 @@ __device__ inline float2 rotate(float a, float b, int pair, double pos, double l
 template <RopeKind kKind>
 __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, const int32_t* pos0,
                             float freq_scale, double log2_base_over_half) {
+  wait_for_predecessor();
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one per two pairs
   if (idx >= total) return;
   const int quads_per_head = head_dim / 4;
@@ -59,13 +61,8 @@ void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, flo
   if (total <= 0) return;
   const double log2_base_over_half = std::log2(double(freq_base)) / double(head_dim / 2);
   const unsigned blocks = grid_for(static_cast<size_t>(total), kThreads);
-  if (kind == RopeKind::Normal)
-    rope_kernel<RopeKind::Normal><<<blocks, kThreads, 0, stream>>>(x, total, heads, head_dim, pos0, freq_scale,
-                                                                   log2_base_over_half);
-  else
-    rope_kernel<RopeKind::NeoX><<<blocks, kThreads, 0, stream>>>(x, total, heads, head_dim, pos0, freq_scale,
-                                                                 log2_base_over_half);
-  check_launch("rope_f32");
+  launch_overlapped(kind == RopeKind::Normal ? rope_kernel<RopeKind::Normal> : rope_kernel<RopeKind::NeoX>, blocks,
+                    kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq_scale, log2_base_over_half);
 }
 
 }  // namespace swrun::cuda

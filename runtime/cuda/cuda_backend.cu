@@ -4,7 +4,6 @@
 
 #include <nvtx3/nvToolsExt.h>
 
-#include <cstdio>
 #include <cstring>
 
 #include "kernels/common/cublas_check.h"
@@ -229,6 +228,7 @@ void CudaBackend::read(Buffer src, size_t offset, size_t count, float* host) {
 
 void CudaBackend::finish_step() {
   check_cuda(cudaStreamSynchronize(stream_), "synchronize");
+  range_timer_.resolve();
   for (const PendingRead& r : pending_reads_) std::memcpy(r.host, r.staged, r.count * sizeof(float));
   pending_reads_.clear();
   read_used_ = 0;
@@ -244,19 +244,27 @@ void CudaBackend::synchronize() {
 
 // ---- profiling hooks -----------------------------------------------------------------------------------------
 
-void CudaBackend::push_range(const char* name, int layer, OpKind) {
-  // CUDA-event timing per range joins here once a profiler can be attached (issue 4); until then only NVTX,
-  // which costs nothing without a tool listening.
-  if (layer < 0) {
-    nvtxRangePushA(name);
-    return;
+void CudaBackend::push_range(const char* name, int layer, OpKind op) {
+  // The layer travels as the NVTX payload: formatting a label per op would cost more than the range itself.
+  nvtxEventAttributes_t attributes{};
+  attributes.version = NVTX_VERSION;
+  attributes.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+  attributes.messageType = NVTX_MESSAGE_TYPE_ASCII;
+  attributes.message.ascii = name;
+  if (layer >= 0) {
+    attributes.payloadType = NVTX_PAYLOAD_TYPE_INT32;
+    attributes.payload.iValue = layer;
   }
-  char label[128];
-  std::snprintf(label, sizeof label, "%s[%d]", name, layer);
-  nvtxRangePushA(label);
+  nvtxRangePushEx(&attributes);
+  // Events are recorded only on plain launches: a captured step would bake them into its graph, and a replay's
+  // host pass launches nothing to time.
+  range_timer_.push(name, layer, op, mode_ == Mode::Plain, stream_);
 }
 
-void CudaBackend::pop_range() { nvtxRangePop(); }
+void CudaBackend::pop_range() {
+  range_timer_.pop(stream_);
+  nvtxRangePop();
+}
 
 }  // namespace swrun::cuda
 

@@ -17,6 +17,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/range_timer.h"
 
 namespace swrun::cuda {
 
@@ -67,6 +68,7 @@ class CudaBackend final : public Backend {
   size_t peak_memory_bytes() const override { return mem_.peak_bytes(); }
   void push_range(const char* name, int layer, OpKind op) override;
   void pop_range() override;
+  void attach_profiler(Profiler* profiler) override { range_timer_.attach(profiler); }
 
  private:
   enum class Mode { Plain, Capturing, Replaying };
@@ -126,6 +128,8 @@ class CudaBackend final : public Backend {
   CapturedStep* step_ = nullptr;       // the step being captured or replayed
   size_t step_batches_ = 0;            // begin_batch calls inside it
   size_t replay_reads_ = 0;            // reads matched against step_->reads so far
+
+  RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
 };
 
 }  // namespace swrun::cuda

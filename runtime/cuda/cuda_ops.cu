@@ -6,6 +6,7 @@
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/elementwise/elementwise.cuh"
+#include "kernels/gemv/gemv.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 #include "kernels/rope/rope.cuh"
 #include "runtime/common.h"
@@ -52,6 +53,11 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
   require_floats(x, size_t(rows) * size_t(w.cols), "matmul", "input");
   require_floats(out, size_t(rows) * size_t(w.rows), "matmul", "output");
   if (rows <= 0 || !launching()) return;
+  const auto* weights = static_cast<const __nv_bfloat16*>(d.data);
+  if (rows == 1 && gemv_bf16_supported(x.data, weights, w.cols)) {
+    gemv_bf16(x.data, weights, out.data, w.rows, w.cols, stream_);
+    return;
+  }
   // cuBLAS is column-major: out^T [w.rows x rows] = W [stored as cols x rows, transposed] * x^T [cols x rows].
   __nv_bfloat16* xb = bf16_scratch(size_t(rows) * size_t(w.cols));
   cast_f32_to_bf16(x.data, xb, size_t(rows) * size_t(w.cols), stream_);
@@ -73,35 +79,38 @@ void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
 
 void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) {
   require_batch("attention");
-  const std::string where = "attention (layer " + std::to_string(layer) + ")";
+  // Built only for a message: this runs once per layer of every step, graph replays included.
+  auto where = [layer] { return "attention (layer " + std::to_string(layer) + ")"; };
+  auto require = [&](Buffer b, size_t need, const char* what) {
+    if (!b.data || b.count < need) require_floats(b, need, where().c_str(), what);
+  };
   if (layer < 0 || layer >= int(kv_.size()))
-    fail(where + ": no KV cache for this layer (init_kv made " + std::to_string(kv_.size()) + ")");
+    fail(where() + ": no KV cache for this layer (init_kv made " + std::to_string(kv_.size()) + ")");
   const KvLayer& cache = kv_[layer];
   const KvLayerSpec& s = cache.spec;
   if (p.n_head_kv != s.n_head_kv || p.head_dim != s.head_dim)
-    fail(where + ": " + std::to_string(p.n_head_kv) + " KV heads of " + std::to_string(p.head_dim) +
+    fail(where() + ": " + std::to_string(p.n_head_kv) + " KV heads of " + std::to_string(p.head_dim) +
          " but the cache holds " + std::to_string(s.n_head_kv) + " of " + std::to_string(s.head_dim));
   if (p.n_head <= 0 || p.n_head % p.n_head_kv != 0)
-    fail(where + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
+    fail(where() + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
   const size_t q_elems = size_t(n_) * size_t(p.n_head) * size_t(p.head_dim);
   const size_t kv_elems = size_t(n_) * size_t(p.n_head_kv) * size_t(p.head_dim);
-  require_floats(q, q_elems, where.c_str(), "q");
-  require_floats(k, kv_elems, where.c_str(), "k");
-  require_floats(v, kv_elems, where.c_str(), "v");
-  require_floats(out, q_elems, where.c_str(), "output");
+  require(q, q_elems, "q");
+  require(k, kv_elems, "k");
+  require(v, kv_elems, "v");
+  require(out, q_elems, "output");
   // Rows the cache must hold at once: every key any query of this batch can see, plus the batch itself.
   const int64_t kv_len = int64_t(pos0_) + n_;
   const int64_t visible = p.policy.windowed() ? std::min<int64_t>(kv_len, int64_t(p.policy.left) + n_) : kv_len;
   if (std::max<int64_t>(visible, n_) > s.capacity)
-    fail(where + ": " + describe(p.policy) + " over " + std::to_string(kv_len) + " keys with a batch of " +
+    fail(where() + ": " + describe(p.policy) + " over " + std::to_string(kv_len) + " keys with a batch of " +
          std::to_string(n_) + " needs " + std::to_string(std::max<int64_t>(visible, n_)) +
          " cache rows, the cache has " + std::to_string(s.capacity));
   if (!launching()) return;
 
-  store_kv_rows_bf16(k.data, v.data, cache.k, cache.v, n_, int64_t(p.n_head_kv) * p.head_dim, s.capacity,
-                     pos0_dev(), stream_);
   __nv_bfloat16* q16 = bf16_scratch(q_elems);
-  cast_f32_to_bf16(q.data, q16, q_elems, stream_);
+  stage_attention_bf16(q.data, q16, q_elems, k.data, v.data, cache.k, cache.v, n_, int64_t(p.n_head_kv) * p.head_dim,
+                       s.capacity, pos0_dev(), stream_);
 
   FlashAttnArgs a;
   a.q = q16;
