@@ -53,17 +53,14 @@ done
 fi
 
 if has bench; then
-echo >>"$rec"; echo "## attention benchmark (swbench) and PyTorch anchors" >>"$rec"
+echo >>"$rec"; echo "## attention sweep (bench/sweep.py: swbench + PyTorch anchors)" >>"$rec"
 if [ -x "$bin/swbench" ]; then
-  "$bin/swbench" --json "$out/swbench.json" --csv "$out/swbench.csv" >"$out/swbench.txt" 2>&1 || status=1
-  { echo '```'; cat "$out/swbench.txt"; echo '```'; } >>"$rec"
+  anchors=${ANCHOR_NS:-32768,131072}
+  [ -n "${NO_ANCHORS:-}" ] && anchors=none
+  timeout 250 python3 bench/sweep.py --swbench "$bin/swbench" --out "$out/sweep" --commit "$commit" \
+    --anchor-n "$anchors" --swbench-budget-s 100 --anchor-budget-s 130 >"$out/sweep.txt" 2>&1 || status=1
+  { sed -n '/^## Headline/,/^## All rows/p' "$out/sweep/sweep.md" | sed '$d'; cat "$out/sweep.txt"; } >>"$rec"
 fi
-if [ -z "${NO_ANCHORS:-}" ]; then
-  PYTHONUNBUFFERED=1 NS=${ANCHOR_NS:-4096,32768,131072} timeout 300 python3 bench/attn_anchors.py "$out/anchors.json" \
-    >"$out/anchors.txt" 2>&1
-  { echo '```'; grep -vE '^(W|  )' "$out/anchors.txt" | tail -40; echo '```'; } >>"$rec"
-fi
-
 fi
 
 if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
