@@ -4,3 +4,8 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_errors.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_errors)
 endif()
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_profile_ab
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_modes.py $<TARGET_FILE:swrun>
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_modes)
+endif()
