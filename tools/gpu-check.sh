@@ -78,6 +78,8 @@ if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
       --profile-json "$out/profile-$attn.json" --profile-svg "$out/profile-$attn.svg" >"$out/profile-$attn.txt" 2>"$out/profile-$attn.err"
     { echo; echo "### profile, 32768 tokens, --attn $attn"; echo '```'; cat "$out/profile-$attn.txt"; grep 'op timers' "$out/profile-$attn.err"; echo '```'; } >>"$rec"
   done
+  "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 131072 --profile -b 4096 --repeat 1 >"$out/profile-131072.txt" 2>&1
+  { echo; echo "### profile, 131072 tokens, --attn model"; echo '```'; grep -E '^(total|prefill|throughput|time to|peak|KV)' "$out/profile-131072.txt"; echo '```'; } >>"$rec"
   "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --ab dense model -n 32 -b 2048 --repeat 3 \
     --profile-json "$out/ab.json" --profile-svg "$out/ab.svg" >"$out/ab.txt" 2>"$out/ab.err"
   { echo; echo "### A/B dense vs model, 32768 tokens"; echo '```'; cat "$out/ab.txt"; echo '```'; } >>"$rec"
