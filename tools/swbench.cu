@@ -5,7 +5,7 @@
 //   swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W] [--impls naive,dense,sliding,decode-dense,
 //           decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--reps R] [--target-ms T]
 //           [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
-// A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L,R gives a (left, right) window.
+// A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -78,9 +78,10 @@ Shape parse_shape(const std::string& spec) {
   if (spec == "llama64") return {"llama64", 32, 4, 64, 1023, 0};
   const auto colon = spec.find(':');
   const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
-  if (parts.size() != 4) swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W");
+  if (parts.size() != 4)
+    swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
   Shape s{spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
-  const auto lr = split(parts[3], ',');
+  const auto lr = split(parts[3], ':');
   if (lr.size() == 2) {
     s.left = to_int(lr[0], "left");
     s.right = to_int(lr[1], "right");
@@ -96,7 +97,7 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::puts("swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W] [--impls naive,dense,sliding,"
+      std::puts("swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,sliding,"
                 "decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] [--reps R] [--target-ms T] "
                 "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]");
       std::exit(0);
