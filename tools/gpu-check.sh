@@ -47,10 +47,10 @@ echo >>"$rec"; echo "## compute-sanitizer" >>"$rec"
 for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend; do
   [ -x "$t" ] || continue
   n=$(basename "$t")
-  step "memcheck_$n" compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}" 
+  step "memcheck_$n" timeout 200 compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}" 
   # racecheck on our kernels' tests only: it reports hazards inside cuBLAS's own kernels, which the backend test calls
   [ "$n" = test_cuda_backend ] && continue
-  step "racecheck_$n" compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}"
+  step "racecheck_$n" timeout 200 compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --gtest_filter="${SANITIZE_FILTER:-*}"
 done
 fi
 

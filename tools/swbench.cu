@@ -1,17 +1,20 @@
 // swbench: attention benchmark. For each shape x N x implementation: median time (CUDA events, after warm-up),
-// useful TFLOP/s (4 * d * Hq * sum_i visible_keys(i)), speed relative to dense fused and to dense-naive, the
-// bytes the row allocated, and a spot check of sampled query rows against an fp64 CPU reference.
+// useful TFLOP/s (4 * d * Hq * sum_i visible_keys(i), d the shape's own head_dim), speed relative to dense fused
+// and to dense-naive, the bytes of the row's buffers, the device-memory peak measured around the row, and a spot
+// check of sampled query rows against an fp64 CPU reference.
 //
-//   swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W] [--impls naive,dense,sliding,decode-dense,
-//           decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--reps R] [--target-ms T]
+//   swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,sliding,
+//           decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--reps R] [--target-ms T]
 //           [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
+// A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
+// A head_dim the fused kernels lack (below 64, 128 or 256) runs them on inputs zero-padded to the next one with
+// the scale of the real head_dim, which leaves scores and outputs unchanged; dense-naive runs unpadded.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -36,6 +39,12 @@ struct Shape {
   std::string name;
   int hq, hkv, d;
   int32_t left, right;  // the sliding policy's window
+  int d_fused = 0;      // the head_dim the fused kernels run it at (d, or d zero-padded)
+};
+
+// An allocation the device could not satisfy: its row is marked OOM, not ERROR.
+struct OutOfMemory : swrun::Error {
+  using swrun::Error::Error;
 };
 
 struct Options {
@@ -54,7 +63,7 @@ struct Row {
   std::string shape, impl, check = "-", note;
   int n = 0, reps = 0;
   double ms = NAN, tflops = NAN, vs_dense = NAN, vs_naive = NAN, max_rel_err = NAN;
-  double bytes = 0;
+  double bytes = 0, peak_bytes = NAN;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -72,22 +81,35 @@ int to_int(const std::string& s, const std::string& what) {
   return static_cast<int>(v);
 }
 
+// The smallest head_dim of the fused kernels that holds d; a d above all of them is left for the kernels to refuse.
+int fused_head_dim(int d) {
+  for (int supported : {64, 128, 256})
+    if (d <= supported) return supported;
+  return d;
+}
+
 Shape parse_shape(const std::string& spec) {
-  if (spec == "gemma3") return {"gemma3", 4, 1, 256, 511, 0};
-  if (spec == "mistral") return {"mistral", 32, 8, 128, 4095, 0};
-  if (spec == "llama64") return {"llama64", 32, 4, 64, 1023, 0};
-  const auto colon = spec.find(':');
-  const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
-  if (parts.size() != 4)
-    swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
-  Shape s{spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
-  const auto lr = split(parts[3], ':');
-  if (lr.size() == 2) {
-    s.left = to_int(lr[0], "left");
-    s.right = to_int(lr[1], "right");
-  } else {
-    s.left = to_int(parts[3], "window") - 1;
+  Shape s;
+  if (spec == "gemma3") s = {"gemma3", 4, 1, 256, 511, 0};
+  else if (spec == "mistral") s = {"mistral", 32, 8, 128, 4095, 0};
+  else if (spec == "llama64") s = {"llama64", 32, 4, 64, 1023, 0};
+  else {
+    const auto colon = spec.find(':');
+    const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
+    if (parts.size() != 4)
+      swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
+    s = {spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
+    const auto lr = split(parts[3], ':');
+    if (lr.size() == 2) {
+      s.left = to_int(lr[0], "left");
+      s.right = to_int(lr[1], "right");
+    } else {
+      s.left = to_int(parts[3], "window") - 1;
+    }
+    if (s.hq == 0 || s.hkv == 0 || s.hq % s.hkv || s.d == 0 || s.left < 0)
+      swrun::fail("swbench: shape '" + spec + "' needs Hq a positive multiple of Hkv, D > 0 and W > 0");
   }
+  s.d_fused = fused_head_dim(s.d);
   return s;
 }
 
@@ -99,7 +121,11 @@ Options parse_args(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,sliding,"
                 "decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] [--reps R] [--target-ms T] "
-                "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]");
+                "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
+                "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
+                "  (or between 64, 128, 256) runs the fused kernels zero-padded to the next of those.\n"
+                "  --json/--csv are rewritten after every shape x N, so an interrupted run keeps its finished rows.");
       std::exit(0);
     }
     if (i + 1 >= argc) swrun::fail("swbench: " + flag + " needs a value");
@@ -128,26 +154,28 @@ Options parse_args(int argc, char** argv) {
 }
 
 // Deterministic pseudo-random inputs in [-2, 2), generated on the GPU (host RNG is too slow at 131072 rows).
+// Element c of head row r depends on r * d + c only, so heads laid out `pitch` apart (zero padding after
+// column d) hold the same values as packed ones.
 template <typename T>
-__global__ void fill_random(T* x, size_t n, uint64_t seed) {
+__global__ void fill_random(T* x, size_t n, int d, int pitch, uint64_t seed) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
     uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
     h ^= h >> 31;
     h *= 0xBF58476D1CE4E5B9ull;
     h ^= h >> 29;
-    x[i] = static_cast<T>(static_cast<float>(h >> 40) * (4.0f / 16777216.0f) - 2.0f);
+    x[i / d * pitch + i % d] = static_cast<T>(static_cast<float>(h >> 40) * (4.0f / 16777216.0f) - 2.0f);
   }
 }
 
 float to_float(uint16_t bits, AttnDtype t) {
   if (t == AttnDtype::BF16) {
-    __nv_bfloat16 b;
-    std::memcpy(&b, &bits, 2);
-    return __bfloat162float(b);
+    __nv_bfloat16_raw b;
+    b.x = bits;
+    return __bfloat162float(__nv_bfloat16(b));
   }
-  __half h;
-  std::memcpy(&h, &bits, 2);
-  return __half2float(h);
+  __half_raw h;
+  h.x = bits;
+  return __half2float(__half(h));
 }
 
 double useful_flops(int64_t q_pos0, int64_t n_q, int64_t kv_len, int32_t left, int32_t right, int d, int hq) {
@@ -159,6 +187,7 @@ double useful_flops(int64_t q_pos0, int64_t n_q, int64_t kv_len, int32_t left, i
 
 struct Inputs {
   int n = 0, sets = 1;
+  int pitch = 0;  // elements from one head to the next in a row: the head_dim the kernels are told
   size_t q_elems = 0, kv_elems = 0;
   std::vector<void*> q, k, v, o;  // `sets` copies rotated through when one set fits in L2
   void* dpos = nullptr;
@@ -170,34 +199,64 @@ struct Inputs {
   }
 };
 
-void fill(void* x, size_t n, uint64_t seed, AttnDtype dt) {
+// `head_rows` rows of d values, `pitch` apart; the padding between them is zero.
+void fill(void* x, size_t head_rows, int d, int pitch, uint64_t seed, AttnDtype dt) {
+  if (pitch != d) check_cuda(cudaMemset(x, 0, head_rows * pitch * 2), "swbench: zero padding");
   if (dt == AttnDtype::BF16)
-    fill_random<__nv_bfloat16><<<1024, 256>>>(static_cast<__nv_bfloat16*>(x), n, seed);
+    fill_random<__nv_bfloat16><<<1024, 256>>>(static_cast<__nv_bfloat16*>(x), head_rows * d, d, pitch, seed);
   else
-    fill_random<__half><<<1024, 256>>>(static_cast<__half*>(x), n, seed);
+    fill_random<__half><<<1024, 256>>>(static_cast<__half*>(x), head_rows * d, d, pitch, seed);
   swrun::cuda::check_launch("swbench fill_random");
 }
 
-void alloc_inputs(Inputs& in, const Shape& s, int n, int l2_bytes, AttnDtype dt) {
-  in.n = n;
-  in.q_elems = size_t(n) * s.hq * s.d;
-  in.kv_elems = size_t(n) * s.hkv * s.d;
-  const double set_bytes = 2.0 * (2 * in.q_elems + 2 * in.kv_elems);
-  in.sets = set_bytes < 2.0 * l2_bytes ? std::min(8, int(2.0 * l2_bytes / set_bytes) + 1) : 1;
-  for (int i = 0; i < in.sets; ++i) {
-    void *q, *k, *v, *o;
-    check_cuda(cudaMalloc(&q, in.q_elems * 2), "swbench: cudaMalloc q");
-    check_cuda(cudaMalloc(&k, in.kv_elems * 2), "swbench: cudaMalloc k");
-    check_cuda(cudaMalloc(&v, in.kv_elems * 2), "swbench: cudaMalloc v");
-    check_cuda(cudaMalloc(&o, in.q_elems * 2), "swbench: cudaMalloc o");
-    in.q.push_back(q), in.k.push_back(k), in.v.push_back(v), in.o.push_back(o);
-    const uint64_t seed = 1000003ull * n + 7919ull * i;
-    fill(q, in.q_elems, seed + 1, dt);
-    fill(k, in.kv_elems, seed + 2, dt);
-    fill(v, in.kv_elems, seed + 3, dt);
+size_t free_device_bytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "swbench: cudaMemGetInfo");
+  return free_bytes;
+}
+
+void* device_alloc(size_t bytes, const std::string& what) {
+  void* p = nullptr;
+  const cudaError_t status = cudaMalloc(&p, bytes);
+  if (status == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();  // not sticky, but the next launch check would report it as its own
+    throw OutOfMemory("swbench: " + what + " needs " + swrun::human_bytes(double(bytes)) + ", " +
+                      swrun::human_bytes(double(free_device_bytes())) + " free");
   }
-  check_cuda(cudaMalloc(&in.dpos, sizeof(int32_t)), "swbench: cudaMalloc position");
-  in.bytes = set_bytes;  // one set is what a real call touches
+  check_cuda(status, ("swbench: cudaMalloc " + what).c_str());
+  return p;
+}
+
+// One set of 16-bit Q, K, V, O with heads `pitch` elements apart: what a real call touches.
+double input_set_bytes(const Shape& s, int n, int pitch) { return 2.0 * n * pitch * (2.0 * s.hq + 2.0 * s.hkv); }
+
+// The bytes a row's buffers take, known before allocating them (so an OOM row says what it needed).
+double row_bytes(const Shape& s, int n, int pitch, bool naive) {
+  FlashAttnArgs a;
+  a.n_head = s.hq;
+  a.n_q = n;
+  return input_set_bytes(s, n, pitch) + (naive ? double(swrun::cuda::naive_attention_workspace_bytes(a)) : 0.0);
+}
+
+// Throws OutOfMemory when the device cannot hold the inputs; what was allocated is freed with `in`.
+void alloc_inputs(Inputs& in, const Shape& s, int n, int pitch, int l2_bytes, AttnDtype dt) {
+  in.n = n;
+  in.pitch = pitch;
+  in.q_elems = size_t(n) * s.hq * pitch;
+  in.kv_elems = size_t(n) * s.hkv * pitch;
+  in.bytes = input_set_bytes(s, n, pitch);
+  in.sets = in.bytes < 2.0 * l2_bytes ? std::min(8, int(2.0 * l2_bytes / in.bytes) + 1) : 1;
+  for (int i = 0; i < in.sets; ++i) {
+    in.q.push_back(device_alloc(in.q_elems * 2, "q"));
+    in.k.push_back(device_alloc(in.kv_elems * 2, "k"));
+    in.v.push_back(device_alloc(in.kv_elems * 2, "v"));
+    in.o.push_back(device_alloc(in.q_elems * 2, "o"));
+    const uint64_t seed = 1000003ull * n + 7919ull * i;
+    fill(in.q[i], size_t(n) * s.hq, s.d, pitch, seed + 1, dt);
+    fill(in.k[i], size_t(n) * s.hkv, s.d, pitch, seed + 2, dt);
+    fill(in.v[i], size_t(n) * s.hkv, s.d, pitch, seed + 3, dt);
+  }
+  in.dpos = device_alloc(sizeof(int32_t), "position");
 }
 
 FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, AttnDtype dt, bool windowed, int n_q) {
@@ -207,23 +266,25 @@ FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, AttnDtype dt,
   a.v = in.v[set];
   a.o = in.o[set];
   a.dtype = dt;
-  a.q_stride = a.o_stride = int64_t{s.hq} * s.d;
-  a.kv_stride = int64_t{s.hkv} * s.d;
+  a.q_stride = a.o_stride = int64_t{s.hq} * in.pitch;
+  a.kv_stride = int64_t{s.hkv} * in.pitch;
   a.n_q = n_q;
   a.q_pos0 = in.n - n_q;
   a.n_head = s.hq;
   a.n_head_kv = s.hkv;
-  a.head_dim = s.d;
+  a.head_dim = in.pitch;
   a.capacity = in.n;
+  // Dense is what the model would compute without the window: causal, or everything for an encoder.
   a.left = windowed ? s.left : INT32_MAX;
-  a.right = windowed ? s.right : 0;
-  a.scale = 1.f / std::sqrt(float(s.d));
+  a.right = windowed ? s.right : s.right > 0 ? INT32_MAX : 0;
+  a.scale = 1.f / std::sqrt(float(s.d));  // the real head_dim's: zero padding adds nothing to the scores
   return a;
 }
 
-// Sampled query rows of the output against fp64 on the host: returns the worst relative row error.
-double spot_check(const FlashAttnArgs& a, int rows, std::mt19937& rng) {
-  const int d = a.head_dim, kv_len = a.q_pos0 + a.n_q, group = a.n_head / a.n_head_kv;
+// Sampled query rows of the output against fp64 on the host: returns the worst relative row error over the
+// first d columns of each head (heads are a.head_dim apart; beyond d is padding).
+double spot_check(const FlashAttnArgs& a, int d, int rows, std::mt19937& rng) {
+  const int pitch = a.head_dim, kv_len = a.q_pos0 + a.n_q, group = a.n_head / a.n_head_kv;
   std::vector<int> picks{a.n_q - 1};
   std::uniform_int_distribution<int> pick(0, a.n_q - 1);
   while (int(picks.size()) < std::min(rows, a.n_q)) picks.push_back(pick(rng));
@@ -248,15 +309,15 @@ double spot_check(const FlashAttnArgs& a, int rows, std::mt19937& rng) {
       for (size_t j = 0; j < nrows; ++j) {
         double dot = 0;
         for (int c = 0; c < d; ++c)
-          dot += double(to_float(q[h * d + c], a.dtype)) * to_float(k[j * kv_row + hk * d + c], a.dtype);
+          dot += double(to_float(q[h * pitch + c], a.dtype)) * to_float(k[j * kv_row + hk * pitch + c], a.dtype);
         sc[j] = dot * a.scale;
         mx = std::max(mx, sc[j]);
       }
       for (auto& x : sc) sum += (x = std::exp(x - mx));
       for (size_t j = 0; j < nrows; ++j)
-        for (int c = 0; c < d; ++c) ref[c] += sc[j] / sum * to_float(v[j * kv_row + hk * d + c], a.dtype);
+        for (int c = 0; c < d; ++c) ref[c] += sc[j] / sum * to_float(v[j * kv_row + hk * pitch + c], a.dtype);
       for (int c = 0; c < d; ++c) {
-        const double e = to_float(o[h * d + c], a.dtype) - ref[c];
+        const double e = to_float(o[h * pitch + c], a.dtype) - ref[c];
         err2 += e * e;
         ref2 += ref[c] * ref[c];
       }
@@ -271,48 +332,67 @@ double median(std::vector<float> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-Row run_impl(const Options& opt, const Shape& s, Inputs& in, const std::string& impl, std::mt19937& rng) {
+void add_note(Row& r, const std::string& note) { r.note += (r.note.empty() ? "" : "; ") + note; }
+
+Row row_of(const Shape& s, int n, const std::string& impl) {
   Row r;
   r.shape = s.name;
   r.impl = impl;
-  r.n = in.n;
+  r.n = n;
+  if (impl != "naive" && s.d_fused != s.d) add_note(r, "padded to head_dim " + std::to_string(s.d_fused));
+  return r;
+}
+
+// `fused_in` holds the inputs at the fused kernels' head_dim; `free_before` is the free device memory before
+// they were allocated, the base of the row's measured peak.
+Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::string& impl, int l2_bytes,
+             size_t free_before, std::mt19937& rng) {
+  const bool naive = impl == "naive";
   const bool windowed = impl == "sliding" || impl == "decode-sliding";
   const bool decode = impl.rfind("decode", 0) == 0;
-  const int n_q = decode ? 1 : in.n;
-  const FlashAttnArgs base = make_args(s, in, 0, opt.dtype, windowed, n_q);
-  r.bytes = in.bytes;
+  const int n = fused_in.n, n_q = decode ? 1 : n;
+  Row r = row_of(s, n, impl);
+  if (naive && n > opt.max_n_naive) {
+    r.check = "skip";
+    add_note(r, "N above --max-n-naive");
+    return r;
+  }
+  Inputs packed;  // dense-naive runs at the shape's own head_dim: cuBLAS needs no padding
+  Inputs& in = naive && s.d != fused_in.pitch ? packed : fused_in;
+  r.bytes = row_bytes(s, n, naive ? s.d : fused_in.pitch, naive);
   void* workspace = nullptr;
-  if (impl == "naive") {
-    if (in.n > opt.max_n_naive) {
-      r.check = "skip";
-      r.note = "N above --max-n-naive";
-      return r;
-    }
-    r.bytes += double(swrun::cuda::naive_attention_workspace_bytes(base));
-  }
-  if (decode) {
-    const size_t ws = swrun::cuda::flash_decode_workspace_bytes(base, in.n);
-    check_cuda(cudaMalloc(&workspace, std::max<size_t>(ws, 16)), "swbench: decode workspace");
-    r.bytes += double(ws);
-    // The position comes from device memory, as in a captured decode step.
-    const int32_t pos = base.q_pos0;
-    check_cuda(cudaMemcpy(in.dpos, &pos, sizeof pos, cudaMemcpyHostToDevice), "swbench: position");
-  }
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  size_t lowest_free = SIZE_MAX;
+  auto sample_memory = [&] { lowest_free = std::min(lowest_free, free_device_bytes()); };
   auto call = [&](int set) {
     FlashAttnArgs a = make_args(s, in, set, opt.dtype, windowed, n_q);
-    if (impl == "naive") swrun::cuda::naive_attention(a, nullptr);
+    if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {
       a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);
-      swrun::cuda::flash_attention_decode(a, in.n, workspace, nullptr);
+      swrun::cuda::flash_attention_decode(a, n, workspace, nullptr);
     } else swrun::cuda::flash_attention(a, nullptr);
   };
   try {
-    cudaEvent_t e0, e1;
+    if (&in == &packed) alloc_inputs(packed, s, n, s.d, l2_bytes, opt.dtype);
+    const FlashAttnArgs base = make_args(s, in, 0, opt.dtype, windowed, n_q);
+    if (naive)  // the baseline reports a failed workspace allocation like any error: probing tells OOM apart
+      check_cuda(cudaFree(device_alloc(swrun::cuda::naive_attention_workspace_bytes(base),
+                                       "dense-naive workspace (N x N scores and probabilities)")),
+                 "swbench: cudaFree");
+    if (decode) {
+      const size_t ws = swrun::cuda::flash_decode_workspace_bytes(base, n);
+      r.bytes += double(ws);
+      workspace = device_alloc(std::max<size_t>(ws, 16), "decode workspace");
+      // The position comes from device memory, as in a captured decode step.
+      const int32_t pos = base.q_pos0;
+      check_cuda(cudaMemcpy(in.dpos, &pos, sizeof pos, cudaMemcpyHostToDevice), "swbench: position");
+    }
     check_cuda(cudaEventCreate(&e0), "swbench: event");
     check_cuda(cudaEventCreate(&e1), "swbench: event");
     std::vector<float> times;
     call(0);  // warm-up: module load, cuBLAS handle, workspace
     check_cuda(cudaDeviceSynchronize(), ("swbench: " + impl + " warm-up").c_str());
+    sample_memory();
     int reps = opt.max_reps;
     for (int i = 0; i < reps; ++i) {
       check_cuda(cudaEventRecord(e0), "swbench: record");
@@ -324,25 +404,50 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& in, const std::string& 
       times.push_back(ms);
       if (i == 0) reps = std::clamp(int(opt.target_ms / std::max(ms, 1e-3f)), 5, opt.max_reps);
     }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+    sample_memory();
     r.reps = int(times.size());
     r.ms = median(times);
-    r.tflops = useful_flops(base.q_pos0, n_q, in.n, base.left, base.right, s.d, s.hq) / (r.ms * 1e-3) / 1e12;
+    r.tflops = useful_flops(base.q_pos0, n_q, n, base.left, base.right, s.d, s.hq) / (r.ms * 1e-3) / 1e12;
+    r.peak_bytes = double(free_before - std::min(lowest_free, free_before));
     if (opt.check_rows > 0) {
       call(0);
       check_cuda(cudaDeviceSynchronize(), "swbench: check run");
-      r.max_rel_err = spot_check(make_args(s, in, 0, opt.dtype, windowed, n_q), opt.check_rows, rng);
+      r.max_rel_err = spot_check(make_args(s, in, 0, opt.dtype, windowed, n_q), s.d, opt.check_rows, rng);
       r.check = r.max_rel_err <= 2e-2 ? "ok" : "FAIL";
     }
-  } catch (const swrun::Error& e) {
-    const std::string msg = e.what();
-    r.check = msg.find("needs") != std::string::npos ? "OOM" : "ERROR";
-    r.note = msg;
+  } catch (const OutOfMemory& e) {
+    r.check = "OOM";
+    add_note(r, e.what());
+  } catch (const std::exception& e) {
+    r.check = "ERROR";
+    add_note(r, e.what());
   }
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
   cudaFree(workspace);
-  if (impl == "naive") swrun::cuda::naive_attention_release_workspace();
+  if (naive) try {
+      swrun::cuda::naive_attention_release_workspace();
+    } catch (const swrun::Error& e) {  // a broken context: this row says so, the next rows try on
+      r.check = "ERROR";
+      add_note(r, e.what());
+    }
   return r;
+}
+
+// Speedups inside one shape x N group: prefill rows over dense and dense-naive, decode rows over decode-dense.
+void compare_within_group(std::vector<Row>& rows, size_t first) {
+  double dense = NAN, naive = NAN, decode_dense = NAN;
+  for (size_t i = first; i < rows.size(); ++i) {
+    if (rows[i].impl == "dense") dense = rows[i].ms;
+    if (rows[i].impl == "naive") naive = rows[i].ms;
+    if (rows[i].impl == "decode-dense") decode_dense = rows[i].ms;
+  }
+  for (size_t i = first; i < rows.size(); ++i) {
+    Row& r = rows[i];
+    const bool dec = r.impl.rfind("decode", 0) == 0;
+    r.vs_dense = (dec ? decode_dense : dense) / r.ms;
+    if (!dec) r.vs_naive = naive / r.ms;
+  }
 }
 
 std::string fmt(double x, const char* f = "%.3f") {
@@ -352,14 +457,27 @@ std::string fmt(double x, const char* f = "%.3f") {
   return b;
 }
 
+// Through a temporary file and a rename, so a run killed while writing leaves the previous complete file.
+void replace_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << text;
+    if (!f.flush()) swrun::fail("swbench: cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) swrun::fail("swbench: cannot rename " + tmp + " to " + path);
+}
+
 void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::string& device) {
   if (!opt.csv.empty()) {
-    std::ofstream f(opt.csv);
-    f << "device,shape,impl,N,ms,tflops,vs_dense,vs_naive,bytes,reps,check,max_rel_err,note\n";
+    std::ostringstream f;
+    f << "device,shape,impl,N,ms,tflops,vs_dense,vs_naive,bytes,peak_bytes,reps,check,max_rel_err,note\n";
     for (auto& r : rows)
       f << '"' << device << "\"," << r.shape << ',' << r.impl << ',' << r.n << ',' << fmt(r.ms, "%.5f") << ','
         << fmt(r.tflops, "%.2f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive) << ',' << fmt(r.bytes, "%.0f")
-        << ',' << r.reps << ',' << r.check << ',' << fmt(r.max_rel_err, "%.2e") << ",\"" << r.note << "\"\n";
+        << ',' << fmt(r.peak_bytes, "%.0f") << ',' << r.reps << ',' << r.check << ','
+        << fmt(r.max_rel_err, "%.2e") << ",\"" << r.note << "\"\n";
+    replace_file(opt.csv, f.str());
   }
   if (!opt.json.empty()) {
     auto num = [](double x, const char* f) { return std::isfinite(x) ? fmt(x, f) : std::string("null"); };
@@ -368,18 +486,20 @@ void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::
       for (char c : s) o += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
       return o;
     };
-    std::ofstream f(opt.json);
+    std::ostringstream f;
     f << "{\"device\": \"" << esc(device) << "\", \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       f << "  {\"shape\": \"" << r.shape << "\", \"impl\": \"" << r.impl << "\", \"N\": " << r.n
         << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f")
         << ", \"vs_dense\": " << num(r.vs_dense, "%.3f") << ", \"vs_naive\": " << num(r.vs_naive, "%.3f")
-        << ", \"bytes\": " << fmt(r.bytes, "%.0f") << ", \"reps\": " << r.reps << ", \"check\": \"" << r.check
+        << ", \"bytes\": " << fmt(r.bytes, "%.0f") << ", \"peak_bytes\": " << num(r.peak_bytes, "%.0f")
+        << ", \"reps\": " << r.reps << ", \"check\": \"" << r.check
         << "\", \"max_rel_err\": " << num(r.max_rel_err, "%.3e") << ", \"note\": \"" << esc(r.note) << "\"}"
         << (i + 1 < rows.size() ? ",\n" : "\n");
     }
     f << "]}\n";
+    replace_file(opt.json, f.str());
   }
 }
 
@@ -398,29 +518,41 @@ int main(int argc, char** argv) {
                 "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
     for (const Shape& s : opt.shapes)
       for (int n : opt.ns) {
-        Inputs in;
-        alloc_inputs(in, s, n, prop.l2CacheSize, opt.dtype);
         const size_t first = rows.size();
-        for (const auto& impl : opt.impls) rows.push_back(run_impl(opt, s, in, impl, rng));
-        double dense = NAN, naive = NAN, decode_dense = NAN;
-        for (size_t i = first; i < rows.size(); ++i) {
-          if (rows[i].impl == "dense") dense = rows[i].ms;
-          if (rows[i].impl == "naive") naive = rows[i].ms;
-          if (rows[i].impl == "decode-dense") decode_dense = rows[i].ms;
+        {
+          const size_t free_before = free_device_bytes();
+          Inputs in;
+          std::string input_status, input_failure;
+          try {
+            alloc_inputs(in, s, n, s.d_fused, prop.l2CacheSize, opt.dtype);
+          } catch (const OutOfMemory& e) {
+            input_status = "OOM", input_failure = e.what();
+          } catch (const std::exception& e) {
+            input_status = "ERROR", input_failure = e.what();
+          }
+          for (const auto& impl : opt.impls) {
+            if (input_failure.empty()) {
+              rows.push_back(run_impl(opt, s, in, impl, prop.l2CacheSize, free_before, rng));
+              continue;
+            }
+            Row r = row_of(s, n, impl);
+            r.bytes = row_bytes(s, n, impl == "naive" ? s.d : s.d_fused, impl == "naive");
+            r.check = input_status;
+            add_note(r, "inputs: " + input_failure);
+            rows.push_back(r);
+          }
         }
+        compare_within_group(rows, first);
         for (size_t i = first; i < rows.size(); ++i) {
-          Row& r = rows[i];
-          const bool dec = r.impl.rfind("decode", 0) == 0;
-          r.vs_dense = (dec ? decode_dense : dense) / r.ms;
-          if (!dec) r.vs_naive = naive / r.ms;
+          const Row& r = rows[i];
           std::printf("%-9s %-15s %7d %10s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
                       fmt(r.ms, "%.4f").c_str(), fmt(r.tflops, "%.1f").c_str(), fmt(r.vs_dense, "%.2f").c_str(),
                       fmt(r.vs_naive, "%.2f").c_str(), fmt(r.bytes / 1048576.0, "%.0f").c_str(), r.reps,
                       r.check.c_str(), r.note.c_str());
-          std::fflush(stdout);
         }
+        std::fflush(stdout);
+        write_outputs(opt, rows, device);
       }
-    write_outputs(opt, rows, device);
     const bool failed = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.check == "FAIL" || r.check == "ERROR"; });
     return failed ? 1 : 0;
   } catch (const std::exception& e) {
