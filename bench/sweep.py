@@ -34,8 +34,9 @@ SHAPES = {
     "gemma3": dict(hq=4, hkv=1, d=256, left=511, right=0, spec="gemma3"),
     "mistral": dict(hq=32, hkv=8, d=128, left=4095, right=0, spec="mistral"),
     "llama64": dict(hq=32, hkv=4, d=64, left=1023, right=0, spec="llama64"),
-    # The encoder-style toy of the original experiment: bidirectional window of +-2 keys.
-    "toy": dict(hq=4, hkv=4, d=16, left=2, right=2, spec="toy:4/4/16/2,2"),
+    # The encoder-style toy of the original experiment: bidirectional window of +-2 keys. swbench runs its fused
+    # rows zero-padded to head_dim 64 and its dense rows as full bidirectional attention.
+    "toy": dict(hq=4, hkv=4, d=16, left=2, right=2, spec="toy:4/4/16/2:2"),
 }
 OUR_IMPLS = ["naive", "dense", "sliding"]
 IMPL_LABELS = {
@@ -118,12 +119,14 @@ def parse_args(argv):
 # ---------------------------------------------------------------- helpers
 
 def computed_bytes(shape, n, impl):
-    """Bytes a row needs, counted as swbench counts them: bf16 Q, K, V, O, plus for the materialized baseline
-    its workspace of N x N fp32 scores and 16-bit probabilities per head."""
+    """Bytes a row needs, counted as swbench counts them: bf16 Q, K, V, O (for the fused impls at head_dim
+    zero-padded to 64, 128 or 256), plus for the materialized baseline its workspace of N x N fp32 scores and
+    16-bit probabilities per head."""
     s = SHAPES.get(shape)
     if s is None:
         return None
-    io = 2 * n * s["d"] * (2 * s["hq"] + 2 * s["hkv"])
+    d = s["d"] if impl == "naive" else min([k for k in (64, 128, 256) if k >= s["d"]] or [s["d"]])
+    io = 2 * n * d * (2 * s["hq"] + 2 * s["hkv"])
     return io + ((4 + 2) * n * n * s["hq"] if impl == "naive" else 0)
 
 
@@ -178,15 +181,13 @@ def swbench_row(shape, r):
     if status == "ERROR" and re.search(r"head_dim \d+ not supported", note):
         status = "unsupported"
         note = f"unsupported by swbench: head_dim {SHAPES[shape]['d']} ({note})"
-    if shape == "toy" and r.get("impl") in ("naive", "dense") and finite(r.get("ms")):
-        note = (note + "; " if note else "") + "causal: swbench has no bidirectional dense mode"
     return dict(shape=shape, N=int(r["N"]), impl=r["impl"], source="swbench", status=status, ms=r.get("ms"),
                 tflops=r.get("tflops"), speedup_vs_naive=r.get("vs_naive"), speedup_vs_dense=r.get("vs_dense"),
                 mem_bytes=r.get("bytes"), max_rel_err=r.get("max_rel_err"), reps=r.get("reps"), note=note)
 
 
 def salvage_stdout(shape, text):
-    """Rows swbench printed before it died (its JSON is written only at the end)."""
+    """Rows swbench printed before it died (it prints each length's rows just before rewriting its JSON)."""
     rows = []
     for line in text.splitlines():
         m = SWBENCH_LINE.match(line)
@@ -220,8 +221,8 @@ def argument_rejected(shape, reason):
 
 
 def run_swbench(args, shape, impls, ns, deadline, tmp, log):
-    """All rows of one shape over ns. swbench runs again after an abort (a crash, or an allocation failure it
-    does not turn into an OOM row) from the next length on, so one bad length costs only its own rows."""
+    """All rows of one shape over ns. swbench runs again after an abort (a crash, or an error outside a row)
+    from the next length on, so one bad length costs only its own rows."""
     rows, todo = [], list(ns)
     while todo:
         if deadline - time.monotonic() < 2:
@@ -233,15 +234,16 @@ def run_swbench(args, shape, impls, ns, deadline, tmp, log):
                "--n", ",".join(map(str, todo)), "--target-ms", str(args.target_ms), "--json", out_json,
                *shlex.split(args.swbench_extra)]
         rc, text = run_logged(cmd, log, deadline)
-        if rc is not None and out_json.exists():
+        got = []
+        if out_json.exists():  # rewritten after every length, so it holds the finished ones even after a kill
             try:
                 data = json.loads(out_json.read_text())
             except json.JSONDecodeError as e:
                 raise SweepError(f"swbench wrote unreadable JSON {out_json}: {e}")
-            rows += [swbench_row(shape, r) for r in data["rows"]]
+            got = [swbench_row(shape, r) for r in data["rows"]]
             args.meta.setdefault("device", data.get("device"))
-            break
-        got = salvage_stdout(shape, text)
+        in_json = {r["N"] for r in got}
+        got += [r for r in salvage_stdout(shape, text) if r["N"] not in in_json]
         rows += got
         done = {r["N"] for r in got}
         todo = [n for n in todo if n not in done]
