@@ -276,7 +276,7 @@ def sweep_swbench(args, tmp, log):
 
 # ---------------------------------------------------------------- anchors
 
-ANCHOR_LINE = re.compile(r"^(\S+)\s+N=\s*(\d+)\s+(\S+)\s+(?:([0-9.]+) ms|(ERR:.*))$")
+ANCHOR_LINE = re.compile(r"^(\S+)\s+N=\s*(\d+)\s+(\S+)\s+(?:([0-9.]+) ms\b.*|(ERR:.*))$")
 
 
 def anchor_row(shape, n, impl, ms, err):
