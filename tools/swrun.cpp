@@ -25,7 +25,7 @@ namespace {
 
 struct Options {
   std::string model, prompt, prompt_file, backend = "auto", attn = "model";
-  int n_predict = 128, ctx = 0, ubatch = 512, threads = 0, top_k = 40;
+  int n_predict = 128, ctx = 0, ubatch = 0, threads = 0, top_k = 40;  // ubatch 0: per backend
   float temp = 0.8f, top_p = 0.95f;
   int64_t seed = -1;
   bool no_graph = false;
@@ -69,10 +69,17 @@ void print_attention_table(const ModelConfig& c) {
 void check_common(const Options& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p/--prompt or -f/--file");
   if (o.n_predict < 0) fail("-n must be >= 0");
-  if (o.ubatch < 1) fail("--ubatch must be >= 1");
+  if (o.ubatch < 0) fail("--ubatch must be >= 1 (or 0 for the backend's default)");
   if (o.ctx < 0) fail("-c must be >= 0");
   if (o.prompt_len < 0) fail("--prompt-len must be >= 0");
   if (o.repeat < 1) fail("--repeat must be >= 1");
+}
+
+// Prefill chunk: big enough on a GPU that one chunk's attention fills the chip (4096 queries x heads in 128-row
+// tiles), small on the CPU where it only bounds the activation buffers.
+int ubatch_for(const Options& o, const Backend& be) {
+  if (o.ubatch > 0) return o.ubatch;
+  return be.name() == "cuda" ? 4096 : 512;
 }
 
 // The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
@@ -109,7 +116,8 @@ int run_generate(const Options& o) {
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n_prompt = static_cast<int>(prompt.size());
   auto backend = pick_backend(o);
-  const int batch = std::min(o.ubatch, n_prompt);
+  const int ubatch = ubatch_for(o, *backend);
+  const int batch = std::min(ubatch, n_prompt);
   auto model = load_model(*file, *backend, spec, batch);
   const int ctx = context_for(o, model->config(), n_prompt, o.n_predict);
   model->init_kv(ctx, batch);
@@ -121,7 +129,7 @@ int run_generate(const Options& o) {
 
   GenerateOptions go;
   go.n_predict = o.n_predict;
-  go.ubatch = o.ubatch;
+  go.ubatch = ubatch;
   go.use_graph = !o.no_graph;
   go.progress = isatty(STDERR_FILENO);
   go.sampler = {o.temp, o.top_k, o.top_p,
@@ -140,9 +148,9 @@ int run_generate(const Options& o) {
   return 0;
 }
 
-ProfileOptions profile_options(const Options& o, const std::string& spec_text) {
+ProfileOptions profile_options(const Options& o, int ubatch, const std::string& spec_text) {
   ProfileOptions po;
-  po.ubatch = o.ubatch;
+  po.ubatch = ubatch;
   po.repeat = o.repeat;
   po.progress = isatty(STDERR_FILENO);
   po.model_path = o.model;
@@ -164,11 +172,12 @@ int run_profile(const Options& o) {
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n = static_cast<int>(prompt.size());
   auto backend = pick_backend(o);
-  const int batch = std::min(o.ubatch, n);
+  const int ubatch = ubatch_for(o, *backend);
+  const int batch = std::min(ubatch, n);
   auto model = load_model(*file, *backend, spec, batch);
   model->init_kv(context_for(o, model->config(), n, 0), batch);
   print_attention_table(model->config());
-  const ProfileResult r = profile_prefill(*model, prompt, profile_options(o, o.attn));
+  const ProfileResult r = profile_prefill(*model, prompt, profile_options(o, ubatch, o.attn));
   std::fputs(render(r.profile, ReportFormat::Table).c_str(), stdout);
   print_overhead(r);
   write_outputs(o, [&](ReportFormat f) { return render(r.profile, f); });
@@ -184,9 +193,10 @@ int run_ab(const Options& o) {
   auto tok = Tokenizer::from_gguf(*file);
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n = static_cast<int>(prompt.size());
-  const int batch = std::min(o.ubatch, n);
   // Two backends so both configurations keep their KV caches while the quality pass walks the text once.
   auto backend_a = pick_backend(o), backend_b = pick_backend(o);
+  const int ubatch = ubatch_for(o, *backend_a);
+  const int batch = std::min(ubatch, n);
   auto model_a = load_model(*file, *backend_a, spec_a, batch);
   auto model_b = load_model(*file, *backend_b, spec_b, batch);
   const int ctx = context_for(o, model_a->config(), n, o.n_predict);
@@ -197,11 +207,11 @@ int run_ab(const Options& o) {
   std::fprintf(stderr, "B = %s\n", text_b.c_str());
   print_attention_table(model_b->config());
   AbReport report;
-  const ProfileResult ra = profile_prefill(*model_a, prompt, profile_options(o, text_a));
-  const ProfileResult rb = profile_prefill(*model_b, prompt, profile_options(o, text_b));
+  const ProfileResult ra = profile_prefill(*model_a, prompt, profile_options(o, ubatch, text_a));
+  const ProfileResult rb = profile_prefill(*model_b, prompt, profile_options(o, ubatch, text_b));
   report.a = ra.profile;
   report.b = rb.profile;
-  report.quality = compare_quality(*model_a, *model_b, *tok, prompt, o.ubatch, o.n_predict, isatty(STDERR_FILENO));
+  report.quality = compare_quality(*model_a, *model_b, *tok, prompt, ubatch, o.n_predict, isatty(STDERR_FILENO));
   std::fputs(render(report, ReportFormat::Table).c_str(), stdout);
   write_outputs(o, [&](ReportFormat f) { return render(report, f); });
   return 0;
@@ -231,7 +241,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("--attn", o.attn,
                  "attention per layer: model | dense | dense-naive | sliding[:W] | list like "
                  "0-4:sliding:512,5:dense,6-:sliding:1024")->capture_default_str();
-  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens")->capture_default_str();
+  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: 4096 on CUDA, 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
   app.add_option("--prompt-len", o.prompt_len, "fill the prompt to N tokens by repeating its text");
