@@ -8,6 +8,7 @@
 
 #include "kernels/attention/attention.h"
 #include "kernels/attention/flash_kernel.cuh"
+#include "kernels/attention/flash_kernel_ws.cuh"
 #include "kernels/common/cuda_check.h"
 #include "runtime/common.h"
 
@@ -106,12 +107,35 @@ dim3 grid_of(const FlashParams& p) {
   return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
 }
 
+// The warp-specialized head_dim 128 kernel exists only as sm_90a machine code, which runs on compute
+// capability 9.0 alone; elsewhere (the compute_90 PTX JIT) the one-kernel path runs.
+bool sm90a_device() {
+#ifdef SWRUN_ATTN_MMA_SYNC_ONLY
+  return false;
+#else
+  static const bool cc90 = [] {
+    int dev = 0, major = 0, minor = 0;
+    check_cuda(cudaGetDevice(&dev), "flash_attention: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "flash_attention: CC");
+    check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "flash_attention: CC");
+    return major == 9 && minor == 0;
+  }();
+  return cc90;
+#endif
+}
+
 template <typename T>
 void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64: attn::launch_flash<T, 64>(p, grid, stream); if (combine) attn::launch_combine<T, 64>(p, stream); break;
-    case 128: attn::launch_flash<T, 128>(p, grid, stream); if (combine) attn::launch_combine<T, 128>(p, stream); break;
+    case 128:
+      if (sm90a_device())
+        attn::launch_flash_ws<T, 128>(p, grid, stream);
+      else
+        attn::launch_flash<T, 128>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 128>(p, stream);
+      break;
     default: attn::launch_flash<T, 256>(p, grid, stream); if (combine) attn::launch_combine<T, 256>(p, stream); break;
   }
 }

@@ -1,5 +1,6 @@
 // Kernel instantiations for __nv_bfloat16 inputs (one file per element type so the two compile in parallel).
 #include "kernels/attention/flash_kernel.cuh"
+#include "kernels/attention/flash_kernel_ws.cuh"
 #include "kernels/common/cuda_check.h"
 
 namespace swrun::cuda::attn {
@@ -16,6 +17,16 @@ void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
 }
 
 template <typename T, int D>
+void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
+  using Cfg = WsConfig<D>;
+  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D>,
+                                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
+  flash_attention_ws_kernel<T, D><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  check_launch("flash_attention_ws_kernel");
+}
+
+template <typename T, int D>
 void launch_combine(const FlashParams& p, cudaStream_t stream) {
   combine_splits_kernel<T, D><<<static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D, 0, stream>>>(p);
   check_launch("flash_attention_decode combine");
@@ -24,6 +35,7 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
 template void launch_flash<__nv_bfloat16, 64>(const FlashParams&, dim3, cudaStream_t);
 template void launch_flash<__nv_bfloat16, 128>(const FlashParams&, dim3, cudaStream_t);
 template void launch_flash<__nv_bfloat16, 256>(const FlashParams&, dim3, cudaStream_t);
+template void launch_flash_ws<__nv_bfloat16, 128>(const FlashParams&, dim3, cudaStream_t);
 template void launch_combine<__nv_bfloat16, 64>(const FlashParams&, cudaStream_t);
 template void launch_combine<__nv_bfloat16, 128>(const FlashParams&, cudaStream_t);
 template void launch_combine<__nv_bfloat16, 256>(const FlashParams&, cudaStream_t);

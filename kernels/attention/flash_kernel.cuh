@@ -1,8 +1,8 @@
 // The flash attention kernel family: one block = a tile of query rows against the key tiles its window
 // touches, K/V streamed through shared-memory stages with cp.async and mbarriers, online softmax in registers,
 // the two products on wgmma (sm_90a) or mma.sync (sm_80+ fallback). The pieces are separate on purpose (block
-// bounds, tile loads, scores, mask, softmax, PV, epilogue): a TMA/warp-specialized variant replaces the loads
-// and the loop schedule and keeps the rest.
+// bounds, tile loads, scores, mask, softmax, PV, epilogue): the warp-specialized head_dim 128 kernel
+// (flash_kernel_ws.cuh) replaces the loop schedule and keeps the rest.
 #pragma once
 #include <cstdint>
 
@@ -105,11 +105,24 @@ template <int BN> struct BlockBounds {
 template <typename T, int D, int BN, int NT>
 __device__ __forceinline__ void load_kv_tile(T* smem, const T* head_base, int64_t row_stride, int tile,
                                              const BlockBounds<BN>& b, int capacity) {
-  constexpr int kChunks = D / 8;
+  constexpr int kChunks = D / 8, kRowsPerPass = NT / kChunks;
   static_assert((BN * kChunks) % NT == 0 && NT % kChunks == 0, "tile load must split evenly");
+  static_assert(kRowsPerPass % 8 == 0, "each pass keeps the thread's swizzle phase");
   const int tid = threadIdx.x;
   const int row0 = tid / kChunks, chunk = tid % kChunks;
   const int pos0 = tile * BN + row0;
+  // Almost every tile lies wholly inside [key_lo, key_hi] in consecutive ring slots: then each pass only
+  // steps both addresses by a constant, where the general path below spends about a dozen instructions per
+  // 16-byte copy on the issuing warps' critical path (bench/attention_notes.md, #13).
+  const int slot_first = tile * BN % capacity;
+  if (tile * BN >= b.key_lo && tile * BN + BN - 1 <= b.key_hi && slot_first + BN <= capacity) {
+    const T* src = head_base + (slot_first + row0) * row_stride + chunk * 8;
+    T* dst = smem + tile_offset<BN>(row0, chunk);
+#pragma unroll
+    for (int i = 0; i < BN * kChunks / NT; ++i)
+      cp_async_16(dst + i * kRowsPerPass * 64, src + i * kRowsPerPass * row_stride, true);
+    return;
+  }
   int slot = pos0 % capacity;
 #pragma unroll
   for (int i = 0; i < BN * kChunks / NT; ++i) {
