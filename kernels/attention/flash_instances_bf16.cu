@@ -1,43 +1,4 @@
-// Kernel instantiations for __nv_bfloat16 inputs (one file per element type so the two compile in parallel).
-#include "kernels/attention/flash_kernel.cuh"
-#include "kernels/attention/flash_kernel_ws.cuh"
-#include "kernels/common/cuda_check.h"
+// Flash kernel instantiations for __nv_bfloat16 inputs.
+#include "kernels/attention/flash_launch.cuh"
 
-namespace swrun::cuda::attn {
-
-template <typename T, int D>
-void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
-  using Cfg = FlashConfig<D>;
-  // Above 48 KiB a kernel must opt in to dynamic shared memory; once per instantiation is enough.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D>,
-                                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
-  check_cuda(opt_in, "flash_attention: shared memory opt-in");
-  flash_attention_kernel<T, D><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  check_launch("flash_attention_kernel");
-}
-
-template <typename T, int D>
-void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
-  using Cfg = WsConfig<D>;
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D>,
-                                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
-  check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
-  flash_attention_ws_kernel<T, D><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  check_launch("flash_attention_ws_kernel");
-}
-
-template <typename T, int D>
-void launch_combine(const FlashParams& p, cudaStream_t stream) {
-  combine_splits_kernel<T, D><<<static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D, 0, stream>>>(p);
-  check_launch("flash_attention_decode combine");
-}
-
-template void launch_flash<__nv_bfloat16, 64>(const FlashParams&, dim3, cudaStream_t);
-template void launch_flash<__nv_bfloat16, 128>(const FlashParams&, dim3, cudaStream_t);
-template void launch_flash<__nv_bfloat16, 256>(const FlashParams&, dim3, cudaStream_t);
-template void launch_flash_ws<__nv_bfloat16, 128>(const FlashParams&, dim3, cudaStream_t);
-template void launch_combine<__nv_bfloat16, 64>(const FlashParams&, cudaStream_t);
-template void launch_combine<__nv_bfloat16, 128>(const FlashParams&, cudaStream_t);
-template void launch_combine<__nv_bfloat16, 256>(const FlashParams&, cudaStream_t);
-
-}  // namespace swrun::cuda::attn
+SWRUN_INSTANTIATE_FLASH_LAUNCHERS(__nv_bfloat16)
