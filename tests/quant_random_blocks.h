@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -12,6 +13,21 @@
 #include "runtime/ggml_types.h"
 
 namespace swrun::testing {
+
+// One seed per test binary run, printed so a failure can be replayed.
+inline std::mt19937_64& rng() {
+  static std::mt19937_64 gen = [] {
+    const uint64_t seed = std::random_device{}();
+    std::printf("random seed %llu\n", static_cast<unsigned long long>(seed));
+    return std::mt19937_64(seed);
+  }();
+  return gen;
+}
+
+// Every type dequantize_row reads.
+inline constexpr GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                         GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                         GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 // The quantized types under test with the byte offsets of their fp16 scale fields (ggml block structs).
 struct QuantTypeCase {

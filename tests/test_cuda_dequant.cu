@@ -27,18 +27,8 @@ bool have_gpu() {
 
 void ok(cudaError_t status, const char* what) { ASSERT_EQ(status, cudaSuccess) << what << ": " << cudaGetErrorString(status); }
 
-std::mt19937_64& rng() {
-  static std::mt19937_64 gen = [] {
-    const uint64_t seed = std::random_device{}();
-    std::printf("random seed %llu\n", static_cast<unsigned long long>(seed));
-    return std::mt19937_64(seed);
-  }();
-  return gen;
-}
-
-const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
-                              GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+using testing::kAllTypes;
+using testing::rng;
 
 constexpr int64_t kGuard = 64;  // elements after the output that no kernel may write
 

@@ -51,19 +51,8 @@ std::string lower_name(GgmlType t) {
 
 int64_t block_elems(GgmlType t) { return ggml_type_info(static_cast<uint32_t>(t)).block_elems; }
 
-// One seed per run, printed so a failure can be replayed.
-std::mt19937_64& rng() {
-  static std::mt19937_64 gen = [] {
-    const uint64_t seed = std::random_device{}();
-    std::printf("random seed %llu\n", static_cast<unsigned long long>(seed));
-    return std::mt19937_64(seed);
-  }();
-  return gen;
-}
-
-const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
-                              GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+using testing::kAllTypes;
+using testing::rng;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Dequantization vs the gguf package

@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "error_of.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_writer.h"
@@ -223,15 +224,7 @@ void expect_same_dump(const std::string& ours, const std::string& python) {
   EXPECT_EQ(ours.size(), python.size()) << "dumps differ in length after " << line << " equal lines";
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using swrun::testing::error_of;
 
 }  // namespace
 

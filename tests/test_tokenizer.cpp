@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_writer.h"
@@ -90,15 +91,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using swrun::testing::error_of;
 
 TEST(TokenizerTiny, HighestScoringPairMergesFirst) {
   auto tok = Tokenizer::from_vocabulary(tiny_vocabulary(false), "tiny");
