@@ -102,7 +102,10 @@ std::unique_ptr<Model> load_gemma3(const GgufFile& f, Backend& be, const AttnSpe
   for (int l = 0; l < c.n_layer; ++l) {
     const bool global = (l + 1) % kGlobalLayerPeriod == 0;
     // RoPE follows the layer's role in the model, not the attention kernel chosen for it.
-    RopeParams rope{global ? global_base : kLocalRopeBase, global ? global_scale : 1.f, RopeStyle::NeoX};
+    RopeParams rope;
+    rope.freq_base = global ? global_base : kLocalRopeBase;
+    rope.freq_scale = global ? global_scale : 1.f;
+    rope.style = RopeStyle::NeoX;
     c.layers.push_back({chosen[l], declared[l], rope});
   }
   return std::make_unique<Gemma3>(f, be, std::move(c), max_batch);

@@ -76,8 +76,10 @@ std::unique_ptr<Model> load_llama(const GgufFile& f, Backend& be, const AttnSpec
   ModelConfig c = read_common_config(f, "llama");
   const int64_t rope_dims = f.get_int("llama.rope.dimension_count", c.head_dim);
   if (rope_dims != c.head_dim) fail(f.path() + ": partial RoPE (rope.dimension_count != head dim) is not supported");
-  const RopeParams rope{static_cast<float>(f.get_float("llama.rope.freq_base", 10000.0)),
-                        read_rope_freq_scale(f, "llama"), RopeStyle::Normal};
+  RopeParams rope;
+  rope.freq_base = static_cast<float>(f.get_float("llama.rope.freq_base", 10000.0));
+  rope.freq_scale = read_rope_freq_scale(f, "llama");
+  rope.style = RopeStyle::Normal;
   const AttnPolicy own = c.sliding_window > 0 ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense();
   const std::vector<AttnPolicy> declared(c.n_layer, own);
   const std::vector<AttnPolicy> chosen = spec.resolve(declared, c.sliding_window);

@@ -30,6 +30,9 @@ struct Weight {
   const void* impl = nullptr;
 };
 
+// Throws Error unless rows [first, first + count) lie inside matrix w (for Backend::weight_rows).
+void check_row_range(const Weight& w, int64_t first, int64_t count);
+
 enum class RopeStyle { Normal, NeoX };  // Normal: rotate pairs (2i, 2i+1); NeoX: rotate (i, i + d/2)
 enum class GatedAct { GeluTanh, Silu };
 
@@ -37,6 +40,10 @@ struct RopeParams {
   float freq_base = 10000.f;
   float freq_scale = 1.f;  // linear scaling: position multiplied by this
   RopeStyle style = RopeStyle::Normal;
+  // LongRoPE (Phi-3 128k): pair i's frequency is divided by freq_factors[i] (an uploaded F32 vector of
+  // head_dim/2 values; impl == nullptr: none), and cos/sin are multiplied by attn_factor.
+  Weight freq_factors;
+  float attn_factor = 1.f;
 };
 
 // One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
@@ -52,6 +59,9 @@ struct AttnParams {
   int32_t head_dim = 0;
   float scale = 1.f;
   AttnPolicy policy;
+  // Gemma 2's score softcapping: a scaled score s becomes softcap * tanh(s / softcap) before the softmax.
+  // 0 = none. Applied inside the attention kernels, never as a pass over materialized scores.
+  float softcap = 0.f;
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.
@@ -65,6 +75,9 @@ class Backend {
 
   // Weights (called once at load). A 1-D tensor becomes rows = 1.
   virtual Weight upload(const GgufTensor& t) = 0;
+  // Rows [first, first + count) of an uploaded matrix as a weight of its own, sharing its memory (fused QKV and
+  // gate/up tensors). Throws Error when the range is outside the matrix.
+  virtual Weight weight_rows(const Weight& w, int64_t first, int64_t count) = 0;
 
   // Activation buffers, alive until the backend is destroyed.
   virtual Buffer alloc(size_t count) = 0;
@@ -91,6 +104,10 @@ class Backend {
   virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
   // x[i] += y[i] for i < count
   virtual void add(Buffer x, Buffer y, size_t count) = 0;
+  // x[r, :] += bias for `rows` rows of length bias.cols (projection biases; bias is a vector)
+  virtual void add_bias(Buffer x, const Weight& bias, int64_t rows) = 0;
+  // x[i] = cap * tanh(x[i] / cap) for i < count (final-logit softcapping)
+  virtual void softcap(Buffer x, size_t count, float cap) = 0;
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;

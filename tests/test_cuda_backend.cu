@@ -222,7 +222,7 @@ TEST_F(CudaBackendTest, RopeBothStylesAtLaterPositions) {
     be_->begin_batch(tokens.data(), c.pos0, n);
     std::vector<float> x = normal(size_t(n) * heads * c.head_dim);
     Buffer xd = device_copy(x);
-    be_->rope(xd, heads, c.head_dim, RopeParams{c.base, c.scale, c.style});
+    be_->rope(xd, heads, c.head_dim, RopeParams{.freq_base = c.base, .freq_scale = c.scale, .style = c.style});
     std::vector<double> want(x.size());
     for (int t = 0; t < n; ++t)
       for (int h = 0; h < heads; ++h) {

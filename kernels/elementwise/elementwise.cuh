@@ -23,6 +23,12 @@ void gated_activation(float* gate, const float* up, size_t count, GatedActKind a
 // x[i] += y[i] for i < count.
 void add_inplace(float* x, const float* y, size_t count, cudaStream_t stream);
 
+// x[r, c] += bias[c] for r < rows, c < cols.
+void add_bias_rows(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+
+// x[i] = cap * tanh(x[i] / cap) for i < count.
+void softcap_inplace(float* x, size_t count, float cap, cudaStream_t stream);
+
 // Round-to-nearest-even casts of count elements.
 void cast_f32_to_bf16(const float* src, __nv_bfloat16* dst, size_t count, cudaStream_t stream);
 void cast_bf16_to_f32(const __nv_bfloat16* src, float* dst, size_t count, cudaStream_t stream);

@@ -11,18 +11,25 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-__device__ inline float2 rotate(float a, float b, int pair, double pos, double log2_base_over_half) {
-  // theta = pos * base^(-pair / (head_dim/2))
-  const double theta = pos * exp2(-double(pair) * log2_base_over_half);
+struct RopeFreq {
+  double log2_base_over_half;
+  const float* factors;  // per-pair divisors, or null
+  float attn_factor;
+};
+
+__device__ inline float2 rotate(float a, float b, int pair, double pos, const RopeFreq& f) {
+  // theta = pos * base^(-pair / (head_dim/2)) / factor[pair]
+  double theta = pos * exp2(-double(pair) * f.log2_base_over_half);
+  if (f.factors) theta /= double(f.factors[pair]);
   double s, c;
   sincos(theta, &s, &c);
-  const float cf = float(c), sf = float(s);
+  const float cf = float(c) * f.attn_factor, sf = float(s) * f.attn_factor;
   return make_float2(a * cf - b * sf, a * sf + b * cf);
 }
 
 template <RopeKind kKind>
 __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, const int32_t* pos0,
-                            float freq_scale, double log2_base_over_half) {
+                            float freq_scale, RopeFreq freq) {
   wait_for_predecessor();
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one per two pairs
   if (idx >= total) return;
@@ -34,16 +41,16 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
   float* head = x + head_row * head_dim;
   if constexpr (kKind == RopeKind::Normal) {
     float4 v = reinterpret_cast<float4*>(head)[q];
-    const float2 r0 = rotate(v.x, v.y, 2 * q, pos, log2_base_over_half);
-    const float2 r1 = rotate(v.z, v.w, 2 * q + 1, pos, log2_base_over_half);
+    const float2 r0 = rotate(v.x, v.y, 2 * q, pos, freq);
+    const float2 r1 = rotate(v.z, v.w, 2 * q + 1, pos, freq);
     reinterpret_cast<float4*>(head)[q] = make_float4(r0.x, r0.y, r1.x, r1.y);
   } else {
     const int half = head_dim / 2;
     float2* lo = reinterpret_cast<float2*>(head) + q;
     float2* hi = reinterpret_cast<float2*>(head + half) + q;
     const float2 a = *lo, b = *hi;
-    const float2 r0 = rotate(a.x, b.x, 2 * q, pos, log2_base_over_half);
-    const float2 r1 = rotate(a.y, b.y, 2 * q + 1, pos, log2_base_over_half);
+    const float2 r0 = rotate(a.x, b.x, 2 * q, pos, freq);
+    const float2 r1 = rotate(a.y, b.y, 2 * q + 1, pos, freq);
     *lo = make_float2(r0.x, r1.x);
     *hi = make_float2(r0.y, r1.y);
   }
@@ -52,17 +59,17 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
 }  // namespace
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,
-              RopeKind kind, cudaStream_t stream) {
+              const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream) {
   if (head_dim <= 0 || head_dim % 4 != 0)
     fail("rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4");
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) fail("rope: buffer must be 16-byte aligned");
   if (!(freq_base > 0.f)) fail("rope: freq_base must be positive");
   const int64_t total = int64_t(n) * heads * (head_dim / 4);
   if (total <= 0) return;
-  const double log2_base_over_half = std::log2(double(freq_base)) / double(head_dim / 2);
+  const RopeFreq freq{std::log2(double(freq_base)) / double(head_dim / 2), freq_factors, attn_factor};
   const unsigned blocks = grid_for(static_cast<size_t>(total), kThreads);
   launch_overlapped(kind == RopeKind::Normal ? rope_kernel<RopeKind::Normal> : rope_kernel<RopeKind::NeoX>, blocks,
-                    kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq_scale, log2_base_over_half);
+                    kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq_scale, freq);
 }
 
 }  // namespace swrun::cuda

@@ -1,7 +1,8 @@
 // Rotary position embedding in place on x [n, heads, head_dim] (fp32) for positions *pos0 + t, t < n.
 // Normal style rotates pairs (2i, 2i+1), NeoX style pairs (i, i + head_dim/2); pair i turns by
-// (pos * freq_scale) * freq_base^(-2i/head_dim). pos0 is read on the device so captured graphs replay at the
-// step's position.
+// (pos * freq_scale) * freq_base^(-2i/head_dim) / freq_factors[i] (freq_factors: head_dim/2 device floats, or null),
+// and cos/sin are multiplied by attn_factor (LongRoPE). pos0 is read on the device so captured graphs replay at
+// the step's position.
 #pragma once
 #include <cstdint>
 
@@ -13,6 +14,6 @@ enum class RopeKind { Normal, NeoX };
 
 // head_dim must be a multiple of 4 and x 16-byte aligned (throws Error otherwise).
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,
-              RopeKind kind, cudaStream_t stream);
+              const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream);
 
 }  // namespace swrun::cuda

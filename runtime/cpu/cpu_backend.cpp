@@ -47,6 +47,15 @@ class CpuBackend final : public Backend {
     return w;
   }
 
+  Weight weight_rows(const Weight& w, int64_t first, int64_t count) override {
+    check_row_range(w, first, count);
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(w.type)), w.cols);
+    Weight v = w;
+    v.rows = count;
+    v.impl = static_cast<const uint8_t*>(w.impl) + row_bytes * static_cast<size_t>(first);
+    return v;
+  }
+
   Buffer alloc(size_t count) override {
     auto& b = buffers_.emplace_back(count);
     return Buffer{b.data(), count};
@@ -124,15 +133,23 @@ class CpuBackend final : public Backend {
 
   void rope(Buffer x, int heads, int head_dim, const RopeParams& p) override {
     const int half = head_dim / 2;
+    const float* factors = static_cast<const float*>(p.freq_factors.impl);
+    if (factors && p.freq_factors.cols != half)
+      fail("rope: " + std::to_string(p.freq_factors.cols) + " frequency factors for head_dim " +
+           std::to_string(head_dim));
     std::vector<double> inv_freq(half);
-    for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
+    for (int i = 0; i < half; ++i) {
+      inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
+      if (factors) inv_freq[i] /= factors[i];
+    }
     for (int t = 0; t < n_; ++t) {
       const double pos = static_cast<double>(pos0_ + t) * p.freq_scale;
       for (int h = 0; h < heads; ++h) {
         float* v = x.data + (static_cast<size_t>(t) * heads + h) * head_dim;
         for (int i = 0; i < half; ++i) {
           const double a = pos * inv_freq[i];
-          const float c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+          const float c = static_cast<float>(std::cos(a) * p.attn_factor);
+          const float s = static_cast<float>(std::sin(a) * p.attn_factor);
           const int i0 = p.style == RopeStyle::NeoX ? i : 2 * i;
           const int i1 = p.style == RopeStyle::NeoX ? i + half : 2 * i + 1;
           const float x0 = v[i0], x1 = v[i1];
@@ -182,6 +199,7 @@ class CpuBackend final : public Backend {
             float s = 0.f;
             for (int c = 0; c < d; ++c) s += qv[c] * kv[c];
             s *= p.scale;
+            if (p.softcap > 0.f) s = p.softcap * std::tanh(s / p.softcap);
             scores[j - lo] = s;
             mx = std::max(mx, s);
           }
@@ -214,6 +232,17 @@ class CpuBackend final : public Backend {
 
   void add(Buffer x, Buffer y, size_t count) override {
     for (size_t i = 0; i < count; ++i) x.data[i] += y.data[i];
+  }
+
+  void add_bias(Buffer x, const Weight& bias, int64_t rows) override {
+    const float* b = static_cast<const float*>(bias.impl);
+    if (bias.rows != 1) fail("add_bias: '" + bias.name + "' is not a vector");
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < bias.cols; ++c) x.data[r * bias.cols + c] += b[c];
+  }
+
+  void softcap(Buffer x, size_t count, float cap) override {
+    for (size_t i = 0; i < count; ++i) x.data[i] = cap * std::tanh(x.data[i] / cap);
   }
 
   void read(Buffer src, size_t offset, size_t count, float* host) override {

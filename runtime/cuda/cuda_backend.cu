@@ -98,6 +98,16 @@ Weight CudaBackend::upload(const GgufTensor& t) {
   return w;
 }
 
+Weight CudaBackend::weight_rows(const Weight& w, int64_t first, int64_t count) {
+  check_row_range(w, first, count);
+  const DeviceWeight& d = device_weight(w, "weight_rows");
+  weights_.push_back({static_cast<__nv_bfloat16*>(d.data) + size_t(first) * size_t(w.cols), false});
+  Weight v = w;
+  v.rows = count;
+  v.impl = &weights_.back();
+  return v;
+}
+
 void CudaBackend::release_load_staging() {
   check_cuda(cudaStreamSynchronize(stream_), "weight upload");
   load_staging_.release(mem_);

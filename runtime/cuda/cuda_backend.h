@@ -51,6 +51,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
   Weight upload(const GgufTensor& t) override;
+  Weight weight_rows(const Weight& w, int64_t first, int64_t count) override;
   Buffer alloc(size_t count) override;
   void init_kv(const std::vector<KvLayerSpec>& layers) override;
   size_t kv_bytes() const override { return kv_bytes_; }
@@ -62,6 +63,8 @@ class CudaBackend final : public Backend {
   void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) override;
   void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) override;
   void add(Buffer x, Buffer y, size_t count) override;
+  void add_bias(Buffer x, const Weight& bias, int64_t rows) override;
+  void softcap(Buffer x, size_t count, float cap) override;
   void read(Buffer src, size_t offset, size_t count, float* host) override;
   void synchronize() override;
   bool run_captured(int key, const std::function<void()>& step) override;

@@ -73,7 +73,15 @@ void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
   require_batch("rope");
   require_floats(x, size_t(n_) * size_t(heads) * size_t(head_dim), "rope", "input");
   if (!launching()) return;
-  rope_f32(x.data, n_, heads, head_dim, pos0_dev(), p.freq_base, p.freq_scale,
+  const float* factors = nullptr;
+  if (p.freq_factors.impl) {
+    const DeviceWeight& f = device_weight(p.freq_factors, "rope");
+    if (!f.fp32 || p.freq_factors.cols != head_dim / 2)
+      fail("rope: frequency factors '" + p.freq_factors.name + "' must be a vector of head_dim/2 = " +
+           std::to_string(head_dim / 2) + " values");
+    factors = static_cast<const float*>(f.data);
+  }
+  rope_f32(x.data, n_, heads, head_dim, pos0_dev(), p.freq_base, p.freq_scale, factors, p.attn_factor,
            p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
 }
 
@@ -93,6 +101,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
          " but the cache holds " + std::to_string(s.n_head_kv) + " of " + std::to_string(s.head_dim));
   if (p.n_head <= 0 || p.n_head % p.n_head_kv != 0)
     fail(where() + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
+  if (p.softcap != 0.f) fail(where() + ": score softcapping is not in the CUDA attention kernels yet");
   const size_t q_elems = size_t(n_) * size_t(p.n_head) * size_t(p.head_dim);
   const size_t kv_elems = size_t(n_) * size_t(p.n_head_kv) * size_t(p.head_dim);
   require(q, q_elems, "q");
@@ -161,6 +170,21 @@ void CudaBackend::add(Buffer x, Buffer y, size_t count) {
   require_floats(y, count, "add", "y");
   if (!launching()) return;
   add_inplace(x.data, y.data, count, stream_);
+}
+
+void CudaBackend::add_bias(Buffer x, const Weight& bias, int64_t rows) {
+  const DeviceWeight& d = device_weight(bias, "add_bias");
+  if (!d.fp32) fail("add_bias: '" + bias.name + "' is a matrix, not a vector");
+  require_floats(x, size_t(rows) * size_t(bias.cols), "add_bias", "x");
+  if (!launching()) return;
+  add_bias_rows(x.data, static_cast<const float*>(d.data), rows, bias.cols, stream_);
+}
+
+void CudaBackend::softcap(Buffer x, size_t count, float cap) {
+  require_floats(x, count, "softcap", "x");
+  if (!(cap > 0.f)) fail("softcap: the cap must be positive");
+  if (!launching()) return;
+  softcap_inplace(x.data, count, cap, stream_);
 }
 
 }  // namespace swrun::cuda
