@@ -48,18 +48,22 @@ IMPL_LABELS = {
     "torch:flex_sliding": "FlexAttention sliding",
     "torch:flex_dense": "FlexAttention dense",
     "torch:naive_materialized": "PyTorch materialized dense",
+    "cudnn:sliding": "cuDNN SDPA sliding (cudnn-frontend band)",
+    "cudnn:dense": "cuDNN SDPA dense (cudnn-frontend)",
 }
 # Our time divided by the anchor's: below 1 means ours is faster.
 RATIO_ANCHORS = {
     "vs_cudnn_dense": "torch:sdpa_cudnn_dense",
     "vs_fa2_dense": "torch:sdpa_flash_dense",
     "vs_flex_sliding": "torch:flex_sliding",
+    "vs_cudnn_sliding": "cudnn:sliding",
+    "vs_cudnn_graph_dense": "cudnn:dense",
 }
 # Statuses of our rows that make the sweep fail (see module docstring).
 FAILING = {"FAIL", "ERROR", "aborted"}
 CSV_FIELDS = ["shape", "N", "impl", "source", "status", "ms", "tflops", "speedup_vs_naive", "speedup_vs_dense",
               "mem_bytes", "mem_source", "max_rel_err", "reps", "vs_cudnn_dense", "vs_fa2_dense",
-              "vs_flex_sliding", "note"]
+              "vs_flex_sliding", "vs_cudnn_sliding", "vs_cudnn_graph_dense", "note"]
 DEFAULT_NS = [512 << i for i in range(9)]  # 512 ... 131072
 
 
@@ -279,14 +283,19 @@ def sweep_swbench(args, tmp, log):
 ANCHOR_LINE = re.compile(r"^(\S+)\s+N=\s*(\d+)\s+(\S+)\s+(?:([0-9.]+) ms\b.*|(ERR:.*))$")
 
 
-def anchor_row(shape, n, impl, ms, err):
+def anchor_impl(name):
+    """The anchor script's row name as an impl: cuDNN's own graph API rows are cudnn:*, the rest PyTorch's."""
+    return "cudnn:" + name[len("cudnn_"):] if name.startswith("cudnn_") else "torch:" + name
+
+
+def anchor_row(shape, n, impl, ms, err, rel_err=None):
     if ms is not None:
         status, note = "anchor", ""
     else:
         status = "OOM" if re.search(r"OutOfMemory|out of memory", err or "") else "ERROR"
         note = err or ""
-    return dict(shape=shape, N=int(n), impl="torch:" + impl, source="anchor", status=status, ms=ms, tflops=None,
-                note=note)
+    return dict(shape=shape, N=int(n), impl=anchor_impl(impl), source="anchor", status=status, ms=ms, tflops=None,
+                max_rel_err=rel_err, note=note)
 
 
 def parse_anchor_stdout(text):
@@ -309,7 +318,7 @@ def run_anchors(args, tmp, log):
     rc, text = run_logged([sys.executable, args.anchors, out_json], log,
                           time.monotonic() + args.anchor_budget_s, env)
     if rc == 0 and out_json.exists():
-        rows = [anchor_row(r["shape"], r["N"], r["impl"], r.get("ms"), r.get("err"))
+        rows = [anchor_row(r["shape"], r["N"], r["impl"], r.get("ms"), r.get("err"), r.get("rel_err_fp64"))
                 for r in json.loads(out_json.read_text())]
         missing_note = "not run by attn_anchors.py"
     else:
@@ -409,24 +418,26 @@ def headline_table(rows):
     keys = sorted({(r["shape"], r["N"]) for r in rows}, key=lambda k: (list(SHAPES).index(k[0])
                                                                         if k[0] in SHAPES else 99, k))
     cols = [("naive", "dense-naive"), ("dense", "dense"), ("sliding", "sliding"),
-            ("torch:sdpa_cudnn_dense", "cuDNN dense"), ("torch:sdpa_flash_dense", "FA2 dense"),
+            ("cudnn:sliding", "cuDNN sliding"), ("cudnn:dense", "cuDNN dense"),
+            ("torch:sdpa_cudnn_dense", "SDPA cuDNN dense"), ("torch:sdpa_flash_dense", "FA2 dense"),
             ("torch:flex_sliding", "Flex sliding")]
     out = ["| shape | N | " + " | ".join(c[1] + " ms" for c in cols) +
-           " | sliding speedup vs dense | dense / cuDNN | sliding / Flex |",
-           "|" + " --- |" * (len(cols) + 5)]
+           " | sliding speedup vs dense | sliding / cuDNN sliding | dense / cuDNN dense | sliding / Flex |",
+           "|" + " --- |" * (len(cols) + 6)]
     for shape, n in keys:
         cells = [time_cell(by_key.get((shape, n, impl))) for impl, _ in cols]
         sl, de = by_key.get((shape, n, "sliding")), by_key.get((shape, n, "dense"))
         out.append(f"| {shape} | {n} | " + " | ".join(cells) + " | " +
                    " | ".join([fmt(sl and sl.get("speedup_vs_dense"), ".3g"),
-                               fmt(de and de.get("vs_cudnn_dense"), ".3g"),
+                               fmt(sl and sl.get("vs_cudnn_sliding"), ".3g"),
+                               fmt(de and de.get("vs_cudnn_graph_dense"), ".3g"),
                                fmt(sl and sl.get("vs_flex_sliding"), ".3g")]) + " |")
     return out
 
 
 def full_table(rows):
-    out = ["| shape | N | impl | ms | TFLOP/s | x naive | x dense | memory | check | ours/cuDNN | ours/FA2 | "
-           "ours/Flex-sliding | note |", "|" + " --- |" * 13]
+    out = ["| shape | N | impl | ms | TFLOP/s | x naive | x dense | memory | check | ours/SDPA-cuDNN | ours/FA2 | "
+           "ours/Flex-sliding | ours/cuDNN-sliding | ours/cuDNN-dense | note |", "|" + " --- |" * 15]
     for r in rows:
         mem = human_bytes(r.get("mem_bytes")) + (" (computed)" if r.get("mem_source") == "computed" else "")
         check = r["status"] + (f" ({r['max_rel_err']:.1e})" if finite(r.get("max_rel_err")) else "")
@@ -435,7 +446,8 @@ def full_table(rows):
                                        fmt(r.get("tflops"), ".1f"), fmt(r.get("speedup_vs_naive"), ".3g"),
                                        fmt(r.get("speedup_vs_dense"), ".3g"), mem, check,
                                        fmt(r.get("vs_cudnn_dense"), ".3g"), fmt(r.get("vs_fa2_dense"), ".3g"),
-                                       fmt(r.get("vs_flex_sliding"), ".3g"), note]) + " |")
+                                       fmt(r.get("vs_flex_sliding"), ".3g"), fmt(r.get("vs_cudnn_sliding"), ".3g"),
+                                       fmt(r.get("vs_cudnn_graph_dense"), ".3g"), note]) + " |")
     return out
 
 

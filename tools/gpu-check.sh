@@ -36,6 +36,13 @@ step() {  # step NAME CMD...: runs CMD, logs to $out/NAME.log, adds a pass/fail 
   echo "$name rc=$rc ${dt}s"
 }
 
+# Python packages the device image lacks (cuDNN's frontend for the anchors, gguf for the peer comparison), carried
+# as wheels in .whl/ (see the device notes in README).
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
 export SWRUN_MODEL=${SWRUN_MODEL:-}
 if has tests; then
   echo >>"$rec"; echo "## GPU tests" >>"$rec"
