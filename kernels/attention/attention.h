@@ -31,6 +31,9 @@ struct FlashAttnArgs {
   int32_t capacity = 0;
   int32_t left = INT32_MAX, right = 0;
   float scale = 1.f;
+  // Score softcapping (Gemma 2): the scaled score s becomes softcap * tanh(s / softcap) before the softmax.
+  // 0 = none; otherwise positive and finite.
+  float softcap = 0.f;
 };
 
 // Prefill / general: any n_q. Key tiles wholly outside the window are skipped. Throws swrun::Error on bad args.
