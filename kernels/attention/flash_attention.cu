@@ -100,7 +100,7 @@ FlashParams make_params(const FlashAttnArgs& a) {
   p.right = a.right;
   if (a.softcap > 0.f) {  // the kernel caps the scores into log2 units itself (FlashParams::cap_log2)
     p.scale_log2 = 1.f;
-    p.cap_in = a.scale / a.softcap;
+    p.cap_exp2 = 2.f * static_cast<float>(M_LOG2E) * a.scale / a.softcap;
     p.cap_log2 = a.softcap * static_cast<float>(M_LOG2E);
   } else {
     p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);

@@ -61,10 +61,11 @@ struct FlashParams {
   // Softmax scale * log2(e), so exp() becomes one ex2. With softcapping the scores are already capped and in
   // log2 units when the softmax sees them (cap_scores), so it is 1.
   float scale_log2;
-  // Softcapping (kernels instantiated with kSoftcap only): score s becomes cap_log2 * tanh(s * cap_in), i.e.
-  // log2(e) * cap * tanh(scale * s / cap): tanh needs the scaled score in natural units, so the scale cannot be
-  // folded into the exponent as without capping.
-  float cap_in, cap_log2;
+  // Softcapping (kernels instantiated with kSoftcap only): score s becomes log2(e) * cap * tanh(scale * s / cap)
+  // (tanh needs the scaled score in natural units, so the scale cannot be folded into the exponent as without
+  // capping), computed as cap_log2 * (1 - 2 / (2^(s * cap_exp2) + 1)) with cap_log2 = log2(e) * cap and
+  // cap_exp2 = 2 * log2(e) * scale / cap.
+  float cap_exp2, cap_log2;
   bool o_fp32;
 };
 
@@ -194,22 +195,26 @@ __device__ __forceinline__ void mask_scores(float (&s)[BN / 8][4], const BlockBo
       if (!b.visible(key0 + j * 8 + (e & 1), row_pos[e >> 1])) s[j][e] = -INFINITY;
 }
 
-// tanh.approx: one MUFU op, max relative error 2^-11 (PTX ISA); FlashAttention 2/3 cap with the same
-// instruction (cutlass::fast_tanh). tanhf costs ~20 instructions per score, more than the tile's MMAs at d 128.
-__device__ __forceinline__ float fast_tanh(float x) {
+// rcp.approx: one MUFU op, 1 ulp; rcp(+inf) = +0.
+__device__ __forceinline__ float fast_rcp(float x) {
   float y;
-  asm("tanh.approx.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
 
 // Gemma 2 softcapping on the score registers, before the mask: masked scores are set to -inf afterwards, so
-// tanh(-inf) = -1 never unmasks them. The result is in log2 units (see FlashParams::cap_log2).
+// tanh(-inf) = -1 never unmasks them. The result is in log2 units (FlashParams::cap_log2). tanh as
+// 1 - 2 / (e^2x + 1) costs two MUFU ops (ex2, rcp) and three FP32 ops per score, with an absolute error of about
+// 1e-6 (5e-5 nats at cap 50). tanh.approx.f32 (one MUFU op, FlashAttention's choice) is bounded only by a
+// relative error of 2^-11, up to 0.02 nats at cap 50: the size of the tests' tolerance, so not taken without a
+// measurement; tanhf is ~20 instructions per score (bench/attention_notes.md, softcapping).
 template <int BN>
-__device__ __forceinline__ void cap_scores(float (&s)[BN / 8][4], float cap_in, float cap_log2) {
+__device__ __forceinline__ void cap_scores(float (&s)[BN / 8][4], float cap_exp2, float cap_log2) {
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s[j][e] = cap_log2 * fast_tanh(s[j][e] * cap_in);
+    for (int e = 0; e < 4; ++e)  // 2^(s * cap_exp2) overflows to inf for large s: rcp gives 0, tanh 1
+      s[j][e] = fmaf(-2.f * cap_log2, fast_rcp(fast_exp2(s[j][e] * cap_exp2) + 1.f), cap_log2);
 }
 
 // Online softmax over one tile: running max m (score units as the softmax gets them: raw, or capped in log2
@@ -435,7 +440,7 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
       } else {
         warp_scores<T, D, BM, BN, kQInRegs>(s, qf, sQ, k_tile, warp_row0);
       }
-      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_in, p.cap_log2);
+      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
       if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
       online_softmax<BN>(s, m, l, alpha, p.scale_log2);
       rescale_rows<D>(acc, alpha);

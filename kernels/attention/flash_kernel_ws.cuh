@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
     };
     auto softmax_tile = [&](float (&s)[BN / 8][4], float (&alpha)[2], int i) {
       const int tile = b.tile_lo + i;
-      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_in, p.cap_log2);
+      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
       if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
       online_softmax<BN>(s, m, l, alpha, p.scale_log2);
     };
