@@ -1,6 +1,6 @@
 // Attention kernels (flash prefill, split-K decode, dense-naive), with and without score softcapping, against an
-// fp64 CPU reference on fresh random inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run). Outputs are poisoned with NaN before
-// every launch and every element is checked to be written.
+// fp64 CPU reference on fresh random inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run).
+// Outputs are poisoned with NaN before every launch and every element is checked to be written.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 // The CUDA backend's ops against simple fp64 references written here or against the CPU backend (the oracle), on
-// fresh random inputs (the seed is printed on failure) with outputs poisoned (NaN) before every launch. Inputs are rounded to bf16 in the reference where
-// the backend rounds them (weights, matmul inputs, q/k/v), so the tolerances measure the arithmetic, not the
-// storage format. Skips without a GPU.
+// fresh random inputs (the seed is printed on failure) with outputs poisoned (NaN) before every launch. Inputs are
+// rounded to bf16 in the reference where the backend rounds them (weights, matmul inputs, q/k/v), so the
+// tolerances measure the arithmetic, not the storage format. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -498,8 +498,8 @@ TEST_F(CudaBackendTest, AddBiasAndSoftcapMatchTheCpuBackend) {
 TEST_F(CudaBackendTest, RopeWithFrequencyFactorsAndAttnFactorMatchesTheCpuBackend) {
   auto cpu = make_cpu_backend(2);
   struct Case { RopeStyle style; int head_dim; int32_t pos0; float base, scale, attn_factor; };
-  for (Case c : {Case{RopeStyle::NeoX, 96, 70001, 10000.f, 1.f, 1.1902f}, Case{RopeStyle::Normal, 64, 3, 500000.f, 0.5f, 0.8f},
-                 Case{RopeStyle::NeoX, 128, 4097, 1e6f, 1.f, 1.f}}) {
+  for (Case c : {Case{RopeStyle::NeoX, 96, 70001, 10000.f, 1.f, 1.1902f},
+                 Case{RopeStyle::Normal, 64, 3, 500000.f, 0.5f, 0.8f}, Case{RopeStyle::NeoX, 128, 4097, 1e6f, 1.f, 1.f}}) {
     const int n = 3, heads = 4, half = c.head_dim / 2;
     SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " pos0 " + std::to_string(c.pos0));
     std::vector<float> factors(half);

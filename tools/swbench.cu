@@ -100,7 +100,8 @@ Shape parse_shape(const std::string& spec) {
     const auto colon = spec.find(':');
     const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
     if (parts.size() != 4)
-      swrun::fail("swbench: shape '" + spec + "' is not gemma3|gemma2|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
+      swrun::fail("swbench: shape '" + spec +
+                  "' is not gemma3|gemma2|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
     s = {spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
     const auto lr = split(parts[3], ':');
     if (lr.size() == 2) {
@@ -122,9 +123,9 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,"
-                "sliding,decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] "
-                "[--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+      std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
+                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] "
+                "[--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
