@@ -146,7 +146,7 @@ Options parse_args(int argc, char** argv) {
     } else if (flag == "--softcap") {
       char* end = nullptr;
       o.softcap = std::strtof(val.c_str(), &end);
-      if (val.empty() || *end || !(o.softcap >= 0.f) || std::isinf(o.softcap))
+      if (val.empty() || *end || !swrun::cuda::valid_softcap(o.softcap))
         swrun::fail("swbench: --softcap must be a finite number >= 0, not '" + val + "'");
     } else if (flag == "--reps") o.max_reps = std::max(1, to_int(val, "--reps"));
     else if (flag == "--target-ms") o.target_ms = to_int(val, "--target-ms");

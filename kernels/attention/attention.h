@@ -6,6 +6,7 @@
 // 0 .. q_pos0+n_q-1 (kv_len). Query i sees key j iff i-left <= j <= i+right and 0 <= j < kv_len
 // (runtime/attn_policy.h; left = kUnboundedWindow for dense).
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -35,6 +36,9 @@ struct FlashAttnArgs {
   // 0 = none; otherwise positive and finite.
   float softcap = 0.f;
 };
+
+// What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.
+inline bool valid_softcap(float softcap) { return softcap == 0.f || (softcap > 0.f && std::isfinite(softcap)); }
 
 // Prefill / general: any n_q. Key tiles wholly outside the window are skipped. Throws swrun::Error on bad args.
 void flash_attention(const FlashAttnArgs& a, cudaStream_t stream);

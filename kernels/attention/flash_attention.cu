@@ -51,7 +51,7 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
   if (a.capacity <= 0) bad("capacity " + std::to_string(a.capacity) + " <= 0");
   if (a.left < 0 || a.right < 0) bad("negative window");
   if (!a.q_pos0_dev && a.q_pos0 < 0) bad("q_pos0 < 0");
-  if (!(a.softcap >= 0.f) || std::isinf(a.softcap))
+  if (!valid_softcap(a.softcap))
     bad("softcap " + std::to_string(a.softcap) + " must be 0 (none) or positive and finite");
 }
 

@@ -167,7 +167,7 @@ void naive_attention(const FlashAttnArgs& a, cudaStream_t stream) {
     bad("n_head " + std::to_string(a.n_head) + " is not a positive multiple of n_head_kv " +
         std::to_string(a.n_head_kv));
   if (a.left < 0 || a.right < 0) bad("negative window");
-  if (!(a.softcap >= 0.f) || std::isinf(a.softcap))
+  if (!valid_softcap(a.softcap))
     bad("softcap " + std::to_string(a.softcap) + " must be 0 (none) or positive and finite");
   const int64_t kv_len = int64_t{a.q_pos0} + a.n_q;
   if (a.capacity < kv_len)
