@@ -1,6 +1,6 @@
-// Attention kernels (flash prefill, split-K decode, dense-naive) against an fp64 CPU reference on fresh random
-// inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run). Outputs are poisoned with NaN before
-// every launch and every element is checked to be written.
+// Attention kernels (flash prefill, split-K decode, dense-naive), with and without score softcapping, against an
+// fp64 CPU reference on fresh random inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run).
+// Outputs are poisoned with NaN before every launch and every element is checked to be written.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -108,23 +108,26 @@ struct Problem {
   Shape s;
   int q_pos0 = 0, n_q = 0, left = kInf, right = 0;
   std::vector<float> q, k, v;  // q: [n_q][n_head][d]; k, v: [kv_len][n_head_kv][d]
+  // Scores are scaled by score_gain / sqrt(d): a gain above 1 spreads them far enough for a softcap to bite.
+  float score_gain = 1.f, softcap = 0.f;
   int kv_len() const { return q_pos0 + n_q; }
+  float scale() const { return score_gain / std::sqrt(float(s.head_dim)); }
 };
 
 Problem make_problem(const Shape& s, int q_pos0, int n_q, int left, int right) {
-  Problem p{s, q_pos0, n_q, left, right, {}, {}, {}};
+  Problem p{s, q_pos0, n_q, left, right, {}, {}, {}, 1.f, 0.f};
   p.q = random_rounded(size_t(n_q) * s.n_head * s.head_dim, s.dtype);
   p.k = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
   p.v = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
   return p;
 }
 
-// fp64 attention of query i, head h; a query with no visible key gives 0.
+// fp64 attention of query i, head h (scores softcapped when p.softcap > 0); a query with no visible key gives 0.
 void reference_row(const Problem& p, int i, int h, double* out) {
   const int d = p.s.head_dim, hkv = h / (p.s.n_head / p.s.n_head_kv);
   const int64_t pos = int64_t{p.q_pos0} + i;
   const int64_t lo = std::max<int64_t>(0, pos - p.left), hi = std::min<int64_t>(p.kv_len() - 1, pos + p.right);
-  const double scale = 1.0 / std::sqrt(double(d));
+  const double scale = p.scale();
   const float* qr = &p.q[(size_t(i) * p.s.n_head + h) * d];
   std::vector<double> sc;
   double mx = -INFINITY;
@@ -132,8 +135,10 @@ void reference_row(const Problem& p, int i, int h, double* out) {
     const float* kr = &p.k[(size_t(j) * p.s.n_head_kv + hkv) * d];
     double dot = 0;
     for (int c = 0; c < d; ++c) dot += double(qr[c]) * kr[c];
-    sc.push_back(dot * scale);
-    mx = std::max(mx, dot * scale);
+    double x = dot * scale;
+    if (p.softcap > 0.f) x = p.softcap * std::tanh(x / p.softcap);
+    sc.push_back(x);
+    mx = std::max(mx, x);
   }
   std::fill(out, out + d, 0.0);
   double sum = 0;
@@ -199,7 +204,8 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.capacity = capacity;
   a.left = p.left;
   a.right = p.right;
-  a.scale = 1.f / std::sqrt(float(d));
+  a.scale = p.scale();
+  a.softcap = p.softcap;
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -306,8 +312,11 @@ TEST(Prefill, Fp16AndFp32Output) {
 
 // Chunked prefill over a ring of window + chunk rows: each chunk sees the previous W-1 keys, some of which
 // live in slots the ring has already reused several times.
-void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device) {
-  const Problem all = make_problem(s, 0, total, window - 1, 0);
+void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device, float softcap = 0.f,
+                  float score_gain = 1.f) {
+  Problem all = make_problem(s, 0, total, window - 1, 0);
+  all.softcap = softcap;
+  all.score_gain = score_gain;
   for (int start = 0; start < total; start += chunk) {
     Problem p = all;
     p.q_pos0 = start;
@@ -354,6 +363,149 @@ TEST(Naive, MatchesReference) {
   run_and_check(make_problem(shape(256, 4, 1, AttnDtype::BF16, true), 0, 257, 63, 0), {Impl::Naive});
   run_and_check(make_problem(shape(64, 4, 4, AttnDtype::FP16), 0, 200, 7, 7), {Impl::Naive});
   run_and_check(make_problem(shape(64, 8, 1), 100, 50, kInf, 0), {Impl::Naive});  // a later chunk, contiguous
+  swrun::cuda::naive_attention_release_workspace();
+}
+
+// ---- score softcapping (Gemma 2): s -> softcap * tanh(s / softcap) before the softmax ----------------------------
+
+Problem capped(Problem p, float softcap, float score_gain) {
+  p.softcap = softcap;
+  p.score_gain = score_gain;
+  return p;
+}
+
+std::string describe(const Problem& p, const char* impl) {
+  const std::string window = p.left == kInf ? "dense" : "window (" + std::to_string(p.left) + ", " +
+                                                            std::to_string(p.right) + ")";
+  return std::string(impl) + " d " + std::to_string(p.s.head_dim) + " heads " + std::to_string(p.s.n_head) + "/" +
+         std::to_string(p.s.n_head_kv) + " softcap " + std::to_string(p.softcap) + " score gain " +
+         std::to_string(p.score_gain) + " " + window + " q_pos0 " + std::to_string(p.q_pos0) + " n_q " +
+         std::to_string(p.n_q);
+}
+
+// The cap/gain pairs the kernels are checked at: 50 (Gemma 2's value) on scores spread up to about +-80, where
+// tanh is far from linear; 5 on scores spread +-16, where most scores saturate; 1 on unit scores, where a masked
+// key let through as -softcap would carry a large weight.
+struct CapCase {
+  float softcap, score_gain;
+};
+constexpr CapCase kCapCases[] = {{50.f, 20.f}, {5.f, 4.f}, {1.f, 1.f}};
+
+// Without this the other softcap tests could pass with a kernel that ignores the cap.
+TEST(Softcap, ChangesTheReferenceFarBeyondTheTolerance) {
+  for (CapCase c : kCapCases) {
+    const Problem uncapped = capped(make_problem(shape(64, 2, 1), 0, 64, kInf, 0), 0.f, c.score_gain);
+    const Problem with_cap = capped(uncapped, c.softcap, c.score_gain);
+    std::vector<double> a(64), b(64);
+    double diff2 = 0, ref2 = 0;
+    for (int i = 0; i < uncapped.n_q; ++i)
+      for (int h = 0; h < 2; ++h) {
+        reference_row(uncapped, i, h, a.data());
+        reference_row(with_cap, i, h, b.data());
+        for (int c2 = 0; c2 < 64; ++c2) diff2 += (a[c2] - b[c2]) * (a[c2] - b[c2]), ref2 += b[c2] * b[c2];
+      }
+    // 5x the relative error run_and_check allows.
+    EXPECT_GT(std::sqrt(diff2 / ref2), 0.05) << "softcap " << c.softcap << " at score gain " << c.score_gain
+                                            << " barely changes the output: the tests would not see a missing cap";
+  }
+}
+
+TEST(Softcap, PrefillHeadDimsGqaDenseAndSliding) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (auto [hq, hkv] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 2}})
+      for (CapCase c : kCapCases)
+        for (int left : {kInf, 99, 2}) {
+          const Problem p = capped(make_problem(shape(d, hq, hkv), 0, 300, left, 0), c.softcap, c.score_gain);
+          SCOPED_TRACE(describe(p, "flash"));
+          run_and_check(p, {});
+          if (::testing::Test::HasFailure()) return;
+        }
+}
+
+TEST(Softcap, PrefillLaterChunkTwoSidedFp16AndFp32Output) {
+  SKIP_WITHOUT_GPU();
+  for (CapCase c : kCapCases) {
+    for (const Problem& p :
+         {capped(make_problem(shape(256, 8, 4, AttnDtype::FP16), 700, 129, kInf, 0), c.softcap, c.score_gain),
+          capped(make_problem(shape(128, 8, 2, AttnDtype::BF16, true), 300, 77, 40, 40), c.softcap, c.score_gain),
+          capped(make_problem(shape(64, 8, 2, AttnDtype::FP16, true), 0, 1, kInf, 0), c.softcap, c.score_gain)}) {
+      SCOPED_TRACE(describe(p, "flash"));
+      run_and_check(p, {});
+    }
+  }
+}
+
+// Gemma 2's layers: head_dim 256, two query heads per KV head (2B: 8/4, 9B: 16/8), softcap 50, a 4096-key window
+// on alternate layers; scores at the real scale (gain 1).
+TEST(Softcap, Gemma2ShapesPrefillAndDecode) {
+  SKIP_WITHOUT_GPU();
+  for (auto [hq, hkv] : {std::pair{8, 4}, std::pair{16, 8}}) {
+    const Shape s = shape(256, hq, hkv);
+    for (int left : {kInf, 4095}) {
+      const Problem prefill = capped(make_problem(s, 0, 4500, left, 0), 50.f, 1.f);
+      SCOPED_TRACE(describe(prefill, "flash"));
+      run_and_check(prefill, {});
+    }
+    // Decode after the 4096 + 8 row ring wrapped twice, position from device memory.
+    const Problem local = capped(make_problem(s, 9000, 1, 4095, 0), 50.f, 1.f);
+    SCOPED_TRACE(describe(local, "decode"));
+    run_and_check(local, {Impl::Decode, 4096 + 8, true, 16384});
+    const Problem global = capped(make_problem(s, 9000, 1, kInf, 0), 50.f, 1.f);
+    SCOPED_TRACE(describe(global, "decode"));
+    run_and_check(global, {Impl::Decode, 16384, true, 16384});  // dense: the cache holds max_kv_len rows
+  }
+}
+
+TEST(Softcap, DecodeSplitKDenseAndSlidingAfterRingWrapped) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (auto [hq, hkv] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 2}})
+      for (CapCase c : kCapCases) {
+        // Dense with max_kv_len far above kv_len (most splits neutral), then a 256-key window over a ring of 264.
+        const Problem dense = capped(make_problem(shape(d, hq, hkv), 5000, 1, kInf, 0), c.softcap, c.score_gain);
+        SCOPED_TRACE(describe(dense, "decode"));
+        run_and_check(dense, {Impl::Decode, 0, false, 20000});
+        const Problem sliding = capped(make_problem(shape(d, hq, hkv), 3000, 1, 255, 0), c.softcap, c.score_gain);
+        SCOPED_TRACE(describe(sliding, "decode"));
+        run_and_check(sliding, {Impl::Decode, 256 + 8, true, 8192});
+        if (::testing::Test::HasFailure()) return;
+      }
+}
+
+TEST(Softcap, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  for (CapCase c : kCapCases) {
+    SCOPED_TRACE("softcap " + std::to_string(c.softcap) + " score gain " + std::to_string(c.score_gain));
+    chunked_ring(shape(128, 8, 4), 300, 100, 1250, false, c.softcap, c.score_gain);
+    chunked_ring(shape(256, 8, 4), 512, 129, 1600, true, c.softcap, c.score_gain);
+    chunked_ring(shape(64, 4, 1, AttnDtype::FP16), 70, 33, 400, false, c.softcap, c.score_gain);
+  }
+}
+
+TEST(Softcap, SmallForSanitizers) {  // one launch per kernel instance kind, small enough for compute-sanitizer
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256}) {
+    const Problem p = capped(make_problem(shape(d, 4, 2), 0, 150, 20, 0), 5.f, 4.f);
+    SCOPED_TRACE(describe(p, "flash"));
+    run_and_check(p, {});
+    const Problem dec = capped(make_problem(shape(d, 4, 2), 700, 1, kInf, 0), 5.f, 4.f);
+    SCOPED_TRACE(describe(dec, "decode"));
+    run_and_check(dec, {Impl::Decode, 2048, true, 2048});
+  }
+}
+
+TEST(Softcap, NaiveMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (CapCase c : kCapCases) {
+    for (const Problem& p :
+         {capped(make_problem(shape(256, 8, 4), 0, 300, kInf, 0), c.softcap, c.score_gain),
+          capped(make_problem(shape(128, 8, 2, AttnDtype::BF16, true), 0, 257, 63, 0), c.softcap, c.score_gain),
+          capped(make_problem(shape(64, 4, 4, AttnDtype::FP16), 100, 50, 7, 7), c.softcap, c.score_gain)}) {
+      SCOPED_TRACE(describe(p, "naive"));
+      run_and_check(p, {Impl::Naive});
+    }
+  }
   swrun::cuda::naive_attention_release_workspace();
 }
 
@@ -404,6 +556,12 @@ TEST(Args, BadArgumentsAreErrors) {
   b = a;
   b.kv_stride = 100;
   expect_error(b, "stride too small");
+  for (float cap : {-1.f, INFINITY, NAN}) {
+    b = a;
+    b.softcap = cap;
+    expect_error(b, "softcap not 0 or positive and finite");
+    EXPECT_THROW(swrun::cuda::naive_attention(b, nullptr), swrun::Error) << "naive, softcap " << cap;
+  }
   swrun::cuda::flash_attention(a, nullptr);  // the unmodified args are fine
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }

@@ -1,7 +1,7 @@
-// The CUDA backend's ops against simple fp64 references written here, on fresh random inputs (the seed is printed
-// on failure) with outputs poisoned (NaN) before every launch. Inputs are rounded to bf16 in the reference where
-// the backend rounds them (weights, matmul inputs, q/k/v), so the tolerances measure the arithmetic, not the
-// storage format. Skips without a GPU.
+// The CUDA backend's ops against simple fp64 references written here or against the CPU backend (the oracle), on
+// fresh random inputs (the seed is printed on failure) with outputs poisoned (NaN) before every launch. Inputs are
+// rounded to bf16 in the reference where the backend rounds them (weights, matmul inputs, q/k/v), so the
+// tolerances measure the arithmetic, not the storage format. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -399,6 +399,184 @@ TEST_F(CudaBackendTest, UncapturableStepFallsBackToPlainLaunches) {
     expect_close(got, reference_attention(qh, k_hist, v_hist, pos, 1, p), 2e-2, 2e-2,
                  "dense-naive step at pos " + std::to_string(pos));
   }
+}
+
+// ---- the seam for the next architectures (weight row views, bias, softcaps, LongRoPE), against the CPU backend ----
+
+// A host buffer of the CPU backend holding v.
+Buffer cpu_copy(Backend& cpu, const std::vector<float>& v) {
+  Buffer b = cpu.alloc(v.size());
+  std::copy(v.begin(), v.end(), b.data);
+  return b;
+}
+
+// Fused QKV: matmuls through row views of one matrix equal the same rows of the full matmul (on the GPU) and the
+// CPU backend's matmul through its own views of the same bytes.
+TEST_F(CudaBackendTest, WeightRowsOfAFusedMatrixMultiplyLikeTheirRowsOfTheWhole) {
+  auto cpu = make_cpu_backend(2);
+  const int64_t k = 256, q_rows = 64, kv_rows = 32, total = q_rows + 2 * kv_rows;
+  struct Slice { int64_t first, count; };
+  const Slice slices[] = {{0, q_rows}, {q_rows, kv_rows}, {q_rows + kv_rows, kv_rows}, {5, 11}, {total - 1, 1}};
+  for (GgmlType type : {GgmlType::BF16, GgmlType::Q8_0, GgmlType::F16}) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    SCOPED_TRACE(info.name);
+    const std::vector<uint8_t> bytes = testing::random_blocks(type, total * k / 32, rng_);  // the CPU keeps a pointer
+    std::vector<float> w(size_t(total * k));
+    dequantize_row(type, bytes.data(), w.data(), total * k);
+    const Weight fused = upload(*be_, "blk.0.attn_qkv", type, {k, total}, bytes.data(), bytes.size());
+    const Weight fused_cpu = upload(*cpu, "blk.0.attn_qkv", type, {k, total}, bytes.data(), bytes.size());
+    for (int64_t rows : {1, 5}) {  // GEMV and cuBLAS
+      const std::vector<float> x = normal(size_t(rows * k));
+      Buffer full = poisoned(size_t(rows * total));
+      be_->matmul(device_copy(x), fused, rows, full);
+      const std::vector<float> full_out = fetch(full, full.count);
+      for (Slice sl : slices) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " of the input, weight rows " + std::to_string(sl.first) +
+                     ".." + std::to_string(sl.first + sl.count - 1));
+        const Weight view = be_->weight_rows(fused, sl.first, sl.count);
+        const Weight view_cpu = cpu->weight_rows(fused_cpu, sl.first, sl.count);
+        ASSERT_EQ(view.rows, sl.count);
+        ASSERT_EQ(view.cols, k);
+        Buffer out = poisoned(size_t(rows * sl.count));
+        be_->matmul(device_copy(x), view, rows, out);
+        const std::vector<float> got = fetch(out, out.count);
+        Buffer out_cpu = cpu->alloc(size_t(rows * sl.count));
+        cpu->matmul(cpu_copy(*cpu, x), view_cpu, rows, out_cpu);
+        size_t bad = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < sl.count; ++o) {
+            double mag = 0;
+            for (int64_t i = 0; i < k; ++i) mag += std::fabs(double(x[r * k + i]) * w[(sl.first + o) * k + i]);
+            const double g = got[r * sl.count + o], whole = full_out[r * total + sl.first + o];
+            const double c = out_cpu.data[r * sl.count + o];
+            // The same rows of the same product: only the summation order may differ. The CPU keeps x in fp32.
+            if (!(std::fabs(g - whole) <= 1e-5 * mag + 1e-30) && bad++ < 5)
+              ADD_FAILURE() << "row " << r << " out " << o << ": view " << g << ", full matmul " << whole << " (seed "
+                            << seed_ << ")";
+            if (!(std::fabs(g - c) <= 4e-3 * mag + 1e-30) && bad++ < 5)
+              ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << g << ", cpu " << c << " (seed " << seed_
+                            << ")";
+          }
+        EXPECT_EQ(bad, 0u);
+      }
+    }
+    EXPECT_THROW(be_->weight_rows(fused, total - 3, 4), Error);
+    EXPECT_THROW(be_->weight_rows(fused, -1, 2), Error);
+    EXPECT_THROW(be_->weight_rows(fused, 0, 0), Error);
+  }
+  EXPECT_THROW(be_->weight_rows(upload_vector("norm", normal(64)), 0, 1), Error);
+}
+
+TEST_F(CudaBackendTest, AddBiasAndSoftcapMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend(2);
+  for (int64_t cols : {640, 37})
+    for (int64_t rows : {1, 7}) {
+      const std::vector<float> x = normal(size_t(rows * cols)), bias = normal(size_t(cols));
+      Buffer xd = device_copy(x), xc = cpu_copy(*cpu, x);
+      be_->add_bias(xd, upload_vector("blk.0.attn_q.bias", bias), rows);
+      cpu->add_bias(xc, upload(*cpu, "blk.0.attn_q.bias", GgmlType::F32, {cols}, bias.data(), bias.size() * 4), rows);
+      expect_close(fetch(xd, x.size()), std::vector<double>(xc.data, xc.data + x.size()), 0, 0,
+                   "add_bias " + std::to_string(rows) + "x" + std::to_string(cols));
+    }
+  EXPECT_THROW(be_->add_bias(be_->alloc(64), upload(*be_, "w", GgmlType::F32, {8, 8}, normal(64).data(), 256), 8),
+               Error);  // a matrix is not a bias
+
+  for (float cap : {50.f, 5.f, 0.5f}) {  // final-logit softcap; logits spread well past every cap
+    const size_t count = 1003;
+    const std::vector<float> x = normal(count, 40.f);
+    Buffer xd = device_copy(x), xc = cpu_copy(*cpu, x);
+    be_->softcap(xd, count, cap);
+    cpu->softcap(xc, count, cap);
+    expect_close(fetch(xd, count), std::vector<double>(xc.data, xc.data + count), 1e-6 * cap, 2e-6,
+                 "softcap " + std::to_string(cap));
+  }
+  EXPECT_THROW(be_->softcap(be_->alloc(4), 4, 0.f), Error);
+  EXPECT_THROW(be_->softcap(be_->alloc(4), 4, -1.f), Error);
+}
+
+// LongRoPE (Phi-3 128k): per-pair frequency divisors and a cos/sin factor.
+TEST_F(CudaBackendTest, RopeWithFrequencyFactorsAndAttnFactorMatchesTheCpuBackend) {
+  auto cpu = make_cpu_backend(2);
+  struct Case { RopeStyle style; int head_dim; int32_t pos0; float base, scale, attn_factor; };
+  for (Case c : {Case{RopeStyle::NeoX, 96, 70001, 10000.f, 1.f, 1.1902f},
+                 Case{RopeStyle::Normal, 64, 3, 500000.f, 0.5f, 0.8f}, Case{RopeStyle::NeoX, 128, 4097, 1e6f, 1.f, 1.f}}) {
+    const int n = 3, heads = 4, half = c.head_dim / 2;
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " pos0 " + std::to_string(c.pos0));
+    std::vector<float> factors(half);
+    std::uniform_real_distribution<float> f(1.f, 60.f);
+    for (float& x : factors) x = f(rng_);
+    const std::vector<float> x = normal(size_t(n) * heads * c.head_dim);
+    std::vector<int32_t> tokens(n, 0);
+    be_->begin_batch(tokens.data(), c.pos0, n);
+    cpu->begin_batch(tokens.data(), c.pos0, n);
+    Buffer xd = device_copy(x), xc = cpu_copy(*cpu, x);
+    RopeParams p{.freq_base = c.base, .freq_scale = c.scale, .style = c.style};
+    p.attn_factor = c.attn_factor;
+    p.freq_factors = upload_vector("rope_factors_long", factors);
+    be_->rope(xd, heads, c.head_dim, p);
+    p.freq_factors = upload(*cpu, "rope_factors_long", GgmlType::F32, {half}, factors.data(), factors.size() * 4);
+    cpu->rope(xc, heads, c.head_dim, p);
+    expect_close(fetch(xd, x.size()), std::vector<double>(xc.data, xc.data + x.size()), 1e-5, 1e-5, "rope");
+
+    std::vector<float> wrong(half + 2, 1.f);
+    p.freq_factors = upload_vector("rope_factors_long", wrong);
+    EXPECT_THROW(be_->rope(xd, heads, c.head_dim, p), Error) << "head_dim/2 + 2 factors";
+  }
+}
+
+// Gemma 2's attention softcapping through the cache (prefill chunks, decode steps, ring wrap) on every policy,
+// against the CPU backend on the same bf16-rounded inputs.
+TEST_F(CudaBackendTest, AttentionSoftcapMatchesTheCpuBackend) {
+  struct Shape { int n_head, n_head_kv, head_dim; };
+  struct Cap { float softcap, score_gain; };  // scores spread by the gain so the cap bites
+  for (Shape sh : {Shape{8, 4, 256}, Shape{4, 2, 64}, Shape{8, 2, 128}})
+    for (Cap cap : {Cap{50.f, 20.f}, Cap{5.f, 4.f}}) {
+      SCOPED_TRACE("heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " x " +
+                   std::to_string(sh.head_dim) + " softcap " + std::to_string(cap.softcap));
+      const int total = 40, max_batch = 6;
+      const std::vector<AttnPolicy> policies = {AttnPolicy::dense(), AttnPolicy::sliding(9),
+                                                AttnPolicy::dense_naive()};
+      std::vector<KvLayerSpec> specs;
+      for (const AttnPolicy& pol : policies)
+        specs.push_back({pol.windowed() ? pol.left + max_batch : total, sh.n_head_kv, sh.head_dim});
+      auto gpu = make_cuda_backend(0);
+      auto cpu = make_cpu_backend(2);
+      gpu->init_kv(specs);
+      cpu->init_kv(specs);
+      const size_t row = size_t(sh.n_head_kv) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
+      Buffer q = gpu->alloc(max_batch * qrow), k = gpu->alloc(max_batch * row), v = gpu->alloc(max_batch * row);
+      Buffer out = gpu->alloc(max_batch * qrow), cpu_out = cpu->alloc(max_batch * qrow);
+      auto bf16_normal = [&](size_t count) {
+        std::vector<float> x = normal(count);
+        for (float& e : x) e = float(to_bf16(e));  // what the CUDA backend stores, so both see the same inputs
+        return x;
+      };
+      int32_t pos = 0;
+      for (int n : {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6}) {  // the ring of 9 + 6 rows wraps
+        const std::vector<float> qh = bf16_normal(n * qrow), kh = bf16_normal(n * row), vh = bf16_normal(n * row);
+        EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        std::vector<int32_t> tokens(n, 0);
+        gpu->begin_batch(tokens.data(), pos, n);
+        cpu->begin_batch(tokens.data(), pos, n);
+        for (size_t layer = 0; layer < policies.size(); ++layer) {
+          AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, cap.score_gain / std::sqrt(float(sh.head_dim)),
+                       policies[layer]};
+          p.softcap = cap.softcap;
+          poison(out);
+          gpu->attention(int(layer), q, k, v, out, p);
+          cpu->attention(int(layer), cpu_copy(*cpu, qh), cpu_copy(*cpu, kh), cpu_copy(*cpu, vh), cpu_out, p);
+          expect_close(fetch(*gpu, out, n * qrow), std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2,
+                       2e-2, describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
+        }
+        pos += n;
+      }
+      ASSERT_EQ(pos, total);
+      AttnParams bad{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f, policies[0]};
+      bad.softcap = -1.f;
+      EXPECT_THROW(gpu->attention(0, q, k, v, out, bad), Error);
+    }
 }
 
 // A tiny decoder layer + logits, run as a decode step: plainly on one backend, through run_captured on another.

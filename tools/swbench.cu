@@ -3,9 +3,10 @@
 // and to dense-naive, the bytes of the row's buffers, the device-memory peak measured around the row, and a spot
 // check of sampled query rows against an fp64 CPU reference.
 //
-//   swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,sliding,
-//           decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--reps R] [--target-ms T]
-//           [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
+//   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
+//           sliding,decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--softcap C] [--reps R]
+//           [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
+// --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
 // A head_dim the fused kernels lack (below 64, 128 or 256) runs them on inputs zero-padded to the next one with
@@ -52,6 +53,7 @@ struct Options {
   std::vector<std::string> impls{"naive", "dense", "sliding"};
   std::vector<int> ns{4096, 8192, 16384, 32768, 65536, 131072};
   AttnDtype dtype = AttnDtype::BF16;
+  float softcap = 0.f;  // 0: none
   int max_reps = 50;
   double target_ms = 300;  // timing budget per row, before max_reps caps it
   int check_rows = 3;
@@ -91,13 +93,15 @@ int fused_head_dim(int d) {
 Shape parse_shape(const std::string& spec) {
   Shape s;
   if (spec == "gemma3") s = {"gemma3", 4, 1, 256, 511, 0};
+  else if (spec == "gemma2") s = {"gemma2", 16, 8, 256, 4095, 0};  // Gemma 2 9B's local layers
   else if (spec == "mistral") s = {"mistral", 32, 8, 128, 4095, 0};
   else if (spec == "llama64") s = {"llama64", 32, 4, 64, 1023, 0};
   else {
     const auto colon = spec.find(':');
     const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
     if (parts.size() != 4)
-      swrun::fail("swbench: shape '" + spec + "' is not gemma3|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
+      swrun::fail("swbench: shape '" + spec +
+                  "' is not gemma3|gemma2|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
     s = {spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
     const auto lr = split(parts[3], ':');
     if (lr.size() == 2) {
@@ -119,9 +123,10 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::puts("swbench [--shapes gemma3,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,sliding,"
-                "decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] [--reps R] [--target-ms T] "
-                "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+      std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
+                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] "
+                "[--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
                 "  (or between 64, 128, 256) runs the fused kernels zero-padded to the next of those.\n"
@@ -138,6 +143,11 @@ Options parse_args(int argc, char** argv) {
     } else if (flag == "--dtype") {
       if (val != "bf16" && val != "fp16") swrun::fail("swbench: --dtype must be bf16 or fp16");
       o.dtype = val == "bf16" ? AttnDtype::BF16 : AttnDtype::FP16;
+    } else if (flag == "--softcap") {
+      char* end = nullptr;
+      o.softcap = std::strtof(val.c_str(), &end);
+      if (val.empty() || *end || !swrun::cuda::valid_softcap(o.softcap))
+        swrun::fail("swbench: --softcap must be a finite number >= 0, not '" + val + "'");
     } else if (flag == "--reps") o.max_reps = std::max(1, to_int(val, "--reps"));
     else if (flag == "--target-ms") o.target_ms = to_int(val, "--target-ms");
     else if (flag == "--check-rows") o.check_rows = to_int(val, "--check-rows");
@@ -259,13 +269,13 @@ void alloc_inputs(Inputs& in, const Shape& s, int n, int pitch, int l2_bytes, At
   in.dpos = device_alloc(sizeof(int32_t), "position");
 }
 
-FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, AttnDtype dt, bool windowed, int n_q) {
+FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, const Options& opt, bool windowed, int n_q) {
   FlashAttnArgs a;
   a.q = in.q[set];
   a.k = in.k[set];
   a.v = in.v[set];
   a.o = in.o[set];
-  a.dtype = dt;
+  a.dtype = opt.dtype;
   a.q_stride = a.o_stride = int64_t{s.hq} * in.pitch;
   a.kv_stride = int64_t{s.hkv} * in.pitch;
   a.n_q = n_q;
@@ -278,6 +288,7 @@ FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, AttnDtype dt,
   a.left = windowed ? s.left : INT32_MAX;
   a.right = windowed ? s.right : s.right > 0 ? INT32_MAX : 0;
   a.scale = 1.f / std::sqrt(float(s.d));  // the real head_dim's: zero padding adds nothing to the scores
+  a.softcap = opt.softcap;
   return a;
 }
 
@@ -311,6 +322,7 @@ double spot_check(const FlashAttnArgs& a, int d, int rows, std::mt19937& rng) {
         for (int c = 0; c < d; ++c)
           dot += double(to_float(q[h * pitch + c], a.dtype)) * to_float(k[j * kv_row + hk * pitch + c], a.dtype);
         sc[j] = dot * a.scale;
+        if (a.softcap > 0.f) sc[j] = a.softcap * std::tanh(sc[j] / a.softcap);
         mx = std::max(mx, sc[j]);
       }
       for (auto& x : sc) sum += (x = std::exp(x - mx));
@@ -330,6 +342,13 @@ double spot_check(const FlashAttnArgs& a, int d, int rows, std::mt19937& rng) {
 double median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+std::string fmt(double x, const char* f = "%.3f") {
+  if (!std::isfinite(x)) return "-";
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
 }
 
 void add_note(Row& r, const std::string& note) { r.note += (r.note.empty() ? "" : "; ") + note; }
@@ -352,6 +371,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   const bool decode = impl.rfind("decode", 0) == 0;
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
+  if (opt.softcap > 0.f) add_note(r, "softcap " + fmt(opt.softcap, "%g"));
   if (naive && n > opt.max_n_naive) {
     r.check = "skip";
     add_note(r, "N above --max-n-naive");
@@ -365,7 +385,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   size_t lowest_free = SIZE_MAX;
   auto sample_memory = [&] { lowest_free = std::min(lowest_free, free_device_bytes()); };
   auto call = [&](int set) {
-    FlashAttnArgs a = make_args(s, in, set, opt.dtype, windowed, n_q);
+    FlashAttnArgs a = make_args(s, in, set, opt, windowed, n_q);
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {
       a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);
@@ -374,7 +394,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   };
   try {
     if (&in == &packed) alloc_inputs(packed, s, n, s.d, l2_bytes, opt.dtype);
-    const FlashAttnArgs base = make_args(s, in, 0, opt.dtype, windowed, n_q);
+    const FlashAttnArgs base = make_args(s, in, 0, opt, windowed, n_q);
     if (naive)  // the baseline reports a failed workspace allocation like any error: probing tells OOM apart
       check_cuda(cudaFree(device_alloc(swrun::cuda::naive_attention_workspace_bytes(base),
                                        "dense-naive workspace (N x N scores and probabilities)")),
@@ -412,7 +432,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     if (opt.check_rows > 0) {
       call(0);
       check_cuda(cudaDeviceSynchronize(), "swbench: check run");
-      r.max_rel_err = spot_check(make_args(s, in, 0, opt.dtype, windowed, n_q), s.d, opt.check_rows, rng);
+      r.max_rel_err = spot_check(make_args(s, in, 0, opt, windowed, n_q), s.d, opt.check_rows, rng);
       r.check = r.max_rel_err <= 2e-2 ? "ok" : "FAIL";
     }
   } catch (const OutOfMemory& e) {
@@ -448,13 +468,6 @@ void compare_within_group(std::vector<Row>& rows, size_t first) {
     r.vs_dense = (dec ? decode_dense : dense) / r.ms;
     if (!dec) r.vs_naive = naive / r.ms;
   }
-}
-
-std::string fmt(double x, const char* f = "%.3f") {
-  if (!std::isfinite(x)) return "-";
-  char b[64];
-  std::snprintf(b, sizeof b, f, x);
-  return b;
 }
 
 // Through a temporary file and a rename, so a run killed while writing leaves the previous complete file.

@@ -6,6 +6,7 @@
 // 0 .. q_pos0+n_q-1 (kv_len). Query i sees key j iff i-left <= j <= i+right and 0 <= j < kv_len
 // (runtime/attn_policy.h; left = kUnboundedWindow for dense).
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -31,7 +32,13 @@ struct FlashAttnArgs {
   int32_t capacity = 0;
   int32_t left = INT32_MAX, right = 0;
   float scale = 1.f;
+  // Score softcapping (Gemma 2): the scaled score s becomes softcap * tanh(s / softcap) before the softmax.
+  // 0 = none; otherwise positive and finite.
+  float softcap = 0.f;
 };
+
+// What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.
+inline bool valid_softcap(float softcap) { return softcap == 0.f || (softcap > 0.f && std::isfinite(softcap)); }
 
 // Prefill / general: any n_q. Key tiles wholly outside the window are skipped. Throws swrun::Error on bad args.
 void flash_attention(const FlashAttnArgs& a, cudaStream_t stream);

@@ -51,6 +51,8 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
   if (a.capacity <= 0) bad("capacity " + std::to_string(a.capacity) + " <= 0");
   if (a.left < 0 || a.right < 0) bad("negative window");
   if (!a.q_pos0_dev && a.q_pos0 < 0) bad("q_pos0 < 0");
+  if (!valid_softcap(a.softcap))
+    bad("softcap " + std::to_string(a.softcap) + " must be 0 (none) or positive and finite");
 }
 
 // Keys one call can see: the ring must still hold the oldest of them.
@@ -96,7 +98,13 @@ FlashParams make_params(const FlashAttnArgs& a) {
   p.capacity = a.capacity;
   p.left = a.left;
   p.right = a.right;
-  p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);
+  if (a.softcap > 0.f) {  // the kernel caps the scores into log2 units itself (FlashParams::cap_log2)
+    p.scale_log2 = 1.f;
+    p.cap_exp2 = 2.f * static_cast<float>(M_LOG2E) * a.scale / a.softcap;
+    p.cap_log2 = a.softcap * static_cast<float>(M_LOG2E);
+  } else {
+    p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);
+  }
   p.o_fp32 = a.o_fp32;
   return p;
 }
@@ -124,28 +132,42 @@ bool sm90a_device() {
 #endif
 }
 
-template <typename T>
+template <typename T, bool kSoftcap>
 void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
-    case 64: attn::launch_flash<T, 64>(p, grid, stream); if (combine) attn::launch_combine<T, 64>(p, stream); break;
+    case 64:
+      attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 64>(p, stream);
+      break;
     case 128:
       if (sm90a_device())
-        attn::launch_flash_ws<T, 128>(p, grid, stream);
+        attn::launch_flash_ws<T, 128, kSoftcap>(p, grid, stream);
       else
-        attn::launch_flash<T, 128>(p, grid, stream);
+        attn::launch_flash<T, 128, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 128>(p, stream);
       break;
-    default: attn::launch_flash<T, 256>(p, grid, stream); if (combine) attn::launch_combine<T, 256>(p, stream); break;
+    default:
+      attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 256>(p, stream);
+      break;
   }
+}
+
+template <typename T>
+void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream, bool combine) {
+  if (a.softcap > 0.f)
+    launch_typed<T, true>(p, a.head_dim, stream, combine);
+  else
+    launch_typed<T, false>(p, a.head_dim, stream, combine);
 }
 
 void launch(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream) {
   const bool combine = p.n_split > 1;
   if (a.dtype == AttnDtype::BF16)
-    launch_typed<__nv_bfloat16>(p, a.head_dim, stream, combine);
+    launch_capped_or_not<__nv_bfloat16>(a, p, stream, combine);
   else
-    launch_typed<__half>(p, a.head_dim, stream, combine);
+    launch_capped_or_not<__half>(a, p, stream, combine);
 }
 
 // The split count depends only on static shapes and max_kv_len, never on the runtime position, so a captured

@@ -1,4 +1,5 @@
-// Flash kernel instantiations for __nv_bfloat16 inputs.
+// Flash kernel instantiations for __nv_bfloat16 inputs, without softcapping.
 #include "kernels/attention/flash_launch.cuh"
 
-SWRUN_INSTANTIATE_FLASH_LAUNCHERS(__nv_bfloat16)
+SWRUN_INSTANTIATE_FLASH_KERNELS(__nv_bfloat16, false)
+SWRUN_INSTANTIATE_FLASH_COMBINE(__nv_bfloat16)

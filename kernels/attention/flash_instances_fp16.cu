@@ -1,4 +1,5 @@
-// Flash kernel instantiations for __half inputs.
+// Flash kernel instantiations for __half inputs, without softcapping.
 #include "kernels/attention/flash_launch.cuh"
 
-SWRUN_INSTANTIATE_FLASH_LAUNCHERS(__half)
+SWRUN_INSTANTIATE_FLASH_KERNELS(__half, false)
+SWRUN_INSTANTIATE_FLASH_COMBINE(__half)

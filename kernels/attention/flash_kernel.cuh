@@ -58,7 +58,14 @@ struct FlashParams {
   int q_pos0;
   const int32_t* q_pos0_dev;
   int capacity, left, right;
-  float scale_log2;  // softmax scale * log2(e), so exp() becomes one ex2
+  // Softmax scale * log2(e), so exp() becomes one ex2. With softcapping the scores are already capped and in
+  // log2 units when the softmax sees them (cap_scores), so it is 1.
+  float scale_log2;
+  // Softcapping (kernels instantiated with kSoftcap only): score s becomes log2(e) * cap * tanh(scale * s / cap)
+  // (tanh needs the scaled score in natural units, so the scale cannot be folded into the exponent as without
+  // capping), computed as cap_log2 * (1 - 2 / (2^(s * cap_exp2) + 1)) with cap_log2 = log2(e) * cap and
+  // cap_exp2 = 2 * log2(e) * scale / cap.
+  float cap_exp2, cap_log2;
   bool o_fp32;
 };
 
@@ -188,7 +195,30 @@ __device__ __forceinline__ void mask_scores(float (&s)[BN / 8][4], const BlockBo
       if (!b.visible(key0 + j * 8 + (e & 1), row_pos[e >> 1])) s[j][e] = -INFINITY;
 }
 
-// Online softmax over one tile: running max m (raw score units) and running sum l per row; `alpha` is the
+// rcp.approx: one MUFU op, 1 ulp; rcp(+inf) = +0.
+__device__ __forceinline__ float fast_rcp(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Gemma 2 softcapping on the score registers, before the mask: masked scores are set to -inf afterwards, so
+// tanh(-inf) = -1 never unmasks them. The result is in log2 units (FlashParams::cap_log2). tanh as
+// 1 - 2 / (e^2x + 1) costs two MUFU ops (ex2, rcp) and three FP32 ops per score, with an absolute error of about
+// 1e-6 (5e-5 nats at cap 50). tanh.approx.f32 (one MUFU op, FlashAttention's choice) is bounded only by a
+// relative error of 2^-11, up to 0.02 nats at cap 50: the size of the tests' tolerance, so not taken without a
+// measurement; tanhf is ~20 instructions per score (bench/attention_notes.md, softcapping).
+template <int BN>
+__device__ __forceinline__ void cap_scores(float (&s)[BN / 8][4], float cap_exp2, float cap_log2) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)  // 2^(s * cap_exp2) overflows to inf for large s: rcp gives 0, tanh 1
+      s[j][e] = fmaf(-2.f * cap_log2, fast_rcp(fast_exp2(s[j][e] * cap_exp2) + 1.f), cap_log2);
+}
+
+// Online softmax over one tile: running max m (score units as the softmax gets them: raw, or capped in log2
+// units, so the max is taken over capped scores) and running sum l per row; `alpha` is the
 // factor the accumulator must be rescaled by (rescale_rows) before this tile's P.V is added. A row with no
 // visible key so far keeps m = -inf and contributes zeros (the reference point 0 avoids inf - inf).
 template <int BN>
@@ -322,7 +352,8 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
   }
 }
 
-template <typename T, int D>
+// kSoftcap: the scores are capped (cap_scores); a separate instantiation so kernels without it lose nothing.
+template <typename T, int D, bool kSoftcap>
 __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
   using Cfg = FlashConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
@@ -409,6 +440,7 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
       } else {
         warp_scores<T, D, BM, BN, kQInRegs>(s, qf, sQ, k_tile, warp_row0);
       }
+      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
       if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
       online_softmax<BN>(s, m, l, alpha, p.scale_log2);
       rescale_rows<D>(acc, alpha);
@@ -460,7 +492,7 @@ __global__ void combine_splits_kernel(const FlashParams p) {
 }
 
 // Host-side launchers, instantiated per element type in flash_instances_*.cu.
-template <typename T, int D> void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream);
+template <typename T, int D, bool kSoftcap> void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream);
 template <typename T, int D> void launch_combine(const FlashParams& p, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn

@@ -24,7 +24,7 @@ template <int D> struct WsConfig {
   static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 4 * kStages * 8 + 1024;
 };
 
-template <typename T, int D>
+template <typename T, int D, bool kSoftcap>
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const FlashParams p) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
@@ -118,6 +118,7 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
     };
     auto softmax_tile = [&](float (&s)[BN / 8][4], float (&alpha)[2], int i) {
       const int tile = b.tile_lo + i;
+      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
       if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
       online_softmax<BN>(s, m, l, alpha, p.scale_log2);
     };
@@ -180,6 +181,6 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
 #endif
 }
 
-template <typename T, int D> void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream);
+template <typename T, int D, bool kSoftcap> void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn

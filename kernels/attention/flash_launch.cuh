@@ -1,5 +1,5 @@
-// Launchers of the flash kernels, defined once and instantiated per element type by flash_instances_*.cu
-// (one file per type so the instantiations compile in parallel).
+// Launchers of the flash kernels, defined once and instantiated per element type and softcapping by
+// flash_instances_*.cu (one file per combination so the instantiations compile in parallel).
 #pragma once
 #include "kernels/attention/flash_kernel.cuh"
 #include "kernels/attention/flash_kernel_ws.cuh"
@@ -7,24 +7,24 @@
 
 namespace swrun::cuda::attn {
 
-template <typename T, int D>
+template <typename T, int D, bool kSoftcap>
 void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   using Cfg = FlashConfig<D>;
   // Above 48 KiB a kernel must opt in to dynamic shared memory; once per instantiation is enough.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D>,
+  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D, kSoftcap>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in");
-  flash_attention_kernel<T, D><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  flash_attention_kernel<T, D, kSoftcap><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
   check_launch("flash_attention_kernel");
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kSoftcap>
 void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   using Cfg = WsConfig<D>;
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D>,
+  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
-  flash_attention_ws_kernel<T, D><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  flash_attention_ws_kernel<T, D, kSoftcap><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
   check_launch("flash_attention_ws_kernel");
 }
 
@@ -36,13 +36,17 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
 
 }  // namespace swrun::cuda::attn
 
-// Explicit instantiations of every launcher flash_attention.cu dispatches to, for element type T.
-#define SWRUN_INSTANTIATE_FLASH_LAUNCHERS(T)                                                     \
+// Explicit instantiations of every launcher flash_attention.cu dispatches to, for element type T with or without
+// softcapping. The split-K combine does not depend on softcapping: the softcap = false files instantiate it.
+#define SWRUN_INSTANTIATE_FLASH_KERNELS(T, SOFTCAP)                                              \
   namespace swrun::cuda::attn {                                                                  \
-  template void launch_flash<T, 64>(const FlashParams&, dim3, cudaStream_t);                     \
-  template void launch_flash<T, 128>(const FlashParams&, dim3, cudaStream_t);                    \
-  template void launch_flash<T, 256>(const FlashParams&, dim3, cudaStream_t);                    \
-  template void launch_flash_ws<T, 128>(const FlashParams&, dim3, cudaStream_t);                 \
+  template void launch_flash<T, 64, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);            \
+  template void launch_flash<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
+  template void launch_flash<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
+  template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);        \
+  }
+#define SWRUN_INSTANTIATE_FLASH_COMBINE(T)                                                       \
+  namespace swrun::cuda::attn {                                                                  \
   template void launch_combine<T, 64>(const FlashParams&, cudaStream_t);                         \
   template void launch_combine<T, 128>(const FlashParams&, cudaStream_t);                        \
   template void launch_combine<T, 256>(const FlashParams&, cudaStream_t);                        \

@@ -46,10 +46,18 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
   return v;
 }
 
-// One block per (query, head) row of S: P = softmax(scale * S) over the window, 0 elsewhere.
+// A raw score in log2 units of the softmax: scale * s * log2(e), or with softcapping (cap_in = scale / softcap,
+// cap_log2 = softcap * log2(e)) softcap * tanh(scale * s / softcap) * log2(e). Increasing in s either way, so
+// the row max can be taken over raw scores.
+struct ScoreToLog2 {
+  float scale_log2, cap_in, cap_log2;  // cap_in = 0: no softcapping
+  __device__ float operator()(float s) const { return cap_in > 0.f ? cap_log2 * tanhf(s * cap_in) : s * scale_log2; }
+};
+
+// One block per (query, head) row of S: P = softmax(scale * S, softcapped) over the window, 0 elsewhere.
 template <typename T>
 __global__ void masked_softmax_kernel(const float* scores, T* probs, int n_q, int kv_len, int q_pos0, int left,
-                                      int right, float scale_log2) {
+                                      int right, ScoreToLog2 to_log2) {
   __shared__ float scratch[kSoftmaxThreads / 32];
   const int i = blockIdx.x, h = blockIdx.y;
   const size_t row = (static_cast<size_t>(h) * n_q + i) * kv_len;
@@ -60,13 +68,13 @@ __global__ void masked_softmax_kernel(const float* scores, T* probs, int n_q, in
   float mx = -INFINITY;
   for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) mx = fmaxf(mx, s[j]);
   mx = block_reduce(mx, true, scratch);
-  const float ref = mx == -INFINITY ? 0.f : mx * scale_log2;
+  const float ref = mx == -INFINITY ? 0.f : to_log2(mx);
   float sum = 0.f;
-  for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) sum += exp2f(s[j] * scale_log2 - ref);
+  for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) sum += exp2f(to_log2(s[j]) - ref);
   sum = block_reduce(sum, false, scratch);
   const float inv = sum > 0.f ? 1.f / sum : 0.f;
   for (int j = threadIdx.x; j < kv_len; j += blockDim.x)
-    p[j] = static_cast<T>(j >= lo && j <= hi ? exp2f(s[j] * scale_log2 - ref) * inv : 0.f);
+    p[j] = static_cast<T>(j >= lo && j <= hi ? exp2f(to_log2(s[j]) - ref) * inv : 0.f);
 }
 
 size_t score_count(const FlashAttnArgs& a) {
@@ -126,8 +134,10 @@ void run_naive(const FlashAttnArgs& a, cudaStream_t stream) {
                                             scores + g * head_scores, CUDA_R_32F, kv_len, group * head_scores,
                                             a.n_head_kv, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "dense-naive: S = Q K^T");
+  const ScoreToLog2 to_log2{a.scale * static_cast<float>(M_LOG2E), a.softcap > 0.f ? a.scale / a.softcap : 0.f,
+                            a.softcap * static_cast<float>(M_LOG2E)};
   masked_softmax_kernel<T><<<dim3(a.n_q, a.n_head), kSoftmaxThreads, 0, stream>>>(
-      scores, probs, a.n_q, kv_len, a.q_pos0, a.left, a.right, a.scale * static_cast<float>(M_LOG2E));
+      scores, probs, a.n_q, kv_len, a.q_pos0, a.left, a.right, to_log2);
   check_launch("dense-naive masked_softmax_kernel");
   // O_h^T (d x n_q, ld o_stride) = V_h^T (d x kv_len) P_h^T (kv_len x n_q).
   const cudaDataType_t out_type = a.o_fp32 ? CUDA_R_32F : in_type;
@@ -157,6 +167,8 @@ void naive_attention(const FlashAttnArgs& a, cudaStream_t stream) {
     bad("n_head " + std::to_string(a.n_head) + " is not a positive multiple of n_head_kv " +
         std::to_string(a.n_head_kv));
   if (a.left < 0 || a.right < 0) bad("negative window");
+  if (!valid_softcap(a.softcap))
+    bad("softcap " + std::to_string(a.softcap) + " must be 0 (none) or positive and finite");
   const int64_t kv_len = int64_t{a.q_pos0} + a.n_q;
   if (a.capacity < kv_len)
     bad("needs contiguous keys: capacity " + std::to_string(a.capacity) + " < kv_len " + std::to_string(kv_len));

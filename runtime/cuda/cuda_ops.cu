@@ -101,7 +101,8 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
          " but the cache holds " + std::to_string(s.n_head_kv) + " of " + std::to_string(s.head_dim));
   if (p.n_head <= 0 || p.n_head % p.n_head_kv != 0)
     fail(where() + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
-  if (p.softcap != 0.f) fail(where() + ": score softcapping is not in the CUDA attention kernels yet");
+  if (!valid_softcap(p.softcap))
+    fail(where() + ": softcap " + std::to_string(p.softcap) + " must be 0 (none) or positive and finite");
   const size_t q_elems = size_t(n_) * size_t(p.n_head) * size_t(p.head_dim);
   const size_t kv_elems = size_t(n_) * size_t(p.n_head_kv) * size_t(p.head_dim);
   require(q, q_elems, "q");
@@ -140,6 +141,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
   a.capacity = s.capacity;
   a.left = p.policy.left;
   a.right = p.policy.right;
+  a.softcap = p.softcap;
   a.scale = p.scale;
   if (p.policy.kind == AttnKind::DenseNaive) {
     // The baseline sizes its score matrix from the host position, which a graph replay would not update.
