@@ -155,6 +155,7 @@ struct RunOptions {
   int capacity = 0;           // 0: contiguous keys (capacity = kv_len)
   bool q_pos0_on_device = false;
   int max_kv_len = 0;         // decode: 0 means kv_len
+  bool pack_gqa = false;      // FlashAttnArgs::pack_gqa (variant 14)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -206,6 +207,7 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.right = p.right;
   a.scale = p.scale();
   a.softcap = p.softcap;
+  a.pack_gqa = opt.pack_gqa;
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -313,7 +315,7 @@ TEST(Prefill, Fp16AndFp32Output) {
 // Chunked prefill over a ring of window + chunk rows: each chunk sees the previous W-1 keys, some of which
 // live in slots the ring has already reused several times.
 void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device, float softcap = 0.f,
-                  float score_gain = 1.f) {
+                  float score_gain = 1.f, bool pack_gqa = false) {
   Problem all = make_problem(s, 0, total, window - 1, 0);
   all.softcap = softcap;
   all.score_gain = score_gain;
@@ -326,7 +328,7 @@ void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_
     p.k.resize(size_t(p.kv_len()) * s.n_head_kv * s.head_dim);
     p.v.resize(p.k.size());
     SCOPED_TRACE("chunk at " + std::to_string(start));
-    run_and_check(p, {Impl::Flash, window + chunk, pos_on_device, 0});
+    run_and_check(p, {Impl::Flash, window + chunk, pos_on_device, 0, pack_gqa});
     if (::testing::Test::HasFailure()) return;
   }
 }
@@ -507,6 +509,80 @@ TEST(Softcap, NaiveMatchesReference) {
     }
   }
   swrun::cuda::naive_attention_release_workspace();
+}
+
+// ---- GQA packing (variant 14): every block serves all query heads of one KV head at any n_q ----------------------
+// A block's row r is position q_first + r / group of head r % group, so the Q load, the per-row mask and the output
+// store all see interleaved heads; the shapes below pack 2 (Gemma 2), 4 (Gemma 3, Mistral-like) and 8 (llama64)
+// heads per block, at lengths that leave partial position tiles, and windows from one key to beyond N.
+
+RunOptions packed_run() {
+  RunOptions o;
+  o.pack_gqa = true;
+  return o;
+}
+
+TEST(PackedGqa, ShapesLengthsAndWindows) {
+  SKIP_WITHOUT_GPU();
+  struct GqaShape {
+    int d, hq, hkv;
+  };
+  // The last shape's group (3) does not divide a tile's rows: pack_gqa must fall back to one head per block.
+  for (GqaShape g : {GqaShape{256, 4, 1}, GqaShape{256, 8, 4}, GqaShape{256, 16, 8}, GqaShape{128, 8, 2},
+                     GqaShape{64, 16, 2}, GqaShape{128, 6, 2}})
+    for (int n : {1, 17, 511, 1000, 4097})
+      for (auto [left, right] : {std::pair{kInf, 0}, std::pair{0, 0}, std::pair{511, 0}, std::pair{n + 10, 0},
+                                 std::pair{100, 3}})
+        for (CapCase c : {CapCase{0.f, 1.f}, CapCase{50.f, 20.f}}) {
+          if (c.softcap > 0.f && g.d != 256) continue;  // the softcapped kernels are checked per d below
+          const Problem p = capped(make_problem(shape(g.d, g.hq, g.hkv), 0, n, left, right), c.softcap, c.score_gain);
+          SCOPED_TRACE(describe(p, "flash packed"));
+          run_and_check(p, packed_run());
+          if (::testing::Test::HasFailure()) return;
+        }
+}
+
+TEST(PackedGqa, SoftcapEveryHeadDim) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (CapCase c : kCapCases)
+      for (int left : {kInf, 511, 0}) {
+        const Problem p = capped(make_problem(shape(d, 8, 2), 0, 1000, left, 0), c.softcap, c.score_gain);
+        SCOPED_TRACE(describe(p, "flash packed"));
+        run_and_check(p, packed_run());
+        if (::testing::Test::HasFailure()) return;
+      }
+}
+
+TEST(PackedGqa, LaterChunksFp16AndFp32Output) {
+  SKIP_WITHOUT_GPU();
+  for (bool o32 : {false, true})
+    for (const Problem& p : {make_problem(shape(256, 4, 1, AttnDtype::FP16, o32), 700, 300, 511, 0),
+                             make_problem(shape(128, 8, 2, AttnDtype::BF16, o32), 300, 77, kInf, 0),
+                             make_problem(shape(64, 16, 2, AttnDtype::FP16, o32), 5000, 130, 1023, 0)}) {
+      SCOPED_TRACE(describe(p, "flash packed") + (o32 ? " fp32 out" : ""));
+      run_and_check(p, packed_run());
+    }
+}
+
+TEST(PackedGqa, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  // Chunks above and below one tile of rows; the ring holds window + chunk rows and wraps several times.
+  chunked_ring(shape(256, 4, 1), 512, 129, 2600, true, 0.f, 1.f, true);  // Gemma 3 local layers
+  chunked_ring(shape(256, 4, 1), 512, 40, 900, false, 0.f, 1.f, true);
+  chunked_ring(shape(256, 8, 4), 512, 300, 1600, true, 50.f, 20.f, true);
+  chunked_ring(shape(128, 8, 2), 300, 200, 2050, false, 0.f, 1.f, true);
+  chunked_ring(shape(64, 16, 2, AttnDtype::FP16), 70, 100, 700, false, 5.f, 4.f, true);
+}
+
+TEST(PackedGqa, SmallForSanitizers) {  // one packed launch per kernel kind, small enough for compute-sanitizer
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (float cap : {0.f, 5.f}) {
+      const Problem p = capped(make_problem(shape(d, 8, 2), 0, 150, 20, 0), cap, cap > 0.f ? 4.f : 1.f);
+      SCOPED_TRACE(describe(p, "flash packed"));
+      run_and_check(p, packed_run());
+    }
 }
 
 TEST(Naive, OutOfMemoryIsAnError) {

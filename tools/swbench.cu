@@ -4,8 +4,10 @@
 // check of sampled query rows against an fp64 CPU reference.
 //
 //   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
-//           sliding,decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16] [--softcap C] [--reps R]
-//           [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
+//           sliding,dense-packed,sliding-packed,decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16]
+//           [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
+// dense-packed and sliding-packed are dense and sliding with GQA packing forced (FlashAttnArgs::pack_gqa,
+// bench/attention_notes.md #14), so one run compares it with the default dispatch on the same inputs.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
@@ -124,8 +126,10 @@ Options parse_args(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
-                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--n LIST] [--dtype bf16|fp16] "
-                "[--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "[--impls naive,dense,sliding,dense-packed,sliding-packed,decode-dense,decode-sliding] [--n LIST] "
+                "[--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] "
+                "[--json FILE] [--csv FILE]\n"
+                "  dense-packed, sliding-packed: GQA packing forced (every block serves all query heads of a KV head).\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
@@ -158,7 +162,8 @@ Options parse_args(int argc, char** argv) {
   }
   for (auto& s : shapes) o.shapes.push_back(parse_shape(s));
   for (auto& im : o.impls)
-    if (im != "naive" && im != "dense" && im != "sliding" && im != "decode-dense" && im != "decode-sliding")
+    if (im != "naive" && im != "dense" && im != "sliding" && im != "dense-packed" && im != "sliding-packed" &&
+        im != "decode-dense" && im != "decode-sliding")
       swrun::fail("swbench: unknown impl " + im);
   return o;
 }
@@ -367,7 +372,8 @@ Row row_of(const Shape& s, int n, const std::string& impl) {
 Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::string& impl, int l2_bytes,
              size_t free_before, std::mt19937& rng) {
   const bool naive = impl == "naive";
-  const bool windowed = impl == "sliding" || impl == "decode-sliding";
+  const bool windowed = impl == "sliding" || impl == "sliding-packed" || impl == "decode-sliding";
+  const bool pack_gqa = impl == "dense-packed" || impl == "sliding-packed";
   const bool decode = impl.rfind("decode", 0) == 0;
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
@@ -386,6 +392,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   auto sample_memory = [&] { lowest_free = std::min(lowest_free, free_device_bytes()); };
   auto call = [&](int set) {
     FlashAttnArgs a = make_args(s, in, set, opt, windowed, n_q);
+    a.pack_gqa = pack_gqa;
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {
       a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);

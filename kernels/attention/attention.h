@@ -35,6 +35,11 @@ struct FlashAttnArgs {
   // Score softcapping (Gemma 2): the scaled score s becomes softcap * tanh(s / softcap) before the softmax.
   // 0 = none; otherwise positive and finite.
   float softcap = 0.f;
+  // Variant 14 (bench/attention_notes.md), GQA packing: every block serves all n_head / n_head_kv query heads of
+  // one KV head at any n_q (its rows are the group x fewer positions), so each block's key span shrinks to the
+  // window plus those fewer positions. false: the group is packed only when n_q is below one tile (decode).
+  // Off by default until the GPU measures it against the unpacked kernel (swbench impl sliding-packed).
+  bool pack_gqa = false;
 };
 
 // What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.

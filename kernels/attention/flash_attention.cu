@@ -70,12 +70,19 @@ int device_sm_count() {
   return sms;
 }
 
-// Packing the q heads of one KV head into a block reuses each K/V tile for all of them; it only pays when a
-// block would otherwise be mostly empty rows (few queries), because at many queries the K/V traffic per row
-// is the same either way.
+constexpr int kMaxQueryTiles = 65535;  // gridDim.y
+
+// Packing the q heads of one KV head into a block reuses each K/V tile for all of them. At few queries it
+// fills rows that would be empty. At many queries the K/V traffic per row and the block count stay the same,
+// but a block's rows span group times fewer positions, so a sliding window's key span per block shrinks
+// (Gemma 3, W 512, d 256: 10 key tiles of 64 per block -> 9, masked ones 4 -> 2); that is variant 14
+// (FlashAttnArgs::pack_gqa), kept only where the grid still fits.
 int heads_per_block(const FlashAttnArgs& a) {
   const int group = a.n_head / a.n_head_kv, block_m = tile_shape(a.head_dim).block_m;
-  return (a.n_q < block_m && block_m % group == 0) ? group : 1;
+  if (block_m % group != 0) return 1;
+  if (a.n_q < block_m) return group;
+  const int64_t packed_tiles = (int64_t{a.n_q} + block_m / group - 1) / (block_m / group);
+  return a.pack_gqa && packed_tiles <= kMaxQueryTiles ? group : 1;
 }
 
 FlashParams make_params(const FlashAttnArgs& a) {
@@ -111,7 +118,7 @@ FlashParams make_params(const FlashAttnArgs& a) {
 
 dim3 grid_of(const FlashParams& p) {
   const int q_tiles = (p.n_q + p.queries_per_block - 1) / p.queries_per_block;
-  if (q_tiles > 65535) fail("flash_attention: n_q " + std::to_string(p.n_q) + " too large for one call");
+  if (q_tiles > kMaxQueryTiles) fail("flash_attention: n_q " + std::to_string(p.n_q) + " too large for one call");
   return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
 }
 
