@@ -156,6 +156,7 @@ struct RunOptions {
   bool q_pos0_on_device = false;
   int max_kv_len = 0;         // decode: 0 means kv_len
   bool pack_gqa = false;      // FlashAttnArgs::pack_gqa (variant 14)
+  bool ws_d256 = false;       // FlashAttnArgs::ws_d256 (variant 14b)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -208,6 +209,7 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.scale = p.scale();
   a.softcap = p.softcap;
   a.pack_gqa = opt.pack_gqa;
+  a.ws_d256 = opt.ws_d256;
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -313,9 +315,9 @@ TEST(Prefill, Fp16AndFp32Output) {
 }
 
 // Chunked prefill over a ring of window + chunk rows: each chunk sees the previous W-1 keys, some of which
-// live in slots the ring has already reused several times.
+// live in slots the ring has already reused several times. `flash` selects the kernel variant.
 void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device, float softcap = 0.f,
-                  float score_gain = 1.f, bool pack_gqa = false) {
+                  float score_gain = 1.f, RunOptions flash = {}) {
   Problem all = make_problem(s, 0, total, window - 1, 0);
   all.softcap = softcap;
   all.score_gain = score_gain;
@@ -328,7 +330,10 @@ void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_
     p.k.resize(size_t(p.kv_len()) * s.n_head_kv * s.head_dim);
     p.v.resize(p.k.size());
     SCOPED_TRACE("chunk at " + std::to_string(start));
-    run_and_check(p, {Impl::Flash, window + chunk, pos_on_device, 0, pack_gqa});
+    RunOptions opt = flash;
+    opt.capacity = window + chunk;
+    opt.q_pos0_on_device = pos_on_device;
+    run_and_check(p, opt);
     if (::testing::Test::HasFailure()) return;
   }
 }
@@ -511,78 +516,142 @@ TEST(Softcap, NaiveMatchesReference) {
   swrun::cuda::naive_attention_release_workspace();
 }
 
-// ---- GQA packing (variant 14): every block serves all query heads of one KV head at any n_q ----------------------
-// A block's row r is position q_first + r / group of head r % group, so the Q load, the per-row mask and the output
-// store all see interleaved heads; the shapes below pack 2 (Gemma 2), 4 (Gemma 3, Mistral-like) and 8 (llama64)
-// heads per block, at lengths that leave partial position tiles, and windows from one key to beyond N.
+// ---- flash variants 14 (GQA packing) and 14b (warp-specialized head_dim 256) ------------------------------------
+// Packing: a block's row r is position q_first + r / group of head r % group at any n_q, so the Q load, the per-row
+// mask and the output store all see interleaved heads. The shapes pack 2 (Gemma 2), 4 (Gemma 3, Mistral-like) and
+// 8 (llama64-like) heads per block, at lengths that leave partial position tiles, and windows from one key to
+// beyond N. 14b runs head_dim 256 on the warp-specialized kernel, alone and packed: its own suite (WsD256), so a
+// GPU run can give it a timeout of its own.
 
-RunOptions packed_run() {
+struct Variant {
+  bool pack_gqa, ws_d256;
+};
+
+RunOptions variant_run(Variant v) {
   RunOptions o;
-  o.pack_gqa = true;
+  o.pack_gqa = v.pack_gqa;
+  o.ws_d256 = v.ws_d256;
   return o;
 }
 
-TEST(PackedGqa, ShapesLengthsAndWindows) {
-  SKIP_WITHOUT_GPU();
-  struct GqaShape {
-    int d, hq, hkv;
-  };
-  // The last shape's group (3) does not divide a tile's rows: pack_gqa must fall back to one head per block.
-  for (GqaShape g : {GqaShape{256, 4, 1}, GqaShape{256, 8, 4}, GqaShape{256, 16, 8}, GqaShape{128, 8, 2},
-                     GqaShape{64, 16, 2}, GqaShape{128, 6, 2}})
+std::string describe(const Problem& p, Variant v) {
+  return describe(p, "flash") + (v.pack_gqa ? " packed" : "") + (v.ws_d256 ? " ws256" : "");
+}
+
+struct GqaShape {
+  int d, hq, hkv;
+};
+
+void variant_shapes_lengths_and_windows(Variant v, const std::vector<GqaShape>& shapes) {
+  for (GqaShape g : shapes)
     for (int n : {1, 17, 511, 1000, 4097})
       for (auto [left, right] : {std::pair{kInf, 0}, std::pair{0, 0}, std::pair{511, 0}, std::pair{n + 10, 0},
                                  std::pair{100, 3}})
         for (CapCase c : {CapCase{0.f, 1.f}, CapCase{50.f, 20.f}}) {
-          if (c.softcap > 0.f && g.d != 256) continue;  // the softcapped kernels are checked per d below
+          // Capped at d 256 (Gemma 2's head_dim) on two windows; every d is capped in variant_softcap.
+          if (c.softcap > 0.f && (g.d != 256 || (left != kInf && left != 511))) continue;
           const Problem p = capped(make_problem(shape(g.d, g.hq, g.hkv), 0, n, left, right), c.softcap, c.score_gain);
-          SCOPED_TRACE(describe(p, "flash packed"));
-          run_and_check(p, packed_run());
+          SCOPED_TRACE(describe(p, v));
+          run_and_check(p, variant_run(v));
           if (::testing::Test::HasFailure()) return;
         }
 }
 
-TEST(PackedGqa, SoftcapEveryHeadDim) {
-  SKIP_WITHOUT_GPU();
-  for (int d : {64, 128, 256})
+void variant_softcap(Variant v, std::initializer_list<int> head_dims) {
+  for (int d : head_dims)
     for (CapCase c : kCapCases)
       for (int left : {kInf, 511, 0}) {
         const Problem p = capped(make_problem(shape(d, 8, 2), 0, 1000, left, 0), c.softcap, c.score_gain);
-        SCOPED_TRACE(describe(p, "flash packed"));
-        run_and_check(p, packed_run());
+        SCOPED_TRACE(describe(p, v));
+        run_and_check(p, variant_run(v));
         if (::testing::Test::HasFailure()) return;
       }
+}
+
+void variant_later_chunks(Variant v, const std::vector<Problem>& problems) {
+  for (const Problem& p : problems) {
+    SCOPED_TRACE(describe(p, v) + (p.s.o_fp32 ? " fp32 out" : ""));
+    run_and_check(p, variant_run(v));
+  }
+}
+
+// Chunks above and below one tile of rows; the ring holds window + chunk rows and wraps several times.
+void variant_chunked_ring_d256(Variant v) {
+  chunked_ring(shape(256, 4, 1), 512, 129, 2600, true, 0.f, 1.f, variant_run(v));  // Gemma 3 local layers
+  chunked_ring(shape(256, 4, 1), 512, 40, 900, false, 0.f, 1.f, variant_run(v));
+  chunked_ring(shape(256, 8, 4), 512, 300, 1600, true, 50.f, 20.f, variant_run(v));
+}
+
+void variant_small_for_sanitizers(Variant v, std::initializer_list<int> head_dims) {
+  for (int d : head_dims)
+    for (float cap : {0.f, 5.f}) {
+      const Problem p = capped(make_problem(shape(d, 8, 2), 0, 150, 20, 0), cap, cap > 0.f ? 4.f : 1.f);
+      SCOPED_TRACE(describe(p, v));
+      run_and_check(p, variant_run(v));
+    }
+}
+
+constexpr Variant kPacked{true, false}, kWs256{false, true}, kPackedWs256{true, true};
+
+TEST(PackedGqa, ShapesLengthsAndWindows) {
+  SKIP_WITHOUT_GPU();
+  // The last shape's group (3) does not divide a tile's rows: pack_gqa must fall back to one head per block.
+  variant_shapes_lengths_and_windows(kPacked, {{256, 4, 1}, {256, 8, 4}, {256, 16, 8}, {128, 8, 2}, {64, 16, 2},
+                                               {128, 6, 2}});
+}
+
+TEST(PackedGqa, SoftcapEveryHeadDim) {
+  SKIP_WITHOUT_GPU();
+  variant_softcap(kPacked, {64, 128, 256});
 }
 
 TEST(PackedGqa, LaterChunksFp16AndFp32Output) {
   SKIP_WITHOUT_GPU();
   for (bool o32 : {false, true})
-    for (const Problem& p : {make_problem(shape(256, 4, 1, AttnDtype::FP16, o32), 700, 300, 511, 0),
-                             make_problem(shape(128, 8, 2, AttnDtype::BF16, o32), 300, 77, kInf, 0),
-                             make_problem(shape(64, 16, 2, AttnDtype::FP16, o32), 5000, 130, 1023, 0)}) {
-      SCOPED_TRACE(describe(p, "flash packed") + (o32 ? " fp32 out" : ""));
-      run_and_check(p, packed_run());
-    }
+    variant_later_chunks(kPacked, {make_problem(shape(256, 4, 1, AttnDtype::FP16, o32), 700, 300, 511, 0),
+                                   make_problem(shape(128, 8, 2, AttnDtype::BF16, o32), 300, 77, kInf, 0),
+                                   make_problem(shape(64, 16, 2, AttnDtype::FP16, o32), 5000, 130, 1023, 0)});
 }
 
 TEST(PackedGqa, ChunkedRingWrapsSeveralTimes) {
   SKIP_WITHOUT_GPU();
-  // Chunks above and below one tile of rows; the ring holds window + chunk rows and wraps several times.
-  chunked_ring(shape(256, 4, 1), 512, 129, 2600, true, 0.f, 1.f, true);  // Gemma 3 local layers
-  chunked_ring(shape(256, 4, 1), 512, 40, 900, false, 0.f, 1.f, true);
-  chunked_ring(shape(256, 8, 4), 512, 300, 1600, true, 50.f, 20.f, true);
-  chunked_ring(shape(128, 8, 2), 300, 200, 2050, false, 0.f, 1.f, true);
-  chunked_ring(shape(64, 16, 2, AttnDtype::FP16), 70, 100, 700, false, 5.f, 4.f, true);
+  variant_chunked_ring_d256(kPacked);
+  chunked_ring(shape(128, 8, 2), 300, 200, 2050, false, 0.f, 1.f, variant_run(kPacked));
+  chunked_ring(shape(64, 16, 2, AttnDtype::FP16), 70, 100, 700, false, 5.f, 4.f, variant_run(kPacked));
 }
 
 TEST(PackedGqa, SmallForSanitizers) {  // one packed launch per kernel kind, small enough for compute-sanitizer
   SKIP_WITHOUT_GPU();
-  for (int d : {64, 128, 256})
-    for (float cap : {0.f, 5.f}) {
-      const Problem p = capped(make_problem(shape(d, 8, 2), 0, 150, 20, 0), cap, cap > 0.f ? 4.f : 1.f);
-      SCOPED_TRACE(describe(p, "flash packed"));
-      run_and_check(p, packed_run());
-    }
+  variant_small_for_sanitizers(kPacked, {64, 128, 256});
+}
+
+TEST(WsD256, ShapesLengthsAndWindows) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs256, kPackedWs256})
+    variant_shapes_lengths_and_windows(v, {{256, 4, 1}, {256, 8, 4}, {256, 16, 8}});
+}
+
+TEST(WsD256, Softcap) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs256, kPackedWs256}) variant_softcap(v, {256});
+}
+
+TEST(WsD256, LaterChunksFp16AndFp32Output) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs256, kPackedWs256})
+    for (bool o32 : {false, true})
+      variant_later_chunks(v, {make_problem(shape(256, 4, 1, AttnDtype::FP16, o32), 700, 300, 511, 0),
+                               make_problem(shape(256, 8, 4, AttnDtype::BF16, o32), 300, 77, kInf, 0)});
+}
+
+TEST(WsD256, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs256, kPackedWs256}) variant_chunked_ring_d256(v);
+}
+
+TEST(WsD256, SmallForSanitizers) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs256, kPackedWs256}) variant_small_for_sanitizers(v, {256});
 }
 
 TEST(Naive, OutOfMemoryIsAnError) {

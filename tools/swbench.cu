@@ -4,10 +4,13 @@
 // check of sampled query rows against an fp64 CPU reference.
 //
 //   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
-//           sliding,dense-packed,sliding-packed,decode-dense,decode-sliding] [--n 4096,8192,...] [--dtype bf16|fp16]
-//           [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
-// dense-packed and sliding-packed are dense and sliding with GQA packing forced (FlashAttnArgs::pack_gqa,
-// bench/attention_notes.md #14), so one run compares it with the default dispatch on the same inputs.
+//           sliding,decode-dense,decode-sliding] [--variants base,packed,ws256,packed+ws256] [--n 4096,8192,...]
+//           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N]
+//           [--json FILE] [--csv FILE]
+// --variants runs the dense and sliding rows once per flash kernel variant, on the same inputs in one process
+// (bench/attention_notes.md #14): base is the default dispatch, packed forces GQA packing
+// (FlashAttnArgs::pack_gqa), ws256 the warp-specialized kernel at head_dim 256 (FlashAttnArgs::ws_d256); such
+// rows are named e.g. sliding-packed+ws256.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
@@ -53,6 +56,7 @@ struct OutOfMemory : swrun::Error {
 struct Options {
   std::vector<Shape> shapes;
   std::vector<std::string> impls{"naive", "dense", "sliding"};
+  std::vector<std::string> variants{"base"};
   std::vector<int> ns{4096, 8192, 16384, 32768, 65536, 131072};
   AttnDtype dtype = AttnDtype::BF16;
   float softcap = 0.f;  // 0: none
@@ -126,10 +130,11 @@ Options parse_args(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
-                "[--impls naive,dense,sliding,dense-packed,sliding-packed,decode-dense,decode-sliding] [--n LIST] "
-                "[--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N] "
-                "[--json FILE] [--csv FILE]\n"
-                "  dense-packed, sliding-packed: GQA packing forced (every block serves all query heads of a KV head).\n"
+                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants base,packed,ws256,packed+ws256] "
+                "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] "
+                "[--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): base = the\n"
+                "  default dispatch, packed = GQA packing forced, ws256 = warp-specialized kernel at head_dim 256.\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
@@ -141,6 +146,7 @@ Options parse_args(int argc, char** argv) {
     const std::string val = argv[++i];
     if (flag == "--shapes") shapes = split(val, ',');
     else if (flag == "--impls") o.impls = split(val, ',');
+    else if (flag == "--variants") o.variants = split(val, ',');
     else if (flag == "--n") {
       o.ns.clear();
       for (auto& s : split(val, ',')) o.ns.push_back(to_int(s, "N"));
@@ -162,9 +168,22 @@ Options parse_args(int argc, char** argv) {
   }
   for (auto& s : shapes) o.shapes.push_back(parse_shape(s));
   for (auto& im : o.impls)
-    if (im != "naive" && im != "dense" && im != "sliding" && im != "dense-packed" && im != "sliding-packed" &&
-        im != "decode-dense" && im != "decode-sliding")
+    if (im != "naive" && im != "dense" && im != "sliding" && im != "decode-dense" && im != "decode-sliding")
       swrun::fail("swbench: unknown impl " + im);
+  for (auto& v : o.variants) {
+    const auto parts = split(v, '+');
+    const bool ok = v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), [](const std::string& x) {
+                                      return x == "packed" || x == "ws256";
+                                    }));
+    if (!ok) swrun::fail("swbench: unknown variant '" + v + "' (base, packed, ws256, packed+ws256)");
+  }
+  std::vector<std::string> rows;  // dense and sliding once per variant
+  for (const auto& im : o.impls)
+    if (im == "dense" || im == "sliding")
+      for (const auto& v : o.variants) rows.push_back(v == "base" ? im : im + "-" + v);
+    else
+      rows.push_back(im);
+  o.impls = rows;
   return o;
 }
 
@@ -372,9 +391,12 @@ Row row_of(const Shape& s, int n, const std::string& impl) {
 Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::string& impl, int l2_bytes,
              size_t free_before, std::mt19937& rng) {
   const bool naive = impl == "naive";
-  const bool windowed = impl == "sliding" || impl == "sliding-packed" || impl == "decode-sliding";
-  const bool pack_gqa = impl == "dense-packed" || impl == "sliding-packed";
   const bool decode = impl.rfind("decode", 0) == 0;
+  const bool windowed = impl.rfind("sliding", 0) == 0 || impl == "decode-sliding";
+  // Prefill variants (parse_args): the switches named after the impl's dash, e.g. sliding-packed+ws256.
+  const std::string variant = decode || impl.find('-') == std::string::npos ? "" : impl.substr(impl.find('-'));
+  const bool pack_gqa = variant.find("packed") != std::string::npos;
+  const bool ws_d256 = variant.find("ws256") != std::string::npos;
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
   if (opt.softcap > 0.f) add_note(r, "softcap " + fmt(opt.softcap, "%g"));
@@ -393,6 +415,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   auto call = [&](int set) {
     FlashAttnArgs a = make_args(s, in, set, opt, windowed, n_q);
     a.pack_gqa = pack_gqa;
+    a.ws_d256 = ws_d256;
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {
       a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);
@@ -534,7 +557,7 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
     std::mt19937 rng(12345);
     std::vector<Row> rows;
-    std::printf("%-9s %-15s %7s %10s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
+    std::printf("%-9s %-20s %7s %10s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
                 "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
     for (const Shape& s : opt.shapes)
       for (int n : opt.ns) {
@@ -565,7 +588,7 @@ int main(int argc, char** argv) {
         compare_within_group(rows, first);
         for (size_t i = first; i < rows.size(); ++i) {
           const Row& r = rows[i];
-          std::printf("%-9s %-15s %7d %10s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
+          std::printf("%-9s %-20s %7d %10s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
                       fmt(r.ms, "%.4f").c_str(), fmt(r.tflops, "%.1f").c_str(), fmt(r.vs_dense, "%.2f").c_str(),
                       fmt(r.vs_naive, "%.2f").c_str(), fmt(r.bytes / 1048576.0, "%.0f").c_str(), r.reps,
                       r.check.c_str(), r.note.c_str());

@@ -40,6 +40,10 @@ struct FlashAttnArgs {
   // window plus those fewer positions. false: the group is packed only when n_q is below one tile (decode).
   // Off by default until the GPU measures it against the unpacked kernel (swbench impl sliding-packed).
   bool pack_gqa = false;
+  // Variant 14b: head_dim 256 on the warp-specialized kernel (flash_kernel_ws.cuh: producer warpgroup, FA3
+  // overlap, ping-pong) that head_dim 128 always uses on sm_90a. Off by default until measured (swbench
+  // --variants ws256, packed+ws256); ignored at other head_dims and off sm_90a.
+  bool ws_d256 = false;
 };
 
 // What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.

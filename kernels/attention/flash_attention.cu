@@ -140,7 +140,7 @@ bool sm90a_device() {
 }
 
 template <typename T, bool kSoftcap>
-void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool combine) {
+void launch_typed(const FlashParams& p, int head_dim, bool ws_d256, cudaStream_t stream, bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64:
@@ -155,7 +155,10 @@ void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool 
       if (combine) attn::launch_combine<T, 128>(p, stream);
       break;
     default:
-      attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
+      if (ws_d256 && sm90a_device())
+        attn::launch_flash_ws<T, 256, kSoftcap>(p, grid, stream);
+      else
+        attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 256>(p, stream);
       break;
   }
@@ -164,9 +167,9 @@ void launch_typed(const FlashParams& p, int head_dim, cudaStream_t stream, bool 
 template <typename T>
 void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream, bool combine) {
   if (a.softcap > 0.f)
-    launch_typed<T, true>(p, a.head_dim, stream, combine);
+    launch_typed<T, true>(p, a.head_dim, a.ws_d256, stream, combine);
   else
-    launch_typed<T, false>(p, a.head_dim, stream, combine);
+    launch_typed<T, false>(p, a.head_dim, a.ws_d256, stream, combine);
 }
 
 void launch(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream) {

@@ -112,33 +112,44 @@ template <int BN> struct BlockBounds {
 template <typename T, int D, int BN, int NT>
 __device__ __forceinline__ void load_kv_tile(T* smem, const T* head_base, int64_t row_stride, int tile,
                                              const BlockBounds<BN>& b, int capacity) {
-  constexpr int kChunks = D / 8, kRowsPerPass = NT / kChunks;
-  static_assert((BN * kChunks) % NT == 0 && NT % kChunks == 0, "tile load must split evenly");
-  static_assert(kRowsPerPass % 8 == 0, "each pass keeps the thread's swizzle phase");
+  // A row's 16-byte chunks are spread over kThreadsPerRow threads, kChunkSteps each (more than one only when
+  // the threads are too few for a pass of 8 rows: the d 256 warp-specialized producer, 128 threads).
+  constexpr int kChunks = D / 8, kThreadsPerRow = kChunks < NT / 8 ? kChunks : NT / 8;
+  constexpr int kChunkSteps = kChunks / kThreadsPerRow, kRowsPerPass = NT / kThreadsPerRow;
+  static_assert(kChunks % kThreadsPerRow == 0 && NT % kThreadsPerRow == 0 && BN % kRowsPerPass == 0,
+                "tile load must split evenly");
+  static_assert(kRowsPerPass % 8 == 0 && kThreadsPerRow % 8 == 0, "each pass and step keeps the swizzle phase");
   const int tid = threadIdx.x;
-  const int row0 = tid / kChunks, chunk = tid % kChunks;
+  const int row0 = tid / kThreadsPerRow, chunk0 = tid % kThreadsPerRow;
   const int pos0 = tile * BN + row0;
+  // Chunk step c is chunk0 + c * kThreadsPerRow: the same swizzle phase, kThreadsPerRow / 8 column blocks on.
+  constexpr int kStepSmem = kThreadsPerRow / 8 * BN * 64, kStepGlobal = kThreadsPerRow * 8;
   // Almost every tile lies wholly inside [key_lo, key_hi] in consecutive ring slots: then each pass only
   // steps both addresses by a constant, where the general path below spends about a dozen instructions per
   // 16-byte copy on the issuing warps' critical path (bench/attention_notes.md, #13).
   const int slot_first = tile * BN % capacity;
   if (tile * BN >= b.key_lo && tile * BN + BN - 1 <= b.key_hi && slot_first + BN <= capacity) {
-    const T* src = head_base + (slot_first + row0) * row_stride + chunk * 8;
-    T* dst = smem + tile_offset<BN>(row0, chunk);
+    const T* src = head_base + (slot_first + row0) * row_stride + chunk0 * 8;
+    T* dst = smem + tile_offset<BN>(row0, chunk0);
 #pragma unroll
-    for (int i = 0; i < BN * kChunks / NT; ++i)
-      cp_async_16(dst + i * kRowsPerPass * 64, src + i * kRowsPerPass * row_stride, true);
+    for (int i = 0; i < BN / kRowsPerPass; ++i)
+#pragma unroll
+      for (int c = 0; c < kChunkSteps; ++c)
+        cp_async_16(dst + i * kRowsPerPass * 64 + c * kStepSmem, src + i * kRowsPerPass * row_stride + c * kStepGlobal,
+                    true);
     return;
   }
   int slot = pos0 % capacity;
 #pragma unroll
-  for (int i = 0; i < BN * kChunks / NT; ++i) {
-    const int row = row0 + i * (NT / kChunks);
-    const int pos = pos0 + i * (NT / kChunks);
+  for (int i = 0; i < BN / kRowsPerPass; ++i) {
+    const int row = row0 + i * kRowsPerPass;
+    const int pos = pos0 + i * kRowsPerPass;
     const bool present = pos >= b.key_lo && pos <= b.key_hi;
-    cp_async_16(smem + tile_offset<BN>(row, chunk), head_base + (present ? slot * row_stride + chunk * 8 : 0),
-                present);
-    slot += NT / kChunks;
+#pragma unroll
+    for (int c = 0; c < kChunkSteps; ++c)
+      cp_async_16(smem + tile_offset<BN>(row, chunk0) + c * kStepSmem,
+                  head_base + (present ? slot * row_stride + chunk0 * 8 + c * kStepGlobal : 0), present);
+    slot += kRowsPerPass;
     while (slot >= capacity) slot -= capacity;
   }
 }

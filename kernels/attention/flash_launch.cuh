@@ -44,6 +44,7 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
   template void launch_flash<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
   template void launch_flash<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
   template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);        \
+  template void launch_flash_ws<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);        \
   }
 #define SWRUN_INSTANTIATE_FLASH_COMBINE(T)                                                       \
   namespace swrun::cuda::attn {                                                                  \
