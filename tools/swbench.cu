@@ -172,9 +172,8 @@ Options parse_args(int argc, char** argv) {
       swrun::fail("swbench: unknown impl " + im);
   for (auto& v : o.variants) {
     const auto parts = split(v, '+');
-    const bool ok = v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), [](const std::string& x) {
-                                      return x == "packed" || x == "ws256";
-                                    }));
+    const auto known = [](const std::string& x) { return x == "packed" || x == "ws256"; };
+    const bool ok = v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), known));
     if (!ok) swrun::fail("swbench: unknown variant '" + v + "' (base, packed, ws256, packed+ws256)");
   }
   std::vector<std::string> rows;  // dense and sliding once per variant

@@ -38,7 +38,7 @@ struct FlashAttnArgs {
   // Variant 14 (bench/attention_notes.md), GQA packing: every block serves all n_head / n_head_kv query heads of
   // one KV head at any n_q (its rows are the group x fewer positions), so each block's key span shrinks to the
   // window plus those fewer positions. false: the group is packed only when n_q is below one tile (decode).
-  // Off by default until the GPU measures it against the unpacked kernel (swbench impl sliding-packed).
+  // Off by default until the GPU measures it against the unpacked kernel (swbench --variants packed).
   bool pack_gqa = false;
   // Variant 14b: head_dim 256 on the warp-specialized kernel (flash_kernel_ws.cuh: producer warpgroup, FA3
   // overlap, ping-pong) that head_dim 128 always uses on sm_90a. Off by default until measured (swbench

@@ -1,8 +1,9 @@
 // Warp-specialized flash kernel (sm_90a only; head_dim 128, and 256 when FlashAttnArgs::ws_d256 asks for it,
 // variant 14b): warpgroup 0 only loads, refilling the K and V stages with cp.async as soon as the consumers
-// release them, and gives its registers to the two consumer warpgroups (setmaxnreg). Each consumer overlaps its own softmax with its own MMAs (FlashAttention-3 order:
-// S(i) = Q.K(i) and O += P(i-1).V(i-1) are issued together, the softmax of S(i) runs while P.V is in flight),
-// and the two consumers take turns issuing their MMAs (ping-pong). Block bounds, tile loads, mask, softmax and
+// release them, and gives its registers to the two consumer warpgroups (setmaxnreg). Each consumer overlaps its
+// own softmax with its own MMAs (FlashAttention-3 order: S(i) = Q.K(i) and O += P(i-1).V(i-1) are issued
+// together, the softmax of S(i) runs while P.V is in flight), and the two consumers take turns issuing their
+// MMAs (ping-pong). Block bounds, tile loads, mask, softmax and
 // epilogue are the ones of flash_kernel.cuh. Measured against the one-kernel path: bench/attention_notes.md #12-#13.
 #pragma once
 #include "kernels/attention/flash_kernel.cuh"
