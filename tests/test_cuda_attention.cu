@@ -627,8 +627,8 @@ TEST(PackedGqa, SmallForSanitizers) {  // one packed launch per kernel kind, sma
 
 TEST(WsD256, ShapesLengthsAndWindows) {
   SKIP_WITHOUT_GPU();
-  for (Variant v : {kWs256, kPackedWs256})
-    variant_shapes_lengths_and_windows(v, {{256, 4, 1}, {256, 8, 4}, {256, 16, 8}});
+  // Gemma 3's and Gemma 2 2B's groups (16/8 is the same code with more blocks; PackedGqa runs it).
+  for (Variant v : {kWs256, kPackedWs256}) variant_shapes_lengths_and_windows(v, {{256, 4, 1}, {256, 8, 4}});
 }
 
 TEST(WsD256, Softcap) {
