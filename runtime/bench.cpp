@@ -165,9 +165,14 @@ class RandomTokens {
 
 }  // namespace
 
+int bench_max_batch(const BenchOptions& opt) {
+  int largest = 1;
+  for (const BenchTest& t : opt.tests) largest = std::max({largest, t.n_prompt, t.n_depth});
+  return std::min(largest, opt.ubatch);
+}
+
 std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchOptions& opt,
                                 const std::function<void(const BenchProgress&)>& progress) {
-  if (opt.repetitions < 1) fail("bench: -r must be >= 1");
   std::vector<AttnSpec> specs;
   for (const std::string& text : opt.attn_specs) {
     specs.push_back(AttnSpec::parse(text));
@@ -175,9 +180,7 @@ std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchO
   }
   RandomTokens random(tok, model.config().vocab, opt.seed);
   std::vector<float> logits(static_cast<size_t>(model.config().vocab));
-  int max_batch = 1;
-  for (const BenchTest& t : opt.tests) max_batch = std::max({max_batch, t.n_prompt, t.n_depth});
-  max_batch = std::min(max_batch, opt.ubatch);
+  const int max_batch = bench_max_batch(opt);
 
   std::vector<BenchRow> rows;
   const int count = static_cast<int>(specs.size() * opt.tests.size());

@@ -67,7 +67,6 @@ struct BenchReport {
   int n_ubatch = 0;
   bool ubatch_given = false;  // -b was given: the markdown table shows it, as llama-bench shows non-default flags
   bool use_graph = true;  // decode steps through Backend::run_captured
-  int repetitions = 0;
   std::vector<BenchRow> rows;
 };
 
@@ -89,8 +88,11 @@ struct BenchProgress {
   const char* phase;
 };
 
+// The largest batch a run prefills at once (a prefill chunk: at most ubatch, at most the largest prompt or depth).
+int bench_max_batch(const BenchOptions& opt);
+
 // Runs every test under every spec (specs outermost, as llama-bench loops its parameters) on a model loaded with
-// max_batch >= min(ubatch, largest prefill). For each test: a context of depth + prompt + generation tokens, one
+// max_batch >= bench_max_batch(opt). For each test: a context of depth + prompt + generation tokens, one
 // warm-up run (not timed), then per repetition the depth prefill (not timed) and the timed test.
 std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchOptions& opt,
                                 const std::function<void(const BenchProgress&)>& progress);

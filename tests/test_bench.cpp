@@ -92,7 +92,6 @@ BenchReport sample_report(const std::string& backend) {
   r.n_threads = backend == "CPU" ? 2 : 0;
   r.n_gpu_layers = backend == "CPU" ? 0 : 18;
   r.n_ubatch = 512;
-  r.repetitions = 2;
   r.rows = {{{512, 0, 0}, "model", {100'000'000, 120'000'000}, 1000},
             {{0, 128, 0}, "model", {1'000'000'000, 1'000'000'000}, 2000},
             {{0, 128, 32768}, "0-4:sliding:512,5-:dense", {2'000'000'000, 1'600'000'000}, 3000}};

@@ -3,7 +3,6 @@
 #include <omp.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 
 #include "models/model.h"
@@ -54,9 +53,7 @@ int run_bench_subcommand(const BenchCli& cli) {
   auto tok = Tokenizer::from_gguf(*file);
   auto backend = make_backend(cli.backend, cli.threads);
   opt.ubatch = cli.ubatch > 0 ? cli.ubatch : default_ubatch(*backend);
-  int largest_prefill = 1;
-  for (const BenchTest& t : opt.tests) largest_prefill = std::max({largest_prefill, t.n_prompt, t.n_depth});
-  auto model = load_model(*file, *backend, AttnSpec::parse(opt.attn_specs[0]), std::min(opt.ubatch, largest_prefill));
+  auto model = load_model(*file, *backend, AttnSpec::parse(opt.attn_specs[0]), bench_max_batch(opt));
 
   BenchReport report;
   report.model = describe_model(*file);
@@ -68,23 +65,26 @@ int run_bench_subcommand(const BenchCli& cli) {
   report.n_ubatch = opt.ubatch;
   report.ubatch_given = cli.ubatch > 0;
   report.use_graph = opt.use_graph;
-  report.repetitions = opt.repetitions;
 
   // One line rewritten in place on a terminal; one line per test otherwise (logs stay short).
   const bool tty = isatty(STDERR_FILENO);
-  report.rows = run_bench(*model, *tok, opt, [&](const BenchProgress& p) {
-    const std::string where = "swrun bench: " + std::to_string(p.index) + "/" + std::to_string(p.count) + " " +
-                              test_name(p.test) + " [attn " + p.attn + "]";
-    if (tty) {
-      std::string what = p.repetition == 0 ? std::string(p.phase)
-                                            : std::string(p.phase) + " " + std::to_string(p.repetition) + "/" +
-                                                  std::to_string(p.repetitions);
-      std::fprintf(stderr, "\r\033[K%s: %s", where.c_str(), what.c_str());
-    } else if (p.repetition == 0) {
-      std::fprintf(stderr, "%s: warm-up + %d repetitions\n", where.c_str(), p.repetitions);
-    }
-  });
-  if (tty) std::fputs("\r\033[K", stderr);
+  struct ClearProgressLine {  // before the table, and when a test fails (the error then starts its own line)
+    bool tty;
+    ~ClearProgressLine() { if (tty) std::fputs("\r\033[K", stderr); }
+  };
+  {
+    ClearProgressLine clear{tty};
+    report.rows = run_bench(*model, *tok, opt, [&](const BenchProgress& p) {
+      const std::string where = "swrun bench: " + std::to_string(p.index) + "/" + std::to_string(p.count) + " " +
+                                test_name(p.test) + " [attn " + p.attn + "]";
+      if (tty && p.repetition > 0)
+        std::fprintf(stderr, "\r\033[K%s: %s %d/%d", where.c_str(), p.phase, p.repetition, p.repetitions);
+      else if (tty)
+        std::fprintf(stderr, "\r\033[K%s: %s", where.c_str(), p.phase);
+      else if (p.repetition == 0)
+        std::fprintf(stderr, "%s: warm-up + %d repetitions\n", where.c_str(), p.repetitions);
+    });
+  }
   // Written only now that every test has run: an error above leaves no half table on stdout.
   std::fputs(render(report, format).c_str(), stdout);
   std::fflush(stdout);
