@@ -120,8 +120,11 @@ class Backend {
   // Returns true when the step ran from a graph. The default runs it plainly.
   virtual bool run_captured(int key, const std::function<void()>& step) { (void)key; step(); return false; }
 
-  // Device memory high-water mark since the backend was created (0 where not tracked).
+  // Device memory high-water mark since the backend was created or since the last reset_peak_memory() (0 where
+  // not tracked).
   virtual size_t peak_memory_bytes() const { return 0; }
+  // Restarts the high-water mark from the bytes allocated now, so that one job's peak can be measured alone.
+  virtual void reset_peak_memory() {}
 
   // Profiling hooks: the model brackets each op and layer; backends time them (CUDA events / host clock)
   // only while a profiler is attached, and emit NVTX ranges with the same names.

@@ -8,26 +8,36 @@
 #include "runtime/tokenizer.h"
 
 namespace swrun {
-std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress) {
+std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress,
+                           int32_t pos0) {
   if (prompt.empty()) fail("empty prompt");
   std::vector<float> logits(static_cast<size_t>(model.config().vocab));
   const int n = static_cast<int>(prompt.size());
   const int chunks = (n + ubatch - 1) / ubatch;
   const double t0 = now_ms();
   for (int c = 0; c < chunks; ++c) {
-    const int pos0 = c * ubatch;
-    const int len = std::min(ubatch, n - pos0);
+    const int done = c * ubatch;
+    const int len = std::min(ubatch, n - done);
     const bool last = c == chunks - 1;
-    model.forward(prompt.data() + pos0, pos0, len, last ? LogitsMode::Last : LogitsMode::None, logits.data());
+    model.forward(prompt.data() + done, pos0 + done, len, last ? LogitsMode::Last : LogitsMode::None, logits.data());
     if (progress && chunks > 1) {
       model.backend().synchronize();
       const double s = (now_ms() - t0) / 1e3;
-      std::fprintf(stderr, "\rprefill: chunk %d/%d, %d tokens, %.0f tok/s ", c + 1, chunks, pos0 + len,
-                   (pos0 + len) / std::max(s, 1e-9));
+      std::fprintf(stderr, "\rprefill: chunk %d/%d, %d tokens, %.0f tok/s ", c + 1, chunks, done + len,
+                   (done + len) / std::max(s, 1e-9));
       if (last) std::fputc('\n', stderr);
     }
   }
   return logits;
+}
+
+bool decode_step(Model& model, int32_t token, int32_t pos, bool use_graph, float* logits) {
+  auto step = [&] { model.forward(&token, pos, 1, LogitsMode::Last, logits); };
+  if (!use_graph) {
+    step();
+    return false;
+  }
+  return model.backend().run_captured(0, step);
 }
 
 GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,
@@ -53,9 +63,7 @@ GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int
     on_token(next);
     ++st.n_generated;
     if (i + 1 == opt.n_predict || pos >= ctx) break;  // the last token needs no forward pass
-    auto step = [&] { model.forward(&next, pos, 1, LogitsMode::Last, step_logits.data()); };
-    if (opt.use_graph) st.graph_used = model.backend().run_captured(0, step);
-    else step();
+    st.graph_used = decode_step(model, next, pos, opt.use_graph, step_logits.data());
     logits.swap(step_logits);
     ++pos;
   }

@@ -28,9 +28,15 @@ struct GenerateStats {
   double generate_tok_s() const { return generate_ms > 0 ? n_generated / (generate_ms / 1e3) : 0; }
 };
 
-// Runs the prompt through the model in chunks of ubatch tokens, computing logits only for the last position,
-// and returns them (host, [vocab]).
-std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress);
+// Runs the prompt through the model in chunks of ubatch tokens at positions pos0 .. pos0+n-1, computing logits
+// only for the last position, and returns them (host, [vocab]).
+std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress,
+                           int32_t pos0 = 0);
+
+// One decode step, the one generation and `swrun bench` both time: runs `token` at position `pos` and writes
+// the next-token logits (host, [vocab]) to `logits`. With use_graph it runs through Backend::run_captured (a CUDA
+// graph where the backend has one). Returns true when the step ran from a graph.
+bool decode_step(Model& model, int32_t token, int32_t pos, bool use_graph, float* logits);
 
 // Generates up to n_predict tokens after the prompt (stops at end-of-generation or at the context end `ctx`).
 // on_token receives each generated id as soon as it is sampled.

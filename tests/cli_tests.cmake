@@ -9,3 +9,8 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_modes.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_modes)
 endif()
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_bench
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_bench.py $<TARGET_FILE:swrun>
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_bench)
+endif()

@@ -1,4 +1,5 @@
-// swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors.
+// swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors;
+// `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -19,6 +20,8 @@
 #include "runtime/prompt_fill.h"
 #include "runtime/report.h"
 #include "runtime/tokenizer.h"
+#include "tools/cli_backend.h"
+#include "tools/swrun_bench.h"
 
 namespace swrun {
 namespace {
@@ -47,13 +50,7 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::unique_ptr<Backend> pick_backend(const Options& o) {
-  if (o.backend == "cpu") return make_cpu_backend(o.threads);
-  if (o.backend == "cuda") return make_cuda_backend(0);
-  if (cuda_device_available()) return make_cuda_backend(0);
-  std::fprintf(stderr, "swrun: no CUDA device found, using the CPU backend\n");
-  return make_cpu_backend(o.threads);
-}
+std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
 
 void print_attention_table(const ModelConfig& c) {
   std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
@@ -75,12 +72,7 @@ void check_common(const Options& o) {
   if (o.repeat < 1) fail("--repeat must be >= 1");
 }
 
-// Prefill chunk: big enough on a GPU that one chunk's attention fills the chip (4096 queries x heads in 128-row
-// tiles), small on the CPU where it only bounds the activation buffers.
-int ubatch_for(const Options& o, const Backend& be) {
-  if (o.ubatch > 0) return o.ubatch;
-  return be.name() == "cuda" ? 4096 : 512;
-}
+int ubatch_for(const Options& o, const Backend& be) { return o.ubatch > 0 ? o.ubatch : default_ubatch(be); }
 
 // The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
 std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
@@ -255,6 +247,8 @@ int main_impl(int argc, char** argv) {
   std::string inspect_path;
   CLI::App* inspect = app.add_subcommand("inspect", "print a GGUF file's metadata and tensor table");
   inspect->add_option("file", inspect_path, "GGUF file")->required()->check(CLI::ExistingFile);
+  BenchCli bench_cli;
+  CLI::App* bench = add_bench_subcommand(app, bench_cli);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -262,6 +256,7 @@ int main_impl(int argc, char** argv) {
     return app.exit(e);
   }
   if (*inspect) return run_inspect(inspect_path);
+  if (*bench) return run_bench_subcommand(bench_cli);
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");

@@ -69,6 +69,7 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   bool run_captured(int key, const std::function<void()>& step) override;
   size_t peak_memory_bytes() const override { return mem_.peak_bytes(); }
+  void reset_peak_memory() override { mem_.reset_peak(); }
   void push_range(const char* name, int layer, OpKind op) override;
   void pop_range() override;
   void attach_profiler(Profiler* profiler) override { range_timer_.attach(profiler); }

@@ -24,6 +24,7 @@ class DeviceMemory {
   void release_retired();
 
   size_t peak_bytes() const { return peak_; }
+  void reset_peak() { peak_ = current_; }
   // Accounts for a short-lived device allocation made outside this class (e.g. the dense-naive scores).
   void note_transient(size_t bytes);
 
