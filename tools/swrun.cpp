@@ -1,4 +1,5 @@
-// swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors.
+// swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors;
+// `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include "runtime/prompt_fill.h"
 #include "runtime/report.h"
 #include "runtime/tokenizer.h"
+#include "tools/swrun_tokenize.h"
 
 namespace swrun {
 namespace {
@@ -86,7 +88,7 @@ int ubatch_for(const Options& o, const Backend& be) {
 std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
   const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   std::vector<int32_t> ids = tok.encode(text, tok.add_bos());
-  if (o.prompt_len > 0) ids = fill_prompt(ids, tok.bos(), o.prompt_len);
+  if (o.prompt_len > 0) ids = fill_prompt(ids, tok.add_bos() ? tok.bos() : -1, o.prompt_len);
   if (ids.empty()) fail("the prompt encodes to no tokens");
   return ids;
 }
@@ -255,6 +257,7 @@ int main_impl(int argc, char** argv) {
   std::string inspect_path;
   CLI::App* inspect = app.add_subcommand("inspect", "print a GGUF file's metadata and tensor table");
   inspect->add_option("file", inspect_path, "GGUF file")->required()->check(CLI::ExistingFile);
+  TokenizeCommand tokenize(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -262,6 +265,7 @@ int main_impl(int argc, char** argv) {
     return app.exit(e);
   }
   if (*inspect) return run_inspect(inspect_path);
+  if (tokenize.chosen()) return tokenize.run();
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");
