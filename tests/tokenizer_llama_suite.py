@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llama.cpp's own tokenizer test suite (tests/test-tokenizer-0.cpp) run through `swrun tokenize`.
 
-Every case of every vocabulary below is tokenized with `swrun tokenize -m VOCAB -f CASE --ids --no-bos` (no BOS,
+Every case of every vocabulary below is tokenized with `swrun tokenize -m VOCAB --ids --no-bos -f CASE...` (no BOS,
 special tokens not parsed: llama.cpp's add_special = false, parse_special = false) and compared with the ids in
 the .out file. The .inp file holds the cases separated by "\\n__ggml_vocab_test__\\n" and split the way
 test-tokenizer-0.cpp splits it; the .out file has one line of ids per case. Also checks that generation refuses a
@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 VOCABS = ["llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35", "gpt-2", "deepseek-llm", "deepseek-coder",
           "command-r", "starcoder", "falcon", "refact", "mpt"]
@@ -39,14 +38,20 @@ def read_cases(path):
     return list(zip(inputs, outputs))
 
 
-def tokenize(swrun, vocab, text, workdir, index):
-    case_file = os.path.join(workdir, f"case{index}.txt")
-    with open(case_file, "wb") as f:
-        f.write(text)
-    r = subprocess.run([swrun, "tokenize", "-m", vocab, "-f", case_file, "--ids", "--no-bos"], capture_output=True)
+def tokenize(swrun, vocab, texts, workdir):
+    """The ids of each text, from one `swrun tokenize` run with one -f file per text (one output line each)."""
+    files = []
+    for i, text in enumerate(texts):
+        files.append(os.path.join(workdir, f"case{i}.txt"))
+        with open(files[-1], "wb") as f:
+            f.write(text)
+    r = subprocess.run([swrun, "tokenize", "-m", vocab, "--ids", "--no-bos", "-f"] + files, capture_output=True)
     if r.returncode != 0:
-        return None, r.stderr.decode(errors="replace").strip()
-    return [int(t) for t in r.stdout.split()], ""
+        sys.exit(f"{vocab}: swrun tokenize failed: {r.stderr.decode(errors='replace').strip()}")
+    lines = r.stdout.decode().split("\n")
+    if len(lines) != len(texts) + 1 or lines[-1] != "":
+        sys.exit(f"{vocab}: swrun tokenize printed {len(lines) - 1} lines for {len(texts)} texts")
+    return [[int(t) for t in line.split()] for line in lines[:-1]]
 
 
 def check_vocab_only_generation(swrun, vocab):
@@ -72,18 +77,17 @@ def main():
 
     all_ok = True
     total_cases = total_matches = 0
-    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+    with tempfile.TemporaryDirectory() as workdir:
         for name in VOCABS:
             vocab = os.path.join(vocab_dir, f"ggml-vocab-{name}.gguf")
             cases = read_cases(vocab)
-            results = list(pool.map(lambda ic: tokenize(swrun, vocab, ic[1][0], workdir, f"{name}-{ic[0]}"),
-                                    enumerate(cases)))
+            results = tokenize(swrun, vocab, [text for text, _ in cases], workdir)
             matches = 0
-            for (text, expected), (got, error) in zip(cases, results):
+            for (text, expected), got in zip(cases, results):
                 if got == expected:
                     matches += 1
                     continue
-                print(f"  {name}: MISMATCH for {text!r}\n    expected {expected}\n    got      {got} {error}")
+                print(f"  {name}: MISMATCH for {text!r}\n    expected {expected}\n    got      {got}")
             print(f"{name}: {len(cases)} cases, {matches} match")
             total_cases += len(cases)
             total_matches += matches

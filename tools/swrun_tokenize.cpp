@@ -53,7 +53,8 @@ TokenizeCommand::TokenizeCommand(CLI::App& app) {
   command_ = app.add_subcommand("tokenize", "print the token ids of a text (needs only the model's vocabulary)");
   command_->add_option("-m,--model", model_, "GGUF file with a vocabulary")->required()->check(CLI::ExistingFile);
   CLI::Option* prompt = command_->add_option("-p,--prompt", prompt_, "text to tokenize");
-  CLI::Option* file = command_->add_option("-f,--file", prompt_file_, "read the text from a file");
+  CLI::Option* file = command_->add_option("-f,--file", prompt_files_,
+                                           "read the text from a file (several files: one result per file)");
   prompt->excludes(file);
   command_->add_flag("--ids", ids_only_, "print only the ids, space-separated on one line");
   command_->add_flag("--no-bos", no_bos_, "do not add BOS even when the vocabulary asks for it");
@@ -66,25 +67,29 @@ bool TokenizeCommand::chosen() const { return command_->parsed(); }
 int TokenizeCommand::run() const {
   const bool has_prompt = command_->count("--prompt") > 0, has_file = command_->count("--file") > 0;
   if (has_prompt == has_file) fail("tokenize: give exactly one of -p/--prompt or -f/--file");
-  const std::string text = has_file ? read_text_file(prompt_file_) : prompt_;
   auto file = GgufFile::open(model_);
   auto tok = Tokenizer::from_gguf(*file);
-  const std::vector<int32_t> ids = tok->encode(text, tok->add_bos() && !no_bos_, parse_special_);
   std::string out;
+  for (const std::string& path : has_file ? prompt_files_ : std::vector<std::string>{""})
+    print_tokens(*tok, has_file ? read_text_file(path) : prompt_, out);
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+void TokenizeCommand::print_tokens(const Tokenizer& tok, const std::string& text, std::string& out) const {
+  const std::vector<int32_t> ids = tok.encode(text, tok.add_bos() && !no_bos_, parse_special_);
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids_only_) {
       out += (i ? " " : "") + std::to_string(ids[i]);
       continue;
     }
-    const TokenType type = tok->type(ids[i]);
+    const TokenType type = tok.type(ids[i]);
     const bool special = type == kControl || type == kUnknown;  // shown by name, as llama-tokenize does
     char id[16];
     std::snprintf(id, sizeof id, "%6d", ids[i]);
-    out += std::string(id) + " -> " + quoted(special ? tok->piece(ids[i]) : tok->surface(ids[i])) + "\n";
+    out += std::string(id) + " -> " + quoted(special ? tok.piece(ids[i]) : tok.surface(ids[i])) + "\n";
   }
   if (ids_only_) out += "\n";
-  std::fputs(out.c_str(), stdout);
-  return 0;
 }
 
 }  // namespace swrun

@@ -2,12 +2,15 @@
 // tokenizer.ggml.* keys, so vocab-only GGUF files work.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
 }
 
 namespace swrun {
+
+class Tokenizer;
 
 class TokenizeCommand {
  public:
@@ -16,8 +19,12 @@ class TokenizeCommand {
   int run() const;
 
  private:
+  // Appends the ids of `text` (one line with --ids, else one line per token) to `out`.
+  void print_tokens(const Tokenizer& tok, const std::string& text, std::string& out) const;
+
   CLI::App* command_;
-  std::string model_, prompt_, prompt_file_;
+  std::string model_, prompt_;
+  std::vector<std::string> prompt_files_;
   bool ids_only_ = false, no_bos_ = false, parse_special_ = false;
 };
 
