@@ -34,7 +34,8 @@ std::string quoted(const std::string& bytes) {
     else if (c == '\r') out += "\\r";
     else if (c == '\'' || c == '\\') out += std::string{'\\', static_cast<char>(c)};
     else if (c >= 0x20 && c < 0x7F) out += static_cast<char>(c);
-    else if (c >= 0x80 && pos + len <= bytes.size() && sanitize_utf8(bytes.substr(pos, len)) == bytes.substr(pos, len)) {
+    else if (c >= 0x80 && pos + len <= bytes.size() &&
+             sanitize_utf8(bytes.substr(pos, len)) == bytes.substr(pos, len)) {
       out.append(bytes, pos, len);
       pos += len;
       continue;
