@@ -117,6 +117,39 @@ void Tokenizer::collect_end_of_generation(const std::vector<int32_t>& ids) {
       if (pieces_[id] == p && (types_[id] == kControl || types_[id] == kUserDefined)) end_of_generation_.push_back(id);
 }
 
+void Tokenizer::index_special_tokens() {
+  for (int32_t id = 0; id < vocab_size(); ++id)
+    if ((types_[id] == kControl || types_[id] == kUnknown || types_[id] == kUserDefined) && !pieces_[id].empty())
+      special_by_length_.push_back(id);
+  std::stable_sort(special_by_length_.begin(), special_by_length_.end(),
+                   [&](int32_t a, int32_t b) { return pieces_[a].size() > pieces_[b].size(); });
+}
+
+std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text, bool all_special) const {
+  std::vector<Fragment> fragments, next;
+  if (!text.empty()) fragments.push_back({text});
+  for (int32_t id : special_by_length_) {
+    if (!all_special && types_[id] != kUserDefined) continue;
+    const std::string& token = pieces_[id];
+    next.clear();
+    for (const Fragment& f : fragments) {
+      if (f.token >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t start = 0;
+      for (size_t hit = f.text.find(token); hit != std::string_view::npos; hit = f.text.find(token, start)) {
+        if (hit > start) next.push_back({f.text.substr(start, hit - start)});
+        next.push_back({{}, id});
+        start = hit + token.size();
+      }
+      if (start < f.text.size()) next.push_back({f.text.substr(start)});
+    }
+    fragments.swap(next);
+  }
+  return fragments;
+}
+
 bool Tokenizer::is_end_of_generation(int32_t id) const {
   return std::find(end_of_generation_.begin(), end_of_generation_.end(), id) != end_of_generation_.end();
 }

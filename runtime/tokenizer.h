@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace swrun {
@@ -62,10 +63,10 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> from_vocabulary(const BpeVocabulary& vocab, const std::string& where);
   virtual ~Tokenizer();
 
-  // Text to ids; BOS first when add_bos is true and the vocabulary has one. With parse_special, control and
-  // user-defined tokens written in the text (e.g. "<|im_start|>") become their ids, as llama.cpp's tokenizer
-  // does; without it they are ordinary text (byte-level BPE still splits out user-defined tokens, as llama.cpp
-  // and Hugging Face tokenizers do). Invalid UTF-8 in the text is encoded as U+FFFD.
+  // Text to ids; BOS first when add_bos is true and the vocabulary has one. With parse_special, control,
+  // unknown and user-defined tokens written in the text (e.g. "<|im_start|>") become their ids, as llama.cpp's
+  // tokenizer does; without it they are ordinary text (byte-level BPE still splits out user-defined tokens, as
+  // llama.cpp and Hugging Face tokenizers do). Invalid UTF-8 in the text is encoded as U+FFFD.
   virtual std::vector<int32_t> encode(const std::string& text, bool add_bos, bool parse_special = false) const = 0;
   // Ids to text: control tokens vanish, bytes are joined into UTF-8 (invalid bytes become U+FFFD); for
   // SentencePiece the dummy-prefix space of the first piece is dropped. Throws Error for an id outside the
@@ -98,6 +99,17 @@ class Tokenizer {
  protected:
   Tokenizer() = default;
   void check_id(int32_t id) const;
+
+  // A stretch of text, or a special token cut out of it.
+  struct Fragment {
+    std::string_view text;
+    int32_t token = -1;
+  };
+  // Cuts the control, unknown and user-defined tokens written in `text` out of it (only user-defined ones when
+  // !all_special), as llama.cpp does: the longest token first over every remaining stretch, then the next.
+  std::vector<Fragment> split_special(std::string_view text, bool all_special) const;
+  // Indexes the special tokens for split_special(); call once pieces_ and types_ are set.
+  void index_special_tokens();
   // Fills end_of_generation_ from the given ids (negative ones ignored) and the well-known end-of-turn pieces.
   void collect_end_of_generation(const std::vector<int32_t>& ids);
 
@@ -106,6 +118,7 @@ class Tokenizer {
   std::vector<PieceKind> kinds_;
   std::vector<std::string> surfaces_;
   std::vector<int32_t> end_of_generation_;
+  std::vector<int32_t> special_by_length_;  // control, unknown and user-defined ids, longest first
   int32_t bos_ = -1;
   int32_t eos_ = -1;
   bool add_bos_ = true;

@@ -1,8 +1,10 @@
 // Byte-level BPE (GPT-2 style) from tokenizer.ggml.tokens + tokenizer.ggml.merges, as llama.cpp runs it:
-// added tokens are cut out of the text first, the pre-tokenizer splits the rest into words, each word's bytes are
+// special tokens are cut out of the text first, the pre-tokenizer splits the rest into words, each word's bytes are
 // spelled in GPT-2's printable byte alphabet, and inside a word the adjacent pair with the lowest merge rank is
 // joined (leftmost on ties) until no ranked pair is left.
 #include <algorithm>
+#include <cstdio>
+#include <iterator>
 #include <queue>
 #include <string_view>
 #include <unordered_map>
@@ -33,15 +35,18 @@ std::string utf8_of(uint32_t cp) {
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other bytes (controls, space, ...)
 // for U+0100 onwards in byte order, so every byte has a visible one-character spelling.
 struct ByteAlphabet {
+  static constexpr uint32_t kCodePoints = 256 + 68;  // 68 bytes are not printable
   std::string spelling[256];
-  std::unordered_map<std::string, unsigned char> byte_of;
+  int16_t byte_of[kCodePoints];  // code point -> byte, -1 for code points that spell no byte
 
   ByteAlphabet() {
+    std::fill(std::begin(byte_of), std::end(byte_of), int16_t{-1});
     uint32_t next = 256;
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-      spelling[b] = utf8_of(printable ? b : next++);
-      byte_of[spelling[b]] = static_cast<unsigned char>(b);
+      const uint32_t cp = printable ? b : next++;
+      spelling[b] = utf8_of(cp);
+      byte_of[cp] = static_cast<int16_t>(b);
     }
   }
 };
@@ -51,19 +56,22 @@ const ByteAlphabet& byte_alphabet() {
   return alphabet;
 }
 
-size_t utf8_length(unsigned char lead) { return lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4; }
-
 // A token's bytes: each character of its GPT-2 spelling back to its byte; characters outside the alphabet (a
 // token not spelled that way) are kept as they are.
 std::string bytes_of_spelling(const std::string& spelled) {
   const ByteAlphabet& alphabet = byte_alphabet();
   std::string out;
   for (size_t pos = 0; pos < spelled.size();) {
-    const size_t len = std::min(utf8_length(static_cast<unsigned char>(spelled[pos])), spelled.size() - pos);
-    const std::string ch = spelled.substr(pos, len);
-    const auto it = alphabet.byte_of.find(ch);
-    if (it != alphabet.byte_of.end()) out += static_cast<char>(it->second);
-    else out += ch;
+    const auto lead = static_cast<unsigned char>(spelled[pos]);
+    uint32_t cp = lead;
+    size_t len = 1;
+    if (lead >= 0xC0 && lead < 0xE0 && pos + 1 < spelled.size()) {  // the alphabet is U+0000..U+0143
+      cp = ((lead & 0x1F) << 6) | (static_cast<unsigned char>(spelled[pos + 1]) & 0x3F);
+      len = 2;
+    }
+    const bool spells_byte = cp < ByteAlphabet::kCodePoints && (cp < 0x80 || len == 2) && alphabet.byte_of[cp] >= 0;
+    if (spells_byte) out += static_cast<char>(alphabet.byte_of[cp]);
+    else out.append(spelled, pos, len);
     pos += len;
   }
   return out;
@@ -80,6 +88,9 @@ class BpeTokenizer : public Tokenizer {
  public:
   BpeTokenizer(const BpeVocabulary& v, const std::string& where) : pre_(v.pre, where) {
     const size_t n = v.tokens.size();
+    token_of_.reserve(n);
+    symbol_of_.reserve(n + 256);
+    merges_.reserve(v.merges.size());
     pieces_ = v.tokens;
     types_.resize(n);
     kinds_.resize(n);
@@ -100,11 +111,8 @@ class BpeTokenizer : public Tokenizer {
       } else {  // control, unknown, unused: not shown, as llama.cpp's detokenizer does
         kinds_[i] = PieceKind::kControl;
       }
-      if (t == kControl || t == kUnknown || t == kUserDefined) added_.push_back(static_cast<int32_t>(i));
     }
-    // llama.cpp tries the longest added token first over the whole text, then the next, and so on.
-    std::stable_sort(added_.begin(), added_.end(),
-                     [&](int32_t a, int32_t b) { return pieces_[a].size() > pieces_[b].size(); });
+    index_special_tokens();
 
     const ByteAlphabet& alphabet = byte_alphabet();
     for (int b = 0; b < 256; ++b) byte_symbol_[b] = symbol(alphabet.spelling[b]);
@@ -130,7 +138,8 @@ class BpeTokenizer : public Tokenizer {
     std::vector<int32_t> out;
     if (add_bos && bos_ >= 0) out.push_back(bos_);
     const std::string text = sanitize_utf8(raw_text);
-    for (const Fragment& f : split_added_tokens(text, parse_special)) {
+    // User-defined tokens are cut out even without parse_special, as llama.cpp and Hugging Face do.
+    for (const Fragment& f : split_special(text, parse_special)) {
       if (f.token >= 0) out.push_back(f.token);
       else
         for (std::string_view word : pre_.split(f.text)) encode_word(word, out);
@@ -143,10 +152,6 @@ class BpeTokenizer : public Tokenizer {
     int32_t rank;
     int32_t joined;  // symbol id of the merged string
   };
-  struct Fragment {
-    std::string_view text;
-    int32_t token = -1;  // >= 0: an added token cut out of the text
-  };
 
   static uint64_t pair_key(int32_t left, int32_t right) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
@@ -155,38 +160,10 @@ class BpeTokenizer : public Tokenizer {
   // Symbols are the strings merges talk about, numbered on first sight; whether a symbol is a token is looked up
   // only at the end of a word.
   int32_t symbol(const std::string& text) {
-    const auto [it, added] = symbol_of_.emplace(text, static_cast<int32_t>(symbol_text_.size()));
-    if (added) symbol_text_.push_back(text);
-    return it->second;
-  }
-
-  // Cuts the added tokens out of the text: control and unknown ones only with parse_special, user-defined ones
-  // always (llama.cpp and Hugging Face do the same). Longest token first, each over every remaining text piece.
-  std::vector<Fragment> split_added_tokens(std::string_view text, bool parse_special) const {
-    std::vector<Fragment> fragments;
-    if (!text.empty()) fragments.push_back({text});
-    std::vector<Fragment> next;
-    for (int32_t id : added_) {
-      if (!parse_special && types_[id] != kUserDefined) continue;
-      const std::string& token = pieces_[id];
-      if (token.empty()) continue;
-      next.clear();
-      for (const Fragment& f : fragments) {
-        if (f.token >= 0) {
-          next.push_back(f);
-          continue;
-        }
-        size_t start = 0;
-        for (size_t hit = f.text.find(token); hit != std::string_view::npos; hit = f.text.find(token, start)) {
-          if (hit > start) next.push_back({f.text.substr(start, hit - start)});
-          next.push_back({{}, id});
-          start = hit + token.size();
-        }
-        if (start < f.text.size()) next.push_back({f.text.substr(start)});
-      }
-      fragments.swap(next);
-    }
-    return fragments;
+    const auto it = symbol_of_.find(text);
+    if (it != symbol_of_.end()) return it->second;
+    symbol_text_.push_back(text);
+    return symbol_of_[text] = static_cast<int32_t>(symbol_text_.size()) - 1;
   }
 
   void encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -254,7 +231,6 @@ class BpeTokenizer : public Tokenizer {
 
   PreTokenizer pre_;
   std::unordered_map<std::string, int32_t> token_of_;
-  std::vector<int32_t> added_;  // control, unknown and user-defined tokens, longest first
   std::unordered_map<std::string, int32_t> symbol_of_;
   std::vector<std::string> symbol_text_;
   int32_t byte_symbol_[256];

@@ -134,17 +134,23 @@ class SpmTokenizer : public Tokenizer {
     add_bos_ = v.add_bos;
     add_space_prefix_ = v.add_space_prefix;
     collect_end_of_generation({v.eos_id, v.eot_id});
+    index_special_tokens();
   }
 
-  // SentencePiece matches control pieces as ordinary text, so parse_special changes nothing here.
-  std::vector<int32_t> encode(const std::string& text, bool add_bos, bool /*parse_special*/) const override {
-    std::vector<int> ids;
-    const auto status = processor_->Encode(text, &ids);
-    if (!status.ok()) fail("tokenizer: cannot encode the text: " + status.ToString());
+  // SentencePiece itself reads control pieces in the text as ordinary text. With parse_special they are cut out
+  // first and every stretch of text between them is encoded on its own, which gives each stretch the dummy
+  // prefix as llama.cpp does after a special token.
+  std::vector<int32_t> encode(const std::string& text, bool add_bos, bool parse_special) const override {
     std::vector<int32_t> out;
-    out.reserve(ids.size() + 1);
     if (add_bos && bos_ >= 0) out.push_back(bos_);
-    out.insert(out.end(), ids.begin(), ids.end());
+    if (!parse_special) {
+      append_encoded(text, out);
+      return out;
+    }
+    for (const Fragment& f : split_special(text, true)) {
+      if (f.token >= 0) out.push_back(f.token);
+      else append_encoded(std::string(f.text), out);
+    }
     return out;
   }
 
@@ -157,6 +163,13 @@ class SpmTokenizer : public Tokenizer {
   }
 
  private:
+  void append_encoded(const std::string& text, std::vector<int32_t>& out) const {
+    std::vector<int> ids;
+    const auto status = processor_->Encode(text, &ids);
+    if (!status.ok()) fail("tokenizer: cannot encode the text: " + status.ToString());
+    out.insert(out.end(), ids.begin(), ids.end());
+  }
+
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
 };
 

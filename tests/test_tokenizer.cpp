@@ -206,8 +206,13 @@ TEST(TokenizerTiny, SpecialIds) {
   EXPECT_TRUE(tok->is_end_of_generation(id_of(*tok, "<end_of_turn>")));
   EXPECT_FALSE(tok->is_end_of_generation(kBos));
   EXPECT_FALSE(tok->is_end_of_generation(id_of(*tok, "a")));
-  // Control pieces written in the text are ordinary characters to SentencePiece.
+  // Control pieces written in the text are ordinary characters to SentencePiece, unless parse_special cuts them
+  // out; then each stretch of text is encoded on its own and gets the dummy prefix.
   EXPECT_EQ(tok->encode("</s>", false).size(), 4u);
+  EXPECT_EQ(tok->encode("a</s>b", false, true), (std::vector<int32_t>{id_of(*tok, "a"), kEos, id_of(*tok, "b")}));
+  auto with_prefix = Tokenizer::from_vocabulary(tiny_vocabulary(true), "tiny");
+  EXPECT_EQ(pieces_of(*with_prefix, with_prefix->encode("ab</s>b", false, true)),
+            (Pieces{kSp + "ab", "</s>", kSp, "b"}));
 }
 
 TEST(TokenizerTiny, BadVocabulariesAreClearErrors) {
