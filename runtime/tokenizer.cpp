@@ -66,6 +66,13 @@ std::string take_utf8(std::string& bytes, bool run_ended) {
 
 }  // namespace
 
+int byte_of_piece(const std::string& piece) {
+  const auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  const int high = hex(piece[3]), low = hex(piece[4]);
+  return high < 0 || low < 0 ? -1 : high * 16 + low;
+}
+
 std::string sanitize_utf8(const std::string& text) {
   std::string bytes = text;
   return take_utf8(bytes, true);

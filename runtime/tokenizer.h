@@ -147,6 +147,9 @@ class DetokenizeStream {
   std::string pending_bytes_;
 };
 
+// The byte of a byte piece spelled exactly "<0xNN>" with upper-case hex (as SentencePiece requires), else -1.
+int byte_of_piece(const std::string& piece);
+
 // `text` with every invalid UTF-8 sequence replaced by U+FFFD, one per byte that cannot start a valid sequence.
 std::string sanitize_utf8(const std::string& text);
 

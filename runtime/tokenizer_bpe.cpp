@@ -3,7 +3,6 @@
 // spelled in GPT-2's printable byte alphabet, and inside a word the adjacent pair with the lowest merge rank is
 // joined (leftmost on ties) until no ranked pair is left.
 #include <algorithm>
-#include <cstdio>
 #include <iterator>
 #include <queue>
 #include <string_view>
@@ -77,13 +76,6 @@ std::string bytes_of_spelling(const std::string& spelled) {
   return out;
 }
 
-int byte_of_piece(const std::string& piece) {  // "<0xNN>" byte tokens, which some BPE vocabularies carry
-  unsigned value = 0;
-  char close = 0;
-  if (piece.size() != 6 || std::sscanf(piece.c_str(), "<0x%2X%c", &value, &close) != 2 || close != '>') return -1;
-  return static_cast<int>(value);
-}
-
 class BpeTokenizer : public Tokenizer {
  public:
   BpeTokenizer(const BpeVocabulary& v, const std::string& where) : pre_(v.pre, where) {
@@ -96,13 +88,13 @@ class BpeTokenizer : public Tokenizer {
     kinds_.resize(n);
     surfaces_.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const int32_t t = v.types.empty() || v.types[i] == kUndefined ? kNormal : v.types[i];
+      const int32_t t = v.types.empty() || v.types[i] == kUndefined ? kNormal : v.types[i];  // as SentencePiece
       types_[i] = static_cast<TokenType>(t);
       if (!v.tokens[i].empty()) token_of_[v.tokens[i]] = static_cast<int32_t>(i);
       if (t == kNormal) {
         kinds_[i] = PieceKind::kBytes;
         surfaces_[i] = bytes_of_spelling(v.tokens[i]);
-      } else if (t == kByte && byte_of_piece(v.tokens[i]) >= 0) {
+      } else if (t == kByte && byte_of_piece(v.tokens[i]) >= 0) {  // "<0xNN>", which some BPE vocabularies carry
         kinds_[i] = PieceKind::kBytes;
         surfaces_[i] = std::string(1, static_cast<char>(byte_of_piece(v.tokens[i])));
       } else if (t == kUserDefined) {  // added tokens are stored as plain text

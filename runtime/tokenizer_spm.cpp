@@ -21,14 +21,6 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-// Byte pieces are spelled exactly "<0xNN>" with upper-case hex, as SentencePiece itself requires.
-int byte_of_piece(const std::string& piece) {
-  const auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
-  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
-  const int high = hex(piece[3]), low = hex(piece[4]);
-  return high < 0 || low < 0 ? -1 : high * 16 + low;
-}
-
 // Field numbers below are those of sentencepiece_model.proto.
 std::string serialize_model_proto(const SpmVocabulary& v, const std::vector<int32_t>& types) {
   ProtobufWriter model;
