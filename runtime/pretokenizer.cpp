@@ -2,7 +2,8 @@
 //
 // The regex strings are llama.cpp's (src/llama-vocab.cpp). llama.cpp runs them with its own machinery
 // (src/unicode.cpp), and these adaptations make PCRE2 split exactly as it does:
-// - \s is llama.cpp's whitespace set (Unicode White_Space: PCRE2's \s plus U+0085), see with_llama_whitespace().
+// - \s is llama.cpp's whitespace set (Unicode White_Space), spelled out: PCRE2 10.42's \s under UCP also takes
+//   U+180E. See with_llama_whitespace().
 // - Contractions are spelled '[sS] instead of (?i:'s): llama.cpp lower-cases only the letter after the quote,
 //   while PCRE2's caseless matching under UCP would also take e.g. the long s (U+017F) for 's'.
 // - Patterns without \p{..} run in llama.cpp on text whose non-ASCII whitespace was replaced by a vertical tab,
@@ -58,8 +59,11 @@ const std::vector<PreTokenizerKind>& kinds() {
   return table;
 }
 
-// Rewrites \s and \S to llama.cpp's whitespace set: PCRE2's \s under UCP is Unicode Z plus \t\n\v\f\r and
-// misses NEXT LINE (U+0085), which llama.cpp's tables count as whitespace.
+// llama.cpp's whitespace (unicode_set_whitespace in its src/unicode-data.cpp), as the body of a character class.
+constexpr const char* kWhitespace =
+    "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+
+// Rewrites \s and \S (outside or inside a character class) to llama.cpp's whitespace set.
 std::string with_llama_whitespace(const std::string& pattern) {
   std::string out;
   bool in_class = false;
@@ -67,8 +71,8 @@ std::string with_llama_whitespace(const std::string& pattern) {
     const char c = pattern[i];
     if (c == '\\' && i + 1 < pattern.size()) {
       const char next = pattern[++i];
-      if (next == 's') out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
-      else if (next == 'S' && !in_class) out += "[^\\s\\x{85}]";
+      if (next == 's') out += in_class ? std::string(kWhitespace) : "[" + std::string(kWhitespace) + "]";
+      else if (next == 'S' && !in_class) out += "[^" + std::string(kWhitespace) + "]";
       else out += std::string{c, next};
       continue;
     }

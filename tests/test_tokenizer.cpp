@@ -438,8 +438,10 @@ TEST(TokenizerBpe, PreTokenizerFollowsLlamaCpp) {
   EXPECT_EQ(gpt2.split("a   b"), (Words{"a", "  ", " b"}));  // \s+(?!\S) leaves the last space to the word
   EXPECT_EQ(gpt2.split("I'M 12345"), (Words{"I", "'", "M", " 12345"}));  // GPT-2's contractions are lower case
   EXPECT_EQ(llama3.split("I'M 12345"), (Words{"I", "'M", " ", "123", "45"}));
-  // NEXT LINE (U+0085) is whitespace to llama.cpp, so it does not join the space before it as a symbol would.
+  // NEXT LINE (U+0085) is whitespace to llama.cpp, so it does not join the space before it as a symbol would;
+  // MONGOLIAN VOWEL SEPARATOR (U+180E, a format character since Unicode 6.3) is not, so it does.
   EXPECT_EQ(gpt2.split("a \xC2\x85" "b"), (Words{"a", " ", "\xC2\x85", "b"}));
+  EXPECT_EQ(gpt2.split("a \xE1\xA0\x8E" "b"), (Words{"a", " \xE1\xA0\x8E", "b"}));
   EXPECT_TRUE(gpt2.split("").empty());
 }
 
