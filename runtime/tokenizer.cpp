@@ -3,6 +3,7 @@
 #include "runtime/tokenizer.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "runtime/common.h"
 #include "runtime/gguf.h"
@@ -11,10 +12,6 @@ namespace swrun {
 namespace {
 
 constexpr const char* kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
-
-// Pieces that end a turn in chat models whose files do not name them through tokenizer.ggml.eot_token_id.
-constexpr const char* kEndOfTurnPieces[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|eom_id|>",
-                                            "<|end_of_text|>", "<|endoftext|>"};
 
 // Length of the UTF-8 sequence `lead` starts, or 0 when it cannot start one.
 size_t utf8_sequence_length(unsigned char lead) {
@@ -65,6 +62,16 @@ std::string take_utf8(std::string& bytes, bool run_ended) {
 }
 
 }  // namespace
+
+bool is_end_of_turn_piece(const std::string& piece) {
+  // llama.cpp's list (src/llama-vocab.cpp, special_eog_ids), which it also forces to control type.
+  static const char* const kPieces[] = {
+      "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+      "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+      "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+      "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>", "[e~["};
+  return std::find(std::begin(kPieces), std::end(kPieces), piece) != std::end(kPieces);
+}
 
 int byte_of_piece(const std::string& piece) {
   const auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
@@ -120,8 +127,7 @@ void Tokenizer::collect_end_of_generation(const std::vector<int32_t>& ids) {
   for (int32_t id : ids)
     if (id >= 0) end_of_generation_.push_back(id);
   for (int32_t id = 0; id < vocab_size(); ++id)
-    for (const char* p : kEndOfTurnPieces)
-      if (pieces_[id] == p && (types_[id] == kControl || types_[id] == kUserDefined)) end_of_generation_.push_back(id);
+    if (types_[id] == kControl && is_end_of_turn_piece(pieces_[id])) end_of_generation_.push_back(id);
 }
 
 void Tokenizer::index_special_tokens() {

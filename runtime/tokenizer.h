@@ -80,8 +80,7 @@ class Tokenizer {
   int32_t eos() const { return eos_; }
   bool add_bos() const { return add_bos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
-  // EOS, the file's end-of-turn/end-of-message tokens, and well-known end-of-turn pieces (<end_of_turn>,
-  // <|im_end|>, <|eot_id|>, ...).
+  // EOS, the file's end-of-turn/end-of-message tokens, and the end-of-turn pieces (is_end_of_turn_piece).
   bool is_end_of_generation(int32_t id) const;
 
   // Per-id facts the streaming detokenizer needs.
@@ -146,6 +145,11 @@ class DetokenizeStream {
   bool text_empty_ = true;
   std::string pending_bytes_;
 };
+
+// Whether a piece is one of the end-of-turn markers chat models use (<|im_end|>, <|eot_id|>, <end_of_turn>,
+// </s>, ...). Both tokenizers treat these as control tokens whatever type the file gives them, as llama.cpp does:
+// they end generation, vanish from decoded text, and are read from the text only with parse_special.
+bool is_end_of_turn_piece(const std::string& piece);
 
 // The byte of a byte piece spelled exactly "<0xNN>" with upper-case hex (as SentencePiece requires), else -1.
 int byte_of_piece(const std::string& piece);

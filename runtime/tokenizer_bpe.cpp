@@ -88,7 +88,8 @@ class BpeTokenizer : public Tokenizer {
     kinds_.resize(n);
     surfaces_.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const int32_t t = v.types.empty() || v.types[i] == kUndefined ? kNormal : v.types[i];  // as SentencePiece
+      int32_t t = v.types.empty() || v.types[i] == kUndefined ? kNormal : v.types[i];  // as SentencePiece
+      if (is_end_of_turn_piece(v.tokens[i])) t = kControl;
       types_[i] = static_cast<TokenType>(t);
       if (!v.tokens[i].empty()) token_of_[v.tokens[i]] = static_cast<int32_t>(i);
       if (t == kNormal) {

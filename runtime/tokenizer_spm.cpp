@@ -197,6 +197,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_vocabulary(const SpmVocabulary& v, co
     if (t == kByte && byte_of_piece(v.pieces[i]) < 0)
       fail(where + ": byte token " + std::to_string(i) + " '" + v.pieces[i] + "' is not of the form <0xNN>");
     types[i] = t == kUndefined ? kNormal : t;
+    if ((t == kNormal || t == kUserDefined) && is_end_of_turn_piece(v.pieces[i])) types[i] = kControl;
   }
   // SentencePiece needs exactly one unknown piece. GGUF files often mark <unk> as a control token and name it
   // through unknown_token_id instead, so the id decides.
