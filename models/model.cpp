@@ -25,6 +25,8 @@ void Model::set_attention(const AttnSpec& spec) {
 }
 
 std::unique_ptr<Model> load_model(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch) {
+  if (f.tensors().empty())
+    fail(f.path() + ": no tensors in this file (vocab-only GGUF?); generation needs the model's weights");
   const std::string arch = f.get_string("general.architecture");
   const auto& table = architectures();
   auto it = table.find(arch);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what swrun needs to build and test, where missing: Debian packages (compilers, CMake, SentencePiece,
+# Installs what swrun needs to build and test, where missing: Debian packages (compilers, CMake, SentencePiece, PCRE2,
 # CLI11, GoogleTest, nlohmann-json) and the Python packages the test references use (numpy, gguf).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libsentencepiece-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 python3-pip)
+pkgs=(build-essential cmake pkg-config libsentencepiece-dev libpcre2-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -66,6 +66,39 @@ expect_error("bad --attn layer", ["-m", good, "-p", "a", "--attn", "0-9:dense", 
 expect_error("prompt longer than -c", ["-m", good, "-p", "a b a b a b a b", "-c", "3", "--backend", "cpu"], "-c")
 expect_error("no prompt", ["-m", good], "prompt")
 expect_error("unknown flag", ["-m", good, "-p", "a", "--frobnicate"], "frobnicate")
+
+
+def vocab_only(path, model, pre):
+    """A byte-level BPE vocabulary and nothing else: no hyperparameters, no tensors."""
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_string("tokenizer.ggml.model", model)
+    w.add_string("tokenizer.ggml.pre", pre)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "ab", "\u0120"])
+    w.add_array("tokenizer.ggml.token_type", [1, 1, 1, 1])
+    w.add_array("tokenizer.ggml.merges", ["a b"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+vocab = os.path.join(work, "vocab.gguf")
+vocab_only(vocab, "gpt2", "gpt-2")
+code, out, err = run(["tokenize", "-m", vocab, "-p", "ab a", "--ids"])
+tokenized = code == 0 and out == "2 3 0\n"  # "ab" merged, " a" is the space token then "a"
+print(f"{'ok  ' if tokenized else 'FAIL'} tokenize a vocab-only file: exit {code}: {out!r}")
+if not tokenized:
+    failures.append("tokenize vocab-only")
+unknown_pre = os.path.join(work, "pre.gguf")
+vocab_only(unknown_pre, "gpt2", "no-such-pre")
+unknown_model = os.path.join(work, "model.gguf")
+vocab_only(unknown_model, "t5", "gpt-2")
+expect_error("unknown pre-tokenizer", ["tokenize", "-m", unknown_pre, "-p", "a"],
+             "pre.gguf: tokenizer.ggml.pre 'no-such-pre'")
+expect_error("unknown tokenizer model", ["tokenize", "-m", unknown_model, "-p", "a"],
+             "model.gguf: tokenizer model 't5'")
+expect_error("tokenize without text", ["tokenize", "-m", vocab], "-p/--prompt or -f/--file")
+expect_error("generation from a vocab-only file", ["-m", vocab, "-p", "a", "--backend", "cpu"], "no tensors")
 if failures:
     print("FAILED:", ", ".join(failures))
     sys.exit(1)

@@ -16,6 +16,7 @@
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_writer.h"
+#include "runtime/pretokenizer.h"
 #include "runtime/tokenizer.h"
 
 using namespace swrun;
@@ -205,8 +206,13 @@ TEST(TokenizerTiny, SpecialIds) {
   EXPECT_TRUE(tok->is_end_of_generation(id_of(*tok, "<end_of_turn>")));
   EXPECT_FALSE(tok->is_end_of_generation(kBos));
   EXPECT_FALSE(tok->is_end_of_generation(id_of(*tok, "a")));
-  // Control pieces written in the text are ordinary characters to SentencePiece.
+  // Control pieces written in the text are ordinary characters to SentencePiece, unless parse_special cuts them
+  // out; then each stretch of text is encoded on its own and gets the dummy prefix.
   EXPECT_EQ(tok->encode("</s>", false).size(), 4u);
+  EXPECT_EQ(tok->encode("a</s>b", false, true), (std::vector<int32_t>{id_of(*tok, "a"), kEos, id_of(*tok, "b")}));
+  auto with_prefix = Tokenizer::from_vocabulary(tiny_vocabulary(true), "tiny");
+  EXPECT_EQ(pieces_of(*with_prefix, with_prefix->encode("ab</s>b", false, true)),
+            (Pieces{kSp + "ab", "</s>", kSp, "b"}));
 }
 
 TEST(TokenizerTiny, BadVocabulariesAreClearErrors) {
@@ -281,15 +287,16 @@ TEST(TokenizerGguf, LoadsVocabularyFromGguf) {
             (Pieces{"<s>", kSp + "ab", "c", kSp + "a", "  ", "b", "\n"}));
 }
 
-TEST(TokenizerGguf, NonSentencePieceTokenizerIsRejected) {
+TEST(TokenizerGguf, UnknownTokenizerModelIsRejected) {
   TempFile file;
   GgufWriter w;
-  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.model", "bert");
   write_vocabulary(w, tiny_vocabulary(false));
   w.write(file.path());
   auto gguf = GgufFile::open(file.path());
   EXPECT_EQ(error_of([&] { Tokenizer::from_gguf(*gguf); }),
-            file.path() + ": tokenizer model 'gpt2' is not supported (only SentencePiece 'llama' vocabularies)");
+            file.path() + ": tokenizer model 'bert' is not supported (SentencePiece 'llama' and byte-level BPE "
+                          "'gpt2' vocabularies are)");
 }
 
 TEST(TokenizerGguf, MissingTokenizerIsAClearError) {
@@ -308,6 +315,178 @@ TEST(TokenizerGguf, MissingTokenizerIsAClearError) {
   w2.write(no_scores.path());
   auto gguf2 = GgufFile::open(no_scores.path());
   EXPECT_NE(error_of([&] { Tokenizer::from_gguf(*gguf2); }).find("tokenizer.ggml.scores"), std::string::npos);
+}
+
+// ---- byte-level BPE: a hand-built vocabulary (llama.cpp's own suite runs in tokenizer_llama_suite.py) ----
+
+// GPT-2's byte alphabet, written out here from its definition: printable Latin-1 bytes stand for themselves,
+// the rest take U+0100.. in byte order.
+std::string gpt2_spelling(unsigned char byte) {
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    const int cp = printable ? b : next++;
+    if (b != byte) continue;
+    if (cp < 0x80) return std::string(1, static_cast<char>(cp));
+    return {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+  }
+  return "";
+}
+
+// Ids 0..255 are the bytes; then merged tokens, special tokens.
+BpeVocabulary tiny_bpe(const std::string& pre = "gpt-2") {
+  BpeVocabulary v;
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(gpt2_spelling(static_cast<unsigned char>(b)));
+  v.types.assign(256, 1);
+  const std::string sp = gpt2_spelling(' ');
+  for (const std::string& t : {std::string("ab"), std::string("bc"), sp + "a", sp + "ab"}) {
+    v.tokens.push_back(t);
+    v.types.push_back(1);
+  }
+  v.merges = {"a b", "b c", sp + " a", sp + "a b"};
+  for (const auto& [t, type] : std::vector<std::pair<std::string, int32_t>>{
+           {"<|endoftext|>", 3}, {"<|im_start|>", 3}, {"<|im_end|>", 3}, {"<tool>", 4}}) {
+    v.tokens.push_back(t);
+    v.types.push_back(type);
+  }
+  v.pre = pre;
+  v.eos_id = 260;
+  v.bos_id = 260;
+  return v;
+}
+
+constexpr int32_t kBpeAb = 256, kBpeBc = 257, kBpeSpaceA = 258, kBpeSpaceAb = 259, kBpeEndOfText = 260,
+                  kBpeImStart = 261, kBpeImEnd = 262, kBpeTool = 263;
+using Ids = std::vector<int32_t>;
+
+TEST(TokenizerBpe, LowestRankedPairMergesFirst) {
+  auto tok = Tokenizer::from_vocabulary(tiny_bpe(), "tiny");
+  EXPECT_EQ(tok->encode("abc", false), (Ids{kBpeAb, 'c'}));
+  EXPECT_EQ(tok->encode("bc", false), (Ids{kBpeBc}));
+  // " ab": "a b" (rank 0) goes before " a" (rank 2), and " ab" has no merge from " " + "ab".
+  EXPECT_EQ(tok->encode(" ab", false), (Ids{' ', kBpeAb}));
+  EXPECT_EQ(tok->encode(" ac", false), (Ids{kBpeSpaceA, 'c'}));
+
+  BpeVocabulary reordered = tiny_bpe();
+  reordered.merges = {reordered.merges[2], reordered.merges[3], reordered.merges[1], reordered.merges[0]};
+  auto tok2 = Tokenizer::from_vocabulary(reordered, "reordered");
+  EXPECT_EQ(tok2->encode(" ab", false), (Ids{kBpeSpaceAb}));  // now " a" first, then " a" + "b"
+  EXPECT_EQ(tok2->encode("abc", false), (Ids{'a', kBpeBc}));
+}
+
+TEST(TokenizerBpe, EmptyTextAndBos) {
+  auto tok = Tokenizer::from_vocabulary(tiny_bpe(), "tiny");
+  EXPECT_TRUE(tok->encode("", false).empty());
+  EXPECT_EQ(tok->encode("", true), (Ids{kBpeEndOfText}));
+  EXPECT_FALSE(tok->add_bos());  // gpt-2 does not add BOS unless the file says so
+  EXPECT_TRUE(Tokenizer::from_vocabulary(tiny_bpe("llama-bpe"), "tiny")->add_bos());  // llama.cpp's default
+  BpeVocabulary told = tiny_bpe("llama-bpe");
+  told.add_bos = 0;
+  EXPECT_FALSE(Tokenizer::from_vocabulary(told, "tiny")->add_bos());
+  EXPECT_EQ(tok->decode({}), "");
+}
+
+TEST(TokenizerBpe, InvalidUtf8InputBecomesReplacementCharacters) {
+  auto tok = Tokenizer::from_vocabulary(tiny_bpe(), "tiny");
+  EXPECT_EQ(tok->encode("a\xFF" "b", false), (Ids{'a', 0xEF, 0xBF, 0xBD, 'b'}));
+  EXPECT_EQ(tok->encode("\xE2\x98" "b", false), (Ids{0xEF, 0xBF, 0xBD, 0xEF, 0xBF, 0xBD, 'b'}));  // cut short
+  EXPECT_EQ(tok->decode(tok->encode("a\xFF" "b", false)), "a\xEF\xBF\xBD" "b");
+}
+
+TEST(TokenizerBpe, SpecialTokensAreSplitOutWithParseSpecial) {
+  auto tok = Tokenizer::from_vocabulary(tiny_bpe(), "tiny");
+  const std::string text = "<|im_start|>ab<|im_end|>";
+  EXPECT_EQ(tok->encode(text, false, true), (Ids{kBpeImStart, kBpeAb, kBpeImEnd}));
+  const Ids plain = tok->encode(text, false, false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), kBpeImStart), 0);
+  EXPECT_EQ(tok->decode(plain), text);
+  // User-defined tokens are cut out either way; control tokens vanish from decoded text.
+  EXPECT_EQ(tok->encode("a<tool>a", false, false), (Ids{'a', kBpeTool, 'a'}));
+  EXPECT_EQ(tok->decode({kBpeImStart, 'a', kBpeTool}), "a<tool>");
+  EXPECT_TRUE(tok->is_end_of_generation(kBpeEndOfText));
+  EXPECT_TRUE(tok->is_end_of_generation(kBpeImEnd));  // a well-known end-of-turn piece
+  EXPECT_FALSE(tok->is_end_of_generation(kBpeImStart));
+}
+
+TEST(TokenizerBpe, StreamHoldsACharacterSplitAcrossTokens) {
+  auto tok = Tokenizer::from_vocabulary(tiny_bpe(), "tiny");
+  const std::string snowman = "\xE2\x98\x83";
+  EXPECT_EQ(tok->encode(snowman, false), (Ids{0xE2, 0x98, 0x83}));
+  DetokenizeStream stream(*tok, true);
+  EXPECT_EQ(stream.push(0xE2), "");
+  EXPECT_EQ(stream.push(0x98), "");
+  EXPECT_EQ(stream.push(0x83), snowman);
+  EXPECT_EQ(stream.push(kBpeSpaceA), " a");
+  EXPECT_EQ(stream.push(0xC3), "");
+  EXPECT_EQ(stream.push(kBpeImEnd), "\xEF\xBF\xBD");  // a control token ends the character
+  EXPECT_EQ(stream.push(0xC3), "");
+  EXPECT_EQ(stream.push('x'), "\xEF\xBF\xBD" "x");  // no trail byte can follow: released at once
+  EXPECT_EQ(stream.flush(), "");
+
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> any_id(0, tok->vocab_size() - 1);
+  for (int trial = 0; trial < 2000; ++trial) {
+    Ids ids(rng() % 10);
+    for (auto& id : ids) id = any_id(rng);
+    ASSERT_EQ(stream_all(*tok, ids, true), tok->decode(ids)) << "trial " << trial;
+  }
+}
+
+TEST(TokenizerBpe, PreTokenizerFollowsLlamaCpp) {
+  using Words = std::vector<std::string_view>;
+  const PreTokenizer gpt2("gpt-2", "t"), llama3("llama-bpe", "t");
+  EXPECT_EQ(gpt2.split("a   b"), (Words{"a", "  ", " b"}));  // \s+(?!\S) leaves the last space to the word
+  EXPECT_EQ(gpt2.split("I'M 12345"), (Words{"I", "'", "M", " 12345"}));  // GPT-2's contractions are lower case
+  EXPECT_EQ(llama3.split("I'M 12345"), (Words{"I", "'M", " ", "123", "45"}));
+  // NEXT LINE (U+0085) is whitespace to llama.cpp, so it does not join the space before it as a symbol would;
+  // MONGOLIAN VOWEL SEPARATOR (U+180E, a format character since Unicode 6.3) is not, so it does.
+  EXPECT_EQ(gpt2.split("a \xC2\x85" "b"), (Words{"a", " ", "\xC2\x85", "b"}));
+  EXPECT_EQ(gpt2.split("a \xE1\xA0\x8E" "b"), (Words{"a", " \xE1\xA0\x8E", "b"}));
+  EXPECT_TRUE(gpt2.split("").empty());
+}
+
+TEST(TokenizerBpe, BadVocabulariesAreClearErrors) {
+  EXPECT_EQ(error_of([] { Tokenizer::from_vocabulary(tiny_bpe("nope"), "bad.gguf"); })
+                .rfind("bad.gguf: tokenizer.ggml.pre 'nope' is not a supported pre-tokenizer (supported: default, ", 0),
+            0u);
+  BpeVocabulary bad_merge = tiny_bpe();
+  bad_merge.merges.push_back("abc");
+  EXPECT_EQ(error_of([&] { Tokenizer::from_vocabulary(bad_merge, "bad.gguf"); }),
+            "bad.gguf: tokenizer.ggml.merges[4] = 'abc' is not two parts separated by a space");
+  BpeVocabulary bad_eos = tiny_bpe();
+  bad_eos.eos_id = 9999;
+  EXPECT_NE(error_of([&] { Tokenizer::from_vocabulary(bad_eos, "bad.gguf"); }).find("eos_token_id = 9999"),
+            std::string::npos);
+}
+
+void write_bpe(GgufWriter& w, const BpeVocabulary& v) {
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", v.pre);
+  w.set_array_string("tokenizer.ggml.tokens", v.tokens);
+  w.set_array_i32("tokenizer.ggml.token_type", v.types);
+  w.set_array_string("tokenizer.ggml.merges", v.merges);
+  w.set_u32("tokenizer.ggml.eos_token_id", v.eos_id);
+}
+
+TEST(TokenizerGguf, LoadsBpeVocabularyFromGguf) {
+  TempFile file;
+  GgufWriter w;
+  write_bpe(w, tiny_bpe("qwen2"));
+  w.write(file.path());
+  auto gguf = GgufFile::open(file.path());
+  auto tok = Tokenizer::from_gguf(*gguf);
+  EXPECT_EQ(tok->encode("abc ab", false), (Ids{kBpeAb, 'c', ' ', kBpeAb}));
+  EXPECT_EQ(tok->eos(), kBpeEndOfText);
+  EXPECT_EQ(tok->bos(), -1);
+
+  TempFile unknown;
+  GgufWriter w2;
+  write_bpe(w2, tiny_bpe("no-such-pre"));
+  w2.write(unknown.path());
+  auto gguf2 = GgufFile::open(unknown.path());
+  EXPECT_EQ(error_of([&] { Tokenizer::from_gguf(*gguf2); })
+                .rfind(unknown.path() + ": tokenizer.ggml.pre 'no-such-pre' is not a supported pre-tokenizer", 0),
+            0u);
 }
 
 // ---- the real Gemma 3 vocabulary ----

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: every GPU test, compute-sanitizer (memcheck, racecheck) on the kernel tests, the
 # attention benchmark beside the PyTorch anchors, end-to-end generation speed, and a short record of it all.
-# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model (default: all)
+# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model peer (default: all)
 # BIN_DIR is what tools/pack-gpu.sh packed (.carry). The record goes to OUT_DIR/record-<phases>.md.
 # Env: SWRUN_MODEL (the example model; the model phase needs it), ATTN_SANITIZE_FILTER (gtest filter for the
-#      attention test under the sanitizers, which run it ~10x slower), NO_AB=1 (skip the 32K A/B, the slowest step).
+#      attention test under the sanitizers, which run it ~10x slower), NO_AB=1 (skip the 32K A/B, the slowest step),
+#      LLAMA_BIN (llama.cpp's CUDA build/bin with llama-bench and llama-completion, shared/peer/llama-build.sh; the
+#      peer phase needs it and SWRUN_MODEL).
 set -u
 bin=$1
 out=$2
 shift 2
-phases=${*:-tests sanitize bench model}
+phases=${*:-tests sanitize bench model peer}
 has() { case " $phases " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$out"
 rec="$out/record-${phases// /-}.md"
@@ -102,5 +104,31 @@ if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
   echo "- CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
 fi
+if has peer && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ] && [ -x "${LLAMA_BIN:-}/llama-bench" ]; then
+  # The same tests, the same file, one call: llama-bench's flags as issue 8 gives them, swrun bench in its terms.
+  echo >>"$rec"; echo "## generation speed beside llama.cpp (same file, same GPU)" >>"$rec"
+  pp="-p 512,8192,32768 -n 0"
+  tg="-p 0 -n 128 -d 0,8192,32768"
+  {
+    echo; echo "### llama.cpp (llama-bench, CUDA, flash attention on)"; echo
+    "$LLAMA_BIN/llama-bench" -m "$SWRUN_MODEL" -ngl 99 -fa 1 $pp -ub 512,4096 -b 4096 -r 3 2>"$out/llama-bench-pp.err"
+    "$LLAMA_BIN/llama-bench" -m "$SWRUN_MODEL" -ngl 99 -fa 1 $tg -r 3 2>"$out/llama-bench-tg.err" | tail -n +3
+    echo; echo "### swrun bench"; echo
+    "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 -b 4096 2>"$out/swrun-bench-pp.err"
+    "$bin/swrun" bench -m "$SWRUN_MODEL" $tg -r 3 2>"$out/swrun-bench-tg.err" | tail -n +3
+  } >>"$rec" 2>&1 || status=1
+  # Start-up: load time and a fresh process's first 512-token prefill against a warm one.
+  text="The river runs past the old mill and under the stone bridge, where children count the boats in summer."
+  echo >>"$rec"; echo "### start-up (fresh processes)" >>"$rec"
+  for i in 1 2; do
+    line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 512 -n 1 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
+    echo "- swrun fresh process $i, 512-token prompt: ${line#swrun: }" >>"$rec"
+  done
+  line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 512 --profile --repeat 5 2>&1 | grep -E '^(prefill|time to)' | tr '\n' ' ')
+  echo "- swrun warm (profile median of 5), 512-token prompt: $line" >>"$rec"
+  line=$("$LLAMA_BIN/llama-completion" -m "$SWRUN_MODEL" -ngl 99 -fa on -p "$text" -n 1 -no-cnv 2>&1 </dev/null | grep -E 'load time|prompt eval time' | tr '\n' ' ')
+  echo "- llama.cpp llama-completion: $line" >>"$rec"
+fi
+
 cat "$rec"
 exit $status

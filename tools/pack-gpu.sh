@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Here (no GPU): builds what the GPU check runs and packs it into .carry/ (ignored) for the device tool's `carry`,
-# with our libsentencepiece (the device's copy is ABI-incompatible) under .carry/lib.
+# with our libsentencepiece (the device's copy is ABI-incompatible) and libpcre2-8 (in case the device has none)
+# under .carry/lib.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build-gpu}
@@ -9,7 +10,9 @@ cmake --build "$build" -j2 --target swrun swbench test_cuda_attention test_cuda_
 rm -rf "$root/.carry" && mkdir -p "$root/.carry/lib"
 cp "$build/swrun" "$build/swbench" "$build"/tests/test_cuda_* "$root/.carry/"
 strip "$root/.carry/"* 2>/dev/null || true
-cp -L "$(ldconfig -p | awk '/libsentencepiece.so.0 / {print $NF; exit}')" "$root/.carry/lib/"
+for lib in libsentencepiece.so.0 libpcre2-8.so.0; do
+  cp -L "$(ldconfig -p | awk -v lib="$lib" '$1 == lib {print $NF; exit}')" "$root/.carry/lib/"
+done
 git -C "$root" rev-parse HEAD >"$root/.carry/COMMIT"
 git -C "$root" diff --quiet HEAD -- . ':!bench/results' || echo "+uncommitted" >>"$root/.carry/COMMIT"
 du -sh "$root/.carry"

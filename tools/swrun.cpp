@@ -1,5 +1,6 @@
 // swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors;
 // `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
+// `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -22,6 +23,7 @@
 #include "runtime/tokenizer.h"
 #include "tools/cli_backend.h"
 #include "tools/swrun_bench.h"
+#include "tools/swrun_tokenize.h"
 
 namespace swrun {
 namespace {
@@ -78,7 +80,7 @@ int ubatch_for(const Options& o, const Backend& be) { return o.ubatch > 0 ? o.ub
 std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
   const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   std::vector<int32_t> ids = tok.encode(text, tok.add_bos());
-  if (o.prompt_len > 0) ids = fill_prompt(ids, tok.bos(), o.prompt_len);
+  if (o.prompt_len > 0) ids = fill_prompt(ids, tok.add_bos() ? tok.bos() : -1, o.prompt_len);
   if (ids.empty()) fail("the prompt encodes to no tokens");
   return ids;
 }
@@ -249,6 +251,7 @@ int main_impl(int argc, char** argv) {
   inspect->add_option("file", inspect_path, "GGUF file")->required()->check(CLI::ExistingFile);
   BenchCli bench_cli;
   CLI::App* bench = add_bench_subcommand(app, bench_cli);
+  TokenizeCommand tokenize(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -257,6 +260,7 @@ int main_impl(int argc, char** argv) {
   }
   if (*inspect) return run_inspect(inspect_path);
   if (*bench) return run_bench_subcommand(bench_cli);
+  if (tokenize.chosen()) return tokenize.run();
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");

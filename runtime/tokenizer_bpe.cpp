@@ -1,0 +1,279 @@
+// Byte-level BPE (GPT-2 style) from tokenizer.ggml.tokens + tokenizer.ggml.merges, as llama.cpp runs it:
+// special tokens are cut out of the text first, the pre-tokenizer splits the rest into words, each word's bytes are
+// spelled in GPT-2's printable byte alphabet, and inside a word the adjacent pair with the lowest merge rank is
+// joined (leftmost on ties) until no ranked pair is left.
+#include <algorithm>
+#include <iterator>
+#include <queue>
+#include <string_view>
+#include <unordered_map>
+
+#include "runtime/common.h"
+#include "runtime/gguf.h"
+#include "runtime/pretokenizer.h"
+#include "runtime/tokenizer.h"
+
+namespace swrun {
+namespace {
+
+std::string utf8_of(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other bytes (controls, space, ...)
+// for U+0100 onwards in byte order, so every byte has a visible one-character spelling.
+struct ByteAlphabet {
+  static constexpr uint32_t kCodePoints = 256 + 68;  // 68 bytes are not printable
+  std::string spelling[256];
+  int16_t byte_of[kCodePoints];  // code point -> byte, -1 for code points that spell no byte
+
+  ByteAlphabet() {
+    std::fill(std::begin(byte_of), std::end(byte_of), int16_t{-1});
+    uint32_t next = 256;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+      const uint32_t cp = printable ? b : next++;
+      spelling[b] = utf8_of(cp);
+      byte_of[cp] = static_cast<int16_t>(b);
+    }
+  }
+};
+
+const ByteAlphabet& byte_alphabet() {
+  static const ByteAlphabet alphabet;
+  return alphabet;
+}
+
+// A token's bytes: each character of its GPT-2 spelling back to its byte; characters outside the alphabet (a
+// token not spelled that way) are kept as they are.
+std::string bytes_of_spelling(const std::string& spelled) {
+  const ByteAlphabet& alphabet = byte_alphabet();
+  std::string out;
+  for (size_t pos = 0; pos < spelled.size();) {
+    const auto lead = static_cast<unsigned char>(spelled[pos]);
+    uint32_t cp = lead;
+    size_t len = 1;
+    if (lead >= 0xC0 && lead < 0xE0 && pos + 1 < spelled.size()) {  // the alphabet is U+0000..U+0143
+      cp = ((lead & 0x1F) << 6) | (static_cast<unsigned char>(spelled[pos + 1]) & 0x3F);
+      len = 2;
+    }
+    const bool spells_byte = cp < ByteAlphabet::kCodePoints && (cp < 0x80 || len == 2) && alphabet.byte_of[cp] >= 0;
+    if (spells_byte) out += static_cast<char>(alphabet.byte_of[cp]);
+    else out.append(spelled, pos, len);
+    pos += len;
+  }
+  return out;
+}
+
+class BpeTokenizer : public Tokenizer {
+ public:
+  BpeTokenizer(const BpeVocabulary& v, const std::string& where) : pre_(v.pre, where) {
+    const size_t n = v.tokens.size();
+    token_of_.reserve(n);
+    symbol_of_.reserve(n + 256);
+    merges_.reserve(v.merges.size());
+    pieces_ = v.tokens;
+    types_.resize(n);
+    kinds_.resize(n);
+    surfaces_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      int32_t t = v.types.empty() || v.types[i] == kUndefined ? kNormal : v.types[i];  // as SentencePiece
+      if (is_end_of_turn_piece(v.tokens[i])) t = kControl;
+      types_[i] = static_cast<TokenType>(t);
+      if (!v.tokens[i].empty()) token_of_[v.tokens[i]] = static_cast<int32_t>(i);
+      if (t == kNormal) {
+        kinds_[i] = PieceKind::kBytes;
+        surfaces_[i] = bytes_of_spelling(v.tokens[i]);
+      } else if (t == kByte && byte_of_piece(v.tokens[i]) >= 0) {  // "<0xNN>", which some BPE vocabularies carry
+        kinds_[i] = PieceKind::kBytes;
+        surfaces_[i] = std::string(1, static_cast<char>(byte_of_piece(v.tokens[i])));
+      } else if (t == kUserDefined) {  // added tokens are stored as plain text
+        kinds_[i] = PieceKind::kText;
+        surfaces_[i] = v.tokens[i];
+      } else {  // control, unknown, unused: not shown, as llama.cpp's detokenizer does
+        kinds_[i] = PieceKind::kControl;
+      }
+    }
+    index_special_tokens();
+
+    const ByteAlphabet& alphabet = byte_alphabet();
+    for (int b = 0; b < 256; ++b) byte_symbol_[b] = symbol(alphabet.spelling[b]);
+    for (size_t rank = 0; rank < v.merges.size(); ++rank) {
+      const std::string& merge = v.merges[rank];
+      const size_t space = merge.find(' ', 1);  // from 1: the left part may itself be a space
+      if (space == std::string::npos || space + 1 == merge.size())
+        fail(where + ": tokenizer.ggml.merges[" + std::to_string(rank) + "] = '" + merge +
+             "' is not two parts separated by a space");
+      const int32_t left = symbol(merge.substr(0, space)), right = symbol(merge.substr(space + 1));
+      const int32_t joined = symbol(merge.substr(0, space) + merge.substr(space + 1));
+      merges_.emplace(pair_key(left, right), Merge{static_cast<int32_t>(rank), joined});  // first one wins
+    }
+
+    bos_ = v.bos_id;
+    eos_ = v.eos_id;
+    add_bos_ = v.add_bos >= 0 ? v.add_bos == 1 : pre_.adds_bos_by_default();
+    add_space_prefix_ = false;
+    collect_end_of_generation({v.eos_id, v.eot_id, v.eom_id});
+  }
+
+  std::vector<int32_t> encode(const std::string& raw_text, bool add_bos, bool parse_special) const override {
+    std::vector<int32_t> out;
+    if (add_bos && bos_ >= 0) out.push_back(bos_);
+    const std::string text = sanitize_utf8(raw_text);
+    // User-defined tokens are cut out even without parse_special, as llama.cpp and Hugging Face do.
+    for (const Fragment& f : split_special(text, parse_special)) {
+      if (f.token >= 0) out.push_back(f.token);
+      else
+        for (std::string_view word : pre_.split(f.text)) encode_word(word, out);
+    }
+    return out;
+  }
+
+ private:
+  struct Merge {
+    int32_t rank;
+    int32_t joined;  // symbol id of the merged string
+  };
+
+  static uint64_t pair_key(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+  }
+
+  // Symbols are the strings merges talk about, numbered on first sight; whether a symbol is a token is looked up
+  // only at the end of a word.
+  int32_t symbol(const std::string& text) {
+    const auto it = symbol_of_.find(text);
+    if (it != symbol_of_.end()) return it->second;
+    symbol_text_.push_back(text);
+    return symbol_of_[text] = static_cast<int32_t>(symbol_text_.size()) - 1;
+  }
+
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const {
+    const ByteAlphabet& alphabet = byte_alphabet();
+    if (pre_.ignore_merges()) {
+      std::string spelled;
+      for (unsigned char b : word) spelled += alphabet.spelling[b];
+      const auto it = token_of_.find(spelled);
+      if (it != token_of_.end()) {
+        out.push_back(it->second);
+        return;
+      }
+    }
+    // One symbol per byte, linked left to right; merging folds the right symbol into the left one.
+    struct Part {
+      int32_t symbol, prev, next;
+      uint32_t begin, end;  // byte range in the word
+    };
+    std::vector<Part> parts(word.size());
+    for (size_t i = 0; i < word.size(); ++i)
+      parts[i] = {byte_symbol_[static_cast<unsigned char>(word[i])], static_cast<int32_t>(i) - 1,
+                  i + 1 < word.size() ? static_cast<int32_t>(i) + 1 : -1, static_cast<uint32_t>(i),
+                  static_cast<uint32_t>(i) + 1};
+    struct Candidate {
+      int32_t rank, left, right, left_symbol, right_symbol;
+      bool operator<(const Candidate& o) const {  // std::priority_queue pops the largest: lowest rank, then leftmost
+        return rank != o.rank ? rank > o.rank : left > o.left;
+      }
+    };
+    std::priority_queue<Candidate> queue;
+    const auto consider = [&](int32_t left, int32_t right) {
+      if (left < 0 || right < 0) return;
+      const auto it = merges_.find(pair_key(parts[left].symbol, parts[right].symbol));
+      if (it != merges_.end()) queue.push({it->second.rank, left, right, parts[left].symbol, parts[right].symbol});
+    };
+    for (size_t i = 0; i + 1 < word.size(); ++i) consider(static_cast<int32_t>(i), static_cast<int32_t>(i) + 1);
+    while (!queue.empty()) {
+      const Candidate c = queue.top();
+      queue.pop();
+      Part& left = parts[c.left];
+      Part& right = parts[c.right];
+      // Stale when either side has merged since: the right part folded away or a symbol changed.
+      if (left.next != c.right || left.symbol != c.left_symbol || right.symbol != c.right_symbol) continue;
+      left.symbol = merges_.at(pair_key(c.left_symbol, c.right_symbol)).joined;
+      left.end = right.end;
+      left.next = right.next;
+      if (right.next >= 0) parts[right.next].prev = c.left;
+      right.symbol = -1;
+      consider(left.prev, c.left);
+      consider(c.left, left.next);
+    }
+    for (int32_t i = word.empty() ? -1 : 0; i >= 0; i = parts[i].next) {
+      const auto it = token_of_.find(symbol_text_[parts[i].symbol]);
+      if (it != token_of_.end()) {
+        out.push_back(it->second);
+        continue;
+      }
+      // A merged string that is not a token (a vocabulary inconsistency): fall back to its bytes' tokens.
+      for (uint32_t b = parts[i].begin; b < parts[i].end; ++b) {
+        const auto byte_token = token_of_.find(alphabet.spelling[static_cast<unsigned char>(word[b])]);
+        if (byte_token != token_of_.end()) out.push_back(byte_token->second);
+      }
+    }
+  }
+
+  PreTokenizer pre_;
+  std::unordered_map<std::string, int32_t> token_of_;
+  std::unordered_map<std::string, int32_t> symbol_of_;
+  std::vector<std::string> symbol_text_;
+  int32_t byte_symbol_[256];
+  std::unordered_map<uint64_t, Merge> merges_;
+};
+
+int32_t optional_id(const GgufFile& f, const std::string& key) { return static_cast<int32_t>(f.get_int(key, -1)); }
+
+}  // namespace
+
+BpeVocabulary BpeVocabulary::from_gguf(const GgufFile& f) {
+  BpeVocabulary v;
+  const std::string tokens_key = "tokenizer.ggml.tokens";
+  const std::string types_key = "tokenizer.ggml.token_type";
+  const std::string merges_key = "tokenizer.ggml.merges";
+  for (const GgufValue& item : f.get_array(tokens_key).items) v.tokens.push_back(item.as_string(tokens_key));
+  if (f.has(types_key))
+    for (const GgufValue& item : f.get_array(types_key).items)
+      v.types.push_back(static_cast<int32_t>(item.as_int(types_key)));
+  for (const GgufValue& item : f.get_array(merges_key).items) v.merges.push_back(item.as_string(merges_key));
+  // llama.cpp falls back to its "default" pre-tokenizer when a file names none.
+  v.pre = f.get_string("tokenizer.ggml.pre", "default");
+  v.bos_id = optional_id(f, "tokenizer.ggml.bos_token_id");
+  v.eos_id = optional_id(f, "tokenizer.ggml.eos_token_id");
+  v.eot_id = optional_id(f, "tokenizer.ggml.eot_token_id");
+  v.eom_id = optional_id(f, "tokenizer.ggml.eom_token_id");
+  if (f.has("tokenizer.ggml.add_bos_token")) v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", false) ? 1 : 0;
+  return v;
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_vocabulary(const BpeVocabulary& v, const std::string& where) {
+  const size_t n = v.tokens.size();
+  if (n == 0) fail(where + ": tokenizer.ggml.tokens is empty");
+  if (!v.types.empty() && v.types.size() != n)
+    fail(where + ": tokenizer.ggml.token_type has " + std::to_string(v.types.size()) + " entries for " +
+         std::to_string(n) + " tokens");
+  for (size_t i = 0; i < v.types.size(); ++i)
+    if (v.types[i] < kUndefined || v.types[i] > kByte)
+      fail(where + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(v.types[i]) +
+           " is not a known token type");
+  const auto check_special = [&](int32_t id, const char* key) {
+    if (id < -1 || id >= static_cast<int64_t>(n))
+      fail(where + ": tokenizer.ggml." + key + " = " + std::to_string(id) + " is outside the vocabulary of " +
+           std::to_string(n));
+  };
+  check_special(v.bos_id, "bos_token_id");
+  check_special(v.eos_id, "eos_token_id");
+  check_special(v.eot_id, "eot_token_id");
+  check_special(v.eom_id, "eom_token_id");
+  return std::make_unique<BpeTokenizer>(v, where);
+}
+
+}  // namespace swrun
