@@ -30,6 +30,8 @@ struct Weight {
   const void* impl = nullptr;
 };
 
+constexpr int kMaxDeviceTopK = 64;  // largest k of Backend::top_k
+
 enum class RopeStyle { Normal, NeoX };  // Normal: rotate pairs (2i, 2i+1); NeoX: rotate (i, i + d/2)
 enum class GatedAct { GeluTanh, Silu };
 
@@ -94,6 +96,11 @@ class Backend {
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;
+  // Reduces the first `count` floats of src (one row of logits) to its k best entries on the device and copies
+  // only those to host: ids[k] and values[k], best first, as swrun::top_candidates orders them (higher value
+  // first, the lower index among equal values, NaN never chosen; k = 1 is swrun::argmax). Slots beyond the
+  // non-NaN entries get id -1. 1 <= k <= min(count, kMaxDeviceTopK). Complete after the next synchronize().
+  virtual void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) = 0;
   virtual void synchronize() = 0;
 
   // Runs `step` (one decode forward: begin_batch .. read .. synchronize) as a replayable CUDA graph where the
@@ -102,6 +109,9 @@ class Backend {
   // (notes the host destination), and synchronize() launches the graph, waits, and copies the reads out.
   // Returns true when the step ran from a graph. The default runs it plainly.
   virtual bool run_captured(int key, const std::function<void()>& step) { (void)key; step(); return false; }
+
+  // Bytes of weights the backend holds in its own memory (0 where they stay in the file's mapping).
+  virtual size_t weight_bytes() const { return 0; }
 
   // Device memory high-water mark since the backend was created (0 where not tracked).
   virtual size_t peak_memory_bytes() const { return 0; }

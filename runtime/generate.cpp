@@ -30,6 +30,17 @@ std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int
   return logits;
 }
 
+void warm_up(Model& model, int batch, const SamplerParams& sampler) {
+  const int vocab = model.config().vocab;
+  const std::vector<int32_t> tokens(static_cast<size_t>(batch), 0);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  model.forward(tokens.data(), 0, batch, LogitsMode::Last, logits.data());
+  const int top = Sampler(sampler).candidates_needed(vocab);
+  std::vector<int32_t> ids(static_cast<size_t>(top));
+  if (top > 0) model.forward_top(tokens.data(), batch, 1, top, ids.data(), logits.data());
+  else model.forward(tokens.data(), batch, 1, LogitsMode::Last, logits.data());
+}
+
 GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,
                        const GenerateOptions& opt, const std::function<void(int32_t)>& on_token) {
   GenerateStats st;
@@ -45,18 +56,25 @@ GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int
 
   t0 = now_ms();
   int32_t pos = st.n_prompt;
-  int32_t next = 0;
-  std::vector<float> step_logits(static_cast<size_t>(vocab));
+  int32_t next = sampler.sample(logits.data(), vocab);
+  // Decode steps hand the sampler only the candidates it looks at (the argmax when greedy), reduced on the
+  // backend, unless it needs every logit.
+  const int top = sampler.candidates_needed(vocab);
+  std::vector<int32_t> top_ids(static_cast<size_t>(top));
+  std::vector<float> step_logits(static_cast<size_t>(top > 0 ? top : vocab));
   for (int i = 0; i < opt.n_predict; ++i) {
-    next = sampler.sample(logits.data(), vocab);
     if (tok.is_end_of_generation(next)) break;
     on_token(next);
     ++st.n_generated;
     if (i + 1 == opt.n_predict || pos >= ctx) break;  // the last token needs no forward pass
-    auto step = [&] { model.forward(&next, pos, 1, LogitsMode::Last, step_logits.data()); };
-    if (opt.use_graph) st.graph_used = model.backend().run_captured(0, step);
+    auto step = [&] {
+      if (top > 0) model.forward_top(&next, pos, 1, top, top_ids.data(), step_logits.data());
+      else model.forward(&next, pos, 1, LogitsMode::Last, step_logits.data());
+    };
+    if (opt.use_graph) st.graph_used = model.backend().run_captured(top, step);  // one graph per step shape
     else step();
-    logits.swap(step_logits);
+    next = top > 0 ? sampler.sample_top(top_ids.data(), step_logits.data(), top)
+                   : sampler.sample(step_logits.data(), vocab);
     ++pos;
   }
   st.generate_ms = now_ms() - t0;

@@ -1,0 +1,326 @@
+// The decode-step kernels against the CPU reference, on fresh random inputs every run (the seed is printed;
+// failures name type, shape, position and the largest error): the quantized GEMV per format (fp64 dot of the
+// CPU-dequantized blocks), the embedding lookup from quantized rows (bit for bit), the chunked GEMM over a
+// matrix kept only in its blocks, top-k/argmax on the device against swrun::top_candidates/argmax with ties,
+// and the sampler drawing from device candidates against the CPU sampler with the same seed (also through a
+// captured graph). Outputs are poisoned (NaN) first. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/gemv/gemv_quant.cuh"
+#include "runtime/backend.h"
+#include "runtime/common.h"
+#include "runtime/dequant.h"
+#include "runtime/sampler.h"
+#include "tests/quant_random_blocks.h"
+
+namespace swrun {
+namespace {
+
+using testing::rng;
+
+constexpr GgmlType kGemvTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+// Elements per block of `type` as random_blocks counts them (plain types: 32 values per "block").
+int64_t random_block_elems(GgmlType type) {
+  const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+  return info.block_elems == 1 ? 32 : info.block_elems;
+}
+
+void ok(cudaError_t status, const char* what) {
+  ASSERT_EQ(status, cudaSuccess) << what << ": " << cudaGetErrorString(status);
+}
+
+// Copies and memsets on the legacy stream, finished before the backend's own (non-blocking) stream reads them.
+void upload(void* dst, const void* src, size_t bytes) {
+  ok(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
+  ok(cudaDeviceSynchronize(), "upload");
+}
+void poison(void* dst, size_t bytes) {
+  ok(cudaMemset(dst, 0xFF, bytes), "poison");
+  ok(cudaDeviceSynchronize(), "poison");
+}
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) {
+    if (cudaMalloc(&ptr, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+class CudaDecode : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  }
+  std::vector<float> normal(size_t n, float sd = 1.f) {
+    std::normal_distribution<float> d(0.f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng());
+    return v;
+  }
+};
+
+// gemv_quant straight on device memory of exactly the padded size (so the sanitizer sees any read past it),
+// against an fp64 dot of the CPU-dequantized weights with the fp32 activations.
+TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
+  struct Shape { int64_t cols, n_out; };
+  for (GgmlType type : kGemvTypes) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    const bool k_quant = info.block_elems == 256;
+    // Rows of one block, rows longer than a warp's stage (several passes), odd output counts, and (for the
+    // 32-element formats) lengths that are not a multiple of 256.
+    const std::vector<Shape> shapes =
+        k_quant ? std::vector<Shape>{{256, 1}, {1024, 37}, {2304, 9}, {4096, 130}, {2048, 1003}}
+                : std::vector<Shape>{{32, 1}, {640, 37}, {2080, 9}, {8192, 13}, {96, 1003}};
+    for (const Shape& sh : shapes) {
+      const int64_t elems = sh.cols * sh.n_out;
+      const std::vector<uint8_t> bytes = testing::random_blocks(type, elems / random_block_elems(type), rng());
+      std::vector<float> w(static_cast<size_t>(elems));
+      dequantize_row(type, bytes.data(), w.data(), elems);
+      DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
+      upload(wd.ptr, bytes.data(), bytes.size());
+      for (int rows = 1; rows <= cuda::kGemvQuantMaxRows; ++rows) {
+        const std::string what = std::string(info.name) + " cols " + std::to_string(sh.cols) + " n_out " +
+                                 std::to_string(sh.n_out) + " rows " + std::to_string(rows);
+        const std::vector<float> x = normal(size_t(rows * sh.cols));
+        constexpr int64_t kGuard = 32;
+        const int64_t out_count = rows * sh.n_out;
+        DeviceBuffer xd(x.size() * 4), od((out_count + kGuard) * 4);
+        upload(xd.ptr, x.data(), x.size() * 4);
+        poison(od.ptr, (out_count + kGuard) * 4);
+        cuda::gemv_quant(type, wd.ptr, static_cast<const float*>(xd.ptr), static_cast<float*>(od.ptr), rows,
+                         sh.n_out, sh.cols, nullptr);
+        ok(cudaDeviceSynchronize(), what.c_str());
+        std::vector<float> got(out_count + kGuard);
+        ok(cudaMemcpy(got.data(), od.ptr, got.size() * 4, cudaMemcpyDeviceToHost), "download");
+        int64_t bad = 0, worst_at = -1;
+        double worst = 0;
+        for (int r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < sh.n_out; ++o) {
+            double sum = 0, mag = 0;
+            for (int64_t i = 0; i < sh.cols; ++i) {
+              const double p = double(x[r * sh.cols + i]) * w[o * sh.cols + i];
+              sum += p;
+              mag += std::fabs(p);
+            }
+            const double g = got[r * sh.n_out + o];
+            const double rel = std::fabs(g - sum) / (mag + 1e-30);
+            if (!(rel <= 1e-5) || !std::isfinite(g)) {
+              if (bad++ < 3)
+                ADD_FAILURE() << what << ": row " << r << " out " << o << " got " << g << " want " << sum
+                              << " (|err|/sum|p| " << rel << ")";
+            }
+            if (!(rel <= worst)) worst = rel, worst_at = r * sh.n_out + o;
+          }
+        EXPECT_EQ(bad, 0) << what << ": " << bad << " wrong, worst relative error " << worst << " at " << worst_at;
+        for (int64_t i = out_count; i < out_count + kGuard; ++i)
+          ASSERT_TRUE(std::isnan(got[i])) << what << ": guard element " << i - out_count << " overwritten";
+      }
+    }
+  }
+}
+
+GgufTensor tensor_of(const std::string& name, GgmlType type, std::vector<int64_t> ne, const std::vector<uint8_t>& b) {
+  GgufTensor t;
+  t.name = name;
+  t.type_id = uint32_t(type);
+  t.ne = std::move(ne);
+  t.data = b.data();
+  t.nbytes = b.size();
+  return t;
+}
+
+// The token table keeps only its blocks on the device; lookups dequantize them exactly as the CPU does.
+TEST_F(CudaDecode, EmbeddingFromQuantizedRowsBitForBit) {
+  for (GgmlType type : kGemvTypes) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    SCOPED_TRACE(info.name);
+    const int64_t cols = info.block_elems == 256 ? 512 : 640, vocab = 301;
+    const std::vector<uint8_t> bytes = testing::random_blocks(type, cols * vocab / random_block_elems(type), rng());
+    auto be = make_cuda_backend(0);
+    const size_t before = be->weight_bytes();
+    const Weight table = be->upload(tensor_of("token_embd.weight", type, {cols, vocab}, bytes));
+    EXPECT_EQ(be->weight_bytes() - before, cuda::gemv_quant_padded_bytes(bytes.size()))
+        << "the token table must be held in its blocks only";
+    const int n = 9;
+    std::vector<int32_t> tokens(n);
+    for (auto& t : tokens) t = int32_t(rng()() % vocab);
+    tokens[0] = int32_t(vocab - 1);  // the last row: its blocks end at the end of the tensor
+    be->begin_batch(tokens.data(), 0, n);
+    Buffer out = be->alloc(size_t(n) * cols);
+    poison(out.data, out.count * 4);
+    const float scale = 25.298221f;
+    be->embed(table, scale, out);
+    std::vector<float> got(out.count);
+    be->read(out, 0, out.count, got.data());
+    be->synchronize();
+    const size_t row_bytes = ggml_row_bytes(info, cols);
+    std::vector<float> want(static_cast<size_t>(cols));
+    int64_t bad = 0;
+    for (int t = 0; t < n; ++t) {
+      dequantize_row(type, bytes.data() + row_bytes * tokens[t], want.data(), cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        const float w = want[c] * scale;
+        if (std::memcmp(&w, &got[t * cols + c], 4) != 0 && bad++ < 3)
+          ADD_FAILURE() << "token " << tokens[t] << " column " << c << ": got " << got[t * cols + c] << " want " << w;
+      }
+    }
+    EXPECT_EQ(bad, 0);
+  }
+}
+
+// Many rows against the token table (all-position logits): bf16 slices dequantized in chunks through cuBLAS,
+// here over more rows than one chunk holds; a few rows take the quantized GEMV.
+TEST_F(CudaDecode, MatmulAgainstQuantizedOnlyTable) {
+  const int64_t cols = 256, n_out = 70001;  // 17.9M elements: two 16M-element chunks
+  const GgmlType type = GgmlType::Q8_0;
+  const std::vector<uint8_t> bytes = testing::random_blocks(type, cols * n_out / 32, rng());
+  std::vector<float> w(size_t(cols * n_out));
+  dequantize_row(type, bytes.data(), w.data(), cols * n_out);
+  auto be = make_cuda_backend(0);
+  const Weight table = be->upload(tensor_of("output.weight", type, {cols, n_out}, bytes));
+  for (int64_t rows : {12, 3}) {
+    const std::vector<float> x = normal(size_t(rows * cols));
+    Buffer xd = be->alloc(x.size()), out = be->alloc(size_t(rows * n_out));
+    upload(xd.data, x.data(), x.size() * 4);
+    poison(out.data, out.count * 4);
+    be->matmul(xd, table, rows, out);
+    std::vector<float> got(out.count);
+    be->read(out, 0, out.count, got.data());
+    be->synchronize();
+    // cuBLAS sees bf16 operands; the GEMV fp32 ones.
+    const bool gemm = rows > cuda::kGemvQuantMaxRows;
+    auto round = [&](float v) { return gemm ? double(bf16_to_fp32(fp32_to_bf16(v))) : double(v); };
+    int64_t bad = 0;
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < n_out; ++o) {
+        double sum = 0, mag = 0;
+        for (int64_t i = 0; i < cols; ++i) {
+          const double p = round(x[r * cols + i]) * round(w[o * cols + i]);
+          sum += p;
+          mag += std::fabs(p);
+        }
+        const double rel = std::fabs(got[r * n_out + o] - sum) / (mag + 1e-30);
+        worst = std::max(worst, std::isnan(rel) ? 1e9 : rel);
+        if (!(rel <= (gemm ? 2e-3 : 1e-5)) && bad++ < 3)
+          ADD_FAILURE() << "rows " << rows << ": row " << r << " out " << o << " got " << got[r * n_out + o]
+                        << " want " << sum;
+      }
+    EXPECT_EQ(bad, 0) << "rows " << rows << ": worst relative error " << worst;
+  }
+}
+
+// Logits with many exact ties (small integers), NaN and -inf entries, or continuous values.
+std::vector<float> tricky_logits(int vocab, int kind) {
+  std::vector<float> v(static_cast<size_t>(vocab));
+  std::normal_distribution<float> normal(0.f, 3.f);
+  for (float& x : v) x = kind == 0 ? std::floor(normal(rng())) : normal(rng());
+  if (kind == 2) {
+    for (int i = 0; i < vocab / 50 + 1; ++i) v[rng()() % vocab] = NAN;
+    for (int i = 0; i < vocab / 50 + 1; ++i) v[rng()() % vocab] = -INFINITY;
+  }
+  return v;
+}
+
+TEST_F(CudaDecode, TopKAndArgmaxMatchTheCpuOrderWithTies) {
+  auto be = make_cuda_backend(0);
+  auto cpu = make_cpu_backend(1);
+  for (int vocab : {262144, 2049, 64, 1}) {
+    Buffer logits = be->alloc(size_t(vocab));
+    for (int kind = 0; kind < 3; ++kind) {
+      const std::vector<float> host = tricky_logits(vocab, kind);
+      upload(logits.data, host.data(), host.size() * 4);
+      for (int k : {1, 2, 40, kMaxDeviceTopK}) {
+        if (k > vocab) continue;
+        const std::string what = "vocab " + std::to_string(vocab) + " kind " + std::to_string(kind) + " k " +
+                                 std::to_string(k);
+        std::vector<int32_t> ids(k, 12345), want_ids(k);
+        std::vector<float> values(k), want_values(k);
+        be->top_k(logits, size_t(vocab), k, ids.data(), values.data());
+        be->synchronize();
+        const int found = top_candidates(host.data(), vocab, k, want_ids.data(), want_values.data());
+        for (int i = 0; i < k; ++i) {
+          if (i < found) {
+            ASSERT_EQ(ids[i], want_ids[i]) << what << ": candidate " << i << " (value " << values[i] << " vs "
+                                           << want_values[i] << ")";
+            ASSERT_EQ(values[i], want_values[i]) << what << ": candidate " << i;
+          } else {
+            ASSERT_EQ(ids[i], -1) << what << ": slot " << i << " beyond the " << found << " non-NaN entries";
+          }
+        }
+        if (k == 1) ASSERT_EQ(ids[0], argmax(host.data(), vocab)) << what;
+        // The CPU backend's top_k is the same function.
+        std::vector<int32_t> cpu_ids(k);
+        std::vector<float> cpu_values(k);
+        Buffer cpu_logits = cpu->alloc(size_t(vocab));
+        std::copy(host.begin(), host.end(), cpu_logits.data);
+        cpu->top_k(cpu_logits, size_t(vocab), k, cpu_ids.data(), cpu_values.data());
+        ASSERT_EQ(cpu_ids, ids) << what;
+      }
+    }
+  }
+  // Every entry NaN: no candidates, and greedy falls back to 0 as argmax() does.
+  Buffer nan_logits = be->alloc(100);
+  poison(nan_logits.data, 400);
+  std::vector<int32_t> ids(3);
+  std::vector<float> values(3);
+  be->top_k(nan_logits, 100, 3, ids.data(), values.data());
+  be->synchronize();
+  EXPECT_EQ(ids, std::vector<int32_t>(3, -1));
+  Sampler greedy(SamplerParams{0.f, 40, 1.f, 0});
+  EXPECT_EQ(greedy.sample_top(ids.data(), values.data(), 3), 0);
+}
+
+// Same seed, same logits: the sampler drawing from device candidates picks exactly the CPU sampler's tokens,
+// step after step (the rng streams stay in lockstep), with the candidates reduced inside a captured graph.
+TEST_F(CudaDecode, SamplingFromDeviceCandidatesEqualsCpuSampler) {
+  struct Case { float temp; int top_k; float top_p; };
+  for (Case c : {Case{0.8f, 40, 0.95f}, Case{1.5f, kMaxDeviceTopK, 1.f}, Case{0.3f, 5, 0.5f}, Case{0.f, 40, 1.f}}) {
+    const int vocab = 262144;
+    const uint64_t seed = rng()();
+    const std::string what = "temp " + std::to_string(c.temp) + " top_k " + std::to_string(c.top_k) + " top_p " +
+                             std::to_string(c.top_p) + " seed " + std::to_string(seed);
+    Sampler cpu_sampler(SamplerParams{c.temp, c.top_k, c.top_p, seed});
+    Sampler gpu_sampler(SamplerParams{c.temp, c.top_k, c.top_p, seed});
+    const int k = gpu_sampler.candidates_needed(vocab);
+    ASSERT_EQ(k, c.temp == 0 ? 1 : c.top_k) << what;
+    auto be = make_cuda_backend(0);
+    Buffer logits = be->alloc(size_t(vocab));
+    std::vector<int32_t> ids(k);
+    std::vector<float> values(k);
+    int graph_steps = 0;
+    for (int step = 0; step < 200; ++step) {
+      // Ties every few steps; flat logits (high temperature) make the draw, not the argmax, decide.
+      std::vector<float> host = tricky_logits(vocab, step % 3 == 0 ? 0 : 1);
+      for (float& v : host) v *= 0.3f;
+      upload(logits.data, host.data(), host.size() * 4);
+      const int32_t token = 0;
+      graph_steps += be->run_captured(k, [&] {
+        be->begin_batch(&token, step, 1);
+        be->top_k(logits, size_t(vocab), k, ids.data(), values.data());
+        be->synchronize();
+      });
+      const int32_t want = cpu_sampler.sample(host.data(), vocab);
+      const int32_t got = gpu_sampler.sample_top(ids.data(), values.data(), k);
+      ASSERT_EQ(got, want) << what << ": step " << step << " (best device candidate " << ids[0] << ")";
+    }
+    EXPECT_GT(graph_steps, 100) << what << ": the steps did not run from a CUDA graph";
+  }
+}
+
+}  // namespace
+}  // namespace swrun
