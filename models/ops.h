@@ -33,6 +33,16 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Act);
     be_.gated_act(gate, up, count, act);
   }
+  void gated_matmul(const char* name, int layer, Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows,
+                    GatedAct act, Buffer gate, Buffer up) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    be_.gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+  }
+  void residual_norm(const char* name, int layer, Buffer y, const Weight* w_post, Buffer x, const Weight* w_next,
+                     int64_t rows, int64_t width, float eps, Buffer xn) {
+    Range r(be_, name, layer, OpKind::Add);
+    be_.residual_norm(y, w_post, x, w_next, rows, width, eps, xn);
+  }
   void add(const char* name, int layer, Buffer x, Buffer y, size_t count) {
     Range r(be_, name, layer, OpKind::Add);
     be_.add(x, y, count);

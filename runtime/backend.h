@@ -93,6 +93,24 @@ class Backend {
   virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
   // x[i] += y[i] for i < count
   virtual void add(Buffer x, Buffer y, size_t count) = 0;
+  // A decoder block's residual step over `rows` rows of `width` floats: y = rmsnorm(y) * w_post when
+  // w_post is given, x += y, then xn = rmsnorm(x) * w_next when w_next is given (the next block's pre-norm).
+  // y is scratch afterwards. By default the ops above; a backend may fuse them (CUDA: one pass per row).
+  virtual void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
+                             int64_t width, float eps, Buffer xn) {
+    if (w_post) rmsnorm(y, *w_post, rows, eps, y);
+    add(x, y, static_cast<size_t>(rows) * static_cast<size_t>(width));
+    if (w_next) rmsnorm(x, *w_next, rows, eps, xn);
+  }
+  // The gated MLP's projections and activation: gate[r, :] = act(x[r, :] @ w_gate^T) * (x[r, :] @ w_up^T) for
+  // `rows` rows; up ([rows, w_up.rows]) is scratch and may be overwritten. By default the three ops above; a
+  // backend may fuse them (CUDA: one GEMV over both matrices for decode steps).
+  virtual void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act,
+                            Buffer gate, Buffer up) {
+    matmul(x, w_gate, rows, gate);
+    matmul(x, w_up, rows, up);
+    gated_act(gate, up, static_cast<size_t>(rows) * static_cast<size_t>(w_gate.rows), act);
+  }
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;

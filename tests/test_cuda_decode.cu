@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/gemv/gemv_quant.cuh"
@@ -221,6 +222,105 @@ TEST_F(CudaDecode, MatmulAgainstQuantizedOnlyTable) {
                         << " want " << sum;
       }
     EXPECT_EQ(bad, 0) << "rows " << rows << ": worst relative error " << worst;
+  }
+}
+
+// The fused gate/up GEMV (CUDA gated_matmul, rows <= 8) against the unfused ops on the same backend: each dot is
+// the same arithmetic, so only the activation's rounding may differ. 12 rows take the unfused default.
+TEST_F(CudaDecode, GatedMatmulFusedEqualsUnfused) {
+  struct Case { GgmlType type; int64_t cols, n_out; };
+  for (Case c : {Case{GgmlType::Q5_0, 640, 2051}, Case{GgmlType::Q4_K, 1024, 300}, Case{GgmlType::Q6_K, 512, 77},
+                 Case{GgmlType::Q8_0, 96, 1}, Case{GgmlType::F16, 64, 33}}) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(c.type));
+    const int64_t blocks = c.cols * c.n_out / random_block_elems(c.type);
+    const std::vector<uint8_t> gate_bytes = testing::random_blocks(c.type, blocks, rng());
+    const std::vector<uint8_t> up_bytes = testing::random_blocks(c.type, blocks, rng());
+    auto be = make_cuda_backend(0);
+    const Weight wg = be->upload(tensor_of("blk.0.ffn_gate.weight", c.type, {c.cols, c.n_out}, gate_bytes));
+    const Weight wu = be->upload(tensor_of("blk.0.ffn_up.weight", c.type, {c.cols, c.n_out}, up_bytes));
+    for (int64_t rows : {1, 3, 8, 12}) {
+      for (GatedAct act : {GatedAct::GeluTanh, GatedAct::Silu}) {
+        const std::string what = std::string(info.name) + " cols " + std::to_string(c.cols) + " n_out " +
+                                 std::to_string(c.n_out) + " rows " + std::to_string(rows) +
+                                 (act == GatedAct::Silu ? " silu" : " gelu");
+        // Small activations keep the products in the range where both activations bend.
+        const std::vector<float> x = normal(size_t(rows * c.cols), 1e-2f);
+        const size_t count = size_t(rows * c.n_out);
+        Buffer xd = be->alloc(x.size()), gate = be->alloc(count), up = be->alloc(count);
+        Buffer ref_gate = be->alloc(count), ref_up = be->alloc(count);
+        upload(xd.data, x.data(), x.size() * 4);
+        poison(gate.data, count * 4);
+        be->gated_matmul(xd, wg, wu, rows, act, gate, up);
+        be->matmul(xd, wg, rows, ref_gate);
+        be->matmul(xd, wu, rows, ref_up);
+        be->gated_act(ref_gate, ref_up, count, act);
+        std::vector<float> got(count), want(count);
+        be->read(gate, 0, count, got.data());
+        be->read(ref_gate, 0, count, want.data());
+        be->synchronize();
+        size_t bad = 0, worst_at = 0;
+        double worst = 0;
+        for (size_t i = 0; i < count; ++i) {
+          const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+          if (!(err <= 1e-5) && bad++ < 3)
+            ADD_FAILURE() << what << ": element " << i << " got " << got[i] << " want " << want[i];
+          if (!(err <= worst)) worst = err, worst_at = i;
+        }
+        EXPECT_EQ(bad, 0u) << what << ": worst relative error " << worst << " at " << worst_at;
+      }
+    }
+  }
+}
+
+// The fused residual step (post-norm, residual add, next pre-norm in one pass) against the unfused ops on the
+// same backend (Backend::residual_norm called non-virtually): same reductions in the same order, so the results
+// agree to the last bit or nearly; row widths cover the warp-per-row and block-per-row layouts.
+TEST_F(CudaDecode, ResidualNormFusedEqualsUnfused) {
+  const uint64_t seed = rng()();
+  for (int64_t width : {640, 12, 2048, 5120}) {
+    for (int64_t rows : {1, 7}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool post = variant & 1, next = variant & 2;
+        const std::string what = "width " + std::to_string(width) + " rows " + std::to_string(rows) +
+                                 (post ? " post-norm" : "") + (next ? " next-norm" : "") + " seed " +
+                                 std::to_string(seed);
+        auto be = make_cuda_backend(0);
+        const std::vector<float> w_post = normal(size_t(width)), w_next = normal(size_t(width));
+        const Weight wp = be->upload(tensor_of("post", GgmlType::F32, {width},
+                                               {reinterpret_cast<const uint8_t*>(w_post.data()),
+                                                reinterpret_cast<const uint8_t*>(w_post.data() + width)}));
+        const Weight wn = be->upload(tensor_of("next", GgmlType::F32, {width},
+                                               {reinterpret_cast<const uint8_t*>(w_next.data()),
+                                                reinterpret_cast<const uint8_t*>(w_next.data() + width)}));
+        const size_t count = size_t(rows * width);
+        const std::vector<float> x = normal(count, 3.f), y = normal(count, 0.5f);
+        Buffer x1 = be->alloc(count), y1 = be->alloc(count), xn1 = be->alloc(count);
+        Buffer x2 = be->alloc(count), y2 = be->alloc(count), xn2 = be->alloc(count);
+        for (Buffer b : {x1, x2}) upload(b.data, x.data(), count * 4);
+        for (Buffer b : {y1, y2}) upload(b.data, y.data(), count * 4);
+        for (Buffer b : {xn1, xn2}) poison(b.data, count * 4);
+        be->residual_norm(y1, post ? &wp : nullptr, x1, next ? &wn : nullptr, rows, width, 1e-6f, xn1);
+        be->Backend::residual_norm(y2, post ? &wp : nullptr, x2, next ? &wn : nullptr, rows, width, 1e-6f, xn2);
+        for (auto [fused, unfused, name] : {std::tuple{x1, x2, "x"}, std::tuple{xn1, xn2, "xn"}}) {
+          std::vector<float> got(count), want(count);
+          be->read(fused, 0, count, got.data());
+          be->read(unfused, 0, count, want.data());
+          be->synchronize();
+          if (std::string(name) == "xn" && !next) {
+            for (float v : got) ASSERT_TRUE(std::isnan(v)) << what << ": xn written without a next norm";
+            continue;
+          }
+          double worst = 0;
+          size_t worst_at = 0;
+          for (size_t i = 0; i < count; ++i) {
+            const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+            if (!(err <= worst)) worst = err, worst_at = i;
+          }
+          EXPECT_LE(worst, 1e-6) << what << ": " << name << " worst relative error at " << worst_at << ": got "
+                                 << got[worst_at] << " want " << want[worst_at];
+        }
+      }
+    }
   }
 }
 

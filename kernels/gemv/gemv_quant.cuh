@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/elementwise/elementwise.cuh"
 #include "runtime/ggml_types.h"
 
 namespace swrun::cuda {
@@ -25,6 +26,11 @@ bool gemv_quant_supported(GgmlType type, int64_t cols);
 // [x_rows, cols] fp32, out [x_rows, n_out] fp32. Launched overlapped (kernels/common/launch.cuh).
 void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
                 cudaStream_t stream);
+
+// The gated MLP's two projections and activation in one pass: out[r, n] = act(x[r] . w_gate[n]) * (x[r] . w_up[n]),
+// each dot computed exactly as gemv_quant computes it. w_gate and w_up share type and shape.
+void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
+                      int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream);
 
 // out[t, :] = table[tokens[t], :] * scale for t < n, dequantized from the table's GGUF rows of `cols` elements
 // (gemv_quant_supported(type, cols) must hold). Tokens are read on the device and must be valid rows.

@@ -67,6 +67,10 @@ class CudaBackend final : public Backend {
   void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) override;
   void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) override;
   void add(Buffer x, Buffer y, size_t count) override;
+  void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act, Buffer gate,
+                    Buffer up) override;
+  void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows, int64_t width,
+                     float eps, Buffer xn) override;
   void read(Buffer src, size_t offset, size_t count, float* host) override;
   void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) override;
   void synchronize() override;

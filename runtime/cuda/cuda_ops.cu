@@ -193,6 +193,39 @@ void CudaBackend::gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) 
                    stream_);
 }
 
+void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act,
+                               Buffer gate, Buffer up) {
+  const DeviceWeight& g = device_weight(w_gate, "gated_matmul");
+  const DeviceWeight& u = device_weight(w_up, "gated_matmul");
+  const bool fused = g.raw && u.raw && w_gate.type == w_up.type && w_gate.rows == w_up.rows &&
+                     w_gate.cols == w_up.cols && rows >= 1 && rows <= kGemvQuantMaxRows;
+  if (!fused) return Backend::gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+  require_floats(x, size_t(rows) * size_t(w_gate.cols), "gated_matmul", "input");
+  require_floats(gate, size_t(rows) * size_t(w_gate.rows), "gated_matmul", "output");
+  if (!launching()) return;
+  gemv_quant_gated(w_gate.type, g.raw, u.raw, x.data, gate.data, int(rows), w_gate.rows, w_gate.cols,
+                   act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
+}
+
+void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
+                                int64_t width, float eps, Buffer xn) {
+  auto norm_weight = [&](const Weight* w) -> const float* {
+    if (!w) return nullptr;
+    const DeviceWeight& d = device_weight(*w, "residual_norm");
+    if (!d.fp32 || w->cols != width)
+      fail("residual_norm: weight '" + w->name + "' is not a vector of " + std::to_string(width));
+    return static_cast<const float*>(d.data);
+  };
+  const float* post = norm_weight(w_post);
+  const float* next = norm_weight(w_next);
+  const size_t need = size_t(rows) * size_t(width);
+  require_floats(y, need, "residual_norm", "y");
+  require_floats(x, need, "residual_norm", "x");
+  if (next) require_floats(xn, need, "residual_norm", "output");
+  if (!launching()) return;
+  residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_);
+}
+
 void CudaBackend::add(Buffer x, Buffer y, size_t count) {
   require_floats(x, count, "add", "x");
   require_floats(y, count, "add", "y");
