@@ -50,8 +50,8 @@ class Llama final : public DecoderModel {
       ops_.matmul("attn_q", l, s_.xn, w.wq, rows, s_.q);
       ops_.matmul("attn_k", l, s_.xn, w.wk, rows, s_.k);
       ops_.matmul("attn_v", l, s_.xn, w.wv, rows, s_.v);
-      ops_.rope("rope_q", l, s_.q, c.n_head, c.head_dim, lc.rope);
-      ops_.rope("rope_k", l, s_.k, c.n_head_kv, c.head_dim, lc.rope);
+      ops_.qk_norm_rope("rope_qk", l, s_.q, s_.k, nullptr, nullptr, rows, c.n_head, c.n_head_kv, c.head_dim,
+                        c.norm_eps, lc.rope);
       ops_.attention(l, s_.q, s_.k, s_.v, s_.att, {c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy});
       ops_.matmul("attn_out", l, s_.att, w.wo, rows, s_.proj);
       ops_.residual_norm("attn_residual", l, s_.proj, nullptr, s_.x, &w.ffn_norm, rows, c.dim, c.norm_eps, s_.xn);

@@ -38,6 +38,11 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Matmul);
     be_.gated_matmul(x, w_gate, w_up, rows, act, gate, up);
   }
+  void qk_norm_rope(const char* name, int layer, Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm,
+                    int64_t tokens, int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+    Range r(be_, name, layer, OpKind::Rope);
+    be_.qk_norm_rope(q, k, q_norm, k_norm, tokens, n_head, n_head_kv, head_dim, eps, p);
+  }
   void residual_norm(const char* name, int layer, Buffer y, const Weight* w_post, Buffer x, const Weight* w_next,
                      int64_t rows, int64_t width, float eps, Buffer xn) {
     Range r(be_, name, layer, OpKind::Add);

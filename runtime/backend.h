@@ -93,6 +93,16 @@ class Backend {
   virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
   // x[i] += y[i] for i < count
   virtual void add(Buffer x, Buffer y, size_t count) = 0;
+  // q [n, n_head, head_dim] and k [n, n_head_kv, head_dim] of the current batch (n = tokens): each head row
+  // RMSNorm-ed by q_norm / k_norm when given (per-head q/k norms), then both rotated by RoPE at the batch
+  // positions. By default rmsnorm and rope per buffer; a backend may fuse them (CUDA: one launch).
+  virtual void qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
+                            int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+    if (q_norm) rmsnorm(q, *q_norm, tokens * n_head, eps, q);
+    if (k_norm) rmsnorm(k, *k_norm, tokens * n_head_kv, eps, k);
+    rope(q, n_head, head_dim, p);
+    rope(k, n_head_kv, head_dim, p);
+  }
   // A decoder block's residual step over `rows` rows of `width` floats: y = rmsnorm(y) * w_post when
   // w_post is given, x += y, then xn = rmsnorm(x) * w_next when w_next is given (the next block's pre-norm).
   // y is scratch afterwards. By default the ops above; a backend may fuse them (CUDA: one pass per row).

@@ -324,6 +324,53 @@ TEST_F(CudaDecode, ResidualNormFusedEqualsUnfused) {
   }
 }
 
+// The fused per-head q/k norm + RoPE against the unfused ops (rmsnorm, rope) on the same backend, at a late
+// position (the angle is formed in double by both) for both rotation styles, with and without norm weights.
+TEST_F(CudaDecode, QkNormRopeFusedEqualsUnfused) {
+  struct Case { int n_head, n_head_kv, head_dim; RopeStyle style; bool q_norm, k_norm; int n; int32_t pos0; };
+  for (Case c : {Case{4, 1, 256, RopeStyle::NeoX, true, true, 1, 70001}, Case{4, 1, 256, RopeStyle::NeoX, true, true, 5, 3},
+                 Case{8, 2, 128, RopeStyle::Normal, false, false, 3, 4099}, Case{2, 2, 64, RopeStyle::NeoX, true, false, 2, 17},
+                 Case{3, 1, 1024, RopeStyle::Normal, false, true, 1, 511}}) {
+    const std::string what = std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads of " +
+                             std::to_string(c.head_dim) + (c.style == RopeStyle::NeoX ? " neox" : " normal") +
+                             " n " + std::to_string(c.n) + " pos0 " + std::to_string(c.pos0);
+    auto be = make_cuda_backend(0);
+    const std::vector<float> gq = normal(size_t(c.head_dim)), gk = normal(size_t(c.head_dim));
+    auto vec = [&](const char* name, const std::vector<float>& v) {
+      return be->upload(tensor_of(name, GgmlType::F32, {int64_t(v.size())},
+                                  {reinterpret_cast<const uint8_t*>(v.data()),
+                                   reinterpret_cast<const uint8_t*>(v.data() + v.size())}));
+    };
+    const Weight wq = vec("q_norm", gq), wk = vec("k_norm", gk);
+    const size_t nq = size_t(c.n) * c.n_head * c.head_dim, nk = size_t(c.n) * c.n_head_kv * c.head_dim;
+    const std::vector<float> q = normal(nq, 2.f), k = normal(nk, 2.f);
+    Buffer q1 = be->alloc(nq), k1 = be->alloc(nk), q2 = be->alloc(nq), k2 = be->alloc(nk);
+    for (Buffer b : {q1, q2}) upload(b.data, q.data(), nq * 4);
+    for (Buffer b : {k1, k2}) upload(b.data, k.data(), nk * 4);
+    std::vector<int32_t> tokens(size_t(c.n), 0);
+    be->begin_batch(tokens.data(), c.pos0, c.n);
+    const RopeParams rp{c.n_head_kv == 1 ? 1e6f : 10000.f, c.n == 5 ? 0.25f : 1.f, c.style};
+    be->qk_norm_rope(q1, k1, c.q_norm ? &wq : nullptr, c.k_norm ? &wk : nullptr, c.n, c.n_head, c.n_head_kv,
+                     c.head_dim, 1e-6f, rp);
+    be->Backend::qk_norm_rope(q2, k2, c.q_norm ? &wq : nullptr, c.k_norm ? &wk : nullptr, c.n, c.n_head, c.n_head_kv,
+                              c.head_dim, 1e-6f, rp);
+    for (auto [fused, unfused, count, name] : {std::tuple{q1, q2, nq, "q"}, std::tuple{k1, k2, nk, "k"}}) {
+      std::vector<float> got(count), want(count);
+      be->read(fused, 0, count, got.data());
+      be->read(unfused, 0, count, want.data());
+      be->synchronize();
+      double worst = 0;
+      size_t worst_at = 0;
+      for (size_t i = 0; i < count; ++i) {
+        const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+        if (!(err <= worst)) worst = err, worst_at = i;
+      }
+      EXPECT_LE(worst, 1e-6) << what << ": " << name << " worst relative error at " << worst_at << ": got "
+                             << got[worst_at] << " want " << want[worst_at];
+    }
+  }
+}
+
 // Logits with many exact ties (small integers), NaN and -inf entries, or continuous values.
 std::vector<float> tricky_logits(int vocab, int kind) {
   std::vector<float> v(static_cast<size_t>(vocab));

@@ -207,6 +207,29 @@ void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_u
                    act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
 }
 
+void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
+                               int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+  require_batch("qk_norm_rope");
+  if (head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
+    return Backend::qk_norm_rope(q, k, q_norm, k_norm, tokens, n_head, n_head_kv, head_dim, eps, p);
+  if (tokens != n_)
+    fail("qk_norm_rope: " + std::to_string(tokens) + " tokens in a batch of " + std::to_string(n_));
+  auto norm_weight = [&](const Weight* w) -> const float* {
+    if (!w) return nullptr;
+    const DeviceWeight& d = device_weight(*w, "qk_norm_rope");
+    if (!d.fp32 || w->cols != head_dim)
+      fail("qk_norm_rope: weight '" + w->name + "' is not a vector of " + std::to_string(head_dim));
+    return static_cast<const float*>(d.data);
+  };
+  const float* qn = norm_weight(q_norm);
+  const float* kn = norm_weight(k_norm);
+  require_floats(q, size_t(n_) * size_t(n_head) * size_t(head_dim), "qk_norm_rope", "q");
+  require_floats(k, size_t(n_) * size_t(n_head_kv) * size_t(head_dim), "qk_norm_rope", "k");
+  if (!launching()) return;
+  norm_rope_f32(q.data, k.data, qn, kn, n_, n_head, n_head_kv, head_dim, eps, pos0_dev(), p.freq_base, p.freq_scale,
+                p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+}
+
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
                                 int64_t width, float eps, Buffer xn) {
   auto norm_weight = [&](const Weight* w) -> const float* {
