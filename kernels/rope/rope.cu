@@ -63,7 +63,7 @@ template <RopeKind kKind>
 __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int64_t q_rows,
                                  int64_t rows, int q_heads, int k_heads, int head_dim, float eps, const int32_t* pos0,
                                  float freq_scale, double log2_base_over_half) {
-  __shared__ float staged[kNormRopeWarps][kNormRopeMaxHeadDim];
+  __shared__ float4 staged[kNormRopeWarps][kNormRopeMaxHeadDim / 4];  // float4: 16-byte aligned rows
   wait_for_predecessor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = int64_t(blockIdx.x) * kNormRopeWarps + warp;
@@ -73,7 +73,7 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
   float* head = (is_q ? q : k) + head_row * head_dim;
   const float* g = is_q ? q_norm : k_norm;
   const int64_t t = head_row / (is_q ? q_heads : k_heads);
-  float* h = staged[warp];
+  float* h = reinterpret_cast<float*>(staged[warp]);
   const int quads = head_dim / 4;
   float ss = 0.f;
   for (int c = lane; c < quads; c += 32) {
