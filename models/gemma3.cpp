@@ -58,9 +58,7 @@ class Gemma3 final : public DecoderModel {
       const Gemma3Layer& w = layers_[l];
       const LayerConfig& lc = c.layers[l];
       // attention block
-      ops_.matmul("attn_q", l, s_.xn, w.wq, rows, s_.q);
-      ops_.matmul("attn_k", l, s_.xn, w.wk, rows, s_.k);
-      ops_.matmul("attn_v", l, s_.xn, w.wv, rows, s_.v);
+      ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
       ops_.qk_norm_rope("qk_norm_rope", l, s_.q, s_.k, &w.q_norm, &w.k_norm, rows, c.n_head, c.n_head_kv,
                         c.head_dim, c.norm_eps, lc.rope);
       ops_.attention(l, s_.q, s_.k, s_.v, s_.att, {c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy});

@@ -47,9 +47,7 @@ class Llama final : public DecoderModel {
     for (int l = 0; l < c.n_layer; ++l) {
       const LlamaLayer& w = layers_[l];
       const LayerConfig& lc = c.layers[l];
-      ops_.matmul("attn_q", l, s_.xn, w.wq, rows, s_.q);
-      ops_.matmul("attn_k", l, s_.xn, w.wk, rows, s_.k);
-      ops_.matmul("attn_v", l, s_.xn, w.wv, rows, s_.v);
+      ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
       ops_.qk_norm_rope("rope_qk", l, s_.q, s_.k, nullptr, nullptr, rows, c.n_head, c.n_head_kv, c.head_dim,
                         c.norm_eps, lc.rope);
       ops_.attention(l, s_.q, s_.k, s_.v, s_.att, {c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy});

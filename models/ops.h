@@ -1,6 +1,10 @@
 // Backend ops as the model code calls them: each call is bracketed by a named range (layer, op), so the profiler
 // and NVTX see the same structure as forward(). With no profiler attached a range costs two virtual calls.
 #pragma once
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
 #include "runtime/backend.h"
 
 namespace swrun {
@@ -37,6 +41,18 @@ class TracedOps {
                     GatedAct act, Buffer gate, Buffer up) {
     Range r(be_, name, layer, OpKind::Matmul);
     be_.gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+  }
+  // q, k and v (or any projections of x): {weight, output} pairs.
+  void matmuls(const char* name, int layer, Buffer x, int64_t rows,
+               std::initializer_list<std::pair<const Weight*, Buffer>> projections) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    std::vector<const Weight*> ws;
+    std::vector<Buffer> outs;
+    for (const auto& [w, out] : projections) {
+      ws.push_back(w);
+      outs.push_back(out);
+    }
+    be_.matmuls(x, rows, ws.data(), outs.data(), static_cast<int>(ws.size()));
   }
   void qk_norm_rope(const char* name, int layer, Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm,
                     int64_t tokens, int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {

@@ -93,6 +93,11 @@ class Backend {
   virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
   // x[i] += y[i] for i < count
   virtual void add(Buffer x, Buffer y, size_t count) = 0;
+  // Several projections of the same input (a layer's q, k and v): outs[i] = x @ ws[i]^T for i < count, as
+  // matmul(x, *ws[i], rows, outs[i]). By default one matmul each; a backend may run them as one launch.
+  virtual void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
+    for (int i = 0; i < count; ++i) matmul(x, *ws[i], rows, outs[i]);
+  }
   // q [n, n_head, head_dim] and k [n, n_head_kv, head_dim] of the current batch (n = tokens): each head row
   // RMSNorm-ed by q_norm / k_norm when given (per-head q/k norms), then both rotated by RoPE at the batch
   // positions. By default rmsnorm and rope per buffer; a backend may fuse them (CUDA: one launch).

@@ -272,6 +272,51 @@ TEST_F(CudaDecode, GatedMatmulFusedEqualsUnfused) {
   }
 }
 
+// Several projections in one launch (CUDA matmuls: q, k, v of mixed types) against one matmul each on the same
+// backend: every row's dot is the same code, so the results must be identical; 12 rows take the default.
+TEST_F(CudaDecode, MatmulsInOneLaunchEqualSeparateMatmuls) {
+  struct Mat { GgmlType type; int64_t n_out; };
+  struct Case { int64_t cols; std::vector<Mat> mats; };
+  for (const Case& c : {Case{640, {{GgmlType::Q5_0, 1024}, {GgmlType::Q5_0, 256}, {GgmlType::Q8_0, 256}}},
+                        Case{512, {{GgmlType::Q4_K, 37}, {GgmlType::Q6_K, 5}, {GgmlType::F16, 300}}},
+                        Case{256, {{GgmlType::Q5_K, 3}, {GgmlType::BF16, 70}}}, Case{96, {{GgmlType::Q4_1, 9}}}}) {
+    auto be = make_cuda_backend(0);
+    std::vector<Weight> ws;
+    std::string what = "cols " + std::to_string(c.cols);
+    for (const Mat& m : c.mats) {
+      const std::vector<uint8_t> bytes = testing::random_blocks(m.type, c.cols * m.n_out / random_block_elems(m.type), rng());
+      ws.push_back(be->upload(tensor_of("blk.0.attn_q.weight", m.type, {c.cols, m.n_out}, bytes)));
+      what += std::string(" ") + ggml_type_name(uint32_t(m.type)) + "x" + std::to_string(m.n_out);
+    }
+    for (int64_t rows : {1, 4, 8, 12}) {
+      const std::vector<float> x = normal(size_t(rows * c.cols));
+      Buffer xd = be->alloc(x.size());
+      upload(xd.data, x.data(), x.size() * 4);
+      std::vector<const Weight*> wp;
+      std::vector<Buffer> fused, separate;
+      for (const Weight& w : ws) {
+        wp.push_back(&w);
+        fused.push_back(be->alloc(size_t(rows * w.rows)));
+        separate.push_back(be->alloc(size_t(rows * w.rows)));
+        poison(fused.back().data, fused.back().count * 4);
+      }
+      be->matmuls(xd, rows, wp.data(), fused.data(), int(ws.size()));
+      for (size_t i = 0; i < ws.size(); ++i) be->matmul(xd, ws[i], rows, separate[i]);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        std::vector<float> got(fused[i].count), want(separate[i].count);
+        be->read(fused[i], 0, got.size(), got.data());
+        be->read(separate[i], 0, want.size(), want.data());
+        be->synchronize();
+        size_t differ = 0, first = 0;
+        for (size_t j = 0; j < got.size(); ++j)
+          if (std::memcmp(&got[j], &want[j], 4) != 0 && differ++ == 0) first = j;
+        EXPECT_EQ(differ, 0u) << what << " rows " << rows << ": matrix " << i << " differs at " << differ
+                              << " outputs, first " << first << ": " << got[first] << " vs " << want[first];
+      }
+    }
+  }
+}
+
 // The fused residual step (post-norm, residual add, next pre-norm in one pass) against the unfused ops on the
 // same backend (Backend::residual_norm called non-virtually): same reductions in the same order, so the results
 // agree to the last bit or nearly; row widths cover the warp-per-row and block-per-row layouts.

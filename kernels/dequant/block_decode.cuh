@@ -162,8 +162,10 @@ struct DecodeQ6_K {
 };
 
 // Calls f.template operator()<Decoder>() with the decoder of `type`; returns false for a type without one.
+// Host code picks kernels with it; device code picks a decoder per row with it.
+#pragma nv_exec_check_disable
 template <typename F>
-bool with_block_decoder(GgmlType type, F&& f) {
+__host__ __device__ bool with_block_decoder(GgmlType type, F&& f) {
   switch (type) {
     case GgmlType::F32: f.template operator()<DecodePlain<GgmlType::F32>>(); return true;
     case GgmlType::F16: f.template operator()<DecodePlain<GgmlType::F16>>(); return true;

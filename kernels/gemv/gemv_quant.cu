@@ -30,6 +30,52 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
+// `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
+// lane. The first staging happens before the wait for the predecessor kernel (`waited`): x is its output, the
+// weights are not.
+template <typename D, int kRows>
+__device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per_row, const float* x, int64_t cols,
+                                              int x_rows, uint4* stage, bool& waited, float (&acc)[kRows]) {
+  static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
+  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
+  const int lane = threadIdx.x % kWarp;
+  for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
+    const int nb = min(kChunkBlocks, blocks_per_row - b0);
+    const uint8_t* src = row + int64_t(b0) * D::kBytes;
+    const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
+    const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
+    const int vecs = (skew + nb * D::kBytes + 15) / 16;
+    for (int v = lane; v < vecs; v += kWarp) stage[v] = __ldg(aligned + v);
+    __syncwarp();
+    if (!waited) {
+      wait_for_predecessor();
+      waited = true;
+    }
+    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(stage) + skew;
+    for (int it = lane; it < nb * D::kItems; it += kWarp) {
+      const int b = it / D::kItems;
+      const float* xb = x + int64_t(b0 + b) * D::kElems;
+      D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+          if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
+      });
+    }
+    __syncwarp();  // the stage is refilled next pass
+  }
+}
+
+// Writes the warp's sums of acc[r] (lane 0) to out[r * n_out + n].
+template <int kRows>
+__device__ __forceinline__ void store_row(float (&acc)[kRows], int x_rows, float* out, int64_t n_out, int64_t n) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float sum = warp_sum(acc[r]);
+    if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+  }
+}
+
 // kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
 // act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it.
 template <typename D, int kRows, int kMats>
@@ -37,50 +83,52 @@ __global__ void __launch_bounds__(kThreads)
     gemv_quant_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ w2, int64_t row_bytes,
                       int blocks_per_row, const float* x, int64_t cols, int x_rows, float* out, int64_t n_out,
                       GatedActKind act) {
-  static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
-  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
   __shared__ uint4 stage[kWarps][kStageVecs];
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const uint8_t* staged = reinterpret_cast<const uint8_t*>(stage[warp]);
+  const int warp = threadIdx.x / kWarp;
   bool waited = false;
   for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
-    float dots[kMats][kRows];
+    float acc[kRows], up[kRows];
 #pragma unroll
-    for (int m = 0; m < kMats; ++m) {
-      float* acc = dots[m];
+    for (int r = 0; r < kRows; ++r) acc[r] = up[r] = 0.f;
+    warp_row_dots<D, kRows>(w + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, acc);
+    if constexpr (kMats == 2) {
+      warp_row_dots<D, kRows>(w2 + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, up);
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
-      for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
-        const int nb = min(kChunkBlocks, blocks_per_row - b0);
-        const uint8_t* src = (m == 0 ? w : w2) + n * row_bytes + int64_t(b0) * D::kBytes;
-        const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
-        const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
-        const int vecs = (skew + nb * D::kBytes + 15) / 16;
-        for (int v = lane; v < vecs; v += kWarp) stage[warp][v] = __ldg(aligned + v);
-        __syncwarp();
-        if (!waited) {  // x is the previous kernel's output
-          wait_for_predecessor();
-          waited = true;
-        }
-        const uint8_t* blocks = staged + skew;
-        for (int it = lane; it < nb * D::kItems; it += kWarp) {
-          const int b = it / D::kItems;
-          const float* xb = x + int64_t(b0 + b) * D::kElems;
-          D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-              if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
-          });
-        }
-        __syncwarp();  // the stage is refilled next pass
+      for (int r = 0; r < kRows; ++r) {
+        const float sum = gated_activate(warp_sum(acc[r]), act) * warp_sum(up[r]);
+        if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
       }
+    } else {
+      store_row<kRows>(acc, x_rows, out, n_out, n);
     }
+  }
+}
+
+// Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: warp-row g
+// belongs to the matrix whose range holds it, whose decoder is picked per row.
+template <int kRows>
+__global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, const float* x, int64_t cols,
+                                                              int x_rows) {
+  __shared__ uint4 stage[kWarps][kStageVecs];
+  const int warp = threadIdx.x / kWarp;
+  // Selects member i without indexing the parameter arrays at run time (which would copy them to local memory).
+  auto pick = [](const auto (&v)[kGemvMultiMax], int i) { return i == 0 ? v[0] : i == 1 ? v[1] : v[2]; };
+  static_assert(kGemvMultiMax == 3, "pick() lists every slot");
+  const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
+  bool waited = false;
+  for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
+    const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
+    const int64_t n = g - (i > 0 ? a.n_out[0] : 0) - (i > 1 ? a.n_out[1] : 0);
+    float acc[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      float sum = warp_sum(dots[0][r]);
-      if constexpr (kMats == 2) sum = gated_activate(sum, act) * warp_sum(dots[1][r]);
-      if (lane == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-    }
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    const uint8_t* w = pick(a.w, i);
+    with_block_decoder(pick(a.type, i), [&]<typename D>() {
+      const int blocks_per_row = int(cols / D::kElems);
+      warp_row_dots<D, kRows>(w + n * int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows,
+                              stage[warp], waited, acc);
+    });
+    store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
   }
 }
 
@@ -120,6 +168,23 @@ __global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, int 
 }
 
 
+template <int kRows>
+void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+  static const int64_t max_blocks = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    check_cuda(cudaGetDevice(&device), "gemv_quant_multi: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_quant_multi: SM count");
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_kernel<kRows>, kThreads, 0),
+               "gemv_quant_multi: occupancy");
+    return int64_t(sms) * std::max(per_sm, 1);
+  }();
+  int64_t total = 0;
+  for (int i = 0; i < a.count; ++i) total += a.n_out[i];
+  const int64_t blocks = std::min(max_blocks, (total + kWarps - 1) / kWarps);
+  launch_overlapped(gemv_multi_kernel<kRows>, unsigned(blocks), kThreads, stream, "gemv_quant_multi", a, x, cols,
+                    x_rows);
+}
+
 template <int kMats>
 void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x, float* out, int x_rows,
                    int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
@@ -156,6 +221,21 @@ void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_
 void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
                       int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
   dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream);
+}
+
+void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+  if (a.count < 1 || a.count > kGemvMultiMax) fail("gemv_quant_multi: " + std::to_string(a.count) + " matrices");
+  if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
+    fail("gemv_quant_multi: " + std::to_string(x_rows) + " activation rows");
+  for (int i = 0; i < a.count; ++i) {
+    if (!gemv_quant_supported(a.type[i], cols) || a.n_out[i] <= 0 || reinterpret_cast<uintptr_t>(a.w[i]) % 16 != 0)
+      fail("gemv_quant_multi: matrix " + std::to_string(i) + " (" + ggml_type_name(uint32_t(a.type[i])) + ", " +
+           std::to_string(a.n_out[i]) + " rows of " + std::to_string(cols) + ") is not supported");
+  }
+  if (x_rows == 1) launch_multi<1>(a, x, x_rows, cols, stream);
+  else if (x_rows == 2) launch_multi<2>(a, x, x_rows, cols, stream);
+  else if (x_rows <= 4) launch_multi<4>(a, x, x_rows, cols, stream);
+  else launch_multi<kGemvQuantMaxRows>(a, x, x_rows, cols, stream);
 }
 
 void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,

@@ -32,6 +32,18 @@ void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_
 void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
                       int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream);
 
+// Several matrices with the same row length against the same x in one launch (a layer's q, k and v
+// projections): out[i][r, n] = x[r] . w[i][n] for i < count, r < x_rows, n < n_out[i]; types may differ.
+constexpr int kGemvMultiMax = 3;
+struct GemvMultiArgs {
+  const uint8_t* w[kGemvMultiMax];
+  float* out[kGemvMultiMax];
+  int64_t n_out[kGemvMultiMax];
+  GgmlType type[kGemvMultiMax];
+  int count;
+};
+void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream);
+
 // out[t, :] = table[tokens[t], :] * scale for t < n, dequantized from the table's GGUF rows of `cols` elements
 // (gemv_quant_supported(type, cols) must hold). Tokens are read on the device and must be valid rows.
 void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,

@@ -69,6 +69,7 @@ class CudaBackend final : public Backend {
   void add(Buffer x, Buffer y, size_t count) override;
   void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act, Buffer gate,
                     Buffer up) override;
+  void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) override;
   void qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens, int n_head,
                     int n_head_kv, int head_dim, float eps, const RopeParams& p) override;
   void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows, int64_t width,

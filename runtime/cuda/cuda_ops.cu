@@ -207,6 +207,25 @@ void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_u
                    act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
 }
 
+void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
+  bool fused = count >= 1 && count <= kGemvMultiMax && rows >= 1 && rows <= kGemvQuantMaxRows;
+  for (int i = 0; fused && i < count; ++i)
+    fused = device_weight(*ws[i], "matmuls").raw && ws[i]->cols == ws[0]->cols;
+  if (!fused) return Backend::matmuls(x, rows, ws, outs, count);
+  GemvMultiArgs a{};
+  a.count = count;
+  require_floats(x, size_t(rows) * size_t(ws[0]->cols), "matmuls", "input");
+  for (int i = 0; i < count; ++i) {
+    require_floats(outs[i], size_t(rows) * size_t(ws[i]->rows), "matmuls", "output");
+    a.w[i] = static_cast<const uint8_t*>(device_weight(*ws[i], "matmuls").raw);
+    a.out[i] = outs[i].data;
+    a.n_out[i] = ws[i]->rows;
+    a.type[i] = ws[i]->type;
+  }
+  if (!launching()) return;
+  gemv_quant_multi(a, x.data, int(rows), ws[0]->cols, stream_);
+}
+
 void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
                                int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
   require_batch("qk_norm_rope");
