@@ -30,15 +30,20 @@ std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int
   return logits;
 }
 
-void warm_up(Model& model, int batch, const SamplerParams& sampler) {
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph) {
   const int vocab = model.config().vocab;
   const std::vector<int32_t> tokens(static_cast<size_t>(batch), 0);
   std::vector<float> logits(static_cast<size_t>(vocab));
   model.forward(tokens.data(), 0, batch, LogitsMode::Last, logits.data());
   const int top = Sampler(sampler).candidates_needed(vocab);
   std::vector<int32_t> ids(static_cast<size_t>(top));
-  if (top > 0) model.forward_top(tokens.data(), batch, 1, top, ids.data(), logits.data());
-  else model.forward(tokens.data(), batch, 1, LogitsMode::Last, logits.data());
+  auto step = [&] {
+    if (top > 0) model.forward_top(tokens.data(), batch, 1, top, ids.data(), logits.data());
+    else model.forward(tokens.data(), batch, 1, LogitsMode::Last, logits.data());
+  };
+  // The same key as generate()'s decode steps: they replay this graph instead of capturing their own.
+  if (use_graph) model.backend().run_captured(top, step);
+  else step();
 }
 
 GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,

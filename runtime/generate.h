@@ -32,11 +32,12 @@ struct GenerateStats {
 // and returns them (host, [vocab]).
 std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress);
 
-// Runs one forward of `batch` tokens and one decode step as `sampler` would (token 0 at positions 0 .. batch), so
-// the first real prefill and decode find their kernels loaded and their GEMM shapes planned (a GPU otherwise
-// spends tens of milliseconds on them in the first call). The KV cache rows it writes are overwritten by the
-// real prompt before anything reads them. Needs a context of at least batch + 1.
-void warm_up(Model& model, int batch, const SamplerParams& sampler);
+// Runs one forward of `batch` tokens and one decode step as generate() would for `sampler` (token 0 at positions
+// 0 .. batch; the step captured as generate()'s graph when use_graph), so the first real prefill and decode find
+// their kernels loaded, their GEMM shapes planned and their graph built (a GPU otherwise spends tens of
+// milliseconds on them in the first calls). The KV cache rows it writes are overwritten by the real prompt before
+// anything reads them. Needs a context of at least batch + 1.
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph);
 
 // Generates up to n_predict tokens after the prompt (stops at end-of-generation or at the context end `ctx`).
 // on_token receives each generated id as soon as it is sampled.

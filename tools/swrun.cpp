@@ -131,8 +131,10 @@ int run_generate(const Options& o) {
   GenerateOptions go;
   go.sampler = {o.temp, o.top_k, o.top_p,
                 o.seed >= 0 ? static_cast<uint64_t>(o.seed) : static_cast<uint64_t>(std::random_device{}())};
-  // On a GPU the first calls load kernels and plan GEMMs; done here, that is load time, not time to first token.
-  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler);
+  go.use_graph = !o.no_graph;
+  // On a GPU the first calls load kernels, plan GEMMs and build the decode graph; done here, that is load time,
+  // not time to first token or decode time.
+  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler, go.use_graph);
   const double load_ms = now_ms() - t_load;
   std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s%s\n", o.model.c_str(),
                backend->name().c_str(), backend->device_name().c_str(), n_prompt, ctx,
@@ -141,7 +143,6 @@ int run_generate(const Options& o) {
 
   go.n_predict = o.n_predict;
   go.ubatch = ubatch;
-  go.use_graph = !o.no_graph;
   go.progress = isatty(STDERR_FILENO);
   DetokenizeStream stream(*tok, /*at_text_start=*/false);
   const GenerateStats st = generate(*model, *tok, prompt, ctx, go, [&](int32_t id) {
