@@ -45,8 +45,9 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
 
 void DecoderModel::finish(int n, LogitsMode mode, const Weight& out_norm, const Weight& output, float* logits) {
   if (mode == LogitsMode::None) return;
-  const size_t first = mode == LogitsMode::Last ? static_cast<size_t>(n - 1) : 0;
-  const size_t rows = mode == LogitsMode::Last ? 1 : static_cast<size_t>(n);
+  const bool last = mode == LogitsMode::Last || mode == LogitsMode::Top;
+  const size_t first = last ? static_cast<size_t>(n - 1) : 0;
+  const size_t rows = last ? 1 : static_cast<size_t>(n);
   if (static_cast<int>(rows) > s_.logits_rows) {  // all-position logits are rare (A/B, tests): grow on demand
     s_.logits = be_->alloc(static_cast<size_t>(s_.max_batch) * cfg_.vocab);
     s_.logits_rows = s_.max_batch;
@@ -59,7 +60,10 @@ void DecoderModel::finish(int n, LogitsMode mode, const Weight& out_norm, const 
     be_->matmul(nr, output, static_cast<int64_t>(rows), s_.logits);
     be_->pop_range();
   }
-  be_->read(s_.logits, 0, rows * cfg_.vocab, logits);
+  if (mode == LogitsMode::Top)
+    be_->top_k(s_.logits, static_cast<size_t>(cfg_.vocab), top_.k, top_.ids, logits);
+  else
+    be_->read(s_.logits, 0, rows * cfg_.vocab, logits);
   be_->synchronize();
 }
 

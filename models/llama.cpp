@@ -40,27 +40,23 @@ class Llama final : public DecoderModel {
     check_batch(n);
     const auto& c = cfg_;
     const int64_t rows = n;
-    const size_t dn = static_cast<size_t>(n) * c.dim;
     be_->begin_batch(tokens, pos0, n);
     ops_.embed("embed", tok_embd_, 1.f, s_.x);
+    // Each residual add also applies the next block's pre-norm (attn_norm of layer l+1 at the end of layer l).
+    ops_.rmsnorm("attn_norm", 0, s_.x, layers_[0].attn_norm, rows, c.norm_eps, s_.xn);
     for (int l = 0; l < c.n_layer; ++l) {
       const LlamaLayer& w = layers_[l];
       const LayerConfig& lc = c.layers[l];
-      ops_.rmsnorm("attn_norm", l, s_.x, w.attn_norm, rows, c.norm_eps, s_.xn);
-      ops_.matmul("attn_q", l, s_.xn, w.wq, rows, s_.q);
-      ops_.matmul("attn_k", l, s_.xn, w.wk, rows, s_.k);
-      ops_.matmul("attn_v", l, s_.xn, w.wv, rows, s_.v);
-      ops_.rope("rope_q", l, s_.q, c.n_head, c.head_dim, lc.rope);
-      ops_.rope("rope_k", l, s_.k, c.n_head_kv, c.head_dim, lc.rope);
+      ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
+      ops_.qk_norm_rope("rope_qk", l, s_.q, s_.k, nullptr, nullptr, rows, c.n_head, c.n_head_kv, c.head_dim,
+                        c.norm_eps, lc.rope);
       ops_.attention(l, s_.q, s_.k, s_.v, s_.att, {c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy});
       ops_.matmul("attn_out", l, s_.att, w.wo, rows, s_.proj);
-      ops_.add("attn_residual", l, s_.x, s_.proj, dn);
-      ops_.rmsnorm("ffn_norm", l, s_.x, w.ffn_norm, rows, c.norm_eps, s_.xn);
-      ops_.matmul("ffn_gate", l, s_.xn, w.gate, rows, s_.gate);
-      ops_.matmul("ffn_up", l, s_.xn, w.up, rows, s_.up);
-      ops_.gated_act("ffn_act", l, s_.gate, s_.up, static_cast<size_t>(n) * c.ffn_dim, GatedAct::Silu);
+      ops_.residual_norm("attn_residual", l, s_.proj, nullptr, s_.x, &w.ffn_norm, rows, c.dim, c.norm_eps, s_.xn);
+      ops_.gated_matmul("ffn_gate_up", l, s_.xn, w.gate, w.up, rows, GatedAct::Silu, s_.gate, s_.up);
       ops_.matmul("ffn_down", l, s_.gate, w.down, rows, s_.proj);
-      ops_.add("ffn_residual", l, s_.x, s_.proj, dn);
+      const Weight* next_norm = l + 1 < c.n_layer ? &layers_[l + 1].attn_norm : nullptr;
+      ops_.residual_norm("ffn_residual", l, s_.proj, nullptr, s_.x, next_norm, rows, c.dim, c.norm_eps, s_.xn);
     }
     finish(n, mode, out_norm_, output_, logits);
   }

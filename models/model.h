@@ -28,8 +28,8 @@ struct ModelConfig {
   std::vector<LayerConfig> layers;
 };
 
-// What forward() should return.
-enum class LogitsMode { None, Last, All };
+// What forward() should return. Top: only the best candidates of the last position (see forward_top).
+enum class LogitsMode { None, Last, All, Top };
 
 class Model {
  public:
@@ -38,6 +38,13 @@ class Model {
   // Runs n tokens at positions pos0 .. pos0+n-1 (n <= the max_batch given at load). Writes logits of the last
   // position ([vocab]) or of all positions ([n, vocab]) to host memory `logits` per `mode`.
   virtual void forward(const int32_t* tokens, int32_t pos0, int n, LogitsMode mode, float* logits) = 0;
+  // forward() whose last-position logits stay on the backend, reduced there to their k best (Backend::top_k):
+  // only ids[k] and values[k] reach the host (a decode step copies back a few bytes instead of the vocabulary).
+  void forward_top(const int32_t* tokens, int32_t pos0, int n, int k, int32_t* ids, float* values) {
+    top_ = {k, ids};
+    forward(tokens, pos0, n, LogitsMode::Top, values);
+    top_ = {};
+  }
   // Allocates the per-layer KV caches for a context of ctx tokens processed in batches of up to max_batch.
   virtual void init_kv(int ctx, int max_batch) = 0;
   Backend& backend() { return *be_; }
@@ -48,8 +55,14 @@ class Model {
 
  protected:
   Model(Backend& be, ModelConfig cfg) : be_(&be), cfg_(std::move(cfg)) {}
+  // The request of forward_top while it runs: k and where the ids go (the values go to forward's `logits`).
+  struct TopRequest {
+    int k = 0;
+    int32_t* ids = nullptr;
+  };
   Backend* be_;
   ModelConfig cfg_;
+  TopRequest top_;
   std::vector<KvLayerSpec> kv_layers_;
 };
 

@@ -1,6 +1,10 @@
 // Backend ops as the model code calls them: each call is bracketed by a named range (layer, op), so the profiler
 // and NVTX see the same structure as forward(). With no profiler attached a range costs two virtual calls.
 #pragma once
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
 #include "runtime/backend.h"
 
 namespace swrun {
@@ -32,6 +36,33 @@ class TracedOps {
   void gated_act(const char* name, int layer, Buffer gate, Buffer up, size_t count, GatedAct act) {
     Range r(be_, name, layer, OpKind::Act);
     be_.gated_act(gate, up, count, act);
+  }
+  void gated_matmul(const char* name, int layer, Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows,
+                    GatedAct act, Buffer gate, Buffer up) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    be_.gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+  }
+  // q, k and v (or any projections of x): {weight, output} pairs.
+  void matmuls(const char* name, int layer, Buffer x, int64_t rows,
+               std::initializer_list<std::pair<const Weight*, Buffer>> projections) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    std::vector<const Weight*> ws;
+    std::vector<Buffer> outs;
+    for (const auto& [w, out] : projections) {
+      ws.push_back(w);
+      outs.push_back(out);
+    }
+    be_.matmuls(x, rows, ws.data(), outs.data(), static_cast<int>(ws.size()));
+  }
+  void qk_norm_rope(const char* name, int layer, Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm,
+                    int64_t tokens, int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+    Range r(be_, name, layer, OpKind::Rope);
+    be_.qk_norm_rope(q, k, q_norm, k_norm, tokens, n_head, n_head_kv, head_dim, eps, p);
+  }
+  void residual_norm(const char* name, int layer, Buffer y, const Weight* w_post, Buffer x, const Weight* w_next,
+                     int64_t rows, int64_t width, float eps, Buffer xn) {
+    Range r(be_, name, layer, OpKind::Add);
+    be_.residual_norm(y, w_post, x, w_next, rows, width, eps, xn);
   }
   void add(const char* name, int layer, Buffer x, Buffer y, size_t count) {
     Range r(be_, name, layer, OpKind::Add);

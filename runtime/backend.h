@@ -33,6 +33,8 @@ struct Weight {
 // Throws Error unless rows [first, first + count) lie inside matrix w (for Backend::weight_rows).
 void check_row_range(const Weight& w, int64_t first, int64_t count);
 
+constexpr int kMaxDeviceTopK = 64;  // largest k of Backend::top_k
+
 enum class RopeStyle { Normal, NeoX };  // Normal: rotate pairs (2i, 2i+1); NeoX: rotate (i, i + d/2)
 enum class GatedAct { GeluTanh, Silu };
 
@@ -108,9 +110,47 @@ class Backend {
   virtual void add_bias(Buffer x, const Weight& bias, int64_t rows) = 0;
   // x[i] = cap * tanh(x[i] / cap) for i < count (final-logit softcapping)
   virtual void softcap(Buffer x, size_t count, float cap) = 0;
+  // Several projections of the same input (a layer's q, k and v): outs[i] = x @ ws[i]^T for i < count, as
+  // matmul(x, *ws[i], rows, outs[i]). By default one matmul each; a backend may run them as one launch.
+  virtual void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
+    for (int i = 0; i < count; ++i) matmul(x, *ws[i], rows, outs[i]);
+  }
+  // q [n, n_head, head_dim] and k [n, n_head_kv, head_dim] of the current batch (n = tokens): each head row
+  // RMSNorm-ed by q_norm / k_norm when given (per-head q/k norms), then both rotated by RoPE at the batch
+  // positions. By default rmsnorm and rope per buffer; a backend may fuse them (CUDA: one launch).
+  virtual void qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
+                            int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+    if (q_norm) rmsnorm(q, *q_norm, tokens * n_head, eps, q);
+    if (k_norm) rmsnorm(k, *k_norm, tokens * n_head_kv, eps, k);
+    rope(q, n_head, head_dim, p);
+    rope(k, n_head_kv, head_dim, p);
+  }
+  // A decoder block's residual step over `rows` rows of `width` floats: y = rmsnorm(y) * w_post when
+  // w_post is given, x += y, then xn = rmsnorm(x) * w_next when w_next is given (the next block's pre-norm).
+  // y is scratch afterwards. By default the ops above; a backend may fuse them (CUDA: one pass per row).
+  virtual void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
+                             int64_t width, float eps, Buffer xn) {
+    if (w_post) rmsnorm(y, *w_post, rows, eps, y);
+    add(x, y, static_cast<size_t>(rows) * static_cast<size_t>(width));
+    if (w_next) rmsnorm(x, *w_next, rows, eps, xn);
+  }
+  // The gated MLP's projections and activation: gate[r, :] = act(x[r, :] @ w_gate^T) * (x[r, :] @ w_up^T) for
+  // `rows` rows; up ([rows, w_up.rows]) is scratch and may be overwritten. By default the three ops above; a
+  // backend may fuse them (CUDA: one GEMV over both matrices for decode steps).
+  virtual void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act,
+                            Buffer gate, Buffer up) {
+    matmul(x, w_gate, rows, gate);
+    matmul(x, w_up, rows, up);
+    gated_act(gate, up, static_cast<size_t>(rows) * static_cast<size_t>(w_gate.rows), act);
+  }
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;
+  // Reduces the first `count` floats of src (one row of logits) to its k best entries on the device and copies
+  // only those to host: ids[k] and values[k], best first, as swrun::top_candidates orders them (higher value
+  // first, the lower index among equal values, NaN never chosen; k = 1 is swrun::argmax). Slots beyond the
+  // non-NaN entries get id -1. 1 <= k <= min(count, kMaxDeviceTopK). Complete after the next synchronize().
+  virtual void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) = 0;
   virtual void synchronize() = 0;
 
   // Runs `step` (one decode forward: begin_batch .. read .. synchronize) as a replayable CUDA graph where the
@@ -119,6 +159,9 @@ class Backend {
   // (notes the host destination), and synchronize() launches the graph, waits, and copies the reads out.
   // Returns true when the step ran from a graph. The default runs it plainly.
   virtual bool run_captured(int key, const std::function<void()>& step) { (void)key; step(); return false; }
+
+  // Bytes of weights the backend holds in its own memory (0 where they stay in the file's mapping).
+  virtual size_t weight_bytes() const { return 0; }
 
   // Device memory high-water mark since the backend was created or since the last reset_peak_memory() (0 where
   // not tracked).

@@ -179,7 +179,12 @@ std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchO
     model.set_attention(specs.back());  // a spec the model cannot take fails now, before any test runs
   }
   RandomTokens random(tok, model.config().vocab, opt.seed);
-  std::vector<float> logits(static_cast<size_t>(model.config().vocab));
+  // tg steps are the decode steps `swrun --temp 0` runs: the backend's argmax, one id back per token.
+  int32_t greedy_id = 0;
+  float greedy_logit = 0.f;
+  auto decode = [&](int32_t token, int32_t pos) {
+    decode_step(model, token, pos, 1, opt.use_graph, &greedy_id, &greedy_logit);
+  };
   const int max_batch = bench_max_batch(opt);
 
   std::vector<BenchRow> rows;
@@ -196,7 +201,7 @@ std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchO
       // Warm-up as llama-bench does it: the prefill, or one decode step (which also captures the CUDA graph).
       report("warm-up", 0);
       if (t.n_prompt > 0) prefill(model, random.draw(t.n_prompt), opt.ubatch, false);
-      if (t.n_gen > 0) decode_step(model, random.draw(1)[0], 0, opt.use_graph, logits.data());
+      if (t.n_gen > 0) decode(random.draw(1)[0], 0);
       for (int rep = 1; rep <= opt.repetitions; ++rep) {
         // The depth is prefilled again every time: the test's own tokens overwrite sliding layers' ring slots.
         if (t.n_depth > 0) {
@@ -207,7 +212,7 @@ std::vector<BenchRow> run_bench(Model& model, const Tokenizer& tok, const BenchO
         const std::vector<int32_t> tokens = random.draw(t.n_prompt + t.n_gen);
         const double t0 = now_ms();
         if (t.n_prompt > 0) prefill(model, tokens, opt.ubatch, false, t.n_depth);
-        for (int i = 0; i < t.n_gen; ++i) decode_step(model, tokens[i], t.n_depth + i, opt.use_graph, logits.data());
+        for (int i = 0; i < t.n_gen; ++i) decode(tokens[i], t.n_depth + i);
         row.samples_ns.push_back(static_cast<uint64_t>(std::llround((now_ms() - t0) * 1e6)));
       }
       row.peak_memory_bytes = model.backend().peak_memory_bytes();

@@ -31,13 +31,27 @@ std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int
   return logits;
 }
 
-bool decode_step(Model& model, int32_t token, int32_t pos, bool use_graph, float* logits) {
-  auto step = [&] { model.forward(&token, pos, 1, LogitsMode::Last, logits); };
+bool decode_step(Model& model, int32_t token, int32_t pos, int top, bool use_graph, int32_t* ids, float* values) {
+  auto step = [&] {
+    if (top > 0) model.forward_top(&token, pos, 1, top, ids, values);
+    else model.forward(&token, pos, 1, LogitsMode::Last, values);
+  };
   if (!use_graph) {
     step();
     return false;
   }
-  return model.backend().run_captured(0, step);
+  return model.backend().run_captured(top, step);  // one graph per step shape
+}
+
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph) {
+  const int vocab = model.config().vocab;
+  const std::vector<int32_t> tokens(static_cast<size_t>(batch), 0);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  model.forward(tokens.data(), 0, batch, LogitsMode::Last, logits.data());
+  const int top = Sampler(sampler).candidates_needed(vocab);
+  std::vector<int32_t> ids(static_cast<size_t>(top));
+  // The same graph key as generate()'s decode steps: they replay this graph instead of capturing their own.
+  decode_step(model, 0, batch, top, use_graph, ids.data(), logits.data());
 }
 
 GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,
@@ -55,16 +69,20 @@ GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int
 
   t0 = now_ms();
   int32_t pos = st.n_prompt;
-  int32_t next = 0;
-  std::vector<float> step_logits(static_cast<size_t>(vocab));
+  int32_t next = sampler.sample(logits.data(), vocab);
+  // Decode steps hand the sampler only the candidates it looks at (the argmax when greedy), reduced on the
+  // backend, unless it needs every logit.
+  const int top = sampler.candidates_needed(vocab);
+  std::vector<int32_t> top_ids(static_cast<size_t>(top));
+  std::vector<float> step_logits(static_cast<size_t>(top > 0 ? top : vocab));
   for (int i = 0; i < opt.n_predict; ++i) {
-    next = sampler.sample(logits.data(), vocab);
     if (tok.is_end_of_generation(next)) break;
     on_token(next);
     ++st.n_generated;
     if (i + 1 == opt.n_predict || pos >= ctx) break;  // the last token needs no forward pass
-    st.graph_used = decode_step(model, next, pos, opt.use_graph, step_logits.data());
-    logits.swap(step_logits);
+    st.graph_used = decode_step(model, next, pos, top, opt.use_graph, top_ids.data(), step_logits.data());
+    next = top > 0 ? sampler.sample_top(top_ids.data(), step_logits.data(), top)
+                   : sampler.sample(step_logits.data(), vocab);
     ++pos;
   }
   st.generate_ms = now_ms() - t0;

@@ -33,10 +33,19 @@ struct GenerateStats {
 std::vector<float> prefill(Model& model, const std::vector<int32_t>& prompt, int ubatch, bool progress,
                            int32_t pos0 = 0);
 
-// One decode step, the one generation and `swrun bench` both time: runs `token` at position `pos` and writes
-// the next-token logits (host, [vocab]) to `logits`. With use_graph it runs through Backend::run_captured (a CUDA
-// graph where the backend has one). Returns true when the step ran from a graph.
-bool decode_step(Model& model, int32_t token, int32_t pos, bool use_graph, float* logits);
+// One decode step, the one generation and `swrun bench` both time: runs `token` at position `pos`. With top > 0
+// the backend reduces the next-token logits to the `top` best candidates and only those come back (ids and values,
+// host, [top]; top = 1 is greedy's argmax); with top == 0 all logits come back in `values` ([vocab]). With
+// use_graph it runs through Backend::run_captured (a CUDA graph per value of top where the backend has one).
+// Returns true when the step ran from a graph.
+bool decode_step(Model& model, int32_t token, int32_t pos, int top, bool use_graph, int32_t* ids, float* values);
+
+// Runs one forward of `batch` tokens and one decode step as generate() would for `sampler` (token 0 at positions
+// 0 .. batch; the step captured as generate()'s graph when use_graph), so the first real prefill and decode find
+// their kernels loaded, their GEMM shapes planned and their graph built (a GPU otherwise spends tens of
+// milliseconds on them in the first calls). The KV cache rows it writes are overwritten by the real prompt before
+// anything reads them. Needs a context of at least batch + 1.
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph);
 
 // Generates up to n_predict tokens after the prompt (stops at end-of-generation or at the context end `ctx`).
 // on_token receives each generated id as soon as it is sampled.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/backend.h"
 #include "runtime/common.h"
 
 namespace swrun {
@@ -17,20 +18,69 @@ int32_t argmax(const float* logits, int vocab) {
   return 0;  // all NaN
 }
 
+namespace {
+
+// The order of candidates: a strict total order on distinct ids, so the k best are one well-defined list that a
+// GPU reduction can reproduce exactly.
+bool ranks_before(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// Sorts the best `keep` of `c` to its front (NaN entries must already be removed).
+void partial_sort_best(std::vector<std::pair<float, int32_t>>& c, size_t keep) {
+  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), ranks_before);
+}
+
+}  // namespace
+
+int top_candidates(const float* logits, int vocab, int k, int32_t* ids, float* values) {
+  std::vector<std::pair<float, int32_t>> c;
+  c.reserve(static_cast<size_t>(vocab));
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) c.emplace_back(logits[i], i);
+  const size_t found = std::min(c.size(), static_cast<size_t>(std::max(k, 0)));
+  partial_sort_best(c, found);
+  for (size_t i = 0; i < found; ++i) {
+    values[i] = c[i].first;
+    ids[i] = c[i].second;
+  }
+  return static_cast<int>(found);
+}
+
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
   if (p.temperature < 0) fail("--temp must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) fail("--top-p must be in (0, 1]");
 }
 
+int Sampler::candidates_needed(int vocab) const {
+  if (p_.temperature == 0) return 1;
+  if (p_.top_k > 0 && p_.top_k <= kMaxDeviceTopK) return std::min(p_.top_k, vocab);
+  return 0;
+}
+
 int32_t Sampler::sample(const float* logits, int vocab) {
   if (p_.temperature == 0) return argmax(logits, vocab);
-  candidates_.resize(static_cast<size_t>(vocab));
-  for (int i = 0; i < vocab; ++i) candidates_[i] = {logits[i], i};
+  candidates_.clear();
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) candidates_.emplace_back(logits[i], i);
+  if (candidates_.empty()) return 0;
   size_t keep = candidates_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) keep = static_cast<size_t>(p_.top_k);
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first; };
-  std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
+  partial_sort_best(candidates_, keep);
   candidates_.resize(keep);
+  return draw();
+}
+
+int32_t Sampler::sample_top(const int32_t* ids, const float* values, int k) {
+  if (p_.temperature == 0) return k > 0 && ids[0] >= 0 ? ids[0] : 0;  // as argmax(): 0 when every logit is NaN
+  candidates_.clear();
+  for (int i = 0; i < k && ids[i] >= 0; ++i) candidates_.emplace_back(values[i], ids[i]);
+  if (candidates_.empty()) return 0;
+  return draw();
+}
+
+int32_t Sampler::draw() {
+  const size_t keep = candidates_.size();
   const float mx = candidates_[0].first;
   std::vector<double> probs(keep);
   double sum = 0;

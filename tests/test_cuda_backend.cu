@@ -94,8 +94,10 @@ class CudaBackendTest : public ::testing::Test {
   std::unique_ptr<Backend> be_;
 };
 
-TEST_F(CudaBackendTest, EmbeddingLooksUpScaledBf16Rows) {
-  for (int64_t cols : {640, 36}) {  // 16-byte vector path and the scalar path
+// Tables of any other name keep a bf16 copy; a row length the block decoders read (640) is looked up from the
+// file's values, others (36) from the bf16 copy with the vector path or the scalar one.
+TEST_F(CudaBackendTest, EmbeddingLooksUpScaledRows) {
+  for (int64_t cols : {640, 36, 40}) {
     const int vocab = 50, n = 7;
     const float scale = 3.7f;
     std::vector<float> table = normal(size_t(vocab) * cols);
@@ -107,7 +109,10 @@ TEST_F(CudaBackendTest, EmbeddingLooksUpScaledBf16Rows) {
     be_->embed(w, scale, out);
     std::vector<double> want;
     for (int t = 0; t < n; ++t)
-      for (int64_t c = 0; c < cols; ++c) want.push_back(to_bf16(table[tokens[t] * cols + c]) * scale);
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = table[tokens[t] * cols + c];
+        want.push_back(cols % 32 == 0 ? double(v * scale) : to_bf16(v) * scale);
+      }
     expect_close(fetch(out, want.size()), want, 0, 1e-6, "embed cols=" + std::to_string(cols));
 
     tokens[3] = vocab;
@@ -154,7 +159,7 @@ TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
     Weight wd = upload(*be_, std::string("w.") + info.name, type, {k, n_out}, bytes.data(), bytes.size());
     ASSERT_EQ(wd.rows, n_out);
     ASSERT_EQ(wd.cols, k);
-    for (int64_t rows : {1, 5}) {
+    for (int64_t rows : {1, 5, 12}) {  // quantized GEMV up to 8 rows, cuBLAS on the bf16 copy beyond
       std::vector<float> x = normal(size_t(rows * k));
       Buffer out = poisoned(size_t(rows * n_out));
       be_->matmul(device_copy(x), wd, rows, out);
@@ -178,10 +183,11 @@ TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
   }
 }
 
-// One-row matmuls (decode steps) take the fp32-input GEMV when the row length is a multiple of 8 and x is 16-byte
-// aligned, cuBLAS with a bf16 copy of x otherwise. The GEMV keeps x in fp32, so it is held to a tolerance that a
-// bf16-rounded x would miss; the shapes cover every register-chunk count, the uncached long-row loop and a
-// grid that strides over more rows than it has warps.
+// One-row matmuls (decode steps) take the quantized GEMV over the file's values where the row length is a
+// multiple of 32 (640, 2048, 1024, and 640 with an unaligned x), else the bf16 GEMV when the row length is a
+// multiple of 8 and x is 16-byte aligned (24, 4104), cuBLAS with a bf16 copy of x otherwise. The GEMVs keep x in
+// fp32, so they are held to a tolerance that a bf16-rounded x would miss; the shapes cover every register-chunk
+// count of the bf16 GEMV, its uncached long-row loop and grids that stride over more rows than they have warps.
 TEST_F(CudaBackendTest, MatmulOfOneRowAcrossShapes) {
   struct Case { int64_t cols, n_out; size_t x_offset; bool gemv; };
   for (Case c : {Case{640, 20011, 0, true}, Case{2048, 300, 0, true}, Case{24, 77, 0, true}, Case{1024, 65, 0, true},

@@ -1,6 +1,7 @@
 // GeGLU / SwiGLU: the activated gate times the up projection, written over the gate in one pass.
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/elementwise/activation.cuh"
 #include "kernels/elementwise/elementwise.cuh"
 #include "kernels/elementwise/vec.cuh"
 
@@ -8,12 +9,6 @@ namespace swrun::cuda {
 namespace {
 
 constexpr unsigned kThreads = 256;
-
-__device__ inline float activate(float g, GatedActKind act) {
-  if (act == GatedActKind::Silu) return g / (1.f + expf(-g));
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * g * (1.f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g)));
-}
 
 // Each thread handles elements [4i, 4i+4): one float4 when the buffers allow it, else scalars (tail, odd offsets).
 __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedActKind act, bool vec) {
@@ -23,14 +18,14 @@ __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedAc
   if (vec && i + 4 <= count) {
     float4 g = *reinterpret_cast<const float4*>(gate + i);
     const float4 u = *reinterpret_cast<const float4*>(up + i);
-    g.x = activate(g.x, act) * u.x;
-    g.y = activate(g.y, act) * u.y;
-    g.z = activate(g.z, act) * u.z;
-    g.w = activate(g.w, act) * u.w;
+    g.x = gated_activate(g.x, act) * u.x;
+    g.y = gated_activate(g.y, act) * u.y;
+    g.z = gated_activate(g.z, act) * u.z;
+    g.w = gated_activate(g.w, act) * u.w;
     *reinterpret_cast<float4*>(gate + i) = g;
     return;
   }
-  for (size_t j = i; j < i + 4 && j < count; ++j) gate[j] = activate(gate[j], act) * up[j];
+  for (size_t j = i; j < i + 4 && j < count; ++j) gate[j] = gated_activate(gate[j], act) * up[j];
 }
 
 }  // namespace

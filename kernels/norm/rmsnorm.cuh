@@ -14,4 +14,10 @@ constexpr int64_t kRmsNormMaxCols = 32768;
 void rmsnorm_f32(const float* x, const float* w, float* out, int64_t rows, int64_t cols, float eps,
                  cudaStream_t stream);
 
+// A decoder block's residual step in one launch, for `rows` rows of `cols` floats: y' = rmsnorm(y) * w_post
+// (y' = y when w_post is null), x += y', then xn = rmsnorm(x) * w_next unless w_next is null. y is not written.
+// Each norm is computed as rmsnorm_f32 computes it.
+void residual_norm_f32(const float* y, const float* w_post, float* x, const float* w_next, float* xn, int64_t rows,
+                       int64_t cols, float eps, cudaStream_t stream);
+
 }  // namespace swrun::cuda

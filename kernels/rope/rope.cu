@@ -1,5 +1,6 @@
 // One thread rotates two neighbouring pairs of one head (a float4 for Normal, two float2 for NeoX). The angle is
-// formed in double: at positions in the 100k range an fp32 product already loses ~1e-2 rad.
+// formed in double: at positions in the 100k range an fp32 product already loses ~1e-2 rad. norm_rope_f32 fuses
+// the per-head q/k RMSNorm with the rotation of q and k (one launch instead of four).
 #include <string>
 
 #include "kernels/common/cuda_check.h"
@@ -56,7 +57,76 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
   }
 }
 
+constexpr int kNormRopeWarps = 4;
+
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// One warp per head row of q (rows < q_rows) or k: the row's RMSNorm (when its norm weight is given; the sum of
+// squares taken in rmsnorm_f32's warp-per-row order) into shared memory, then its rotation as rope_kernel turns it.
+template <RopeKind kKind>
+__global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int64_t q_rows,
+                                 int64_t rows, int q_heads, int k_heads, int head_dim, float eps, const int32_t* pos0,
+                                 float freq_scale, double log2_base_over_half) {
+  __shared__ float4 staged[kNormRopeWarps][kNormRopeMaxHeadDim / 4];  // float4: 16-byte aligned rows
+  wait_for_predecessor();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * kNormRopeWarps + warp;
+  if (row >= rows) return;
+  const bool is_q = row < q_rows;
+  const int64_t head_row = is_q ? row : row - q_rows;  // t * heads + h
+  float* head = (is_q ? q : k) + head_row * head_dim;
+  const float* g = is_q ? q_norm : k_norm;
+  const int64_t t = head_row / (is_q ? q_heads : k_heads);
+  float* h = reinterpret_cast<float*>(staged[warp]);
+  const int quads = head_dim / 4;
+  float ss = 0.f;
+  for (int c = lane; c < quads; c += 32) {
+    const float4 v = reinterpret_cast<const float4*>(head)[c];
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    reinterpret_cast<float4*>(h)[c] = v;
+  }
+  if (g) {
+    const float scale = rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps);
+    for (int c = lane; c < quads; c += 32) {
+      const float4 v = reinterpret_cast<const float4*>(h)[c], w = reinterpret_cast<const float4*>(g)[c];
+      reinterpret_cast<float4*>(h)[c] = make_float4(v.x * scale * w.x, v.y * scale * w.y, v.z * scale * w.z,
+                                                    v.w * scale * w.w);
+    }
+  }
+  __syncwarp();
+  const double pos = double(int64_t(*pos0) + t) * double(freq_scale);
+  const int half = head_dim / 2;
+  for (int i = lane; i < half; i += 32) {
+    const int a = kKind == RopeKind::Normal ? 2 * i : i, b = kKind == RopeKind::Normal ? 2 * i + 1 : i + half;
+    const float2 r = rotate(h[a], h[b], i, pos, log2_base_over_half);
+    head[a] = r.x;
+    head[b] = r.y;
+  }
+}
+
 }  // namespace
+
+void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
+                   int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale, RopeKind kind,
+                   cudaStream_t stream) {
+  if (head_dim <= 0 || head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
+    fail("norm_rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4 up to " +
+         std::to_string(kNormRopeMaxHeadDim));
+  for (const void* p : {static_cast<const void*>(q), static_cast<const void*>(k), static_cast<const void*>(q_norm),
+                        static_cast<const void*>(k_norm)})
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail("norm_rope: buffers must be 16-byte aligned");
+  if (!(freq_base > 0.f)) fail("norm_rope: freq_base must be positive");
+  const int64_t q_rows = int64_t(n) * q_heads, rows = q_rows + int64_t(n) * k_heads;
+  if (rows <= 0) return;
+  const double log2_base_over_half = std::log2(double(freq_base)) / double(head_dim / 2);
+  const unsigned blocks = grid_for(static_cast<size_t>(rows), kNormRopeWarps);
+  launch_overlapped(kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal> : norm_rope_kernel<RopeKind::NeoX>,
+                    blocks, kNormRopeWarps * 32, stream, "norm_rope_f32", q, k, q_norm, k_norm, q_rows, rows,
+                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, log2_base_over_half);
+}
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,
               const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream) {

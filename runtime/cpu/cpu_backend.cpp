@@ -13,6 +13,7 @@
 #include "runtime/cpu/dot.h"
 #include "runtime/dequant.h"
 #include "runtime/profile.h"
+#include "runtime/sampler.h"
 
 namespace swrun {
 namespace {
@@ -247,6 +248,13 @@ class CpuBackend final : public Backend {
 
   void read(Buffer src, size_t offset, size_t count, float* host) override {
     std::memcpy(host, src.data + offset, count * sizeof(float));
+  }
+  void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) override {
+    if (k < 1 || k > kMaxDeviceTopK || static_cast<size_t>(k) > count || count > src.count)
+      fail("top_k: k = " + std::to_string(k) + " of " + std::to_string(count) + " floats");
+    const int found = top_candidates(src.data, static_cast<int>(count), k, ids, values);
+    std::fill(ids + found, ids + k, -1);
+    std::fill(values + found, values + k, NAN);
   }
   void synchronize() override {}
 

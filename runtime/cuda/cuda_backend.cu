@@ -10,6 +10,8 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/dequant/dequant.cuh"
 #include "kernels/elementwise/elementwise.cuh"
+#include "kernels/gemv/gemv_quant.cuh"
+#include "kernels/sample/top_k.cuh"
 #include "runtime/common.h"
 
 namespace swrun::cuda {
@@ -58,6 +60,11 @@ void* CudaBackend::upload_staging(const GgufTensor& t) {
   return staging;
 }
 
+// The embedding/output table (GGUF names, facts of the format) is the largest matrix and is only ever read a
+// few rows at a time (lookups, last-position logits), so it keeps no bf16 copy; the rare all-position logits
+// dequantize it in chunks (matmul_dequantized_chunks).
+static bool is_token_table(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
+
 Weight CudaBackend::upload(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)
@@ -65,13 +72,17 @@ Weight CudaBackend::upload(const GgufTensor& t) {
   if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
   int64_t elems = 1;
   for (int64_t d : t.ne) elems *= d;
-  if (t.ne[0] % ti.block_elems != 0 || t.nbytes < ggml_row_bytes(ti, elems))
+  const size_t file_bytes = ggml_row_bytes(ti, elems);
+  if (t.ne[0] % ti.block_elems != 0 || t.nbytes < file_bytes)
     fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
          " elements of type " + ti.name);
   const bool vector = t.ne.size() == 1;
   const GgmlType type = t.type();
-  void* dst = mem_.device(size_t(elems) * (vector ? sizeof(float) : sizeof(__nv_bfloat16)), "weight " + t.name);
+  DeviceWeight dw;
+  dw.fp32 = vector;
   if (vector) {
+    void* dst = mem_.device(size_t(elems) * sizeof(float), "weight " + t.name);
+    weight_bytes_ += size_t(elems) * sizeof(float);
     if (type == GgmlType::F32)
       check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 4, cudaMemcpyHostToDevice, stream_), "upload");
     else if (type == GgmlType::BF16)
@@ -79,16 +90,33 @@ Weight CudaBackend::upload(const GgufTensor& t) {
                        size_t(elems), stream_);
     else
       dequantize_to_f32(type, upload_staging(t), dst, elems, stream_);
+    dw.data = dst;
   } else {
-    if (type == GgmlType::BF16)
-      check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 2, cudaMemcpyHostToDevice, stream_), "upload");
-    else if (type == GgmlType::F32)
-      cast_f32_to_bf16(static_cast<const float*>(upload_staging(t)), static_cast<__nv_bfloat16*>(dst),
-                       size_t(elems), stream_);
-    else
-      dequantize_to_bf16(type, upload_staging(t), dst, elems, stream_);
+    const void* src = nullptr;  // the file's bytes on the device
+    if (gemv_quant_supported(type, t.ne[0])) {
+      const size_t padded = gemv_quant_padded_bytes(file_bytes);
+      auto* raw = static_cast<uint8_t*>(mem_.device(padded, "weight " + t.name));
+      check_cuda(cudaMemcpyAsync(raw, t.data, file_bytes, cudaMemcpyHostToDevice, stream_), "upload");
+      check_cuda(cudaMemsetAsync(raw + file_bytes, 0, padded - file_bytes, stream_), "upload padding");
+      weight_bytes_ += padded;
+      dw.raw = src = raw;
+    }
+    if (type == GgmlType::BF16 && dw.raw) {
+      dw.data = const_cast<void*>(dw.raw);  // the file's bytes are the bf16 copy
+    } else if (!(dw.raw && is_token_table(t.name))) {
+      void* dst = mem_.device(size_t(elems) * sizeof(__nv_bfloat16), "weight " + t.name + " (bf16)");
+      weight_bytes_ += size_t(elems) * sizeof(__nv_bfloat16);
+      if (!src) src = upload_staging(t);
+      if (type == GgmlType::BF16)
+        check_cuda(cudaMemcpyAsync(dst, src, size_t(elems) * 2, cudaMemcpyDeviceToDevice, stream_), "upload");
+      else if (type == GgmlType::F32)
+        cast_f32_to_bf16(static_cast<const float*>(src), static_cast<__nv_bfloat16*>(dst), size_t(elems), stream_);
+      else
+        dequantize_to_bf16(type, src, dst, elems, stream_);
+      dw.data = dst;
+    }
   }
-  weights_.push_back({dst, vector});
+  weights_.push_back(dw);
   Weight w;
   w.name = t.name;
   w.type = type;
@@ -203,18 +231,32 @@ void CudaBackend::begin_batch(const int32_t* tokens, int32_t pos0, int n) {
   }
 }
 
-float* CudaBackend::reserve_read_staging(size_t count) {
-  auto* base = static_cast<float*>(read_host_.data());
-  if (!base || read_used_ + count > read_capacity_) {
+void* CudaBackend::reserve_read_staging(size_t words) {
+  auto* base = static_cast<uint32_t*>(read_host_.data());
+  if (!base || read_used_ + words > read_capacity_) {
     // Reads already queued keep their old buffer: it is retired, not freed, until they are delivered.
-    const size_t floats = std::max(count, read_capacity_ * 2);
-    base = static_cast<float*>(read_host_.ensure(mem_, floats * sizeof(float)));
-    read_capacity_ = floats;
+    const size_t capacity = std::max(words, read_capacity_ * 2);
+    base = static_cast<uint32_t*>(read_host_.ensure(mem_, capacity * 4));
+    read_capacity_ = capacity;
     read_used_ = 0;
   }
-  float* staged = base + read_used_;
-  read_used_ += count;
+  uint32_t* staged = base + read_used_;
+  read_used_ += words;
   return staged;
+}
+
+void CudaBackend::queue_read(const void* src, size_t words, void* host) {
+  if (mode_ == Mode::Replaying) {
+    const size_t i = replay_reads_++;
+    if (i >= step_->reads.size() || step_->reads[i].second != words)
+      fail("run_captured: the step reads different data than when it was captured");
+    pending_reads_.push_back({step_->reads[i].first, words, host});
+    return;
+  }
+  void* staged = reserve_read_staging(words);
+  check_cuda(cudaMemcpyAsync(staged, src, words * 4, cudaMemcpyDeviceToHost, stream_), "read");
+  pending_reads_.push_back({staged, words, host});
+  if (mode_ == Mode::Capturing) step_->reads.push_back({staged, words});
 }
 
 void CudaBackend::read(Buffer src, size_t offset, size_t count, float* host) {
@@ -222,24 +264,29 @@ void CudaBackend::read(Buffer src, size_t offset, size_t count, float* host) {
     fail("read: floats " + std::to_string(offset) + " .. " + std::to_string(offset + count) +
          " are outside a buffer of " + std::to_string(src.count));
   if (count == 0) return;
-  if (mode_ == Mode::Replaying) {
-    const size_t i = replay_reads_++;
-    if (i >= step_->reads.size() || step_->reads[i].second != count)
-      fail("run_captured: the step reads different data than when it was captured");
-    pending_reads_.push_back({step_->reads[i].first, count, host});
-    return;
+  queue_read(src.data + offset, count, host);
+}
+
+void CudaBackend::top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) {
+  if (count > src.count || k < 1 || k > kMaxDeviceTopK || size_t(k) > count)
+    fail("top_k: k = " + std::to_string(k) + " of " + std::to_string(count) + " floats in a buffer of " +
+         std::to_string(src.count));
+  if (launching()) {
+    auto* out = static_cast<int32_t*>(top_k_out_.ensure(mem_, size_t(kMaxDeviceTopK) * 8));
+    void* workspace = top_k_workspace_.ensure(mem_, top_k_workspace_bytes(int64_t(count), kMaxDeviceTopK));
+    top_k_f32(src.data, int64_t(count), k, workspace, out, reinterpret_cast<float*>(out + k), stream_);
+    queue_read(out, size_t(k), ids);
+    queue_read(out + k, size_t(k), values);
+  } else {
+    queue_read(nullptr, size_t(k), ids);
+    queue_read(nullptr, size_t(k), values);
   }
-  float* staged = reserve_read_staging(count);
-  check_cuda(cudaMemcpyAsync(staged, src.data + offset, count * sizeof(float), cudaMemcpyDeviceToHost, stream_),
-             "read");
-  pending_reads_.push_back({staged, count, host});
-  if (mode_ == Mode::Capturing) step_->reads.push_back({staged, count});
 }
 
 void CudaBackend::finish_step() {
   check_cuda(cudaStreamSynchronize(stream_), "synchronize");
   range_timer_.resolve();
-  for (const PendingRead& r : pending_reads_) std::memcpy(r.host, r.staged, r.count * sizeof(float));
+  for (const PendingRead& r : pending_reads_) std::memcpy(r.host, r.staged, r.words * 4);
   pending_reads_.clear();
   read_used_ = 0;
   if (graphs_.empty() && !step_) mem_.release_retired();  // a graph being built may use retired memory

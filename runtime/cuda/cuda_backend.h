@@ -1,6 +1,9 @@
-// The CUDA backend (runtime/backend.h on one GPU): bf16 weights dequantized on the device at load, fp32
-// activations and residual stream, cuBLAS projections with fp32 accumulation, bf16 KV caches per layer, our
-// attention kernels (kernels/attention), and decode steps captured once and replayed as CUDA graphs.
+// The CUDA backend (runtime/backend.h on one GPU): weight matrices kept in the file's GGUF blocks for the
+// quantized GEMV of decode steps (kernels/gemv/gemv_quant) plus a bf16 copy dequantized on the device at load
+// for the prefill GEMMs (except the embedding/output table, which stays quantized only), fp32 activations and
+// residual stream, cuBLAS projections with fp32 accumulation, bf16 KV caches per layer, our attention kernels
+// (kernels/attention), sampling candidates reduced on the device, and decode steps captured once and replayed
+// as CUDA graphs.
 //
 // Every op runs on one stream. Host-side arguments are validated before anything is launched, so a bad call is
 // a clear Error and the same checks also run while a captured step is replayed.
@@ -21,10 +24,12 @@
 
 namespace swrun::cuda {
 
-// What Weight::impl points at: fp32 for 1-D tensors (norm weights), bf16 [rows, cols] for matrices.
+// What Weight::impl points at: fp32 for 1-D tensors (norm weights); for matrices the file's blocks (`raw`,
+// where a block decoder reads the type) and/or a bf16 [rows, cols] copy (`data`).
 struct DeviceWeight {
   void* data = nullptr;
   bool fp32 = false;
+  const void* raw = nullptr;
 };
 
 struct KvLayer {
@@ -40,7 +45,7 @@ struct CapturedStep {
   cudaGraphExec_t exec = nullptr;
   int n = 0;                                     // batch size at capture
   int32_t* staging = nullptr;                    // pinned [pos0, tokens...] read by the graph's upload
-  std::vector<std::pair<float*, size_t>> reads;  // pinned landing places of the step's reads, in order
+  std::vector<std::pair<const void*, size_t>> reads;  // pinned landing places (and words) of the reads, in order
 };
 
 class CudaBackend final : public Backend {
@@ -65,9 +70,18 @@ class CudaBackend final : public Backend {
   void add(Buffer x, Buffer y, size_t count) override;
   void add_bias(Buffer x, const Weight& bias, int64_t rows) override;
   void softcap(Buffer x, size_t count, float cap) override;
+  void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act, Buffer gate,
+                    Buffer up) override;
+  void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) override;
+  void qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens, int n_head,
+                    int n_head_kv, int head_dim, float eps, const RopeParams& p) override;
+  void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows, int64_t width,
+                     float eps, Buffer xn) override;
   void read(Buffer src, size_t offset, size_t count, float* host) override;
+  void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) override;
   void synchronize() override;
   bool run_captured(int key, const std::function<void()>& step) override;
+  size_t weight_bytes() const override { return weight_bytes_; }
   size_t peak_memory_bytes() const override { return mem_.peak_bytes(); }
   void reset_peak_memory() override { mem_.reset_peak(); }
   void push_range(const char* name, int layer, OpKind op) override;
@@ -81,9 +95,9 @@ class CudaBackend final : public Backend {
     std::string why;
   };
   struct PendingRead {
-    const float* staged;
-    size_t count;
-    float* host;
+    const void* staged;
+    size_t words;  // 4-byte words
+    void* host;
   };
 
   // During a replay the step's host code runs for its checks and staging only; nothing is launched.
@@ -93,7 +107,12 @@ class CudaBackend final : public Backend {
   const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
   __nv_bfloat16* bf16_scratch(size_t elems);
   void* upload_staging(const GgufTensor& t);
-  float* reserve_read_staging(size_t count);
+  void* reserve_read_staging(size_t words);
+  // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
+  void queue_read(const void* src, size_t words, void* host);
+  void matmul_dequantized_chunks(Buffer x, const Weight& w, const DeviceWeight& d, int64_t rows, Buffer out);
+  void gemm_bf16(Buffer x, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows, float* out,
+                 const std::string& name);
   void finish_step();  // waits for the stream, hands reads to their host buffers
   void release_load_staging();
   void drop_graphs();
@@ -109,14 +128,18 @@ class CudaBackend final : public Backend {
   DeviceMemory mem_;
 
   std::deque<DeviceWeight> weights_;
+  size_t weight_bytes_ = 0;
   GrowingBuffer load_staging_{true, "weight upload staging"};
   GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
+  GrowingBuffer table_chunk_{true, "bf16 chunk of a quantized-only matrix"};
+  GrowingBuffer top_k_workspace_{true, "top-k workspace"};
+  GrowingBuffer top_k_out_{true, "top-k candidates"};
   GrowingBuffer batch_dev_{true, "batch tokens"};     // [pos0, tokens...]
   GrowingBuffer batch_host_{false, "batch tokens"};   // pinned source of batch_dev_
   GrowingBuffer read_host_{false, "read staging"};    // pinned landing place of read()
-  size_t read_capacity_ = 0;                          // floats read_host_ holds
-  size_t read_used_ = 0;                              // floats of read_host_ in use until finish_step
+  size_t read_capacity_ = 0;                          // words read_host_ holds
+  size_t read_used_ = 0;                              // words of read_host_ in use until finish_step
   std::vector<PendingRead> pending_reads_;
 
   std::vector<KvLayer> kv_;

@@ -6,7 +6,9 @@
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/elementwise/elementwise.cuh"
+#include "kernels/dequant/dequant.cuh"
 #include "kernels/gemv/gemv.cuh"
+#include "kernels/gemv/gemv_quant.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 #include "kernels/rope/rope.cuh"
 #include "runtime/common.h"
@@ -33,8 +35,11 @@ void CudaBackend::embed(const Weight& table, float scale, Buffer out) {
       fail("embed: token " + std::to_string(tokens_[i]) + " at batch index " + std::to_string(i) +
            " is outside the vocabulary of " + std::to_string(table.rows));
   if (!launching()) return;
-  embed_rows_bf16(static_cast<const __nv_bfloat16*>(d.data), pos0_dev() + 1, n_, table.cols, scale, out.data,
-                  stream_);
+  if (d.raw)  // from the file's blocks: the values the CPU reference dequantizes
+    embed_rows_quant(table.type, d.raw, pos0_dev() + 1, n_, table.cols, scale, out.data, stream_);
+  else
+    embed_rows_bf16(static_cast<const __nv_bfloat16*>(d.data), pos0_dev() + 1, n_, table.cols, scale, out.data,
+                    stream_);
 }
 
 void CudaBackend::rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) {
@@ -53,20 +58,52 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
   require_floats(x, size_t(rows) * size_t(w.cols), "matmul", "input");
   require_floats(out, size_t(rows) * size_t(w.rows), "matmul", "output");
   if (rows <= 0 || !launching()) return;
+  // A few rows (decode steps): stream the file's blocks once with fp32 activations.
+  if (d.raw && rows <= kGemvQuantMaxRows) {
+    gemv_quant(w.type, d.raw, x.data, out.data, int(rows), w.rows, w.cols, stream_);
+    return;
+  }
+  if (!d.data) {
+    matmul_dequantized_chunks(x, w, d, rows, out);
+    return;
+  }
   const auto* weights = static_cast<const __nv_bfloat16*>(d.data);
   if (rows == 1 && gemv_bf16_supported(x.data, weights, w.cols)) {
     gemv_bf16(x.data, weights, out.data, w.rows, w.cols, stream_);
     return;
   }
-  // cuBLAS is column-major: out^T [w.rows x rows] = W [stored as cols x rows, transposed] * x^T [cols x rows].
-  __nv_bfloat16* xb = bf16_scratch(size_t(rows) * size_t(w.cols));
-  cast_f32_to_bf16(x.data, xb, size_t(rows) * size_t(w.cols), stream_);
+  gemm_bf16(x, weights, w.rows, w.cols, int(w.rows), rows, out.data, w.name);
+}
+
+// cuBLAS is column-major: out^T [n_out x rows] (leading dimension ldo) = W [stored as cols x n_out, transposed]
+// * x^T [cols x rows], with x cast to bf16 and fp32 accumulation.
+void CudaBackend::gemm_bf16(Buffer x, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows,
+                            float* out, const std::string& name) {
+  __nv_bfloat16* xb = bf16_scratch(size_t(rows) * size_t(cols));
+  cast_f32_to_bf16(x.data, xb, size_t(rows) * size_t(cols), stream_);
   const float alpha = 1.f, beta = 0.f;
   const cublasStatus_t status =
-      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(rows), int(w.cols), &alpha, d.data,
-                   CUDA_R_16BF, int(w.cols), xb, CUDA_R_16BF, int(w.cols), &beta, out.data, CUDA_R_32F, int(w.rows),
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  if (status != CUBLAS_STATUS_SUCCESS) check_cublas(status, ("matmul " + w.name).c_str());
+      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n_out), int(rows), int(cols), &alpha, w, CUDA_R_16BF,
+                   int(cols), xb, CUDA_R_16BF, int(cols), &beta, out, CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F,
+                   CUBLAS_GEMM_DEFAULT);
+  if (status != CUBLAS_STATUS_SUCCESS) check_cublas(status, ("matmul " + name).c_str());
+}
+
+// Many rows against a matrix kept only in its blocks (the token table's all-position logits): bf16 slices of
+// the matrix, dequantized one at a time into a scratch buffer, each through cuBLAS into its columns of out.
+void CudaBackend::matmul_dequantized_chunks(Buffer x, const Weight& w, const DeviceWeight& d, int64_t rows,
+                                            Buffer out) {
+  constexpr int64_t kChunkElems = int64_t(16) << 20;  // 32 MiB of bf16
+  const int64_t chunk_rows = std::max<int64_t>(1, kChunkElems / w.cols);
+  const size_t row_bytes = ggml_row_bytes(ggml_type_info(uint32_t(w.type)), w.cols);
+  auto* chunk = static_cast<__nv_bfloat16*>(
+      table_chunk_.ensure(mem_, size_t(std::min(chunk_rows, w.rows) * w.cols) * sizeof(__nv_bfloat16)));
+  for (int64_t r0 = 0; r0 < w.rows; r0 += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, w.rows - r0);
+    dequantize_to_bf16(w.type, static_cast<const uint8_t*>(d.raw) + size_t(r0) * row_bytes, chunk, n * w.cols,
+                       stream_);
+    gemm_bf16(x, chunk, n, w.cols, int(w.rows), rows, out.data + r0, w.name);
+  }
 }
 
 void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
@@ -165,6 +202,81 @@ void CudaBackend::gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) 
   if (!launching()) return;
   gated_activation(gate.data, up.data, count, act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh,
                    stream_);
+}
+
+void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act,
+                               Buffer gate, Buffer up) {
+  const DeviceWeight& g = device_weight(w_gate, "gated_matmul");
+  const DeviceWeight& u = device_weight(w_up, "gated_matmul");
+  const bool fused = g.raw && u.raw && w_gate.type == w_up.type && w_gate.rows == w_up.rows &&
+                     w_gate.cols == w_up.cols && rows >= 1 && rows <= kGemvQuantMaxRows;
+  if (!fused) return Backend::gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+  require_floats(x, size_t(rows) * size_t(w_gate.cols), "gated_matmul", "input");
+  require_floats(gate, size_t(rows) * size_t(w_gate.rows), "gated_matmul", "output");
+  if (!launching()) return;
+  gemv_quant_gated(w_gate.type, g.raw, u.raw, x.data, gate.data, int(rows), w_gate.rows, w_gate.cols,
+                   act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
+}
+
+void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
+  bool fused = count >= 1 && count <= kGemvMultiMax && rows >= 1 && rows <= kGemvQuantMaxRows;
+  for (int i = 0; fused && i < count; ++i)
+    fused = device_weight(*ws[i], "matmuls").raw && ws[i]->cols == ws[0]->cols;
+  if (!fused) return Backend::matmuls(x, rows, ws, outs, count);
+  GemvMultiArgs a{};
+  a.count = count;
+  require_floats(x, size_t(rows) * size_t(ws[0]->cols), "matmuls", "input");
+  for (int i = 0; i < count; ++i) {
+    require_floats(outs[i], size_t(rows) * size_t(ws[i]->rows), "matmuls", "output");
+    a.w[i] = static_cast<const uint8_t*>(device_weight(*ws[i], "matmuls").raw);
+    a.out[i] = outs[i].data;
+    a.n_out[i] = ws[i]->rows;
+    a.type[i] = ws[i]->type;
+  }
+  if (!launching()) return;
+  gemv_quant_multi(a, x.data, int(rows), ws[0]->cols, stream_);
+}
+
+void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
+                               int n_head, int n_head_kv, int head_dim, float eps, const RopeParams& p) {
+  require_batch("qk_norm_rope");
+  if (head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
+    return Backend::qk_norm_rope(q, k, q_norm, k_norm, tokens, n_head, n_head_kv, head_dim, eps, p);
+  if (tokens != n_)
+    fail("qk_norm_rope: " + std::to_string(tokens) + " tokens in a batch of " + std::to_string(n_));
+  auto norm_weight = [&](const Weight* w) -> const float* {
+    if (!w) return nullptr;
+    const DeviceWeight& d = device_weight(*w, "qk_norm_rope");
+    if (!d.fp32 || w->cols != head_dim)
+      fail("qk_norm_rope: weight '" + w->name + "' is not a vector of " + std::to_string(head_dim));
+    return static_cast<const float*>(d.data);
+  };
+  const float* qn = norm_weight(q_norm);
+  const float* kn = norm_weight(k_norm);
+  require_floats(q, size_t(n_) * size_t(n_head) * size_t(head_dim), "qk_norm_rope", "q");
+  require_floats(k, size_t(n_) * size_t(n_head_kv) * size_t(head_dim), "qk_norm_rope", "k");
+  if (!launching()) return;
+  norm_rope_f32(q.data, k.data, qn, kn, n_, n_head, n_head_kv, head_dim, eps, pos0_dev(), p.freq_base, p.freq_scale,
+                p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+}
+
+void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
+                                int64_t width, float eps, Buffer xn) {
+  auto norm_weight = [&](const Weight* w) -> const float* {
+    if (!w) return nullptr;
+    const DeviceWeight& d = device_weight(*w, "residual_norm");
+    if (!d.fp32 || w->cols != width)
+      fail("residual_norm: weight '" + w->name + "' is not a vector of " + std::to_string(width));
+    return static_cast<const float*>(d.data);
+  };
+  const float* post = norm_weight(w_post);
+  const float* next = norm_weight(w_next);
+  const size_t need = size_t(rows) * size_t(width);
+  require_floats(y, need, "residual_norm", "y");
+  require_floats(x, need, "residual_norm", "x");
+  if (next) require_floats(xn, need, "residual_norm", "output");
+  if (!launching()) return;
+  residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_);
 }
 
 void CudaBackend::add(Buffer x, Buffer y, size_t count) {

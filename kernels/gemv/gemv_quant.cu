@@ -1,0 +1,257 @@
+// Quantized GEMV: one warp per output row at a time (grid-stride over rows). The warp stages whole blocks of its
+// row into its own slice of shared memory with coalesced 16-byte loads (the row's start aligned down to 16
+// bytes, since GGUF rows sit at any even offset), then each lane decodes work items of those blocks with the
+// shared block decoders and multiplies them into up to kRows fp32 activation rows read from L1. Consecutive
+// lanes take consecutive items, so they read consecutive bytes of the staged blocks (no bank conflicts) and
+// consecutive activations. Weights never change, so the first row is staged before the kernel waits for its
+// predecessor (programmatic dependent launch).
+#include "kernels/gemv/gemv_quant.cuh"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
+#include "kernels/dequant/block_decode.cuh"
+#include "kernels/elementwise/activation.cuh"
+#include "runtime/common.h"
+
+namespace swrun::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarp * kWarps;
+constexpr int kStageBytes = 2048;                 // whole blocks of one row per warp and pass
+constexpr int kStageVecs = kStageBytes / 16 + 1;  // + the skew of a row start aligned down to 16 bytes
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
+// `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
+// lane. The first staging happens before the wait for the predecessor kernel (`waited`): x is its output, the
+// weights are not.
+template <typename D, int kRows>
+__device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per_row, const float* x, int64_t cols,
+                                              int x_rows, uint4* stage, bool& waited, float (&acc)[kRows]) {
+  static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
+  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
+  const int lane = threadIdx.x % kWarp;
+  for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
+    const int nb = min(kChunkBlocks, blocks_per_row - b0);
+    const uint8_t* src = row + int64_t(b0) * D::kBytes;
+    const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
+    const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
+    const int vecs = (skew + nb * D::kBytes + 15) / 16;
+    for (int v = lane; v < vecs; v += kWarp) stage[v] = __ldg(aligned + v);
+    __syncwarp();
+    if (!waited) {
+      wait_for_predecessor();
+      waited = true;
+    }
+    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(stage) + skew;
+    for (int it = lane; it < nb * D::kItems; it += kWarp) {
+      const int b = it / D::kItems;
+      const float* xb = x + int64_t(b0 + b) * D::kElems;
+      D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+          if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
+      });
+    }
+    __syncwarp();  // the stage is refilled next pass
+  }
+}
+
+// Writes the warp's sums of acc[r] (lane 0) to out[r * n_out + n].
+template <int kRows>
+__device__ __forceinline__ void store_row(float (&acc)[kRows], int x_rows, float* out, int64_t n_out, int64_t n) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float sum = warp_sum(acc[r]);
+    if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+  }
+}
+
+// kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
+// act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it.
+template <typename D, int kRows, int kMats>
+__global__ void __launch_bounds__(kThreads)
+    gemv_quant_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ w2, int64_t row_bytes,
+                      int blocks_per_row, const float* x, int64_t cols, int x_rows, float* out, int64_t n_out,
+                      GatedActKind act) {
+  __shared__ uint4 stage[kWarps][kStageVecs];
+  const int warp = threadIdx.x / kWarp;
+  bool waited = false;
+  for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
+    float acc[kRows], up[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = up[r] = 0.f;
+    warp_row_dots<D, kRows>(w + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, acc);
+    if constexpr (kMats == 2) {
+      warp_row_dots<D, kRows>(w2 + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, up);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const float sum = gated_activate(warp_sum(acc[r]), act) * warp_sum(up[r]);
+        if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+      }
+    } else {
+      store_row<kRows>(acc, x_rows, out, n_out, n);
+    }
+  }
+}
+
+// Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: warp-row g
+// belongs to the matrix whose range holds it, whose decoder is picked per row.
+template <int kRows>
+__global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, const float* x, int64_t cols,
+                                                              int x_rows) {
+  __shared__ uint4 stage[kWarps][kStageVecs];
+  const int warp = threadIdx.x / kWarp;
+  // Selects member i without indexing the parameter arrays at run time (which would copy them to local memory).
+  auto pick = [](const auto (&v)[kGemvMultiMax], int i) { return i == 0 ? v[0] : i == 1 ? v[1] : v[2]; };
+  static_assert(kGemvMultiMax == 3, "pick() lists every slot");
+  const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
+  bool waited = false;
+  for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
+    const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
+    const int64_t n = g - (i > 0 ? a.n_out[0] : 0) - (i > 1 ? a.n_out[1] : 0);
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    const uint8_t* w = pick(a.w, i);
+    with_block_decoder(pick(a.type, i), [&]<typename D>() {
+      const int blocks_per_row = int(cols / D::kElems);
+      warp_row_dots<D, kRows>(w + n * int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows,
+                              stage[warp], waited, acc);
+    });
+    store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
+  }
+}
+
+template <typename D, int kRows, int kMats>
+void launch_gemv(const uint8_t* w, const uint8_t* w2, const float* x, float* out, int x_rows, int64_t n_out,
+                 int64_t cols, GatedActKind act, cudaStream_t stream) {
+  // Enough blocks to fill every SM; more rows than warps are strided over.
+  static const int64_t max_blocks = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    check_cuda(cudaGetDevice(&device), "gemv_quant: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_quant: SM count");
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_quant_kernel<D, kRows, kMats>, kThreads,
+                                                             0),
+               "gemv_quant: occupancy");
+    return int64_t(sms) * std::max(per_sm, 1);
+  }();
+  const int blocks_per_row = int(cols / D::kElems);
+  const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
+  const int64_t blocks = std::min(max_blocks, (n_out + kWarps - 1) / kWarps);
+  launch_overlapped(gemv_quant_kernel<D, kRows, kMats>, unsigned(blocks), kThreads, stream, "gemv_quant", w, w2,
+                    row_bytes, blocks_per_row, x, cols, x_rows, out, n_out, act);
+}
+
+// Threads over (token, block, item) of the looked-up rows.
+template <typename D>
+__global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, int blocks_per_row,
+                                   const int32_t* tokens, int64_t items, int64_t cols, float scale, float* out) {
+  wait_for_predecessor();
+  const int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (item >= items) return;
+  const int64_t per_row = int64_t(blocks_per_row) * D::kItems;
+  const int64_t t = item / per_row;
+  const int b = int(item % per_row / D::kItems);
+  float* o = out + t * cols + int64_t(b) * D::kElems;
+  D::item(table + int64_t(tokens[t]) * row_bytes + int64_t(b) * D::kBytes, int(item % D::kItems),
+          [&](int i, float v) { o[i] = __fmul_rn(v, scale); });
+}
+
+
+template <int kRows>
+void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+  static const int64_t max_blocks = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    check_cuda(cudaGetDevice(&device), "gemv_quant_multi: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_quant_multi: SM count");
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_kernel<kRows>, kThreads, 0),
+               "gemv_quant_multi: occupancy");
+    return int64_t(sms) * std::max(per_sm, 1);
+  }();
+  int64_t total = 0;
+  for (int i = 0; i < a.count; ++i) total += a.n_out[i];
+  const int64_t blocks = std::min(max_blocks, (total + kWarps - 1) / kWarps);
+  launch_overlapped(gemv_multi_kernel<kRows>, unsigned(blocks), kThreads, stream, "gemv_quant_multi", a, x, cols,
+                    x_rows);
+}
+
+template <int kMats>
+void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x, float* out, int x_rows,
+                   int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
+  if (!gemv_quant_supported(type, cols))
+    fail("gemv_quant: rows of " + std::to_string(cols) + " elements of " + ggml_type_name(uint32_t(type)) +
+         " are not supported");
+  if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
+    fail("gemv_quant: " + std::to_string(x_rows) + " activation rows (1.." + std::to_string(kGemvQuantMaxRows) + ")");
+  if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(w2) % 16 != 0)
+    fail("gemv_quant: weights are not 16-byte aligned");
+  if (n_out <= 0) return;
+  const auto* a = static_cast<const uint8_t*>(w);
+  const auto* b = static_cast<const uint8_t*>(w2);
+  with_block_decoder(type, [&]<typename D>() {
+    if (x_rows == 1) launch_gemv<D, 1, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+    else if (x_rows == 2) launch_gemv<D, 2, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+    else if (x_rows <= 4) launch_gemv<D, 4, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+    else launch_gemv<D, kGemvQuantMaxRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+  });
+}
+
+}  // namespace
+
+bool gemv_quant_supported(GgmlType type, int64_t cols) {
+  const int elems = block_decoder_elems(type);
+  return elems > 0 && cols > 0 && cols % elems == 0 && cols / elems <= INT32_MAX;
+}
+
+void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
+                cudaStream_t stream) {
+  dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream);
+}
+
+void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
+                      int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
+  dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream);
+}
+
+void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+  if (a.count < 1 || a.count > kGemvMultiMax) fail("gemv_quant_multi: " + std::to_string(a.count) + " matrices");
+  if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
+    fail("gemv_quant_multi: " + std::to_string(x_rows) + " activation rows");
+  for (int i = 0; i < a.count; ++i) {
+    if (!gemv_quant_supported(a.type[i], cols) || a.n_out[i] <= 0 || reinterpret_cast<uintptr_t>(a.w[i]) % 16 != 0)
+      fail("gemv_quant_multi: matrix " + std::to_string(i) + " (" + ggml_type_name(uint32_t(a.type[i])) + ", " +
+           std::to_string(a.n_out[i]) + " rows of " + std::to_string(cols) + ") is not supported");
+  }
+  if (x_rows == 1) launch_multi<1>(a, x, x_rows, cols, stream);
+  else if (x_rows == 2) launch_multi<2>(a, x, x_rows, cols, stream);
+  else if (x_rows <= 4) launch_multi<4>(a, x, x_rows, cols, stream);
+  else launch_multi<kGemvQuantMaxRows>(a, x, x_rows, cols, stream);
+}
+
+void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,
+                      float* out, cudaStream_t stream) {
+  if (!gemv_quant_supported(type, cols))
+    fail("embed_rows_quant: rows of " + std::to_string(cols) + " elements of " + ggml_type_name(uint32_t(type)) +
+         " are not supported");
+  if (n <= 0) return;
+  with_block_decoder(type, [&]<typename D>() {
+    const int blocks_per_row = int(cols / D::kElems);
+    const int64_t items = int64_t(n) * blocks_per_row * D::kItems;
+    constexpr unsigned kEmbedThreads = 256;
+    launch_overlapped(embed_quant_kernel<D>, grid_for(size_t(items), kEmbedThreads), kEmbedThreads, stream,
+                      "embed_rows_quant", static_cast<const uint8_t*>(table), int64_t(blocks_per_row) * D::kBytes,
+                      blocks_per_row, tokens, items, cols, scale, out);
+  });
+}
+
+}  // namespace swrun::cuda

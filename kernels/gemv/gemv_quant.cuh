@@ -1,0 +1,52 @@
+// Matrix-vector products straight from GGUF blocks, for decode steps (and any matmul of a few rows): the weights
+// stay in the file's format on the device, so a step reads each weight byte once, at the file's size, and the
+// activations stay fp32 (never quantized); products accumulate in fp32.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "kernels/elementwise/elementwise.cuh"
+#include "runtime/ggml_types.h"
+
+namespace swrun::cuda {
+
+constexpr int kGemvQuantMaxRows = 8;  // activation rows per launch
+
+// Bytes a weight of `bytes` must be allocated with for gemv_quant: it stages rows with 16-byte loads that may
+// run up to 15 bytes past the last row.
+inline size_t gemv_quant_padded_bytes(size_t bytes) { return (bytes + 15) / 16 * 16; }
+
+// Whether gemv_quant reads rows of `cols` elements of `type`: a type with a block decoder
+// (kernels/dequant/block_decode.cuh) and whole blocks per row.
+bool gemv_quant_supported(GgmlType type, int64_t cols);
+
+// out[r, n] = sum_k x[r, k] * W[n, k] for r < x_rows (1..kGemvQuantMaxRows) and n < n_out. W is n_out rows of
+// `cols` elements of `type`, row-major, 16-byte aligned and allocated with gemv_quant_padded_bytes; x is
+// [x_rows, cols] fp32, out [x_rows, n_out] fp32. Launched overlapped (kernels/common/launch.cuh).
+void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
+                cudaStream_t stream);
+
+// The gated MLP's two projections and activation in one pass: out[r, n] = act(x[r] . w_gate[n]) * (x[r] . w_up[n]),
+// each dot computed exactly as gemv_quant computes it. w_gate and w_up share type and shape.
+void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
+                      int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream);
+
+// Several matrices with the same row length against the same x in one launch (a layer's q, k and v
+// projections): out[i][r, n] = x[r] . w[i][n] for i < count, r < x_rows, n < n_out[i]; types may differ.
+constexpr int kGemvMultiMax = 3;
+struct GemvMultiArgs {
+  const uint8_t* w[kGemvMultiMax];
+  float* out[kGemvMultiMax];
+  int64_t n_out[kGemvMultiMax];
+  GgmlType type[kGemvMultiMax];
+  int count;
+};
+void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream);
+
+// out[t, :] = table[tokens[t], :] * scale for t < n, dequantized from the table's GGUF rows of `cols` elements
+// (gemv_quant_supported(type, cols) must hold). Tokens are read on the device and must be valid rows.
+void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,
+                      float* out, cudaStream_t stream);
+
+}  // namespace swrun::cuda

@@ -1,0 +1,518 @@
+// The decode-step kernels against the CPU reference, on fresh random inputs every run (the seed is printed;
+// failures name type, shape, position and the largest error): the quantized GEMV per format (fp64 dot of the
+// CPU-dequantized blocks), the embedding lookup from quantized rows (bit for bit), the chunked GEMM over a
+// matrix kept only in its blocks, top-k/argmax on the device against swrun::top_candidates/argmax with ties,
+// and the sampler drawing from device candidates against the CPU sampler with the same seed (also through a
+// captured graph). Outputs are poisoned (NaN) first. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/gemv/gemv_quant.cuh"
+#include "runtime/backend.h"
+#include "runtime/common.h"
+#include "runtime/dequant.h"
+#include "runtime/sampler.h"
+#include "tests/quant_random_blocks.h"
+
+namespace swrun {
+namespace {
+
+using testing::rng;
+
+constexpr GgmlType kGemvTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+// Elements per block of `type` as random_blocks counts them (plain types: 32 values per "block").
+int64_t random_block_elems(GgmlType type) {
+  const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+  return info.block_elems == 1 ? 32 : info.block_elems;
+}
+
+void ok(cudaError_t status, const char* what) {
+  ASSERT_EQ(status, cudaSuccess) << what << ": " << cudaGetErrorString(status);
+}
+
+// Copies and memsets on the legacy stream, finished before the backend's own (non-blocking) stream reads them.
+void upload(void* dst, const void* src, size_t bytes) {
+  ok(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
+  ok(cudaDeviceSynchronize(), "upload");
+}
+void poison(void* dst, size_t bytes) {
+  ok(cudaMemset(dst, 0xFF, bytes), "poison");
+  ok(cudaDeviceSynchronize(), "poison");
+}
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) {
+    if (cudaMalloc(&ptr, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+class CudaDecode : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  }
+  std::vector<float> normal(size_t n, float sd = 1.f) {
+    std::normal_distribution<float> d(0.f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng());
+    return v;
+  }
+};
+
+// gemv_quant straight on device memory of exactly the padded size (so the sanitizer sees any read past it),
+// against an fp64 dot of the CPU-dequantized weights with the fp32 activations.
+TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
+  struct Shape { int64_t cols, n_out; };
+  for (GgmlType type : kGemvTypes) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    const bool k_quant = info.block_elems == 256;
+    // Rows of one block, rows longer than a warp's stage (several passes), odd output counts, and (for the
+    // 32-element formats) lengths that are not a multiple of 256.
+    const std::vector<Shape> shapes =
+        k_quant ? std::vector<Shape>{{256, 1}, {1024, 37}, {2304, 9}, {4096, 130}, {2048, 1003}}
+                : std::vector<Shape>{{32, 1}, {640, 37}, {2080, 9}, {8192, 13}, {96, 1003}};
+    for (const Shape& sh : shapes) {
+      const int64_t elems = sh.cols * sh.n_out;
+      const std::vector<uint8_t> bytes = testing::random_blocks(type, elems / random_block_elems(type), rng());
+      std::vector<float> w(static_cast<size_t>(elems));
+      dequantize_row(type, bytes.data(), w.data(), elems);
+      DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
+      upload(wd.ptr, bytes.data(), bytes.size());
+      for (int rows = 1; rows <= cuda::kGemvQuantMaxRows; ++rows) {
+        const std::string what = std::string(info.name) + " cols " + std::to_string(sh.cols) + " n_out " +
+                                 std::to_string(sh.n_out) + " rows " + std::to_string(rows);
+        const std::vector<float> x = normal(size_t(rows * sh.cols));
+        constexpr int64_t kGuard = 32;
+        const int64_t out_count = rows * sh.n_out;
+        DeviceBuffer xd(x.size() * 4), od((out_count + kGuard) * 4);
+        upload(xd.ptr, x.data(), x.size() * 4);
+        poison(od.ptr, (out_count + kGuard) * 4);
+        cuda::gemv_quant(type, wd.ptr, static_cast<const float*>(xd.ptr), static_cast<float*>(od.ptr), rows,
+                         sh.n_out, sh.cols, nullptr);
+        ok(cudaDeviceSynchronize(), what.c_str());
+        std::vector<float> got(out_count + kGuard);
+        ok(cudaMemcpy(got.data(), od.ptr, got.size() * 4, cudaMemcpyDeviceToHost), "download");
+        int64_t bad = 0, worst_at = -1;
+        double worst = 0;
+        for (int r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < sh.n_out; ++o) {
+            double sum = 0, mag = 0;
+            for (int64_t i = 0; i < sh.cols; ++i) {
+              const double p = double(x[r * sh.cols + i]) * w[o * sh.cols + i];
+              sum += p;
+              mag += std::fabs(p);
+            }
+            const double g = got[r * sh.n_out + o];
+            const double rel = std::fabs(g - sum) / (mag + 1e-30);
+            if (!(rel <= 3e-5) || !std::isfinite(g)) {
+              if (bad++ < 3)
+                ADD_FAILURE() << what << ": row " << r << " out " << o << " got " << g << " want " << sum
+                              << " (|err|/sum|p| " << rel << ")";
+            }
+            if (!(rel <= worst)) worst = rel, worst_at = r * sh.n_out + o;
+          }
+        EXPECT_EQ(bad, 0) << what << ": " << bad << " wrong, worst relative error " << worst << " at " << worst_at;
+        for (int64_t i = out_count; i < out_count + kGuard; ++i)
+          ASSERT_TRUE(std::isnan(got[i])) << what << ": guard element " << i - out_count << " overwritten";
+      }
+    }
+  }
+}
+
+GgufTensor tensor_of(const std::string& name, GgmlType type, std::vector<int64_t> ne, const std::vector<uint8_t>& b) {
+  GgufTensor t;
+  t.name = name;
+  t.type_id = uint32_t(type);
+  t.ne = std::move(ne);
+  t.data = b.data();
+  t.nbytes = b.size();
+  return t;
+}
+
+// The token table keeps only its blocks on the device; lookups dequantize them exactly as the CPU does.
+TEST_F(CudaDecode, EmbeddingFromQuantizedRowsBitForBit) {
+  for (GgmlType type : kGemvTypes) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    SCOPED_TRACE(info.name);
+    const int64_t cols = info.block_elems == 256 ? 512 : 640, vocab = 301;
+    const std::vector<uint8_t> bytes = testing::random_blocks(type, cols * vocab / random_block_elems(type), rng());
+    auto be = make_cuda_backend(0);
+    const size_t before = be->weight_bytes();
+    const Weight table = be->upload(tensor_of("token_embd.weight", type, {cols, vocab}, bytes));
+    EXPECT_EQ(be->weight_bytes() - before, cuda::gemv_quant_padded_bytes(bytes.size()))
+        << "the token table must be held in its blocks only";
+    const int n = 9;
+    std::vector<int32_t> tokens(n);
+    for (auto& t : tokens) t = int32_t(rng()() % vocab);
+    tokens[0] = int32_t(vocab - 1);  // the last row: its blocks end at the end of the tensor
+    be->begin_batch(tokens.data(), 0, n);
+    Buffer out = be->alloc(size_t(n) * cols);
+    poison(out.data, out.count * 4);
+    const float scale = 25.298221f;
+    be->embed(table, scale, out);
+    std::vector<float> got(out.count);
+    be->read(out, 0, out.count, got.data());
+    be->synchronize();
+    const size_t row_bytes = ggml_row_bytes(info, cols);
+    std::vector<float> want(static_cast<size_t>(cols));
+    int64_t bad = 0;
+    for (int t = 0; t < n; ++t) {
+      dequantize_row(type, bytes.data() + row_bytes * tokens[t], want.data(), cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        const float w = want[c] * scale;
+        if (std::memcmp(&w, &got[t * cols + c], 4) != 0 && bad++ < 3)
+          ADD_FAILURE() << "token " << tokens[t] << " column " << c << ": got " << got[t * cols + c] << " want " << w;
+      }
+    }
+    EXPECT_EQ(bad, 0);
+  }
+}
+
+// Many rows against the token table (all-position logits): bf16 slices dequantized in chunks through cuBLAS,
+// here over more rows than one chunk holds; a few rows take the quantized GEMV.
+TEST_F(CudaDecode, MatmulAgainstQuantizedOnlyTable) {
+  const int64_t cols = 256, n_out = 70001;  // 17.9M elements: two 16M-element chunks
+  const GgmlType type = GgmlType::Q8_0;
+  const std::vector<uint8_t> bytes = testing::random_blocks(type, cols * n_out / 32, rng());
+  std::vector<float> w(size_t(cols * n_out));
+  dequantize_row(type, bytes.data(), w.data(), cols * n_out);
+  auto be = make_cuda_backend(0);
+  const Weight table = be->upload(tensor_of("output.weight", type, {cols, n_out}, bytes));
+  for (int64_t rows : {12, 3}) {
+    const std::vector<float> x = normal(size_t(rows * cols));
+    Buffer xd = be->alloc(x.size()), out = be->alloc(size_t(rows * n_out));
+    upload(xd.data, x.data(), x.size() * 4);
+    poison(out.data, out.count * 4);
+    be->matmul(xd, table, rows, out);
+    std::vector<float> got(out.count);
+    be->read(out, 0, out.count, got.data());
+    be->synchronize();
+    // cuBLAS sees bf16 operands; the GEMV fp32 ones.
+    const bool gemm = rows > cuda::kGemvQuantMaxRows;
+    auto round = [&](float v) { return gemm ? double(bf16_to_fp32(fp32_to_bf16(v))) : double(v); };
+    int64_t bad = 0;
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < n_out; ++o) {
+        double sum = 0, mag = 0;
+        for (int64_t i = 0; i < cols; ++i) {
+          const double p = round(x[r * cols + i]) * round(w[o * cols + i]);
+          sum += p;
+          mag += std::fabs(p);
+        }
+        const double rel = std::fabs(got[r * n_out + o] - sum) / (mag + 1e-30);
+        worst = std::max(worst, std::isnan(rel) ? 1e9 : rel);
+        if (!(rel <= (gemm ? 2e-3 : 1e-5)) && bad++ < 3)
+          ADD_FAILURE() << "rows " << rows << ": row " << r << " out " << o << " got " << got[r * n_out + o]
+                        << " want " << sum;
+      }
+    EXPECT_EQ(bad, 0) << "rows " << rows << ": worst relative error " << worst;
+  }
+}
+
+// The fused gate/up GEMV (CUDA gated_matmul, rows <= 8) against the unfused ops on the same backend: each dot is
+// the same arithmetic, so only the activation's rounding may differ. 12 rows take the unfused default.
+TEST_F(CudaDecode, GatedMatmulFusedEqualsUnfused) {
+  struct Case { GgmlType type; int64_t cols, n_out; };
+  for (Case c : {Case{GgmlType::Q5_0, 640, 2051}, Case{GgmlType::Q4_K, 1024, 300}, Case{GgmlType::Q6_K, 512, 77},
+                 Case{GgmlType::Q8_0, 96, 1}, Case{GgmlType::F16, 64, 33}}) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(c.type));
+    const int64_t blocks = c.cols * c.n_out / random_block_elems(c.type);
+    const std::vector<uint8_t> gate_bytes = testing::random_blocks(c.type, blocks, rng());
+    const std::vector<uint8_t> up_bytes = testing::random_blocks(c.type, blocks, rng());
+    auto be = make_cuda_backend(0);
+    const Weight wg = be->upload(tensor_of("blk.0.ffn_gate.weight", c.type, {c.cols, c.n_out}, gate_bytes));
+    const Weight wu = be->upload(tensor_of("blk.0.ffn_up.weight", c.type, {c.cols, c.n_out}, up_bytes));
+    for (int64_t rows : {1, 3, 8, 12}) {
+      for (GatedAct act : {GatedAct::GeluTanh, GatedAct::Silu}) {
+        const std::string what = std::string(info.name) + " cols " + std::to_string(c.cols) + " n_out " +
+                                 std::to_string(c.n_out) + " rows " + std::to_string(rows) +
+                                 (act == GatedAct::Silu ? " silu" : " gelu");
+        // Small activations keep the products in the range where both activations bend.
+        const std::vector<float> x = normal(size_t(rows * c.cols), 1e-2f);
+        const size_t count = size_t(rows * c.n_out);
+        Buffer xd = be->alloc(x.size()), gate = be->alloc(count), up = be->alloc(count);
+        Buffer ref_gate = be->alloc(count), ref_up = be->alloc(count);
+        upload(xd.data, x.data(), x.size() * 4);
+        poison(gate.data, count * 4);
+        be->gated_matmul(xd, wg, wu, rows, act, gate, up);
+        be->matmul(xd, wg, rows, ref_gate);
+        be->matmul(xd, wu, rows, ref_up);
+        be->gated_act(ref_gate, ref_up, count, act);
+        std::vector<float> got(count), want(count);
+        be->read(gate, 0, count, got.data());
+        be->read(ref_gate, 0, count, want.data());
+        be->synchronize();
+        size_t bad = 0, worst_at = 0;
+        double worst = 0;
+        for (size_t i = 0; i < count; ++i) {
+          const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+          if (!(err <= 1e-5) && bad++ < 3)
+            ADD_FAILURE() << what << ": element " << i << " got " << got[i] << " want " << want[i];
+          if (!(err <= worst)) worst = err, worst_at = i;
+        }
+        EXPECT_EQ(bad, 0u) << what << ": worst relative error " << worst << " at " << worst_at;
+      }
+    }
+  }
+}
+
+// Several projections in one launch (CUDA matmuls: q, k, v of mixed types) against one matmul each on the same
+// backend: every row's dot is the same code, so the results must be identical; 12 rows take the default.
+TEST_F(CudaDecode, MatmulsInOneLaunchEqualSeparateMatmuls) {
+  struct Mat { GgmlType type; int64_t n_out; };
+  struct Case { int64_t cols; std::vector<Mat> mats; };
+  for (const Case& c : {Case{640, {{GgmlType::Q5_0, 1024}, {GgmlType::Q5_0, 256}, {GgmlType::Q8_0, 256}}},
+                        Case{512, {{GgmlType::Q4_K, 37}, {GgmlType::Q6_K, 5}, {GgmlType::F16, 300}}},
+                        Case{256, {{GgmlType::Q5_K, 3}, {GgmlType::BF16, 70}}}, Case{96, {{GgmlType::Q4_1, 9}}}}) {
+    auto be = make_cuda_backend(0);
+    std::vector<Weight> ws;
+    std::string what = "cols " + std::to_string(c.cols);
+    for (const Mat& m : c.mats) {
+      const std::vector<uint8_t> bytes = testing::random_blocks(m.type, c.cols * m.n_out / random_block_elems(m.type), rng());
+      ws.push_back(be->upload(tensor_of("blk.0.attn_q.weight", m.type, {c.cols, m.n_out}, bytes)));
+      what += std::string(" ") + ggml_type_name(uint32_t(m.type)) + "x" + std::to_string(m.n_out);
+    }
+    for (int64_t rows : {1, 4, 8, 12}) {
+      const std::vector<float> x = normal(size_t(rows * c.cols));
+      Buffer xd = be->alloc(x.size());
+      upload(xd.data, x.data(), x.size() * 4);
+      std::vector<const Weight*> wp;
+      std::vector<Buffer> fused, separate;
+      for (const Weight& w : ws) {
+        wp.push_back(&w);
+        fused.push_back(be->alloc(size_t(rows * w.rows)));
+        separate.push_back(be->alloc(size_t(rows * w.rows)));
+        poison(fused.back().data, fused.back().count * 4);
+      }
+      be->matmuls(xd, rows, wp.data(), fused.data(), int(ws.size()));
+      for (size_t i = 0; i < ws.size(); ++i) be->matmul(xd, ws[i], rows, separate[i]);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        std::vector<float> got(fused[i].count), want(separate[i].count);
+        be->read(fused[i], 0, got.size(), got.data());
+        be->read(separate[i], 0, want.size(), want.data());
+        be->synchronize();
+        size_t differ = 0, first = 0;
+        for (size_t j = 0; j < got.size(); ++j)
+          if (std::memcmp(&got[j], &want[j], 4) != 0 && differ++ == 0) first = j;
+        EXPECT_EQ(differ, 0u) << what << " rows " << rows << ": matrix " << i << " differs at " << differ
+                              << " outputs, first " << first << ": " << got[first] << " vs " << want[first];
+      }
+    }
+  }
+}
+
+// The fused residual step (post-norm, residual add, next pre-norm in one pass) against the unfused ops on the
+// same backend (Backend::residual_norm called non-virtually): same reductions in the same order, so the results
+// agree to the last bit or nearly; row widths cover the warp-per-row and block-per-row layouts.
+TEST_F(CudaDecode, ResidualNormFusedEqualsUnfused) {
+  const uint64_t seed = rng()();
+  for (int64_t width : {640, 12, 2048, 5120}) {
+    for (int64_t rows : {1, 7}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool post = variant & 1, next = variant & 2;
+        const std::string what = "width " + std::to_string(width) + " rows " + std::to_string(rows) +
+                                 (post ? " post-norm" : "") + (next ? " next-norm" : "") + " seed " +
+                                 std::to_string(seed);
+        auto be = make_cuda_backend(0);
+        const std::vector<float> w_post = normal(size_t(width)), w_next = normal(size_t(width));
+        const Weight wp = be->upload(tensor_of("post", GgmlType::F32, {width},
+                                               {reinterpret_cast<const uint8_t*>(w_post.data()),
+                                                reinterpret_cast<const uint8_t*>(w_post.data() + width)}));
+        const Weight wn = be->upload(tensor_of("next", GgmlType::F32, {width},
+                                               {reinterpret_cast<const uint8_t*>(w_next.data()),
+                                                reinterpret_cast<const uint8_t*>(w_next.data() + width)}));
+        const size_t count = size_t(rows * width);
+        const std::vector<float> x = normal(count, 3.f), y = normal(count, 0.5f);
+        Buffer x1 = be->alloc(count), y1 = be->alloc(count), xn1 = be->alloc(count);
+        Buffer x2 = be->alloc(count), y2 = be->alloc(count), xn2 = be->alloc(count);
+        for (Buffer b : {x1, x2}) upload(b.data, x.data(), count * 4);
+        for (Buffer b : {y1, y2}) upload(b.data, y.data(), count * 4);
+        for (Buffer b : {xn1, xn2}) poison(b.data, count * 4);
+        be->residual_norm(y1, post ? &wp : nullptr, x1, next ? &wn : nullptr, rows, width, 1e-6f, xn1);
+        be->Backend::residual_norm(y2, post ? &wp : nullptr, x2, next ? &wn : nullptr, rows, width, 1e-6f, xn2);
+        for (auto [fused, unfused, name] : {std::tuple{x1, x2, "x"}, std::tuple{xn1, xn2, "xn"}}) {
+          std::vector<float> got(count), want(count);
+          be->read(fused, 0, count, got.data());
+          be->read(unfused, 0, count, want.data());
+          be->synchronize();
+          if (std::string(name) == "xn" && !next) {
+            for (float v : got) ASSERT_TRUE(std::isnan(v)) << what << ": xn written without a next norm";
+            continue;
+          }
+          double worst = 0;
+          size_t worst_at = 0;
+          for (size_t i = 0; i < count; ++i) {
+            const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+            if (!(err <= worst)) worst = err, worst_at = i;
+          }
+          EXPECT_LE(worst, 1e-6) << what << ": " << name << " worst relative error at " << worst_at << ": got "
+                                 << got[worst_at] << " want " << want[worst_at];
+        }
+      }
+    }
+  }
+}
+
+// The fused per-head q/k norm + RoPE against the unfused ops (rmsnorm, rope) on the same backend, at a late
+// position (the angle is formed in double by both) for both rotation styles, with and without norm weights.
+TEST_F(CudaDecode, QkNormRopeFusedEqualsUnfused) {
+  struct Case { int n_head, n_head_kv, head_dim; RopeStyle style; bool q_norm, k_norm; int n; int32_t pos0; };
+  for (Case c : {Case{4, 1, 256, RopeStyle::NeoX, true, true, 1, 70001}, Case{4, 1, 256, RopeStyle::NeoX, true, true, 5, 3},
+                 Case{8, 2, 128, RopeStyle::Normal, false, false, 3, 4099}, Case{2, 2, 64, RopeStyle::NeoX, true, false, 2, 17},
+                 Case{3, 1, 1024, RopeStyle::Normal, false, true, 1, 511}}) {
+    const std::string what = std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads of " +
+                             std::to_string(c.head_dim) + (c.style == RopeStyle::NeoX ? " neox" : " normal") +
+                             " n " + std::to_string(c.n) + " pos0 " + std::to_string(c.pos0);
+    auto be = make_cuda_backend(0);
+    const std::vector<float> gq = normal(size_t(c.head_dim)), gk = normal(size_t(c.head_dim));
+    auto vec = [&](const char* name, const std::vector<float>& v) {
+      return be->upload(tensor_of(name, GgmlType::F32, {int64_t(v.size())},
+                                  {reinterpret_cast<const uint8_t*>(v.data()),
+                                   reinterpret_cast<const uint8_t*>(v.data() + v.size())}));
+    };
+    const Weight wq = vec("q_norm", gq), wk = vec("k_norm", gk);
+    const size_t nq = size_t(c.n) * c.n_head * c.head_dim, nk = size_t(c.n) * c.n_head_kv * c.head_dim;
+    const std::vector<float> q = normal(nq, 2.f), k = normal(nk, 2.f);
+    Buffer q1 = be->alloc(nq), k1 = be->alloc(nk), q2 = be->alloc(nq), k2 = be->alloc(nk);
+    for (Buffer b : {q1, q2}) upload(b.data, q.data(), nq * 4);
+    for (Buffer b : {k1, k2}) upload(b.data, k.data(), nk * 4);
+    std::vector<int32_t> tokens(size_t(c.n), 0);
+    be->begin_batch(tokens.data(), c.pos0, c.n);
+    const RopeParams rp{c.n_head_kv == 1 ? 1e6f : 10000.f, c.n == 5 ? 0.25f : 1.f, c.style};
+    be->qk_norm_rope(q1, k1, c.q_norm ? &wq : nullptr, c.k_norm ? &wk : nullptr, c.n, c.n_head, c.n_head_kv,
+                     c.head_dim, 1e-6f, rp);
+    be->Backend::qk_norm_rope(q2, k2, c.q_norm ? &wq : nullptr, c.k_norm ? &wk : nullptr, c.n, c.n_head, c.n_head_kv,
+                              c.head_dim, 1e-6f, rp);
+    for (auto [fused, unfused, count, name] : {std::tuple{q1, q2, nq, "q"}, std::tuple{k1, k2, nk, "k"}}) {
+      std::vector<float> got(count), want(count);
+      be->read(fused, 0, count, got.data());
+      be->read(unfused, 0, count, want.data());
+      be->synchronize();
+      double worst = 0;
+      size_t worst_at = 0;
+      for (size_t i = 0; i < count; ++i) {
+        const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1e-3);
+        if (!(err <= worst)) worst = err, worst_at = i;
+      }
+      EXPECT_LE(worst, 1e-6) << what << ": " << name << " worst relative error at " << worst_at << ": got "
+                             << got[worst_at] << " want " << want[worst_at];
+    }
+  }
+}
+
+// Logits with many exact ties (small integers), NaN and -inf entries, or continuous values.
+std::vector<float> tricky_logits(int vocab, int kind) {
+  std::vector<float> v(static_cast<size_t>(vocab));
+  std::normal_distribution<float> normal(0.f, 3.f);
+  for (float& x : v) x = kind == 0 ? std::floor(normal(rng())) : normal(rng());
+  if (kind == 2) {
+    for (int i = 0; i < vocab / 50 + 1; ++i) v[rng()() % vocab] = NAN;
+    for (int i = 0; i < vocab / 50 + 1; ++i) v[rng()() % vocab] = -INFINITY;
+  }
+  return v;
+}
+
+TEST_F(CudaDecode, TopKAndArgmaxMatchTheCpuOrderWithTies) {
+  auto be = make_cuda_backend(0);
+  auto cpu = make_cpu_backend(1);
+  for (int vocab : {262144, 2049, 64, 1}) {
+    Buffer logits = be->alloc(size_t(vocab));
+    for (int kind = 0; kind < 3; ++kind) {
+      const std::vector<float> host = tricky_logits(vocab, kind);
+      upload(logits.data, host.data(), host.size() * 4);
+      for (int k : {1, 2, 40, kMaxDeviceTopK}) {
+        if (k > vocab) continue;
+        const std::string what = "vocab " + std::to_string(vocab) + " kind " + std::to_string(kind) + " k " +
+                                 std::to_string(k);
+        std::vector<int32_t> ids(k, 12345), want_ids(k);
+        std::vector<float> values(k), want_values(k);
+        be->top_k(logits, size_t(vocab), k, ids.data(), values.data());
+        be->synchronize();
+        const int found = top_candidates(host.data(), vocab, k, want_ids.data(), want_values.data());
+        for (int i = 0; i < k; ++i) {
+          if (i < found) {
+            ASSERT_EQ(ids[i], want_ids[i]) << what << ": candidate " << i << " (value " << values[i] << " vs "
+                                           << want_values[i] << ")";
+            ASSERT_EQ(values[i], want_values[i]) << what << ": candidate " << i;
+          } else {
+            ASSERT_EQ(ids[i], -1) << what << ": slot " << i << " beyond the " << found << " non-NaN entries";
+          }
+        }
+        if (k == 1) ASSERT_EQ(ids[0], argmax(host.data(), vocab)) << what;
+        // The CPU backend's top_k is the same function.
+        std::vector<int32_t> cpu_ids(k);
+        std::vector<float> cpu_values(k);
+        Buffer cpu_logits = cpu->alloc(size_t(vocab));
+        std::copy(host.begin(), host.end(), cpu_logits.data);
+        cpu->top_k(cpu_logits, size_t(vocab), k, cpu_ids.data(), cpu_values.data());
+        ASSERT_EQ(cpu_ids, ids) << what;
+      }
+    }
+  }
+  // Every entry NaN: no candidates, and greedy falls back to 0 as argmax() does.
+  Buffer nan_logits = be->alloc(100);
+  poison(nan_logits.data, 400);
+  std::vector<int32_t> ids(3);
+  std::vector<float> values(3);
+  be->top_k(nan_logits, 100, 3, ids.data(), values.data());
+  be->synchronize();
+  EXPECT_EQ(ids, std::vector<int32_t>(3, -1));
+  Sampler greedy(SamplerParams{0.f, 40, 1.f, 0});
+  EXPECT_EQ(greedy.sample_top(ids.data(), values.data(), 3), 0);
+}
+
+// Same seed, same logits: the sampler drawing from device candidates picks exactly the CPU sampler's tokens,
+// step after step (the rng streams stay in lockstep), with the candidates reduced inside a captured graph.
+TEST_F(CudaDecode, SamplingFromDeviceCandidatesEqualsCpuSampler) {
+  struct Case { float temp; int top_k; float top_p; };
+  for (Case c : {Case{0.8f, 40, 0.95f}, Case{1.5f, kMaxDeviceTopK, 1.f}, Case{0.3f, 5, 0.5f}, Case{0.f, 40, 1.f}}) {
+    const int vocab = 262144;
+    const uint64_t seed = rng()();
+    const std::string what = "temp " + std::to_string(c.temp) + " top_k " + std::to_string(c.top_k) + " top_p " +
+                             std::to_string(c.top_p) + " seed " + std::to_string(seed);
+    Sampler cpu_sampler(SamplerParams{c.temp, c.top_k, c.top_p, seed});
+    Sampler gpu_sampler(SamplerParams{c.temp, c.top_k, c.top_p, seed});
+    const int k = gpu_sampler.candidates_needed(vocab);
+    ASSERT_EQ(k, c.temp == 0 ? 1 : c.top_k) << what;
+    auto be = make_cuda_backend(0);
+    Buffer logits = be->alloc(size_t(vocab));
+    std::vector<int32_t> ids(k);
+    std::vector<float> values(k);
+    int graph_steps = 0;
+    for (int step = 0; step < 200; ++step) {
+      // Ties every few steps; flat logits (high temperature) make the draw, not the argmax, decide.
+      std::vector<float> host = tricky_logits(vocab, step % 3 == 0 ? 0 : 1);
+      for (float& v : host) v *= 0.3f;
+      upload(logits.data, host.data(), host.size() * 4);
+      const int32_t token = 0;
+      graph_steps += be->run_captured(k, [&] {
+        be->begin_batch(&token, step, 1);
+        be->top_k(logits, size_t(vocab), k, ids.data(), values.data());
+        be->synchronize();
+      });
+      const int32_t want = cpu_sampler.sample(host.data(), vocab);
+      const int32_t got = gpu_sampler.sample_top(ids.data(), values.data(), k);
+      ASSERT_EQ(got, want) << what << ": step " << step << " (best device candidate " << ids[0] << ")";
+    }
+    EXPECT_GT(graph_steps, 100) << what << ": the steps did not run from a CUDA graph";
+  }
+}
+
+}  // namespace
+}  // namespace swrun
