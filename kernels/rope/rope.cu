@@ -69,7 +69,7 @@ __device__ inline float warp_sum(float v) {
 template <RopeKind kKind>
 __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int64_t q_rows,
                                  int64_t rows, int q_heads, int k_heads, int head_dim, float eps, const int32_t* pos0,
-                                 float freq_scale, double log2_base_over_half) {
+                                 float freq_scale, RopeFreq freq) {
   __shared__ float4 staged[kNormRopeWarps][kNormRopeMaxHeadDim / 4];  // float4: 16-byte aligned rows
   wait_for_predecessor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -101,7 +101,7 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
   const int half = head_dim / 2;
   for (int i = lane; i < half; i += 32) {
     const int a = kKind == RopeKind::Normal ? 2 * i : i, b = kKind == RopeKind::Normal ? 2 * i + 1 : i + half;
-    const float2 r = rotate(h[a], h[b], i, pos, log2_base_over_half);
+    const float2 r = rotate(h[a], h[b], i, pos, freq);
     head[a] = r.x;
     head[b] = r.y;
   }
@@ -110,8 +110,8 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
 }  // namespace
 
 void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
-                   int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale, RopeKind kind,
-                   cudaStream_t stream) {
+                   int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale,
+                   const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream) {
   if (head_dim <= 0 || head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
     fail("norm_rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4 up to " +
          std::to_string(kNormRopeMaxHeadDim));
@@ -121,11 +121,11 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
   if (!(freq_base > 0.f)) fail("norm_rope: freq_base must be positive");
   const int64_t q_rows = int64_t(n) * q_heads, rows = q_rows + int64_t(n) * k_heads;
   if (rows <= 0) return;
-  const double log2_base_over_half = std::log2(double(freq_base)) / double(head_dim / 2);
+  const RopeFreq freq{std::log2(double(freq_base)) / double(head_dim / 2), freq_factors, attn_factor};
   const unsigned blocks = grid_for(static_cast<size_t>(rows), kNormRopeWarps);
   launch_overlapped(kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal> : norm_rope_kernel<RopeKind::NeoX>,
                     blocks, kNormRopeWarps * 32, stream, "norm_rope_f32", q, k, q_norm, k_norm, q_rows, rows,
-                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, log2_base_over_half);
+                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq);
 }
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,

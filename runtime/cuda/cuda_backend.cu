@@ -129,7 +129,13 @@ Weight CudaBackend::upload(const GgufTensor& t) {
 Weight CudaBackend::weight_rows(const Weight& w, int64_t first, int64_t count) {
   check_row_range(w, first, count);
   const DeviceWeight& d = device_weight(w, "weight_rows");
-  weights_.push_back({static_cast<__nv_bfloat16*>(d.data) + size_t(first) * size_t(w.cols), false});
+  DeviceWeight view;
+  if (d.data) view.data = static_cast<__nv_bfloat16*>(d.data) + size_t(first) * size_t(w.cols);
+  if (d.raw) {
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(w.type)), w.cols);
+    view.raw = static_cast<const uint8_t*>(d.raw) + size_t(first) * row_bytes;
+  }
+  weights_.push_back(view);
   Weight v = w;
   v.rows = count;
   v.impl = &weights_.back();

@@ -103,6 +103,8 @@ class CudaBackend final : public Backend {
   // During a replay the step's host code runs for its checks and staging only; nothing is launched.
   bool launching() const { return mode_ != Mode::Replaying; }
   const DeviceWeight& device_weight(const Weight& w, const char* op) const;
+  // RoPE's LongRoPE frequency factors on the device (null when none), checked against head_dim.
+  const float* rope_factors(const RopeParams& p, int head_dim, const char* op) const;
   void require_batch(const char* op) const;
   const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
   __nv_bfloat16* bf16_scratch(size_t elems);

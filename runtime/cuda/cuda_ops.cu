@@ -106,18 +106,20 @@ void CudaBackend::matmul_dequantized_chunks(Buffer x, const Weight& w, const Dev
   }
 }
 
+const float* CudaBackend::rope_factors(const RopeParams& p, int head_dim, const char* op) const {
+  if (!p.freq_factors.impl) return nullptr;
+  const DeviceWeight& f = device_weight(p.freq_factors, op);
+  if (!f.fp32 || p.freq_factors.cols != head_dim / 2)
+    fail(std::string(op) + ": frequency factors '" + p.freq_factors.name + "' must be a vector of head_dim/2 = " +
+         std::to_string(head_dim / 2) + " values");
+  return static_cast<const float*>(f.data);
+}
+
 void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
   require_batch("rope");
   require_floats(x, size_t(n_) * size_t(heads) * size_t(head_dim), "rope", "input");
+  const float* factors = rope_factors(p, head_dim, "rope");
   if (!launching()) return;
-  const float* factors = nullptr;
-  if (p.freq_factors.impl) {
-    const DeviceWeight& f = device_weight(p.freq_factors, "rope");
-    if (!f.fp32 || p.freq_factors.cols != head_dim / 2)
-      fail("rope: frequency factors '" + p.freq_factors.name + "' must be a vector of head_dim/2 = " +
-           std::to_string(head_dim / 2) + " values");
-    factors = static_cast<const float*>(f.data);
-  }
   rope_f32(x.data, n_, heads, head_dim, pos0_dev(), p.freq_base, p.freq_scale, factors, p.attn_factor,
            p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
 }
@@ -255,9 +257,10 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
   const float* kn = norm_weight(k_norm);
   require_floats(q, size_t(n_) * size_t(n_head) * size_t(head_dim), "qk_norm_rope", "q");
   require_floats(k, size_t(n_) * size_t(n_head_kv) * size_t(head_dim), "qk_norm_rope", "k");
+  const float* factors = rope_factors(p, head_dim, "qk_norm_rope");
   if (!launching()) return;
   norm_rope_f32(q.data, k.data, qn, kn, n_, n_head, n_head_kv, head_dim, eps, pos0_dev(), p.freq_base, p.freq_scale,
-                p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+                factors, p.attn_factor, p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
 }
 
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
