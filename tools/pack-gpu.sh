@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Here (no GPU): builds what the GPU check runs and packs it into .carry/ (ignored) for the device tool's `carry`,
-# with our libsentencepiece (the device's copy is ABI-incompatible) and libpcre2-8 (in case the device has none)
-# under .carry/lib.
+# Here (no GPU): builds what the GPU check runs and packs it into .carry/ and .carry.tgz (both ignored; the device
+# tool's `carry` takes .carry.tgz, unpacked there with `tar xzf .carry.tgz`), with our libsentencepiece (the
+# device's copy is ABI-incompatible) and libpcre2-8 (in case the device has none) under .carry/lib.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build-gpu}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j2 --target swrun swbench test_cuda_attention test_cuda_backend test_cuda_dequant test_cuda_model test_cuda_decode
+cmake --build "$build" -j2 --target swrun swbench test_cuda_attention test_cuda_backend test_cuda_dequant test_cuda_model test_cuda_decode \
+  swrun_logits make_synthetic_model
 rm -rf "$root/.carry" && mkdir -p "$root/.carry/lib"
-cp "$build/swrun" "$build/swbench" "$build"/tests/test_cuda_* "$root/.carry/"
+cp "$build/swrun" "$build/swbench" "$build"/tests/test_cuda_* "$build"/tests/swrun_logits \
+  "$build"/tests/make_synthetic_model "$root/.carry/"
 strip "$root/.carry/"* 2>/dev/null || true
 for lib in libsentencepiece.so.0 libpcre2-8.so.0; do
   cp -L "$(ldconfig -p | awk -v lib="$lib" '$1 == lib {print $NF; exit}')" "$root/.carry/lib/"
 done
 git -C "$root" rev-parse HEAD >"$root/.carry/COMMIT"
 git -C "$root" diff --quiet HEAD -- . ':!bench/results' || echo "+uncommitted" >>"$root/.carry/COMMIT"
-du -sh "$root/.carry"
+# The binaries carry every kernel (statically linked); compressed they fit the device tool's 64 MiB per call.
+tar czf "$root/.carry.tgz" -C "$root" .carry
+du -sh "$root/.carry" "$root/.carry.tgz"
