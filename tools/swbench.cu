@@ -4,13 +4,13 @@
 // check of sampled query rows against an fp64 CPU reference.
 //
 //   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
-//           sliding,decode-dense,decode-sliding] [--variants base,packed,ws256,packed+ws256] [--n 4096,8192,...]
+//           sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,packed+ws256] [--n 4096,...]
 //           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N]
 //           [--json FILE] [--csv FILE]
 // --variants runs the dense and sliding rows once per flash kernel variant, on the same inputs in one process
-// (bench/attention_notes.md #14): base is the default dispatch, packed forces GQA packing
-// (FlashAttnArgs::pack_gqa), ws256 the warp-specialized kernel at head_dim 256 (FlashAttnArgs::ws_d256); such
-// rows are named e.g. sliding-packed+ws256.
+// (bench/attention_notes.md #14): best (the default; rows keep the plain impl name) is what the CUDA backend runs
+// (use_fastest_variant), base neither switch, packed forces GQA packing (FlashAttnArgs::pack_gqa), ws256 the
+// warp-specialized kernel at head_dim 256 (FlashAttnArgs::ws_d256); such rows are named e.g. sliding-packed+ws256.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
@@ -56,7 +56,7 @@ struct OutOfMemory : swrun::Error {
 struct Options {
   std::vector<Shape> shapes;
   std::vector<std::string> impls{"naive", "dense", "sliding"};
-  std::vector<std::string> variants{"base"};
+  std::vector<std::string> variants{"best"};
   std::vector<int> ns{4096, 8192, 16384, 32768, 65536, 131072};
   AttnDtype dtype = AttnDtype::BF16;
   float softcap = 0.f;  // 0: none
@@ -130,11 +130,12 @@ Options parse_args(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
-                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants base,packed,ws256,packed+ws256] "
+                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,packed+ws256] "
                 "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] "
                 "[--max-n-naive N] [--json FILE] [--csv FILE]\n"
-                "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): base = the\n"
-                "  default dispatch, packed = GQA packing forced, ws256 = warp-specialized kernel at head_dim 256.\n"
+                "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): best (default,\n"
+                "  plain row names) = what the CUDA backend runs, base = neither switch, packed = GQA packing forced,\n"
+                "  ws256 = warp-specialized kernel at head_dim 256.\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
@@ -173,13 +174,13 @@ Options parse_args(int argc, char** argv) {
   for (auto& v : o.variants) {
     const auto parts = split(v, '+');
     const auto known = [](const std::string& x) { return x == "packed" || x == "ws256"; };
-    const bool ok = v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), known));
-    if (!ok) swrun::fail("swbench: unknown variant '" + v + "' (base, packed, ws256, packed+ws256)");
+    const bool ok = v == "best" || v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), known));
+    if (!ok) swrun::fail("swbench: unknown variant '" + v + "' (best, base, packed, ws256, packed+ws256)");
   }
   std::vector<std::string> rows;  // dense and sliding once per variant
   for (const auto& im : o.impls)
     if (im == "dense" || im == "sliding")
-      for (const auto& v : o.variants) rows.push_back(v == "base" ? im : im + "-" + v);
+      for (const auto& v : o.variants) rows.push_back(v == "best" ? im : im + "-" + v);
     else
       rows.push_back(im);
   o.impls = rows;
@@ -413,8 +414,12 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   auto sample_memory = [&] { lowest_free = std::min(lowest_free, free_device_bytes()); };
   auto call = [&](int set) {
     FlashAttnArgs a = make_args(s, in, set, opt, windowed, n_q);
-    a.pack_gqa = pack_gqa;
-    a.ws_d256 = ws_d256;
+    if (variant.empty() && !decode) {
+      swrun::cuda::use_fastest_variant(a);  // what the CUDA backend runs for prefill
+    } else {
+      a.pack_gqa = pack_gqa;
+      a.ws_d256 = ws_d256;
+    }
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {
       a.q_pos0_dev = static_cast<const int32_t*>(in.dpos);

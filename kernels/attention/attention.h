@@ -46,6 +46,11 @@ struct FlashAttnArgs {
   bool ws_d256 = false;
 };
 
+// Sets pack_gqa and ws_d256 to the variants measured fastest (bench/attention_notes.md, 14/14b, H200): the
+// warp-specialized kernel at head_dim 256, and GQA packing where a query tile is taller than a key tile (head_dim
+// 256: a block's key span then shrinks towards the window); elsewhere packing measured no gain.
+void use_fastest_variant(FlashAttnArgs& a);
+
 // What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.
 inline bool valid_softcap(float softcap) { return softcap == 0.f || (softcap > 0.f && std::isfinite(softcap)); }
 

@@ -85,6 +85,16 @@ int heads_per_block(const FlashAttnArgs& a) {
   return a.pack_gqa && packed_tiles <= kMaxQueryTiles ? group : 1;
 }
 
+}  // namespace
+
+void use_fastest_variant(FlashAttnArgs& a) {
+  const TileShape t = tile_shape(a.head_dim);
+  a.ws_d256 = true;
+  a.pack_gqa = t.block_m > t.block_n;
+}
+
+namespace {
+
 FlashParams make_params(const FlashAttnArgs& a) {
   FlashParams p{};
   p.q = a.q;

@@ -194,6 +194,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
     void* workspace = decode_workspace_.ensure(mem_, flash_decode_workspace_bytes(a, max_kv_len));
     flash_attention_decode(a, max_kv_len, workspace, stream_);
   } else {
+    use_fastest_variant(a);  // measured on prefill only: split-K decode keeps the base kernels
     flash_attention(a, stream_);
   }
 }
