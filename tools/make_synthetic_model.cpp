@@ -313,8 +313,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (peer) {
-    o.qk_norm = 1.5f;
-    o.qk = 1.2f;
+    o.qk_norm = 1.2f;
+    o.qk = 1.f;
     o.post = 1.f;
   }
   try {
