@@ -147,7 +147,8 @@ struct Options {
   // that say nothing about either implementation.
   float qk_norm = 2.5f;  // q/k norm weights: score spread ~ qk_norm^2
   float qk = 1.6f;       // unnormalized q/k projections: score spread ~ qk^2
-  float post = 3.f;      // post-attention / post-FFN norm weights
+  float post = 3.f;      // post-attention / post-FFN norm weights: block outputs larger than the scaled embedding,
+                         // so a tied output does not just echo the input token
 };
 
 void layer_norms(SyntheticModel& m, const std::string& p, const Shape& s) {
@@ -184,8 +185,8 @@ void make_gemma3(SyntheticModel& m, const Options& o) {
 }
 
 // Gemma 2: four layers alternating sliding (0, 2) and global (1, 3); unnormalized q, k with a score spread
-// equal to the attention softcap (a score of 2 spreads lands at 0.96 of the cap), final logits of RMS ~3 against
-// a cap of 4: both bite.
+// equal to the attention softcap (a score of 2 spreads lands at 0.96 of the cap), final logits of RMS ~3 with
+// top values of 10-15 against a cap of 8: both bite.
 void make_gemma2(SyntheticModel& m, const Options& o) {
   const Shape s{4, 256, 4, 2, 128, 512, vocab_size(o.vocab)};
   auto& w = m.writer();
@@ -194,7 +195,7 @@ void make_gemma2(SyntheticModel& m, const Options& o) {
   w.set_u32("gemma2.attention.sliding_window", o.window);
   w.set_f32("gemma2.rope.freq_base", 10000.f);
   w.set_f32("gemma2.attn_logit_softcapping", o.qk_norm * o.qk_norm);
-  w.set_f32("gemma2.final_logit_softcapping", 4.f);
+  w.set_f32("gemma2.final_logit_softcapping", 8.f);
   output_weights(m, s, /*tied=*/true, GgmlType::Q8_0);
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -315,7 +316,6 @@ int main(int argc, char** argv) {
   if (peer) {
     o.qk_norm = 1.2f;
     o.qk = 1.f;
-    o.post = 1.f;
   }
   try {
     SyntheticModel m(seed);

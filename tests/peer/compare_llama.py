@@ -30,9 +30,15 @@ GEMMA_VOCAB = os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf")
 DECISIVE_MARGIN = 0.1  # in units of the logits' std
 
 # mean |dlogit| / std bounds per weight type; F32 is the semantic check (see the module docstring). Measured on
-# the CPU (see README/report): F32 <= 3e-4, F16 <= 6e-3, Q8_0 <= 1.7e-2, Q4_K <= 2.5e-2; the bounds leave ~2x
-# headroom for other seeds and the CUDA backend, while a wrong window, RoPE, scale or softcap gives 0.1 - 1.
-REL_BOUND = {"F32": 2e-3, "F16": 1.5e-2, "Q8_0": 4e-2, "Q4_K": 5e-2}
+# the CPU over all architectures here: F32 <= 2.2e-4 (the Gemmas: ggml's GELU; 1e-6 for the SiLU models),
+# F16 <= 7.4e-4, Q8_0 <= 2.1e-2, Q4_K <= 3.0e-2. The bounds leave room for other seeds and for the CUDA backend
+# (bf16 weights copies), while a wrong window, RoPE, scale, bias or softcap moves the logits by 0.1 - 1 std
+# (e.g. gemma2 run dense instead of sliding: see --swrun-attn).
+REL_BOUND = {"F32": 2e-3, "F16": 5e-3, "Q8_0": 4e-2, "Q4_K": 5e-2}
+# The CUDA backend keeps weight matrices in bf16 and multiplies in bf16 (8-bit mantissas, rounding comparable to
+# llama.cpp's 8-bit activation blocks), so every type carries about the Q8_0 noise, and quantized types both.
+# Not yet measured on a GPU: provisional, from that rounding argument.
+REL_BOUND_CUDA = {"F32": 4e-2, "F16": 4e-2, "Q8_0": 6e-2, "Q4_K": 7e-2}
 
 # Architecture -> (vocabulary source, make_synthetic_model options, swrun --attn). llama.cpp runs Phi-3 dense (it
 # disables Phi's sliding window), so swrun does too for the comparison.
@@ -79,18 +85,22 @@ def main():
     ap.add_argument("--make-synthetic", required=True)
     ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for llama.cpp (and swrun on the CPU)")
+    ap.add_argument("--swrun-attn", help="swrun's --attn instead of the architecture's (a negative control: "
+                    "e.g. dense on a sliding model must fail the F32 bound)")
     ap.add_argument("--llama-build", help="build dir printed by scripts/build-llama-cpp.sh (default: run it)")
     args = ap.parse_args()
 
     build = args.llama_build or run([os.path.join(ROOT, "scripts", "build-llama-cpp.sh")]).strip().splitlines()[-1]
     llama_logits = os.path.join(build, "llama_logits")
     vocab_kind, make_opts, attn = ARCHS[args.arch]
+    attn = args.swrun_attn or attn
     vocab = {"qwen2": os.path.join(build, "ggml-vocab-qwen2.gguf"),
              "phi-3": os.path.join(build, "ggml-vocab-phi-3.gguf"), "gemma": GEMMA_VOCAB}[vocab_kind]
     if not os.path.exists(vocab):
         print(f"compare_llama: {vocab} is absent (scripts/fetch-model.sh fetches it); skipping")
         return 77
 
+    bounds = REL_BOUND_CUDA if args.backend == "cuda" else REL_BOUND
     rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="swrun-peer-") as tmp:
         for wtype in args.types.split(","):
@@ -109,11 +119,11 @@ def main():
             os.remove(model)
             m = metrics(ref, got)
             rows.append((wtype, n, m))
-            if m["rel"] > REL_BOUND[wtype]:
-                failures.append(f"{wtype}: mean |dlogit| / std = {m['rel']:.2e} > {REL_BOUND[wtype]:.0e}")
+            if m["rel"] > bounds[wtype]:
+                failures.append(f"{wtype}: mean |dlogit| / std = {m['rel']:.2e} > {bounds[wtype]:.0e}")
             if m["top1_decisive"] < 0.99:
                 failures.append(f"{wtype}: top-1 agreement at decisive positions {m['top1_decisive']:.2%} < 99%")
-            if wtype == "F32" and m["top1"] < 0.99:
+            if wtype == "F32" and args.backend == "cpu" and m["top1"] < 0.99:
                 failures.append(f"F32: top-1 agreement {m['top1']:.2%} < 99%")
 
     print(f"{args.arch} vs llama.cpp (swrun --backend {args.backend} --attn {attn})")
@@ -121,7 +131,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for wtype, n, m in rows:
         print(f"| {wtype} | {n} | {m['top1']:.2%} | {m['top1_decisive']:.2%} ({m['decisive']}) | "
-              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {REL_BOUND[wtype]:.0e} |")
+              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds[wtype]:.0e} |")
     for f in failures:
         print("FAIL " + f)
     return 1 if failures else 0
