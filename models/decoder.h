@@ -1,8 +1,9 @@
 // What the decoder-only architectures share: activation buffers sized for a batch, KV-cache geometry from the
 // per-layer policy, the attention and MLP blocks (pre-norm, optional post-norm "sandwich", projection biases,
 // fused QKV and gate/up tensors, per-head q/k norms), and the final norm + output projection (optional bias and
-// softcap) on the rows whose logits are wanted. Each architecture file loads its weights through these blocks
-// and its forward() is the sequence of blocks it runs.
+// softcap) on the rows whose logits are wanted. Every supported architecture is a Decoder (Decoder::forward is
+// the block sequence); its file (models/<arch>.cpp) reads the hyperparameters from the GGUF keys, declares each
+// layer's attention policy and RoPE, and picks a DecoderStyle.
 #pragma once
 #include <cmath>
 #include <string>
