@@ -81,35 +81,23 @@ def metrics(ref, got):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
-    ap.add_argument("--types", help=f"comma-separated weight types (default: {ALL_TYPES}; gemma3-27b: F32,F16)")
-    ap.add_argument("--swrun-logits", required=True)
-    ap.add_argument("--make-synthetic", required=True)
-    ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=2, help="CPU threads for llama.cpp (and swrun on the CPU)")
-    ap.add_argument("--swrun-attn", help="swrun's --attn instead of the architecture's (a negative control: "
-                    "e.g. dense on a sliding model must fail the F32 bound)")
-    ap.add_argument("--llama-build", help="build dir printed by scripts/build-llama-cpp.sh (default: run it)")
-    args = ap.parse_args()
-
-    build = args.llama_build or run([os.path.join(ROOT, "scripts", "build-llama-cpp.sh")]).strip().splitlines()[-1]
+def compare(args, arch, build):
+    """Runs one architecture over its weight types, prints its table; returns 0 (pass), 1 (fail) or 77 (skip)."""
     llama_logits = os.path.join(build, "llama_logits")
-    vocab_kind, make_opts, attn, types = ARCHS[args.arch]
+    vocab_kind, make_opts, attn, types = ARCHS[arch]
     attn = args.swrun_attn or attn
     types = args.types or types
     vocab = {"qwen2": os.path.join(build, "ggml-vocab-qwen2.gguf"),
              "phi-3": os.path.join(build, "ggml-vocab-phi-3.gguf"), "gemma": GEMMA_VOCAB}[vocab_kind]
     if not os.path.exists(vocab):
-        print(f"compare_llama: {vocab} is absent (scripts/fetch-model.sh fetches it); skipping")
+        print(f"compare_llama: {vocab} is absent (scripts/fetch-model.sh fetches it); skipping {arch}")
         return 77
 
     bounds = REL_BOUND_CUDA if args.backend == "cuda" else REL_BOUND
     rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="swrun-peer-") as tmp:
         for wtype in types.split(","):
-            model = os.path.join(tmp, f"{args.arch}-{wtype}.gguf")
+            model = os.path.join(tmp, f"{arch}-{wtype}.gguf")
             run([args.make_synthetic, "--peer", *make_opts, "--type", wtype, "--vocab", vocab, "-o", model])
             ids_path = os.path.join(tmp, "ids.txt")
             run([llama_logits, model, "--text", TEXT, "--ids-out", ids_path])
@@ -131,15 +119,37 @@ def main():
             if wtype == "F32" and args.backend == "cpu" and m["top1"] < 0.99:
                 failures.append(f"F32: top-1 agreement {m['top1']:.2%} < 99%")
 
-    print(f"{args.arch} vs llama.cpp (swrun --backend {args.backend} --attn {attn})")
+    print(f"{arch} vs llama.cpp (swrun --backend {args.backend} --attn {attn})")
     print("| type | positions | top-1 | top-1 decisive (n) | mean abs dlogit | logit std | rel | bound |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for wtype, n, m in rows:
         print(f"| {wtype} | {n} | {m['top1']:.2%} | {m['top1_decisive']:.2%} ({m['decisive']}) | "
               f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds[wtype]:.0e} |")
     for f in failures:
-        print("FAIL " + f)
+        print(f"FAIL {arch} {f}")
+    sys.stdout.flush()
     return 1 if failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", required=True, choices=["all"] + sorted(ARCHS))
+    ap.add_argument("--types", help=f"comma-separated weight types (default: {ALL_TYPES}; gemma3-27b: F32,F16)")
+    ap.add_argument("--swrun-logits", required=True)
+    ap.add_argument("--make-synthetic", required=True)
+    ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for llama.cpp (and swrun on the CPU)")
+    ap.add_argument("--swrun-attn", help="swrun's --attn instead of the architecture's (a negative control: "
+                    "e.g. dense on a sliding model must fail the F32 bound)")
+    ap.add_argument("--llama-build", help="build dir printed by scripts/build-llama-cpp.sh (default: run it; "
+                    "JOBS=N in the environment sets its parallelism)")
+    args = ap.parse_args()
+
+    build = args.llama_build or run([os.path.join(ROOT, "scripts", "build-llama-cpp.sh")]).strip().splitlines()[-1]
+    results = [compare(args, arch, build) for arch in (ARCHS if args.arch == "all" else [args.arch])]
+    if 1 in results:
+        return 1
+    return 77 if all(r == 77 for r in results) else 0
 
 
 if __name__ == "__main__":
