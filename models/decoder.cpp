@@ -6,6 +6,9 @@
 
 namespace swrun {
 
+// The fused ops take an absent optional weight (impl == nullptr) as a null pointer.
+static const Weight* if_present(const Weight& w) { return w.impl ? &w : nullptr; }
+
 DecoderModel::DecoderModel(Backend& be, ModelConfig cfg, int max_batch) : Model(be, std::move(cfg)), ops_(be) {
   const auto& c = cfg_;
   const size_t b = static_cast<size_t>(max_batch);
@@ -21,6 +24,27 @@ DecoderModel::DecoderModel(Backend& be, ModelConfig cfg, int max_batch) : Model(
   s_.up = be.alloc(b * c.ffn_dim);
   s_.logits = be.alloc(static_cast<size_t>(c.vocab));
   s_.logits_rows = 1;
+}
+
+Decoder::Decoder(const GgufFile& f, Backend& be, ModelConfig cfg, int max_batch, const DecoderStyle& style)
+    : DecoderModel(be, std::move(cfg), max_batch), style_(style) {
+  load_output(f);
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const TracedOps::Range layer_range = ops_.layer(l);
+    layers_.push_back({load_attention(f, l, style_.attn), load_mlp(f, l, style_.mlp_post_norm)});
+  }
+}
+
+void Decoder::forward(const int32_t* tokens, int32_t pos0, int n, LogitsMode mode, float* logits) {
+  embed(tokens, pos0, n, style_.scale_embedding ? std::sqrt(static_cast<float>(cfg_.dim)) : 1.f);
+  // Each residual step also applies the next block's pre-norm, so only the first one stands alone.
+  ops_.rmsnorm("attn_norm", 0, s_.x, layers_[0].attn.norm, n, cfg_.norm_eps, s_.xn);
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    attention_block(l, layers_[l].attn, n, layers_[l].mlp.norm);
+    const Weight* next_norm = l + 1 < cfg_.n_layer ? &layers_[l + 1].attn.norm : nullptr;
+    mlp_block(l, layers_[l].mlp, style_.act, n, next_norm);
+  }
+  finish(n, mode, logits);
 }
 
 void DecoderModel::check_batch(int n) const {
@@ -43,7 +67,7 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
   kv_layers_ = layers;
 }
 
-void DecoderModel::finish(int n, LogitsMode mode, const Weight& out_norm, const Weight& output, float* logits) {
+void DecoderModel::finish(int n, LogitsMode mode, float* logits) {
   if (mode == LogitsMode::None) return;
   const bool last = mode == LogitsMode::Last || mode == LogitsMode::Top;
   const size_t first = last ? static_cast<size_t>(n - 1) : 0;
@@ -54,17 +78,113 @@ void DecoderModel::finish(int n, LogitsMode mode, const Weight& out_norm, const 
   }
   Buffer xr = rows_of(s_.x, first, rows, cfg_.dim);
   Buffer nr = rows_of(s_.xn, 0, rows, cfg_.dim);
-  ops_.rmsnorm("output_norm", cfg_.n_layer, xr, out_norm, static_cast<int64_t>(rows), cfg_.norm_eps, nr);
+  ops_.rmsnorm("output_norm", cfg_.n_layer, xr, out_norm_, static_cast<int64_t>(rows), cfg_.norm_eps, nr);
   {
     be_->push_range("logits", cfg_.n_layer, OpKind::Logits);
-    be_->matmul(nr, output, static_cast<int64_t>(rows), s_.logits);
+    be_->matmul(nr, output_, static_cast<int64_t>(rows), s_.logits);
     be_->pop_range();
   }
+  if (output_bias_.impl) ops_.add_bias("output_bias", cfg_.n_layer, s_.logits, output_bias_, static_cast<int64_t>(rows));
+  if (cfg_.final_softcap > 0.f)
+    ops_.softcap("final_softcap", cfg_.n_layer, s_.logits, rows * cfg_.vocab, cfg_.final_softcap);
   if (mode == LogitsMode::Top)
     be_->top_k(s_.logits, static_cast<size_t>(cfg_.vocab), top_.k, top_.ids, logits);
   else
     be_->read(s_.logits, 0, rows * cfg_.vocab, logits);
   be_->synchronize();
+}
+
+void DecoderModel::embed(const int32_t* tokens, int32_t pos0, int n, float scale) {
+  check_batch(n);
+  be_->begin_batch(tokens, pos0, n);
+  ops_.embed("embed", tok_embd_, scale, s_.x);
+}
+
+void DecoderModel::attention_block(int l, const AttnWeights& w, int n, const Weight& next_norm) {
+  const ModelConfig& c = cfg_;
+  const LayerConfig& lc = c.layers[l];
+  const int64_t rows = n;
+  ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
+  if (w.bq.impl) ops_.add_bias("attn_q_bias", l, s_.q, w.bq, rows);
+  if (w.bk.impl) ops_.add_bias("attn_k_bias", l, s_.k, w.bk, rows);
+  if (w.bv.impl) ops_.add_bias("attn_v_bias", l, s_.v, w.bv, rows);
+  ops_.qk_norm_rope("qk_norm_rope", l, s_.q, s_.k, if_present(w.q_norm), if_present(w.k_norm), rows, c.n_head,
+                    c.n_head_kv, c.head_dim, c.norm_eps, lc.rope);
+  AttnParams p{c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy};
+  p.softcap = c.attn_softcap;
+  ops_.attention(l, s_.q, s_.k, s_.v, s_.att, p);
+  ops_.matmul("attn_out", l, s_.att, w.wo, rows, s_.proj);
+  ops_.residual_norm("attn_residual", l, s_.proj, if_present(w.post_norm), s_.x, &next_norm, rows, c.dim, c.norm_eps,
+                     s_.xn);
+}
+
+void DecoderModel::mlp_block(int l, const MlpWeights& w, GatedAct act, int n, const Weight* next_norm) {
+  const ModelConfig& c = cfg_;
+  const int64_t rows = n;
+  ops_.gated_matmul("ffn_gate_up", l, s_.xn, w.gate, w.up, rows, act, s_.gate, s_.up);
+  ops_.matmul("ffn_down", l, s_.gate, w.down, rows, s_.proj);
+  ops_.residual_norm("ffn_residual", l, s_.proj, if_present(w.post_norm), s_.x, next_norm, rows,
+                     c.dim, c.norm_eps, s_.xn);
+}
+
+AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLayout& layout) {
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.dim, qd = int64_t{c.n_head} * c.head_dim, kvd = int64_t{c.n_head_kv} * c.head_dim;
+  const std::string p = "blk." + std::to_string(l) + ".";
+  AttnWeights w;
+  w.norm = tensor(f, p + "attn_norm.weight", {d});
+  if (f.find_tensor(p + "attn_qkv.weight")) {
+    // Fused projection: rows [0, qd) are q, then k, then v (llama.cpp's layout).
+    if (f.find_tensor(p + "attn_qkv.bias")) fail(f.path() + ": fused bias '" + p + "attn_qkv.bias' is not supported");
+    const Weight qkv = tensor(f, p + "attn_qkv.weight", {d, qd + 2 * kvd});
+    w.wq = be_->weight_rows(qkv, 0, qd);
+    w.wk = be_->weight_rows(qkv, qd, kvd);
+    w.wv = be_->weight_rows(qkv, qd + kvd, kvd);
+  } else {
+    w.wq = tensor(f, p + "attn_q.weight", {d, qd});
+    w.wk = tensor(f, p + "attn_k.weight", {d, kvd});
+    w.wv = tensor(f, p + "attn_v.weight", {d, kvd});
+  }
+  w.bq = optional_tensor(f, p + "attn_q.bias", {qd});
+  w.bk = optional_tensor(f, p + "attn_k.bias", {kvd});
+  w.bv = optional_tensor(f, p + "attn_v.bias", {kvd});
+  if (layout.qk_norm) {
+    w.q_norm = tensor(f, p + "attn_q_norm.weight", {c.head_dim});
+    w.k_norm = tensor(f, p + "attn_k_norm.weight", {c.head_dim});
+  }
+  w.wo = tensor(f, p + "attn_output.weight", {qd, d});
+  if (f.find_tensor(p + "attn_output.bias")) fail(f.path() + ": '" + p + "attn_output.bias' is not supported");
+  if (layout.post_norm) w.post_norm = tensor(f, p + "post_attention_norm.weight", {d});
+  return w;
+}
+
+MlpWeights DecoderModel::load_mlp(const GgufFile& f, int l, bool post_norm) {
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.dim, ff = c.ffn_dim;
+  const std::string p = "blk." + std::to_string(l) + ".";
+  MlpWeights w;
+  w.norm = tensor(f, p + "ffn_norm.weight", {d});
+  if (f.find_tensor(p + "ffn_gate.weight")) {
+    w.gate = tensor(f, p + "ffn_gate.weight", {d, ff});
+    w.up = tensor(f, p + "ffn_up.weight", {d, ff});
+  } else {
+    // Fused gate/up (Phi-3): rows [0, ffn_dim) are the gate, the next ffn_dim the up projection.
+    const Weight gate_up = tensor(f, p + "ffn_up.weight", {d, 2 * ff});
+    w.gate = be_->weight_rows(gate_up, 0, ff);
+    w.up = be_->weight_rows(gate_up, ff, ff);
+  }
+  w.down = tensor(f, p + "ffn_down.weight", {ff, d});
+  if (post_norm) w.post_norm = tensor(f, p + "post_ffw_norm.weight", {d});
+  return w;
+}
+
+void DecoderModel::load_output(const GgufFile& f) {
+  const int64_t d = cfg_.dim;
+  tok_embd_ = tensor(f, "token_embd.weight", {d, cfg_.vocab});
+  out_norm_ = tensor(f, "output_norm.weight", {d});
+  output_ = optional_tensor(f, "output.weight", {d, cfg_.vocab});
+  if (!output_.impl) output_ = tok_embd_;
+  output_bias_ = optional_tensor(f, "output.bias", {cfg_.vocab});
 }
 
 Weight DecoderModel::optional_tensor(const GgufFile& f, const std::string& name,
@@ -121,12 +241,60 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch) {
 namespace swrun {
 
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch) {
-  const std::string type = f.get_string(arch + ".rope.scaling.type", "none");
+  // As llama.cpp: the type defaults to linear; LongRoPE scales positions the same way (its per-pair factors
+  // are tensors the architecture reads).
+  const std::string type = f.get_string(arch + ".rope.scaling.type", "linear");
   const double factor = f.get_float(arch + ".rope.scaling.factor", 1.0);
-  if (type == "none" || factor == 1.0) return 1.f;
-  if (type != "linear") fail(f.path() + ": rope scaling '" + type + "' is not supported (only linear)");
+  if (type == "none" || factor == 1.0 || factor == 0.0) return 1.f;  // llama.cpp: 0 means unset
+  if (type != "linear" && type != "longrope")
+    fail(f.path() + ": rope scaling '" + type + "' is not supported (only linear and longrope)");
   if (!(factor > 0)) fail(f.path() + ": " + arch + ".rope.scaling.factor must be positive");
   return static_cast<float>(1.0 / factor);
+}
+
+RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style) {
+  const int64_t rope_dims = f.get_int(arch + ".rope.dimension_count", c.head_dim);
+  if (rope_dims != c.head_dim) fail(f.path() + ": partial RoPE (rope.dimension_count != head dim) is not supported");
+  RopeParams rope;
+  rope.freq_base = static_cast<float>(f.get_float(arch + ".rope.freq_base", 10000.0));
+  rope.freq_scale = read_rope_freq_scale(f, arch);
+  rope.style = style;
+  return rope;
+}
+
+std::vector<AttnPolicy> uniform_policy(const ModelConfig& c) {
+  const AttnPolicy own = c.sliding_window > 0 ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense();
+  return std::vector<AttnPolicy>(c.n_layer, own);
+}
+
+float gemma_query_scale(const ModelConfig& c, int layers_of_27b) {
+  const int scalar = c.n_layer == layers_of_27b ? c.dim / c.n_head : c.head_dim;
+  return 1.f / std::sqrt(static_cast<float>(scalar));
+}
+
+std::vector<bool> read_sliding_layers(const GgufFile& f, const std::string& arch, int n_layer, int default_period) {
+  const std::string key = arch + ".attention.sliding_window_pattern";
+  std::vector<bool> sliding(static_cast<size_t>(n_layer));
+  const GgufValue* v = f.find(key);
+  if (v && v->type == GgufValueType::ARRAY) {
+    const GgufArray& a = v->as_array(key);
+    if (a.items.size() != static_cast<size_t>(n_layer))
+      fail(f.path() + ": " + key + " has " + std::to_string(a.items.size()) + " entries for " +
+           std::to_string(n_layer) + " layers");
+    for (int l = 0; l < n_layer; ++l) sliding[l] = a.items[l].as_bool(key);
+    return sliding;
+  }
+  const int64_t period = v ? v->as_int(key) : default_period;
+  if (period < 0) fail(f.path() + ": negative " + key);
+  for (int l = 0; l < n_layer; ++l) sliding[l] = period == 0 || l % period < period - 1;
+  return sliding;
+}
+
+void resolve_layers(ModelConfig& c, const std::vector<AttnPolicy>& declared, const AttnSpec& spec,
+                    const std::vector<RopeParams>& rope) {
+  const std::vector<AttnPolicy> chosen = spec.resolve(declared, c.sliding_window);
+  c.layers.clear();
+  for (int l = 0; l < c.n_layer; ++l) c.layers.push_back({chosen[l], declared[l], rope[l]});
 }
 
 }  // namespace swrun

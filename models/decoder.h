@@ -1,5 +1,9 @@
 // What the decoder-only architectures share: activation buffers sized for a batch, KV-cache geometry from the
-// per-layer policy, and the final norm + output projection on the rows whose logits are wanted.
+// per-layer policy, the attention and MLP blocks (pre-norm, optional post-norm "sandwich", projection biases,
+// fused QKV and gate/up tensors, per-head q/k norms), and the final norm + output projection (optional bias and
+// softcap) on the rows whose logits are wanted. Every supported architecture is a Decoder (Decoder::forward is
+// the block sequence); its file (models/<arch>.cpp) reads the hyperparameters from the GGUF keys, declares each
+// layer's attention policy and RoPE, and picks a DecoderStyle.
 #pragma once
 #include <cmath>
 #include <string>
@@ -8,6 +12,21 @@
 #include "models/ops.h"
 
 namespace swrun {
+
+// Which optional pieces an architecture's attention block has. Biases, a fused attn_qkv tensor and the
+// per-layer layout details are read from the file; these are the ones the architecture requires.
+struct AttnLayout {
+  bool qk_norm = false;    // per-head RMSNorm of q and k before RoPE (attn_q_norm, attn_k_norm)
+  bool post_norm = false;  // RMSNorm of the block output before the residual add (post_attention_norm)
+};
+
+struct AttnWeights {
+  Weight norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, wo, post_norm;  // absent ones have impl == nullptr
+};
+
+struct MlpWeights {
+  Weight norm, gate, up, down, post_norm;
+};
 
 struct RunState {
   Buffer x, xn, q, k, v, att, proj, gate, up, logits;
@@ -21,14 +40,58 @@ class DecoderModel : public Model {
 
  protected:
   DecoderModel(Backend& be, ModelConfig cfg, int max_batch);
-  // Final norm and output projection for rows of s_.x selected by mode; copies logits to host.
-  void finish(int n, LogitsMode mode, const Weight& out_norm, const Weight& output, float* logits);
+  // Loads layer l's attention weights: attn_norm; attn_qkv split into q/k/v row views when the file has the
+  // fused tensor, else attn_q/k/v; their biases where present; attn_output; and what `layout` requires.
+  AttnWeights load_attention(const GgufFile& f, int layer, const AttnLayout& layout);
+  // Loads layer l's MLP weights: ffn_norm, ffn_gate + ffn_up (or ffn_up holding gate then up, [2 * ffn_dim]),
+  // ffn_down, and post_ffw_norm when `post_norm`.
+  MlpWeights load_mlp(const GgufFile& f, int layer, bool post_norm);
+  // Output weights: output_norm, output.weight (tied to token_embd when absent), output.bias where present.
+  void load_output(const GgufFile& f);
+
+  // Token embeddings of the batch into s_.x, multiplied by `scale`.
+  void embed(const int32_t* tokens, int32_t pos0, int n, float scale);
+  // s_.x += attention(s_.xn) for layer l, per cfg_.layers[l] (policy, RoPE) and cfg_ (scale, softcap), where
+  // s_.xn holds the block's pre-norm of s_.x; then s_.xn = next_norm(s_.x), the MLP block's pre-norm (one fused
+  // residual step on backends that fuse it).
+  void attention_block(int layer, const AttnWeights& w, int n, const Weight& next_norm);
+  // s_.x += down(act(gate(s_.xn)) * up(s_.xn)) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given
+  // (the next layer's attention pre-norm).
+  void mlp_block(int layer, const MlpWeights& w, GatedAct act, int n, const Weight* next_norm);
+  // Final norm, output projection (+ bias, + cfg_.final_softcap) for rows of s_.x selected by mode; copies
+  // logits to host, or with LogitsMode::Top only the top_.k best of the last row (Model::forward_top).
+  void finish(int n, LogitsMode mode, float* logits);
   Weight tensor(const GgufFile& f, const std::string& name, std::initializer_list<int64_t> shape);
   Weight optional_tensor(const GgufFile& f, const std::string& name, std::initializer_list<int64_t> shape);
   void check_batch(int n) const;
 
   TracedOps ops_;
   RunState s_;
+  Weight tok_embd_, out_norm_, output_, output_bias_;
+};
+
+// What differs between the architectures' blocks (everything else is read from the file).
+struct DecoderStyle {
+  AttnLayout attn;
+  bool mlp_post_norm = false;      // post_ffw_norm (Gemma 2/3)
+  GatedAct act = GatedAct::Silu;   // SwiGLU, or GeGLU (tanh GELU) for Gemma
+  bool scale_embedding = false;    // Gemma: embeddings multiplied by sqrt(dim)
+};
+
+// The decoder every supported architecture is: embedding, per layer an attention block then an MLP block,
+// final norm and output projection.
+class Decoder : public DecoderModel {
+ public:
+  Decoder(const GgufFile& f, Backend& be, ModelConfig cfg, int max_batch, const DecoderStyle& style);
+  void forward(const int32_t* tokens, int32_t pos0, int n, LogitsMode mode, float* logits) override;
+
+ private:
+  struct Layer {
+    AttnWeights attn;
+    MlpWeights mlp;
+  };
+  DecoderStyle style_;
+  std::vector<Layer> layers_;
 };
 
 // Hyperparameters shared by the llama-like families, read as `<arch>.<key>`.
@@ -37,6 +100,27 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch);
 }  // namespace swrun
 
 namespace swrun {
-// `<arch>.rope.scaling.*`: linear scaling gives freq_scale = 1/factor; other kinds are an Error.
+// `<arch>.rope.scaling.*`: linear (or longrope) scaling gives freq_scale = 1/factor; other kinds are an Error.
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch);
+
+// RoPE of the uniform architectures: `<arch>.rope.freq_base` (default 10000), rope scaling; partial RoPE
+// (rope.dimension_count != head dim) is an Error.
+RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style);
+
+// One policy for every layer: sliding with the file's window when it declares one, else dense.
+std::vector<AttnPolicy> uniform_policy(const ModelConfig& c);
+
+// Gemma 2/3 query scale as llama.cpp sets it (after gemma_pytorch's configs): the 27B models (recognized by
+// their layer count, `layers_of_27b`) scale by 1/sqrt(dim / n_head) (query_pre_attn_scalar, which the GGUF does
+// not store), the others by 1/sqrt(head_dim).
+float gemma_query_scale(const ModelConfig& c, int layers_of_27b);
+
+// Which layers slide, as llama.cpp reads `<arch>.attention.sliding_window_pattern`: an array of per-layer
+// booleans, or a period n (layer l slides unless l % n == n - 1; n = 0: every layer slides); `default_period`
+// when the key is absent.
+std::vector<bool> read_sliding_layers(const GgufFile& f, const std::string& arch, int n_layer, int default_period);
+
+// Applies --attn to the declared per-layer policies and fills cfg.layers with each layer's RoPE.
+void resolve_layers(ModelConfig& cfg, const std::vector<AttnPolicy>& declared, const AttnSpec& spec,
+                    const std::vector<RopeParams>& rope);
 }  // namespace swrun

@@ -24,6 +24,8 @@ struct ModelConfig {
   int ctx_train = 0;
   float norm_eps = 1e-6f;
   float attn_scale = 1.f;
+  float attn_softcap = 0.f;   // Gemma 2: scores s -> cap * tanh(s / cap); 0 = none
+  float final_softcap = 0.f;  // Gemma 2: logits z -> cap * tanh(z / cap); 0 = none
   int32_t sliding_window = 0;  // 0 = the model declares none
   std::vector<LayerConfig> layers;
 };
@@ -72,5 +74,9 @@ std::unique_ptr<Model> load_model(const GgufFile& f, Backend& be, const AttnSpec
 // Per-architecture loaders (models/<arch>.cpp).
 std::unique_ptr<Model> load_gemma3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 std::unique_ptr<Model> load_llama(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_qwen2(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_qwen3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_gemma2(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_phi3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 
 }  // namespace swrun

@@ -68,6 +68,14 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Add);
     be_.add(x, y, count);
   }
+  void add_bias(const char* name, int layer, Buffer x, const Weight& bias, int64_t rows) {
+    Range r(be_, name, layer, OpKind::Add);
+    be_.add_bias(x, bias, rows);
+  }
+  void softcap(const char* name, int layer, Buffer x, size_t count, float cap) {
+    Range r(be_, name, layer, OpKind::Other);
+    be_.softcap(x, count, cap);
+  }
 
   // A named range around several ops (a whole layer), so NVTX and the profiler show the nesting.
   struct Range {

@@ -1,12 +1,17 @@
-// Writes a small random gemma3 or llama GGUF for the reference comparison: few layers, small dims, matrices
-// spread over every tensor type the runtime dequantizes, GQA, a sliding window shorter than the test prompts
-// (gemma3), RoPE scaling (gemma3), tied or untied output.
+// Writes a small random GGUF of one architecture for the correctness tests: few layers, small dims, GQA, a sliding
+// window shorter than the test prompts (gemma2/gemma3/phi3), RoPE scaling, tied or untied output, and each
+// architecture's own features exercised (qwen2 biases, qwen3/gemma3 q/k norms, gemma2 softcaps that bite, phi3
+// fused QKV and gate/up and LongRoPE factors that are not 1, gemma3's 27B query scale with --gemma3-27b).
+// Matrices are spread over every tensor type the runtime dequantizes, or all of one --type; --vocab copies a
+// real tokenizer (tokenizer.* keys) so that llama.cpp can tokenize for the peer comparison (tests/peer).
 //
 // Weight scales are chosen so that the comparison can fail: attention scores have a spread of a few units (the
 // softmax is far from uniform, so masking and RoPE errors show) and final logits have an RMS of a few units (an
 // absolute tolerance of 0.05 is then a tight relative one).
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -39,6 +44,26 @@ class SyntheticModel {
     matrix_of_type(name, rows, cols, gain, next_type());
   }
 
+  // A bias vector of standard deviation `spread`.
+  void vector(const std::string& name, int64_t n, float spread) {
+    std::normal_distribution<float> normal(0.f, spread);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = normal(rng_);
+    w_.add_tensor_f32(name, GgmlType::F32, {n}, v.data());
+  }
+
+  // n values drawn uniformly from [lo, hi] (LongRoPE factors).
+  void uniform(const std::string& name, int64_t n, float lo, float hi) {
+    std::uniform_real_distribution<float> uni(lo, hi);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = uni(rng_);
+    w_.add_tensor_f32(name, GgmlType::F32, {n}, v.data());
+  }
+
+  // Every matrix of one type from now on.
+  void set_single_type(GgmlType t) { single_ = t; }
+  std::optional<GgmlType> single_type() const { return single_; }
+
   void matrix_of_type(const std::string& name, int64_t rows, int64_t cols, float gain, GgmlType type) {
     std::normal_distribution<float> normal(0.f, gain / std::sqrt(static_cast<float>(cols)));
     std::vector<float> v(static_cast<size_t>(rows * cols));
@@ -57,13 +82,14 @@ class SyntheticModel {
   swrun::GgufWriter& writer() { return w_; }
 
  private:
-  GgmlType next_type() { return kMatrixTypes[next_++ % std::size(kMatrixTypes)]; }
+  GgmlType next_type() { return single_ ? *single_ : kMatrixTypes[next_++ % std::size(kMatrixTypes)]; }
   std::mt19937 rng_;
+  std::optional<GgmlType> single_;
   size_t next_ = 0;
   swrun::GgufWriter w_;
 };
 
-void common_keys(swrun::GgufWriter& w, const std::string& arch, const Shape& s) {
+void common_keys(swrun::GgufWriter& w, const std::string& arch, const Shape& s, const std::string& vocab_path) {
   w.set_string("general.architecture", arch);
   w.set_string("general.name", "synthetic " + arch);
   w.set_u32(arch + ".context_length", 4096);
@@ -72,6 +98,19 @@ void common_keys(swrun::GgufWriter& w, const std::string& arch, const Shape& s) 
   w.set_u32(arch + ".feed_forward_length", s.ffn_dim);
   w.set_u32(arch + ".attention.head_count", s.n_head);
   w.set_u32(arch + ".attention.head_count_kv", s.n_head_kv);
+  w.set_u32(arch + ".attention.key_length", s.head_dim);
+  w.set_u32(arch + ".attention.value_length", s.head_dim);
+  if (!vocab_path.empty()) {
+    auto vocab = swrun::GgufFile::open(vocab_path);
+    for (const auto& [key, value] : vocab->metadata())
+      if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, value);
+  }
+}
+
+// Vocabulary size: the --vocab file's token count, else a small synthetic one.
+int vocab_size(const std::string& vocab_path) {
+  if (vocab_path.empty()) return 1024;
+  return static_cast<int>(swrun::GgufFile::open(vocab_path)->get_array("tokenizer.ggml.tokens").items.size());
 }
 
 void attention_weights(SyntheticModel& m, const std::string& p, const Shape& s, float qk_gain) {
@@ -91,49 +130,157 @@ void mlp_weights(SyntheticModel& m, const std::string& p, const Shape& s) {
 void output_weights(SyntheticModel& m, const Shape& s, bool tied, GgmlType embd_type) {
   // Tied: the embedding doubles as the output matrix, so it gets the output's scale (the RMSNorm'd stream has
   // unit RMS; embedding rows of RMS ~0.2 give logits of RMS ~3).
-  m.matrix_of_type("token_embd.weight", s.vocab, s.dim, 3.f, embd_type);
+  m.matrix_of_type("token_embd.weight", s.vocab, s.dim, 3.f, m.single_type().value_or(embd_type));
   m.norm("output_norm.weight", s.dim, 1.f);
-  if (!tied) m.matrix_of_type("output.weight", s.vocab, s.dim, 3.f, GgmlType::Q4_K);
+  if (!tied) m.matrix_of_type("output.weight", s.vocab, s.dim, 3.f, m.single_type().value_or(GgmlType::Q4_K));
 }
 
-// Seven layers: five sliding, one global (layer 5), then a sliding one after it. head_dim * n_head != dim
-// exercises attention.key_length.
-void make_gemma3(SyntheticModel& m, int window, bool tied) {
-  const Shape s{7, 256, 4, 2, 128, 512, 1024};
+struct Options {
+  std::string arch;
+  bool tied = false;
+  int window = 8;
+  std::string vocab;  // GGUF whose tokenizer.* keys are copied ("" = none, vocabulary of 1024)
+  bool gemma3_27b = false;
+  // Gains. The defaults make attention sharp and block outputs large (the Python reference computes in fp64, so
+  // any error shows); --peer tones them down for the comparison against llama.cpp, whose CPU matmuls round the
+  // activations to 8 bits (Q8_0/Q4_K weights) or fp16: sharp attention amplifies that rounding into differences
+  // that say nothing about either implementation.
+  float qk_norm = 2.5f;  // q/k norm weights: score spread ~ qk_norm^2
+  float qk = 1.6f;       // unnormalized q/k projections: score spread ~ qk^2
+  float post = 3.f;      // post-attention / post-FFN norm weights: block outputs larger than the scaled embedding,
+                         // so a tied output does not just echo the input token
+};
+
+void layer_norms(SyntheticModel& m, const std::string& p, const Shape& s) {
+  m.norm(p + "attn_norm.weight", s.dim, 1.f);
+  m.norm(p + "ffn_norm.weight", s.dim, 1.f);
+}
+
+// Gemma 3: five sliding layers, one global (layer 5), then sliding ones. head_dim * n_head != dim exercises
+// attention.key_length. --gemma3-27b: 62 layers (llama.cpp's marker of the 27B, whose query scale is
+// 1/sqrt(dim / n_head) = 1/8 here instead of 1/sqrt(head_dim)).
+void make_gemma3(SyntheticModel& m, const Options& o) {
+  const Shape s{o.gemma3_27b ? 62 : 7, 256, 4, 2, 128, 512, vocab_size(o.vocab)};
   auto& w = m.writer();
-  common_keys(w, "gemma3", s);
-  w.set_u32("gemma3.attention.key_length", s.head_dim);
-  w.set_u32("gemma3.attention.value_length", s.head_dim);
+  common_keys(w, "gemma3", s, o.vocab);
   w.set_f32("gemma3.attention.layer_norm_rms_epsilon", 1e-6f);
-  w.set_u32("gemma3.attention.sliding_window", window);
+  w.set_u32("gemma3.attention.sliding_window", o.window);
   w.set_f32("gemma3.rope.freq_base", 1000000.f);
   w.set_string("gemma3.rope.scaling.type", "linear");
   w.set_f32("gemma3.rope.scaling.factor", 4.f);
-  output_weights(m, s, tied, GgmlType::Q8_0);
+  output_weights(m, s, o.tied, GgmlType::Q8_0);
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     m.norm(p + "attn_norm.weight", s.dim, 1.f);
     attention_weights(m, p, s, 1.f);
     // q and k are RMS-normalized per head, so these weights set the score spread: ~2.5^2 = 6 units.
-    m.norm(p + "attn_q_norm.weight", s.head_dim, 2.5f);
-    m.norm(p + "attn_k_norm.weight", s.head_dim, 2.5f);
+    m.norm(p + "attn_q_norm.weight", s.head_dim, o.qk_norm);
+    m.norm(p + "attn_k_norm.weight", s.head_dim, o.qk_norm);
     // Block outputs larger than the scaled embedding, so a tied output does not just echo the input token.
-    m.norm(p + "post_attention_norm.weight", s.dim, 3.f);
+    m.norm(p + "post_attention_norm.weight", s.dim, o.post);
     m.norm(p + "ffn_norm.weight", s.dim, 1.f);
     mlp_weights(m, p, s);
-    m.norm(p + "post_ffw_norm.weight", s.dim, 3.f);
+    m.norm(p + "post_ffw_norm.weight", s.dim, o.post);
+  }
+}
+
+// Gemma 2: four layers alternating sliding (0, 2) and global (1, 3); unnormalized q, k with a score spread
+// equal to the attention softcap (a score of 2 spreads lands at 0.96 of the cap), final logits of RMS ~3 with
+// top values of 10-15 against a cap of 8: both bite.
+void make_gemma2(SyntheticModel& m, const Options& o) {
+  const Shape s{4, 256, 4, 2, 128, 512, vocab_size(o.vocab)};
+  auto& w = m.writer();
+  common_keys(w, "gemma2", s, o.vocab);
+  w.set_f32("gemma2.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.set_u32("gemma2.attention.sliding_window", o.window);
+  w.set_f32("gemma2.rope.freq_base", 10000.f);
+  w.set_f32("gemma2.attn_logit_softcapping", o.qk_norm * o.qk_norm);
+  w.set_f32("gemma2.final_logit_softcapping", 8.f);
+  output_weights(m, s, /*tied=*/true, GgmlType::Q8_0);
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    layer_norms(m, p, s);
+    attention_weights(m, p, s, o.qk_norm);
+    m.norm(p + "post_attention_norm.weight", s.dim, o.post);
+    mlp_weights(m, p, s);
+    m.norm(p + "post_ffw_norm.weight", s.dim, o.post);
+  }
+}
+
+// Qwen 2: three layers, GQA 4:2, q/k/v biases of the size of the projections' outputs (Qwen's k biases are
+// large), NeoX RoPE.
+void make_qwen2(SyntheticModel& m, const Options& o) {
+  const Shape s{3, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
+  auto& w = m.writer();
+  common_keys(w, "qwen2", s, o.vocab);
+  w.set_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.set_f32("qwen2.rope.freq_base", 1000000.f);
+  output_weights(m, s, o.tied, GgmlType::Q8_0);
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    layer_norms(m, p, s);
+    attention_weights(m, p, s, o.qk);
+    m.vector(p + "attn_q.bias", int64_t{s.n_head} * s.head_dim, 1.f);
+    m.vector(p + "attn_k.bias", int64_t{s.n_head_kv} * s.head_dim, 1.5f);
+    m.vector(p + "attn_v.bias", int64_t{s.n_head_kv} * s.head_dim, 0.5f);
+    mlp_weights(m, p, s);
+  }
+}
+
+// Qwen 3: three layers, GQA 4:2, head_dim 128 (n_head * head_dim != dim), per-head q/k norms.
+void make_qwen3(SyntheticModel& m, const Options& o) {
+  const Shape s{3, 256, 4, 2, 128, 512, vocab_size(o.vocab)};
+  auto& w = m.writer();
+  common_keys(w, "qwen3", s, o.vocab);
+  w.set_f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.set_f32("qwen3.rope.freq_base", 1000000.f);
+  output_weights(m, s, o.tied, GgmlType::Q8_0);
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    layer_norms(m, p, s);
+    attention_weights(m, p, s, 1.f);
+    m.norm(p + "attn_q_norm.weight", s.head_dim, o.qk_norm);
+    m.norm(p + "attn_k_norm.weight", s.head_dim, o.qk_norm);
+    mlp_weights(m, p, s);
+  }
+}
+
+// Phi-3: three layers, GQA 4:2, fused attn_qkv and gate/up, a window, LongRoPE factors in [1, 4] (long) and
+// [1, 1.5] (short) with an attention factor of 1.2. original_context_length 128: contexts over 128 tokens use
+// the long factors, shorter ones the short factors.
+void make_phi3(SyntheticModel& m, const Options& o) {
+  const Shape s{3, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
+  const int64_t q_dim = int64_t{s.n_head} * s.head_dim, kv_dim = int64_t{s.n_head_kv} * s.head_dim;
+  auto& w = m.writer();
+  common_keys(w, "phi3", s, o.vocab);
+  w.set_f32("phi3.attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_u32("phi3.attention.sliding_window", o.window);
+  w.set_u32("phi3.rope.dimension_count", s.head_dim);
+  w.set_f32("phi3.rope.freq_base", 10000.f);
+  w.set_u32("phi3.rope.scaling.original_context_length", 128);
+  w.set_f32("phi3.rope.scaling.attn_factor", 1.2f);
+  output_weights(m, s, o.tied, GgmlType::Q8_0);
+  m.uniform("rope_factors_long.weight", s.head_dim / 2, 1.f, 4.f);
+  m.uniform("rope_factors_short.weight", s.head_dim / 2, 1.f, 1.5f);
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    layer_norms(m, p, s);
+    m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, s.dim, o.qk);
+    m.matrix(p + "attn_output.weight", s.dim, q_dim, 1.f);
+    m.matrix(p + "ffn_up.weight", 2 * int64_t{s.ffn_dim}, s.dim, 1.f);
+    m.matrix(p + "ffn_down.weight", s.dim, s.ffn_dim, 1.f);
   }
 }
 
 // Three layers, GQA 4:2. The tied variant leaves rope.freq_base out so the default base is exercised.
-void make_llama(SyntheticModel& m, bool tied) {
-  const Shape s{3, 256, 4, 2, 64, 512, 1024};
+void make_llama(SyntheticModel& m, const Options& o) {
+  const Shape s{3, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
   auto& w = m.writer();
-  common_keys(w, "llama", s);
+  common_keys(w, "llama", s, o.vocab);
   w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_u32("llama.rope.dimension_count", s.head_dim);
-  if (!tied) w.set_f32("llama.rope.freq_base", 500000.f);
-  output_weights(m, s, tied, tied ? GgmlType::Q6_K : GgmlType::F16);
+  if (!o.tied) w.set_f32("llama.rope.freq_base", 500000.f);
+  output_weights(m, s, o.tied, o.tied ? GgmlType::Q6_K : GgmlType::F16);
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     m.norm(p + "attn_norm.weight", s.dim, 1.f);
@@ -147,24 +294,40 @@ void make_llama(SyntheticModel& m, bool tied) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"make_synthetic_model: a small random gemma3 or llama GGUF for correctness tests"};
-  std::string arch, out_path;
-  bool tied = false;
-  int window = 8;
+  CLI::App app{"make_synthetic_model: a small random GGUF of one architecture for correctness tests"};
+  Options o;
+  std::string out_path, type = "mix";
   uint32_t seed = 1;
-  app.add_option("--arch", arch, "gemma3 | llama")->required()->check(CLI::IsMember({"gemma3", "llama"}));
+  app.add_option("--arch", o.arch, "gemma2 | gemma3 | llama | phi3 | qwen2 | qwen3")
+      ->required()
+      ->check(CLI::IsMember({"gemma2", "gemma3", "llama", "phi3", "qwen2", "qwen3"}));
   app.add_option("-o,--out", out_path, "output GGUF path")->required();
-  app.add_flag("--tied", tied, "no output.weight: the output projection reuses token_embd");
-  app.add_option("--window", window, "gemma3 sliding window (keys)")->check(CLI::PositiveNumber);
+  app.add_flag("--tied", o.tied, "no output.weight: the output projection reuses token_embd (gemma2 always)");
+  app.add_option("--window", o.window, "sliding window (keys) of gemma2, gemma3, phi3")->check(CLI::PositiveNumber);
+  app.add_option("--type", type, "matrix type: mix (every supported type in turn) | Q8_0 | Q4_K | F16 | F32")
+      ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32"}));
+  app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
+  app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
+  bool peer = false;
+  app.add_flag("--peer", peer, "milder attention and block gains, for the comparison against llama.cpp");
   app.add_option("--seed", seed, "random seed");
   CLI11_PARSE(app, argc, argv);
 
+  if (peer) {
+    o.qk_norm = 1.2f;
+    o.qk = 1.f;
+  }
   try {
     SyntheticModel m(seed);
-    if (arch == "gemma3")
-      make_gemma3(m, window, tied);
-    else
-      make_llama(m, tied);
+    const std::map<std::string, GgmlType> types = {
+        {"Q8_0", GgmlType::Q8_0}, {"Q4_K", GgmlType::Q4_K}, {"F16", GgmlType::F16}, {"F32", GgmlType::F32}};
+    if (type != "mix") m.set_single_type(types.at(type));
+    if (o.arch == "gemma2") make_gemma2(m, o);
+    else if (o.arch == "gemma3") make_gemma3(m, o);
+    else if (o.arch == "phi3") make_phi3(m, o);
+    else if (o.arch == "qwen2") make_qwen2(m, o);
+    else if (o.arch == "qwen3") make_qwen3(m, o);
+    else make_llama(m, o);
     m.writer().write(out_path);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_synthetic_model: %s\n", e.what());
