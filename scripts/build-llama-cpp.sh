@@ -14,7 +14,8 @@ build="$cache/llama.cpp-$version/build"
 log() { echo "build-llama-cpp: $*" >&2; }
 
 mkdir -p "$cache"
-if [ ! -f "$sdist" ]; then
+# An already extracted source (e.g. placed there on a machine without network) needs no sdist.
+if [ ! -f "$src/.extracted" ] && [ ! -f "$sdist" ]; then
   log "fetching llama-cpp-python $version (sdist)"
   python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$cache" >&2
 fi
