@@ -99,7 +99,7 @@ def parse_args(argv):
     p.add_argument("--swbench", type=Path, help="the swbench binary (run mode)")
     p.add_argument("--shapes", type=shape_list, default=list(SHAPES), help="comma list of " + ",".join(SHAPES))
     p.add_argument("--n", type=int_list, default=DEFAULT_NS, help="lengths for all impls (default 512..131072)")
-    p.add_argument("--sliding-extra-n", type=int_list, default=[262144],
+    p.add_argument("--sliding-extra-n", type=lambda t: [] if t.strip() == "0" else int_list(t), default=[262144],
                    help="further lengths for the sliding impl alone (default 262144; '0' for none)")
     p.add_argument("--impls", default=",".join(OUR_IMPLS), help="swbench impls (default naive,dense,sliding)")
     p.add_argument("--target-ms", type=int, default=200, help="swbench timing budget per row")

@@ -6,7 +6,7 @@
 # Env: SWRUN_MODEL (the example model; the model phase needs it), ATTN_SANITIZE_FILTER (gtest filter for the
 #      attention test under the sanitizers, which run it ~10x slower), NO_AB=1 (skip the 32K A/B, the slowest step),
 #      LLAMA_BIN (llama.cpp's CUDA build/bin with llama-bench and llama-completion, shared/peer/llama-build.sh; the
-#      peer phase needs it and SWRUN_MODEL).
+#      peer phase needs it and SWRUN_MODEL), SWEEP_NS (lengths of the sweep's own rows, e.g. 8192,32768,131072).
 set -u
 bin=$1
 out=$2
@@ -71,11 +71,13 @@ done
 fi
 
 if has bench; then
-echo >>"$rec"; echo "## attention sweep (bench/sweep.py: swbench + PyTorch anchors)" >>"$rec"
+echo >>"$rec"; echo "## attention sweep (bench/sweep.py: swbench + PyTorch and cuDNN anchors)" >>"$rec"
 if [ -x "$bin/swbench" ]; then
   anchors=${ANCHOR_NS:-32768,131072}
   [ -n "${NO_ANCHORS:-}" ] && anchors=none
+  # SWEEP_NS narrows the lengths of our rows (default: 512 .. 131072, sliding also 262144)
   timeout 250 python3 bench/sweep.py --swbench "$bin/swbench" --out "$out/sweep" --commit "$commit" \
+    ${SWEEP_NS:+--n "$SWEEP_NS" --sliding-extra-n 0} \
     --anchor-n "$anchors" --swbench-budget-s 100 --anchor-budget-s 130 >"$out/sweep.txt" 2>&1 || status=1
   { sed -n '/^## Headline/,/^## All rows/p' "$out/sweep/sweep.md" | sed '$d'; cat "$out/sweep.txt"; } >>"$rec"
 fi
