@@ -26,20 +26,24 @@ bool ranks_before(const std::pair<float, int32_t>& a, const std::pair<float, int
   return a.first > b.first || (a.first == b.first && a.second < b.second);
 }
 
-// Sorts the best `keep` of `c` to its front (NaN entries must already be removed).
-void partial_sort_best(std::vector<std::pair<float, int32_t>>& c, size_t keep) {
+// Leaves in `c` the best `k` of logits[0 .. vocab) in ranks_before order, NaN never chosen (fewer than k when
+// NaNs leave fewer).
+void best_candidates(const float* logits, int vocab, size_t k, std::vector<std::pair<float, int32_t>>& c) {
+  c.clear();
+  c.reserve(static_cast<size_t>(vocab));
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) c.emplace_back(logits[i], i);
+  const size_t keep = std::min(c.size(), k);
   std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), ranks_before);
+  c.resize(keep);
 }
 
 }  // namespace
 
 int top_candidates(const float* logits, int vocab, int k, int32_t* ids, float* values) {
   std::vector<std::pair<float, int32_t>> c;
-  c.reserve(static_cast<size_t>(vocab));
-  for (int i = 0; i < vocab; ++i)
-    if (!std::isnan(logits[i])) c.emplace_back(logits[i], i);
-  const size_t found = std::min(c.size(), static_cast<size_t>(std::max(k, 0)));
-  partial_sort_best(c, found);
+  best_candidates(logits, vocab, static_cast<size_t>(std::max(k, 0)), c);
+  const size_t found = c.size();
   for (size_t i = 0; i < found; ++i) {
     values[i] = c[i].first;
     ids[i] = c[i].second;
@@ -60,14 +64,8 @@ int Sampler::candidates_needed(int vocab) const {
 
 int32_t Sampler::sample(const float* logits, int vocab) {
   if (p_.temperature == 0) return argmax(logits, vocab);
-  candidates_.clear();
-  for (int i = 0; i < vocab; ++i)
-    if (!std::isnan(logits[i])) candidates_.emplace_back(logits[i], i);
+  best_candidates(logits, vocab, p_.top_k > 0 ? static_cast<size_t>(p_.top_k) : SIZE_MAX, candidates_);
   if (candidates_.empty()) return 0;
-  size_t keep = candidates_.size();
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) keep = static_cast<size_t>(p_.top_k);
-  partial_sort_best(candidates_, keep);
-  candidates_.resize(keep);
   return draw();
 }
 

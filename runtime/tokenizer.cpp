@@ -103,6 +103,24 @@ void Tokenizer::check_id(int32_t id) const {
     fail("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab_size()));
 }
 
+void Tokenizer::check_entry_count(const std::string& where, const char* key, size_t count, size_t n_tokens) {
+  if (count != n_tokens)
+    fail(where + ": tokenizer.ggml." + key + " has " + std::to_string(count) + " entries for " +
+         std::to_string(n_tokens) + " tokens");
+}
+
+void Tokenizer::check_token_type(const std::string& where, size_t i, int32_t type) {
+  if (type < kUndefined || type > kByte)
+    fail(where + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(type) +
+         " is not a known token type");
+}
+
+void Tokenizer::check_special_id(const std::string& where, const char* key, int32_t id, size_t n_tokens) {
+  if (id < -1 || id >= static_cast<int64_t>(n_tokens))
+    fail(where + ": tokenizer.ggml." + key + " = " + std::to_string(id) + " is outside the vocabulary of " +
+         std::to_string(n_tokens));
+}
+
 const std::string& Tokenizer::piece(int32_t id) const {
   check_id(id);
   return pieces_[id];

@@ -99,6 +99,14 @@ class Tokenizer {
   Tokenizer() = default;
   void check_id(int32_t id) const;
 
+  // Checks both from_vocabulary() make of a GGUF vocabulary of n_tokens tokens; each fails naming `where` and
+  // the key. A per-token array (tokenizer.ggml.<key>) must have one entry per token:
+  static void check_entry_count(const std::string& where, const char* key, size_t count, size_t n_tokens);
+  // Token type i must be one of TokenType's values:
+  static void check_token_type(const std::string& where, size_t i, int32_t type);
+  // A special token id (tokenizer.ggml.<key>) must be in the vocabulary, or -1 for none:
+  static void check_special_id(const std::string& where, const char* key, int32_t id, size_t n_tokens);
+
   // A stretch of text, or a special token cut out of it.
   struct Fragment {
     std::string_view text;

@@ -257,22 +257,12 @@ BpeVocabulary BpeVocabulary::from_gguf(const GgufFile& f) {
 std::unique_ptr<Tokenizer> Tokenizer::from_vocabulary(const BpeVocabulary& v, const std::string& where) {
   const size_t n = v.tokens.size();
   if (n == 0) fail(where + ": tokenizer.ggml.tokens is empty");
-  if (!v.types.empty() && v.types.size() != n)
-    fail(where + ": tokenizer.ggml.token_type has " + std::to_string(v.types.size()) + " entries for " +
-         std::to_string(n) + " tokens");
-  for (size_t i = 0; i < v.types.size(); ++i)
-    if (v.types[i] < kUndefined || v.types[i] > kByte)
-      fail(where + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(v.types[i]) +
-           " is not a known token type");
-  const auto check_special = [&](int32_t id, const char* key) {
-    if (id < -1 || id >= static_cast<int64_t>(n))
-      fail(where + ": tokenizer.ggml." + key + " = " + std::to_string(id) + " is outside the vocabulary of " +
-           std::to_string(n));
-  };
-  check_special(v.bos_id, "bos_token_id");
-  check_special(v.eos_id, "eos_token_id");
-  check_special(v.eot_id, "eot_token_id");
-  check_special(v.eom_id, "eom_token_id");
+  if (!v.types.empty()) check_entry_count(where, "token_type", v.types.size(), n);
+  for (size_t i = 0; i < v.types.size(); ++i) check_token_type(where, i, v.types[i]);
+  check_special_id(where, "bos_token_id", v.bos_id, n);
+  check_special_id(where, "eos_token_id", v.eos_id, n);
+  check_special_id(where, "eot_token_id", v.eot_id, n);
+  check_special_id(where, "eom_token_id", v.eom_id, n);
   return std::make_unique<BpeTokenizer>(v, where);
 }
 

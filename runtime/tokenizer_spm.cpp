@@ -170,29 +170,18 @@ class SpmTokenizer : public Tokenizer {
 std::unique_ptr<Tokenizer> Tokenizer::from_vocabulary(const SpmVocabulary& v, const std::string& where) {
   const size_t n = v.pieces.size();
   if (n == 0) fail(where + ": tokenizer.ggml.tokens is empty");
-  if (v.scores.size() != n)
-    fail(where + ": tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries for " +
-         std::to_string(n) + " tokens");
-  if (v.types.size() != n)
-    fail(where + ": tokenizer.ggml.token_type has " + std::to_string(v.types.size()) + " entries for " +
-         std::to_string(n) + " tokens");
-  const auto check_special = [&](int32_t id, const char* key) {
-    if (id < -1 || id >= static_cast<int64_t>(n))
-      fail(where + ": tokenizer.ggml." + key + " = " + std::to_string(id) + " is outside the vocabulary of " +
-           std::to_string(n));
-  };
-  check_special(v.bos_id, "bos_token_id");
-  check_special(v.eos_id, "eos_token_id");
-  check_special(v.unk_id, "unknown_token_id");
-  check_special(v.pad_id, "padding_token_id");
-  check_special(v.eot_id, "eot_token_id");
+  check_entry_count(where, "scores", v.scores.size(), n);
+  check_entry_count(where, "token_type", v.types.size(), n);
+  check_special_id(where, "bos_token_id", v.bos_id, n);
+  check_special_id(where, "eos_token_id", v.eos_id, n);
+  check_special_id(where, "unknown_token_id", v.unk_id, n);
+  check_special_id(where, "padding_token_id", v.pad_id, n);
+  check_special_id(where, "eot_token_id", v.eot_id, n);
 
   std::vector<int32_t> types(n);
   for (size_t i = 0; i < n; ++i) {
     const int32_t t = v.types[i];
-    if (t < kUndefined || t > kByte)
-      fail(where + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(t) +
-           " is not a known token type");
+    check_token_type(where, i, t);
     if (v.pieces[i].empty()) fail(where + ": tokenizer.ggml.tokens[" + std::to_string(i) + "] is empty");
     if (t == kByte && byte_of_piece(v.pieces[i]) < 0)
       fail(where + ": byte token " + std::to_string(i) + " '" + v.pieces[i] + "' is not of the form <0xNN>");

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's CPU library (the independent oracle of tests/peer/) and our driver tests/peer/llama_logits.cpp
 # against it, from the llama-cpp-python 0.3.36 sdist (vendor/llama.cpp). Cached under ~/.cache/swrun; idempotent.
-# Prints the build directory (llama_logits and the vocabulary GGUFs are there).
-#   SWRUN_CACHE (default ~/.cache/swrun), JOBS (default 2)
+# Prints the build directory (llama_logits, llama_tokenize_ids when built, and the vocabulary GGUFs are there).
+#   usage: build-llama-cpp.sh [--tokenizer-oracle]; SWRUN_CACHE (default ~/.cache/swrun), JOBS (default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SWRUN_CACHE:-$HOME/.cache/swrun}
@@ -46,14 +46,20 @@ if [ ! -f "$build/lib/.built" ]; then
   log "llama.cpp built in $(( $(date +%s) - start )) s"
 fi
 
-# Our driver: rebuilt whenever its source is newer than the binary.
-driver="$root/tests/peer/llama_logits.cpp"
-if [ ! -x "$build/llama_logits" ] || [ "$driver" -nt "$build/llama_logits" ]; then
-  log "building llama_logits"
-  libs=$(find "$build/lib" -name 'libllama.a' -o -name 'libggml*.a' | sort -r)
-  c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" "$driver" -o "$build/llama_logits.tmp" \
-    -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
-  mv "$build/llama_logits.tmp" "$build/llama_logits"
+# Our drivers, each rebuilt whenever its source is newer than its binary: llama_logits (tests/peer), and with
+# --tokenizer-oracle llama_tokenize_ids (tests/reference, through scripts/build-llama-oracle.sh).
+build_driver() {  # SOURCE NAME
+  if [ ! -x "$build/$2" ] || [ "$1" -nt "$build/$2" ]; then
+    log "building $2"
+    libs=$(find "$build/lib" -name 'libllama.a' -o -name 'libggml*.a' | sort -r)
+    c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" "$1" -o "$build/$2.tmp" \
+      -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
+    mv "$build/$2.tmp" "$build/$2"
+  fi
+}
+build_driver "$root/tests/peer/llama_logits.cpp" llama_logits
+if [ "${1:-}" = "--tokenizer-oracle" ]; then
+  build_driver "$root/tests/reference/llama_tokenize_ids.cpp" llama_tokenize_ids
 fi
 ln -sf "$src/models/ggml-vocab-qwen2.gguf" "$src/models/ggml-vocab-phi-3.gguf" "$build/"
 echo "$build"

@@ -8,23 +8,12 @@ import math
 import os
 import statistics
 import subprocess
-import sys
 
 import gguf
 
-from tiny_model import tiny_model
+from cli_check import check, finish, setup_tiny_gemma3
 
-swrun, work = sys.argv[1:3]
-os.makedirs(work, exist_ok=True)
-model = os.path.join(work, "tiny_gemma3.gguf")
-tiny_model(model, n_layer=7)  # layer 5 is a global (dense) layer, the rest slide with a window of 8
-failures = []
-
-
-def check(label, cond, detail=""):
-    print(f"{'ok  ' if cond else 'FAIL'} {label} {detail}")
-    if not cond:
-        failures.append(label)
+swrun, work, model = setup_tiny_gemma3()
 
 
 def bench(args, with_model=True):
@@ -104,6 +93,4 @@ for label, args, word in [
 code, out, err = bench(["-p", "8"], with_model=False)
 check("bad input: no model", code != 0 and out == "" and "--model" in err, err.strip()[:160])
 
-if failures:
-    print("FAILED:", ", ".join(failures))
-    sys.exit(1)
+finish()

@@ -6,22 +6,11 @@ import json
 import math
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
-from tiny_model import tiny_model
+from cli_check import check, finish, setup_tiny_gemma3
 
-swrun, work = sys.argv[1:3]
-os.makedirs(work, exist_ok=True)
-model = os.path.join(work, "tiny_gemma3.gguf")
-tiny_model(model, n_layer=7)  # layer 5 is a global (dense) layer, the rest slide with a window of 8
-failures = []
-
-
-def check(label, cond, detail=""):
-    print(f"{'ok  ' if cond else 'FAIL'} {label} {detail}")
-    if not cond:
-        failures.append(label)
+swrun, work, model = setup_tiny_gemma3()
 
 
 def run(args):
@@ -84,6 +73,4 @@ for label, args, word in [
     ok = code != 0 and code < 128 and len(lines) == 1 and word.lower() in lines[0].lower()
     check(f"bad flags: {label}", ok, f"exit {code}: {' | '.join(lines)[:160]}")
 
-if failures:
-    print("FAILED:", ", ".join(failures))
-    sys.exit(1)
+finish()

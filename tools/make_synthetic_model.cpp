@@ -26,6 +26,8 @@ using swrun::GgmlType;
 
 struct Shape {
   int n_layer, dim, n_head, n_head_kv, head_dim, ffn_dim, vocab;
+  int64_t q_dim() const { return int64_t{n_head} * head_dim; }      // rows of the query projection
+  int64_t kv_dim() const { return int64_t{n_head_kv} * head_dim; }  // rows of the key and value projections
 };
 
 // Every matrix type the runtime supports, handed out in turn. Rows of the K-quant types need 256 elements,
@@ -114,11 +116,10 @@ int vocab_size(const std::string& vocab_path) {
 }
 
 void attention_weights(SyntheticModel& m, const std::string& p, const Shape& s, float qk_gain) {
-  const int64_t q_dim = int64_t{s.n_head} * s.head_dim, kv_dim = int64_t{s.n_head_kv} * s.head_dim;
-  m.matrix(p + "attn_q.weight", q_dim, s.dim, qk_gain);
-  m.matrix(p + "attn_k.weight", kv_dim, s.dim, qk_gain);
-  m.matrix(p + "attn_v.weight", kv_dim, s.dim, 1.f);
-  m.matrix(p + "attn_output.weight", s.dim, q_dim, 1.f);
+  m.matrix(p + "attn_q.weight", s.q_dim(), s.dim, qk_gain);
+  m.matrix(p + "attn_k.weight", s.kv_dim(), s.dim, qk_gain);
+  m.matrix(p + "attn_v.weight", s.kv_dim(), s.dim, 1.f);
+  m.matrix(p + "attn_output.weight", s.dim, s.q_dim(), 1.f);
 }
 
 void mlp_weights(SyntheticModel& m, const std::string& p, const Shape& s) {
@@ -220,9 +221,9 @@ void make_qwen2(SyntheticModel& m, const Options& o) {
     const std::string p = "blk." + std::to_string(l) + ".";
     layer_norms(m, p, s);
     attention_weights(m, p, s, o.qk);
-    m.vector(p + "attn_q.bias", int64_t{s.n_head} * s.head_dim, 1.f);
-    m.vector(p + "attn_k.bias", int64_t{s.n_head_kv} * s.head_dim, 1.5f);
-    m.vector(p + "attn_v.bias", int64_t{s.n_head_kv} * s.head_dim, 0.5f);
+    m.vector(p + "attn_q.bias", s.q_dim(), 1.f);
+    m.vector(p + "attn_k.bias", s.kv_dim(), 1.5f);
+    m.vector(p + "attn_v.bias", s.kv_dim(), 0.5f);
     mlp_weights(m, p, s);
   }
 }
@@ -250,7 +251,6 @@ void make_qwen3(SyntheticModel& m, const Options& o) {
 // the long factors, shorter ones the short factors.
 void make_phi3(SyntheticModel& m, const Options& o) {
   const Shape s{3, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
-  const int64_t q_dim = int64_t{s.n_head} * s.head_dim, kv_dim = int64_t{s.n_head_kv} * s.head_dim;
   auto& w = m.writer();
   common_keys(w, "phi3", s, o.vocab);
   w.set_f32("phi3.attention.layer_norm_rms_epsilon", 1e-5f);
@@ -265,8 +265,8 @@ void make_phi3(SyntheticModel& m, const Options& o) {
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     layer_norms(m, p, s);
-    m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, s.dim, o.qk);
-    m.matrix(p + "attn_output.weight", s.dim, q_dim, 1.f);
+    m.matrix(p + "attn_qkv.weight", s.q_dim() + 2 * s.kv_dim(), s.dim, o.qk);
+    m.matrix(p + "attn_output.weight", s.dim, s.q_dim(), 1.f);
     m.matrix(p + "ffn_up.weight", 2 * int64_t{s.ffn_dim}, s.dim, 1.f);
     m.matrix(p + "ffn_down.weight", s.dim, s.ffn_dim, 1.f);
   }

@@ -5,11 +5,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <random>
-#include <sstream>
 #include <unistd.h>
 
 #include "models/model.h"
@@ -22,6 +20,7 @@
 #include "runtime/report.h"
 #include "runtime/tokenizer.h"
 #include "tools/cli_backend.h"
+#include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
 #include "tools/swrun_tokenize.h"
 
@@ -42,15 +41,6 @@ struct Options {
   int repeat = 3;
   std::string json_path, csv_path, svg_path;
 };
-
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read prompt file '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
 
@@ -78,7 +68,7 @@ int ubatch_for(const Options& o, const Backend& be) { return o.ubatch > 0 ? o.ub
 
 // The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
 std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
-  const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  const std::string text = o.prompt_file.empty() ? o.prompt : read_whole_file(o.prompt_file, "prompt file");
   std::vector<int32_t> ids = tok.encode(text, tok.add_bos());
   if (o.prompt_len > 0) ids = fill_prompt(ids, tok.add_bos() ? tok.bos() : -1, o.prompt_len);
   if (ids.empty()) fail("the prompt encodes to no tokens");

@@ -3,23 +3,14 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/tokenizer.h"
+#include "tools/cli_files.h"
 
 namespace swrun {
 namespace {
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read text file '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A piece as a quoted, one-line string: valid UTF-8 as it is; quotes, backslashes, control characters and bytes
 // that are not UTF-8 (a byte token alone) escaped.
@@ -72,7 +63,7 @@ int TokenizeCommand::run() const {
   auto tok = Tokenizer::from_gguf(*file);
   std::string out;
   for (const std::string& path : has_file ? prompt_files_ : std::vector<std::string>{""})
-    print_tokens(*tok, has_file ? read_text_file(path) : prompt_, out);
+    print_tokens(*tok, has_file ? read_whole_file(path, "text file") : prompt_, out);
   std::fputs(out.c_str(), stdout);
   return 0;
 }

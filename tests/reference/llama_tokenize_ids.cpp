@@ -1,6 +1,6 @@
 // The llama.cpp tokenizer as an oracle: `llama_tokenize_ids VOCAB.gguf [--parse-special] FILE...` prints one line
 // of ids per file, no BOS/EOS (llama.cpp's add_special = false). Built against llama.cpp from PyPI's
-// llama-cpp-python source package by scripts/build-llama-oracle.sh.
+// llama-cpp-python source package by scripts/build-llama-oracle.sh (the library of scripts/build-llama-cpp.sh).
 #include <llama.h>
 
 #include <cstdio>

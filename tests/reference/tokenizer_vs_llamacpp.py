@@ -9,7 +9,7 @@ SentencePiece vocabularies are left out: they run on libsentencepiece, which rea
 llama.cpp feeds raw bytes to byte fallback, and llama.cpp strips spaces after phi-3's special tokens by model name.
 
 usage: tokenizer_vs_llamacpp.py SWRUN [--oracle PATH] [--random N] [--seed S]
-Skips (exit 77) when the oracle is not built (default: ~/.cache/swrun/llama.cpp-0.3.36/build/bin/).
+Skips (exit 77) when the oracle is not built (default: ~/.cache/swrun/llama.cpp-0.3.36/build/).
 """
 import argparse
 import os
@@ -51,7 +51,7 @@ def ids_per_file(cmd, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("swrun")
-    ap.add_argument("--oracle", default=os.path.expanduser("~/.cache/swrun/llama.cpp-0.3.36/build/bin/"
+    ap.add_argument("--oracle", default=os.path.expanduser("~/.cache/swrun/llama.cpp-0.3.36/build/"
                                                            "llama_tokenize_ids"))
     ap.add_argument("--random", type=int, default=300)
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 30))
