@@ -103,6 +103,9 @@ class CudaBackend final : public Backend {
   // During a replay the step's host code runs for its checks and staging only; nothing is launched.
   bool launching() const { return mode_ != Mode::Replaying; }
   const DeviceWeight& device_weight(const Weight& w, const char* op) const;
+  // An fp32 vector weight of `length` values on the device (null when w is null or not uploaded); anything else
+  // is an Error naming `op`.
+  const float* device_vector(const Weight* w, int64_t length, const char* op) const;
   // RoPE's LongRoPE frequency factors on the device (null when none), checked against head_dim.
   const float* rope_factors(const RopeParams& p, int head_dim, const char* op) const;
   void require_batch(const char* op) const;

@@ -106,13 +106,16 @@ void CudaBackend::matmul_dequantized_chunks(Buffer x, const Weight& w, const Dev
   }
 }
 
+const float* CudaBackend::device_vector(const Weight* w, int64_t length, const char* op) const {
+  if (!w || !w->impl) return nullptr;
+  const DeviceWeight& d = device_weight(*w, op);
+  if (!d.fp32 || w->cols != length)
+    fail(std::string(op) + ": weight '" + w->name + "' is not a vector of " + std::to_string(length));
+  return static_cast<const float*>(d.data);
+}
+
 const float* CudaBackend::rope_factors(const RopeParams& p, int head_dim, const char* op) const {
-  if (!p.freq_factors.impl) return nullptr;
-  const DeviceWeight& f = device_weight(p.freq_factors, op);
-  if (!f.fp32 || p.freq_factors.cols != head_dim / 2)
-    fail(std::string(op) + ": frequency factors '" + p.freq_factors.name + "' must be a vector of head_dim/2 = " +
-         std::to_string(head_dim / 2) + " values");
-  return static_cast<const float*>(f.data);
+  return device_vector(&p.freq_factors, head_dim / 2, op);
 }
 
 void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
@@ -247,15 +250,8 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
     return Backend::qk_norm_rope(q, k, q_norm, k_norm, tokens, n_head, n_head_kv, head_dim, eps, p);
   if (tokens != n_)
     fail("qk_norm_rope: " + std::to_string(tokens) + " tokens in a batch of " + std::to_string(n_));
-  auto norm_weight = [&](const Weight* w) -> const float* {
-    if (!w) return nullptr;
-    const DeviceWeight& d = device_weight(*w, "qk_norm_rope");
-    if (!d.fp32 || w->cols != head_dim)
-      fail("qk_norm_rope: weight '" + w->name + "' is not a vector of " + std::to_string(head_dim));
-    return static_cast<const float*>(d.data);
-  };
-  const float* qn = norm_weight(q_norm);
-  const float* kn = norm_weight(k_norm);
+  const float* qn = device_vector(q_norm, head_dim, "qk_norm_rope");
+  const float* kn = device_vector(k_norm, head_dim, "qk_norm_rope");
   require_floats(q, size_t(n_) * size_t(n_head) * size_t(head_dim), "qk_norm_rope", "q");
   require_floats(k, size_t(n_) * size_t(n_head_kv) * size_t(head_dim), "qk_norm_rope", "k");
   const float* factors = rope_factors(p, head_dim, "qk_norm_rope");
@@ -266,15 +262,8 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
 
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
                                 int64_t width, float eps, Buffer xn) {
-  auto norm_weight = [&](const Weight* w) -> const float* {
-    if (!w) return nullptr;
-    const DeviceWeight& d = device_weight(*w, "residual_norm");
-    if (!d.fp32 || w->cols != width)
-      fail("residual_norm: weight '" + w->name + "' is not a vector of " + std::to_string(width));
-    return static_cast<const float*>(d.data);
-  };
-  const float* post = norm_weight(w_post);
-  const float* next = norm_weight(w_next);
+  const float* post = device_vector(w_post, width, "residual_norm");
+  const float* next = device_vector(w_next, width, "residual_norm");
   const size_t need = size_t(rows) * size_t(width);
   require_floats(y, need, "residual_norm", "y");
   require_floats(x, need, "residual_norm", "x");
