@@ -1,10 +1,6 @@
-// Quantized GEMV: one warp per output row at a time (grid-stride over rows). The warp stages whole blocks of its
-// row into its own slice of shared memory with coalesced 16-byte loads (the row's start aligned down to 16
-// bytes, since GGUF rows sit at any even offset), then each lane decodes work items of those blocks with the
-// shared block decoders and multiplies them into up to kRows fp32 activation rows read from L1. Consecutive
-// lanes take consecutive items, so they read consecutive bytes of the staged blocks (no bank conflicts) and
-// consecutive activations. Weights never change, so the first row is staged before the kernel waits for its
-// predecessor (programmatic dependent launch).
+// Quantized GEMV kernels: one warp per output row at a time (grid-stride over rows), each row computed by the
+// warp-level core of gemv_quant_warp.cuh. Weights never change, so the first row is staged before the kernel
+// waits for its predecessor (programmatic dependent launch).
 #include "kernels/gemv/gemv_quant.cuh"
 
 #include <algorithm>
@@ -13,68 +9,20 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/dequant/block_decode.cuh"
+#include "kernels/gemv/gemv_quant_warp.cuh"
 #include "kernels/elementwise/activation.cuh"
 #include "runtime/common.h"
 
 namespace swrun::cuda {
 namespace {
 
-constexpr int kWarp = 32;
+using gemv::kStageVecs;
+using gemv::kWarp;
+using gemv::store_row;
+using gemv::warp_row_dots;
+using gemv::warp_sum;
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarp * kWarps;
-constexpr int kStageBytes = 2048;                 // whole blocks of one row per warp and pass
-constexpr int kStageVecs = kStageBytes / 16 + 1;  // + the skew of a row start aligned down to 16 bytes
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
-// `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
-// lane. The first staging happens before the wait for the predecessor kernel (`waited`): x is its output, the
-// weights are not.
-template <typename D, int kRows>
-__device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per_row, const float* x, int64_t cols,
-                                              int x_rows, uint4* stage, bool& waited, float (&acc)[kRows]) {
-  static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
-  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
-  const int lane = threadIdx.x % kWarp;
-  for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
-    const int nb = min(kChunkBlocks, blocks_per_row - b0);
-    const uint8_t* src = row + int64_t(b0) * D::kBytes;
-    const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
-    const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
-    const int vecs = (skew + nb * D::kBytes + 15) / 16;
-    for (int v = lane; v < vecs; v += kWarp) stage[v] = __ldg(aligned + v);
-    __syncwarp();
-    if (!waited) {
-      wait_for_predecessor();
-      waited = true;
-    }
-    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(stage) + skew;
-    for (int it = lane; it < nb * D::kItems; it += kWarp) {
-      const int b = it / D::kItems;
-      const float* xb = x + int64_t(b0 + b) * D::kElems;
-      D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-          if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
-      });
-    }
-    __syncwarp();  // the stage is refilled next pass
-  }
-}
-
-// Writes the warp's sums of acc[r] (lane 0) to out[r * n_out + n].
-template <int kRows>
-__device__ __forceinline__ void store_row(float (&acc)[kRows], int x_rows, float* out, int64_t n_out, int64_t n) {
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float sum = warp_sum(acc[r]);
-    if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-  }
-}
 
 // kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
 // act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it.
@@ -86,13 +34,17 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ uint4 stage[kWarps][kStageVecs];
   const int warp = threadIdx.x / kWarp;
   bool waited = false;
+  auto wait_once = [&] {
+    if (!waited) wait_for_predecessor();
+    waited = true;
+  };
   for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
     float acc[kRows], up[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r] = up[r] = 0.f;
-    warp_row_dots<D, kRows>(w + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, acc);
+    warp_row_dots<D, kRows>(w + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], wait_once, acc);
     if constexpr (kMats == 2) {
-      warp_row_dots<D, kRows>(w2 + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], waited, up);
+      warp_row_dots<D, kRows>(w2 + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], wait_once, up);
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         const float sum = gated_activate(warp_sum(acc[r]), act) * warp_sum(up[r]);
@@ -116,6 +68,10 @@ __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, c
   static_assert(kGemvMultiMax == 3, "pick() lists every slot");
   const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
   bool waited = false;
+  auto wait_once = [&] {
+    if (!waited) wait_for_predecessor();
+    waited = true;
+  };
   for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
     const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
     const int64_t n = g - (i > 0 ? a.n_out[0] : 0) - (i > 1 ? a.n_out[1] : 0);
@@ -126,7 +82,7 @@ __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, c
     with_block_decoder(pick(a.type, i), [&]<typename D>() {
       const int blocks_per_row = int(cols / D::kElems);
       warp_row_dots<D, kRows>(w + n * int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows,
-                              stage[warp], waited, acc);
+                              stage[warp], wait_once, acc);
     });
     store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
   }
