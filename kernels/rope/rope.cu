@@ -6,27 +6,12 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/rope/rope.cuh"
+#include "kernels/rope/rope_rotate.cuh"
 
 namespace swrun::cuda {
 namespace {
 
 constexpr unsigned kThreads = 256;
-
-struct RopeFreq {
-  double log2_base_over_half;
-  const float* factors;  // per-pair divisors, or null
-  float attn_factor;
-};
-
-__device__ inline float2 rotate(float a, float b, int pair, double pos, const RopeFreq& f) {
-  // theta = pos * base^(-pair / (head_dim/2)) / factor[pair]
-  double theta = pos * exp2(-double(pair) * f.log2_base_over_half);
-  if (f.factors) theta /= double(f.factors[pair]);
-  double s, c;
-  sincos(theta, &s, &c);
-  const float cf = float(c) * f.attn_factor, sf = float(s) * f.attn_factor;
-  return make_float2(a * cf - b * sf, a * sf + b * cf);
-}
 
 template <RopeKind kKind>
 __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, const int32_t* pos0,
@@ -121,7 +106,7 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
   if (!(freq_base > 0.f)) fail("norm_rope: freq_base must be positive");
   const int64_t q_rows = int64_t(n) * q_heads, rows = q_rows + int64_t(n) * k_heads;
   if (rows <= 0) return;
-  const RopeFreq freq{std::log2(double(freq_base)) / double(head_dim / 2), freq_factors, attn_factor};
+  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
   const unsigned blocks = grid_for(static_cast<size_t>(rows), kNormRopeWarps);
   launch_overlapped(kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal> : norm_rope_kernel<RopeKind::NeoX>,
                     blocks, kNormRopeWarps * 32, stream, "norm_rope_f32", q, k, q_norm, k_norm, q_rows, rows,
@@ -136,7 +121,7 @@ void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, flo
   if (!(freq_base > 0.f)) fail("rope: freq_base must be positive");
   const int64_t total = int64_t(n) * heads * (head_dim / 4);
   if (total <= 0) return;
-  const RopeFreq freq{std::log2(double(freq_base)) / double(head_dim / 2), freq_factors, attn_factor};
+  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
   const unsigned blocks = grid_for(static_cast<size_t>(total), kThreads);
   launch_overlapped(kind == RopeKind::Normal ? rope_kernel<RopeKind::Normal> : rope_kernel<RopeKind::NeoX>, blocks,
                     kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq_scale, freq);

@@ -4,6 +4,7 @@
 
 #include <nvtx3/nvToolsExt.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/common/cublas_check.h"
@@ -33,6 +34,7 @@ CudaBackend::CudaBackend(int device) {
   if (device < 0 || device >= count)
     fail("no CUDA device: device " + std::to_string(device) + " requested, " + std::to_string(count) + " present");
   check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  if (const char* env = std::getenv("SWRUN_DECODE_PROGRAM")) program_enabled_ = std::string(env) != "0";
   cudaDeviceProp props{};
   check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
   device_name_ = props.name;
@@ -259,6 +261,7 @@ void CudaBackend::queue_read(const void* src, size_t words, void* host) {
     pending_reads_.push_back({step_->reads[i].first, words, host});
     return;
   }
+  flush_program();  // the read follows everything recorded before it
   void* staged = reserve_read_staging(words);
   check_cuda(cudaMemcpyAsync(staged, src, words * 4, cudaMemcpyDeviceToHost, stream_), "read");
   pending_reads_.push_back({staged, words, host});

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/persistent/decode_program.cuh"
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/range_timer.h"
@@ -46,6 +47,8 @@ struct CapturedStep {
   int n = 0;                                     // batch size at capture
   int32_t* staging = nullptr;                    // pinned [pos0, tokens...] read by the graph's upload
   std::vector<std::pair<const void*, size_t>> reads;  // pinned landing places (and words) of the reads, in order
+  std::vector<void*> programs;                   // device copies of the decode programs the graph runs
+  int program_instructions = 0;                  // their instructions, all together
 };
 
 class CudaBackend final : public Backend {
@@ -87,6 +90,11 @@ class CudaBackend final : public Backend {
   void push_range(const char* name, int layer, OpKind op) override;
   void pop_range() override;
   void attach_profiler(Profiler* profiler) override { range_timer_.attach(profiler); }
+  // Instructions the persistent decode kernel runs in the step captured under `key` (0: none, or no such step).
+  int captured_program_instructions(int key) const {
+    auto it = graphs_.find(key);
+    return it == graphs_.end() ? 0 : it->second.program_instructions;
+  }
 
  private:
   enum class Mode { Plain, Capturing, Replaying };
@@ -100,8 +108,28 @@ class CudaBackend final : public Backend {
     void* host;
   };
 
-  // During a replay the step's host code runs for its checks and staging only; nothing is launched.
-  bool launching() const { return mode_ != Mode::Replaying; }
+  // During a replay the step's host code runs for its checks and staging only; nothing is launched. Anything
+  // launched ends the decode program recorded so far, which is launched first.
+  bool launching() {
+    if (mode_ == Mode::Replaying) return false;
+    flush_program();
+    return true;
+  }
+  // ---- the persistent decode kernel (cuda_program.cu) ----
+  // A captured one-token step records its ops into a program (kernels/persistent) instead of launching them;
+  // each record_* returns false when the op has no program form here, and the op then launches as usual.
+  bool recording_program() const { return program_enabled_ && mode_ == Mode::Capturing && n_ == 1; }
+  bool record(const ProgramInstr& in);
+  bool record_embed(const Weight& table, const DeviceWeight& d, float scale, Buffer out);
+  bool record_rmsnorm(Buffer x, const float* w, int64_t rows, int64_t cols, float eps, Buffer out);
+  bool record_gemv(Buffer x, const Weight* const* ws, const Buffer* outs, int count, const GatedAct* act);
+  bool record_qk_norm_rope(Buffer q, Buffer k, const float* q_norm, const float* k_norm, int n_head, int n_head_kv,
+                           int head_dim, float eps, const RopeParams& p, const float* factors);
+  bool record_attention(Buffer q, Buffer k, Buffer v, Buffer out, const KvLayer& cache, const AttnParams& p);
+  bool record_residual_norm(Buffer y, const float* w_post, Buffer x, const float* w_next, int64_t rows, int64_t width,
+                            float eps, Buffer xn);
+  bool record_elementwise(ProgramOp op, Buffer x, const float* bias, int64_t count, int64_t cols, float cap);
+  void flush_program();  // launches the recorded program (captured into the step's graph)
   const DeviceWeight& device_weight(const Weight& w, const char* op) const;
   // An fp32 vector weight of `length` values on the device (null when w is null or not uploaded); anything else
   // is an Error naming `op`.
@@ -160,6 +188,10 @@ class CudaBackend final : public Backend {
   CapturedStep* step_ = nullptr;       // the step being captured or replayed
   size_t step_batches_ = 0;            // begin_batch calls inside it
   size_t replay_reads_ = 0;            // reads matched against step_->reads so far
+
+  bool program_enabled_ = true;           // SWRUN_DECODE_PROGRAM=0 turns the persistent decode kernel off
+  std::vector<ProgramInstr> program_;     // recorded, not yet launched
+  GrowingBuffer program_partials_{true, "decode program attention partials"};
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
 };

@@ -12,7 +12,10 @@
 
 namespace swrun::cuda {
 void CudaBackend::drop_graphs() {
-  for (auto& [key, g] : graphs_) check_cuda(cudaGraphExecDestroy(g.exec), "cudaGraphExecDestroy");
+  for (auto& [key, g] : graphs_) {
+    check_cuda(cudaGraphExecDestroy(g.exec), "cudaGraphExecDestroy");
+    for (void* program : g.programs) mem_.release(program);
+  }
   graphs_.clear();
   plain_keys_.clear();
 }
@@ -26,6 +29,7 @@ void CudaBackend::enter_step(Mode mode, CapturedStep* step) {
 
 void CudaBackend::complete_step() {
   if (mode_ == Mode::Capturing) {
+    flush_program();
     mode_ = Mode::Plain;
     cudaGraph_t graph = nullptr;
     cudaError_t status = cudaStreamEndCapture(stream_, &graph);
@@ -77,6 +81,7 @@ bool CudaBackend::abandon_capture() {
     if (graph) cudaGraphDestroy(graph);
   }
   cudaGetLastError();  // a failed capture leaves its error behind; the plain run must not inherit it
+  program_.clear();
   mode_ = Mode::Plain;
   step_ = nullptr;
   pending_reads_.clear();
@@ -113,6 +118,7 @@ bool CudaBackend::capture_step(int key, const std::function<void()>& step) {
     why = e.what();
   }
   if (captured.exec) cudaGraphExecDestroy(captured.exec);
+  for (void* program : captured.programs) mem_.release(program);
   std::fprintf(stderr, "swrun: CUDA graph capture of step %d failed (%s); running it with plain launches\n", key,
                why.c_str());
   plain_keys_.insert(key);

@@ -34,6 +34,7 @@ void CudaBackend::embed(const Weight& table, float scale, Buffer out) {
     if (tokens_[i] < 0 || tokens_[i] >= table.rows)
       fail("embed: token " + std::to_string(tokens_[i]) + " at batch index " + std::to_string(i) +
            " is outside the vocabulary of " + std::to_string(table.rows));
+  if (record_embed(table, d, scale, out)) return;
   if (!launching()) return;
   if (d.raw)  // from the file's blocks: the values the CPU reference dequantizes
     embed_rows_quant(table.type, d.raw, pos0_dev() + 1, n_, table.cols, scale, out.data, stream_);
@@ -48,6 +49,7 @@ void CudaBackend::rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Bu
   const size_t need = size_t(rows) * size_t(w.cols);
   require_floats(x, need, "rmsnorm", "input");
   require_floats(out, need, "rmsnorm", "output");
+  if (record_rmsnorm(x, static_cast<const float*>(d.data), rows, w.cols, eps, out)) return;
   if (!launching()) return;
   rmsnorm_f32(x.data, static_cast<const float*>(d.data), out.data, rows, w.cols, eps, stream_);
 }
@@ -57,6 +59,7 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
   if (d.fp32) fail("matmul: weight '" + w.name + "' is a vector, not a matrix");
   require_floats(x, size_t(rows) * size_t(w.cols), "matmul", "input");
   require_floats(out, size_t(rows) * size_t(w.rows), "matmul", "output");
+  if (const Weight* ws[] = {&w}; rows == 1 && record_gemv(x, ws, &out, 1, nullptr)) return;
   if (rows <= 0 || !launching()) return;
   // A few rows (decode steps): stream the file's blocks once with fp32 activations.
   if (d.raw && rows <= kGemvQuantMaxRows) {
@@ -158,6 +161,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
     fail(where() + ": " + describe(p.policy) + " over " + std::to_string(kv_len) + " keys with a batch of " +
          std::to_string(n_) + " needs " + std::to_string(std::max<int64_t>(visible, n_)) +
          " cache rows, the cache has " + std::to_string(s.capacity));
+  if (n_ == 1 && p.policy.kind != AttnKind::DenseNaive && record_attention(q, k, v, out, cache, p)) return;
   if (!launching()) return;
 
   __nv_bfloat16* q16 = bf16_scratch(q_elems);
@@ -219,6 +223,7 @@ void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_u
   if (!fused) return Backend::gated_matmul(x, w_gate, w_up, rows, act, gate, up);
   require_floats(x, size_t(rows) * size_t(w_gate.cols), "gated_matmul", "input");
   require_floats(gate, size_t(rows) * size_t(w_gate.rows), "gated_matmul", "output");
+  if (const Weight* ws[] = {&w_gate, &w_up}; rows == 1 && record_gemv(x, ws, &gate, 2, &act)) return;
   if (!launching()) return;
   gemv_quant_gated(w_gate.type, g.raw, u.raw, x.data, gate.data, int(rows), w_gate.rows, w_gate.cols,
                    act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
@@ -239,6 +244,7 @@ void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const
     a.n_out[i] = ws[i]->rows;
     a.type[i] = ws[i]->type;
   }
+  if (rows == 1 && record_gemv(x, ws, outs, count, nullptr)) return;
   if (!launching()) return;
   gemv_quant_multi(a, x.data, int(rows), ws[0]->cols, stream_);
 }
@@ -255,6 +261,7 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
   require_floats(q, size_t(n_) * size_t(n_head) * size_t(head_dim), "qk_norm_rope", "q");
   require_floats(k, size_t(n_) * size_t(n_head_kv) * size_t(head_dim), "qk_norm_rope", "k");
   const float* factors = rope_factors(p, head_dim, "qk_norm_rope");
+  if (record_qk_norm_rope(q, k, qn, kn, n_head, n_head_kv, head_dim, eps, p, factors)) return;
   if (!launching()) return;
   norm_rope_f32(q.data, k.data, qn, kn, n_, n_head, n_head_kv, head_dim, eps, pos0_dev(), p.freq_base, p.freq_scale,
                 factors, p.attn_factor, p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
@@ -268,6 +275,7 @@ void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const 
   require_floats(y, need, "residual_norm", "y");
   require_floats(x, need, "residual_norm", "x");
   if (next) require_floats(xn, need, "residual_norm", "output");
+  if (record_residual_norm(y, post, x, next, rows, width, eps, xn)) return;
   if (!launching()) return;
   residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_);
 }
@@ -283,6 +291,8 @@ void CudaBackend::add_bias(Buffer x, const Weight& bias, int64_t rows) {
   const DeviceWeight& d = device_weight(bias, "add_bias");
   if (!d.fp32) fail("add_bias: '" + bias.name + "' is a matrix, not a vector");
   require_floats(x, size_t(rows) * size_t(bias.cols), "add_bias", "x");
+  if (record_elementwise(ProgramOp::AddBias, x, static_cast<const float*>(d.data), rows * bias.cols, bias.cols, 0.f))
+    return;
   if (!launching()) return;
   add_bias_rows(x.data, static_cast<const float*>(d.data), rows, bias.cols, stream_);
 }
@@ -290,6 +300,7 @@ void CudaBackend::add_bias(Buffer x, const Weight& bias, int64_t rows) {
 void CudaBackend::softcap(Buffer x, size_t count, float cap) {
   require_floats(x, count, "softcap", "x");
   if (!(cap > 0.f)) fail("softcap: the cap must be positive");
+  if (record_elementwise(ProgramOp::Softcap, x, nullptr, int64_t(count), 0, cap)) return;
   if (!launching()) return;
   softcap_inplace(x.data, count, cap, stream_);
 }
