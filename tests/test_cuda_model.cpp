@@ -147,9 +147,14 @@ TEST_F(GpuModel, DecodeCandidatesMatchFullLogitsAndCpu) {
     // The same position twice: the KV row it writes is the same both times.
     mg->forward(&ids[pos], pos, 1, LogitsMode::Last, full.data());
     graph_steps += gpu->run_captured(k, [&] { mg->forward_top(&ids[pos], pos, 1, k, top_ids.data(), top_values.data()); });
+    // The captured step runs the persistent decode kernel, whose attention keeps q in fp32 where the plain step's
+    // kernels round it to bf16: the candidates are the plain step's up to that rounding, the first one up to ties.
     top_candidates(full.data(), vocab, k, want_ids.data(), want_values.data());
-    ASSERT_EQ(top_ids, want_ids) << "position " << pos;
-    ASSERT_EQ(top_values, want_values) << "position " << pos;
+    const float tolerance = 2e-2f * std::max(1.f, std::fabs(want_values[0]));
+    for (int i = 0; i < k; ++i)
+      ASSERT_NEAR(top_values[i], full[top_ids[i]], tolerance) << "candidate " << i << " at position " << pos;
+    if (want_values[0] - want_values[1] > 2 * tolerance) ASSERT_EQ(top_ids[0], want_ids[0]) << "position " << pos;
+    ASSERT_NEAR(top_values[k - 1], want_values[k - 1], tolerance) << "position " << pos;
     mc->forward(&ids[pos], pos, 1, LogitsMode::Last, cpu_logits.data());
     agree += argmax(cpu_logits.data(), vocab) == top_ids[0];
   }

@@ -178,7 +178,7 @@ TEST_P(CudaProgram, DecodeStepsMatchKernelStepsAndTheCpu) {
   }
   auto* cuda = dynamic_cast<cuda::CudaBackend*>(prog_be.get());
   ASSERT_NE(cuda, nullptr);
-  double worst_plain = 0, worst_cpu = 0;
+  double worst_plain = 0, worst_cpu = 0, worst_plain_cpu = 0;
   for (; pos < ctx; ++pos) {
     const int32_t token = int32_t(rng() % kVocab);
     std::fill(a.begin(), a.end(), NAN);
@@ -193,16 +193,18 @@ TEST_P(CudaProgram, DecodeStepsMatchKernelStepsAndTheCpu) {
       ASSERT_TRUE(std::isfinite(a[i])) << sh.name << " pos " << pos << " logit " << i << " seed " << seed;
       worst_plain = std::max(worst_plain, std::fabs(double(a[i]) - b[i]) / scale);
       worst_cpu = std::max(worst_cpu, std::fabs(double(a[i]) - c[i]) / scale);
+      worst_plain_cpu = std::max(worst_plain_cpu, std::fabs(double(b[i]) - c[i]) / scale);
     }
   }
   // Every op of the step is in the program: embed, norm, per layer (q/k/v GEMV, norm + RoPE + K/V store, attention
   // partials, their merge, output GEMV, residual, gated GEMV, down GEMV, residual), final norm, the (small) logits.
   EXPECT_EQ(cuda->captured_program_instructions(1), 4 + 9 * kLayers) << sh.name;
-  // The program rounds q to nothing (fp32) where the kernel path rounds it to bf16; both against the CPU's fp32.
-  EXPECT_LT(worst_plain, 2e-2) << sh.name << " seed " << seed;
-  EXPECT_LT(worst_cpu, 2e-2) << sh.name << " seed " << seed;
-  std::printf("%s: worst |program - kernels| %.2e, |program - cpu| %.2e of the largest logit\n", sh.name, worst_plain,
-              worst_cpu);
+  // Both GPU paths keep K/V in bf16; the op-by-op attention also rounds q to bf16, the program keeps it fp32. The
+  // program must be as close to the CPU as the kernels are.
+  EXPECT_LT(worst_cpu, 1.5 * worst_plain_cpu + 2e-3) << sh.name << " seed " << seed;
+  EXPECT_LT(worst_plain, 5e-2) << sh.name << " seed " << seed;
+  std::printf("%s: worst logit error / largest logit: program - kernels %.2e, program - cpu %.2e, kernels - cpu %.2e\n",
+              sh.name, worst_plain, worst_cpu, worst_plain_cpu);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -384,16 +384,30 @@ __device__ void run_elementwise(ProgramOp op, const ProgramElementwise& a) {
   }
 }
 
-__global__ void __launch_bounds__(kProgramThreads, 1) decode_program_kernel(const ProgramInstr* prog, int count) {
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// `trace` (optional): block 0 stamps the global timer as each instruction starts and after the last one.
+__global__ void __launch_bounds__(kProgramThreads, 1)
+    decode_program_kernel(const ProgramInstr* prog, int count, uint64_t* trace) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ ProgramInstr in;
   __shared__ float scratch[kProgramWarps];
+  constexpr int kWords = sizeof(ProgramInstr) / sizeof(uint32_t);
+  static_assert(kWords <= kProgramThreads, "one word of an instruction per thread");
   cg::grid_group grid = cg::this_grid();
+  const bool stamps = trace && blockIdx.x == 0 && threadIdx.x == 0;
+  // Thread t holds word t of the next instruction, loaded while the current one runs.
+  auto word_of = [&](int i) { return __ldg(reinterpret_cast<const uint32_t*>(prog + i) + threadIdx.x); };
+  uint32_t next = threadIdx.x < kWords ? word_of(0) : 0u;
   for (int i = 0; i < count; ++i) {
-    constexpr int kWords = sizeof(ProgramInstr) / sizeof(uint32_t);
-    for (int w = threadIdx.x; w < kWords; w += kProgramThreads)
-      reinterpret_cast<uint32_t*>(&in)[w] = __ldg(reinterpret_cast<const uint32_t*>(prog + i) + w);
+    if (threadIdx.x < kWords) reinterpret_cast<uint32_t*>(&in)[threadIdx.x] = next;
     __syncthreads();
+    if (stamps) trace[i] = global_ns();
+    if (i + 1 < count && threadIdx.x < kWords) next = word_of(i + 1);
     switch (in.op) {
       case ProgramOp::Embed: run_embed(in.embed); break;
       case ProgramOp::RmsNorm: run_rmsnorm(in.norm, scratch); break;
@@ -407,6 +421,7 @@ __global__ void __launch_bounds__(kProgramThreads, 1) decode_program_kernel(cons
     }
     grid.sync();  // also keeps `in` until every thread is done with it
   }
+  if (stamps) trace[count] = global_ns();
 }
 
 int sm_count() {
@@ -420,6 +435,21 @@ int sm_count() {
 }
 
 }  // namespace
+
+const char* program_op_name(ProgramOp op) {
+  switch (op) {
+    case ProgramOp::Embed: return "embed";
+    case ProgramOp::RmsNorm: return "rmsnorm";
+    case ProgramOp::Gemv: return "gemv";
+    case ProgramOp::QkNormRope: return "qk_norm_rope";
+    case ProgramOp::AttnPartial: return "attn_partial";
+    case ProgramOp::AttnCombine: return "attn_combine";
+    case ProgramOp::ResidualNorm: return "residual_norm";
+    case ProgramOp::AddBias: return "add_bias";
+    case ProgramOp::Softcap: return "softcap";
+  }
+  return "?";
+}
 
 bool program_gemv_supported(GgmlType type, int64_t cols) { return gemv_quant_supported(type, cols); }
 
@@ -440,7 +470,7 @@ size_t program_attention_workspace_floats(int n_head, int head_dim, int max_spli
   return size_t(max_splits) * size_t(n_head) * size_t(head_dim + 2);
 }
 
-cudaError_t launch_decode_program(const ProgramInstr* prog, int count, cudaStream_t stream) {
+cudaError_t launch_decode_program(const ProgramInstr* prog, int count, uint64_t* trace, cudaStream_t stream) {
   if (count <= 0) return cudaSuccess;
   static const bool configured = [] {
     check_cuda(cudaFuncSetAttribute(decode_program_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -459,7 +489,7 @@ cudaError_t launch_decode_program(const ProgramInstr* prog, int count, cudaStrea
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, decode_program_kernel, prog, count);
+  return cudaLaunchKernelEx(&config, decode_program_kernel, prog, count, trace);
 }
 
 }  // namespace swrun::cuda

@@ -143,7 +143,10 @@ int program_attention_max_splits(int n_head_kv);
 size_t program_attention_workspace_floats(int n_head, int head_dim, int max_splits);
 
 // Runs `count` instructions at `prog` (device memory) in one cooperative launch of one block per SM. Returns the
-// launch's status (a capture that cannot take a cooperative launch reports it here).
-cudaError_t launch_decode_program(const ProgramInstr* prog, int count, cudaStream_t stream);
+// launch's status (a capture that cannot take a cooperative launch reports it here). With `trace` (count + 1
+// device words) the start time of every instruction and the end are stamped there (ns, the GPU's global timer).
+cudaError_t launch_decode_program(const ProgramInstr* prog, int count, uint64_t* trace, cudaStream_t stream);
+
+const char* program_op_name(ProgramOp op);
 
 }  // namespace swrun::cuda

@@ -35,6 +35,7 @@ CudaBackend::CudaBackend(int device) {
     fail("no CUDA device: device " + std::to_string(device) + " requested, " + std::to_string(count) + " present");
   check_cuda(cudaSetDevice(device), "cudaSetDevice");
   if (const char* env = std::getenv("SWRUN_DECODE_PROGRAM")) program_enabled_ = std::string(env) != "0";
+  if (const char* env = std::getenv("SWRUN_PROGRAM_TRACE")) program_trace_ = std::string(env) == "1";
   cudaDeviceProp props{};
   check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
   device_name_ = props.name;
@@ -48,6 +49,7 @@ CudaBackend::CudaBackend(int device) {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  print_program_trace();
   for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
   cublasDestroy(cublas_);
   cudaEventDestroy(batch_uploaded_);

@@ -49,6 +49,11 @@ struct CapturedStep {
   std::vector<std::pair<const void*, size_t>> reads;  // pinned landing places (and words) of the reads, in order
   std::vector<void*> programs;                   // device copies of the decode programs the graph runs
   int program_instructions = 0;                  // their instructions, all together
+  struct Trace {
+    uint64_t* stamps;           // device: start of every instruction, then the end
+    std::vector<ProgramOp> ops;
+  };
+  std::vector<Trace> traces;                     // SWRUN_PROGRAM_TRACE=1 only
 };
 
 class CudaBackend final : public Backend {
@@ -130,6 +135,8 @@ class CudaBackend final : public Backend {
                             float eps, Buffer xn);
   bool record_elementwise(ProgramOp op, Buffer x, const float* bias, int64_t count, int64_t cols, float cap);
   void flush_program();  // launches the recorded program (captured into the step's graph)
+  void collect_program_trace(const CapturedStep& step);
+  void print_program_trace() const;
   const DeviceWeight& device_weight(const Weight& w, const char* op) const;
   // An fp32 vector weight of `length` values on the device (null when w is null or not uploaded); anything else
   // is an Error naming `op`.
@@ -192,6 +199,12 @@ class CudaBackend final : public Backend {
   bool program_enabled_ = true;           // SWRUN_DECODE_PROGRAM=0 turns the persistent decode kernel off
   std::vector<ProgramInstr> program_;     // recorded, not yet launched
   GrowingBuffer program_partials_{true, "decode program attention partials"};
+  // SWRUN_PROGRAM_TRACE=1: time per instruction (its op and the barrier after it), summed by op over the steps,
+  // printed to stderr when the backend goes away.
+  bool program_trace_ = false;
+  std::map<std::string, std::pair<double, long>> trace_ns_;  // op -> (ns, instructions)
+  long traced_steps_ = 0;
+  double traced_ns_ = 0;
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
 };

@@ -15,6 +15,7 @@ void CudaBackend::drop_graphs() {
   for (auto& [key, g] : graphs_) {
     check_cuda(cudaGraphExecDestroy(g.exec), "cudaGraphExecDestroy");
     for (void* program : g.programs) mem_.release(program);
+    for (const CapturedStep::Trace& t : g.traces) mem_.release(t.stamps);
   }
   graphs_.clear();
   plain_keys_.clear();
@@ -45,6 +46,7 @@ void CudaBackend::complete_step() {
   }
   check_cuda(cudaGraphLaunch(step_->exec, stream_), "cudaGraphLaunch");
   finish_step();
+  collect_program_trace(*step_);
 }
 
 bool CudaBackend::run_captured(int key, const std::function<void()>& step) {
@@ -119,6 +121,7 @@ bool CudaBackend::capture_step(int key, const std::function<void()>& step) {
   }
   if (captured.exec) cudaGraphExecDestroy(captured.exec);
   for (void* program : captured.programs) mem_.release(program);
+  for (const CapturedStep::Trace& t : captured.traces) mem_.release(t.stamps);
   std::fprintf(stderr, "swrun: CUDA graph capture of step %d failed (%s); running it with plain launches\n", key,
                why.c_str());
   plain_keys_.insert(key);

@@ -4,6 +4,7 @@
 // graph being captured, then itself. Replays launch the graph: the program's instructions live in device memory
 // owned by the captured step.
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "kernels/common/cuda_check.h"
@@ -27,11 +28,44 @@ void CudaBackend::flush_program() {
   check_cuda(cudaMemcpy(device, program_.data(), bytes, cudaMemcpyHostToDevice), "decode program upload");
   const int count = int(program_.size());
   step_->program_instructions += count;
+  uint64_t* stamps = nullptr;
+  if (program_trace_) {
+    stamps = static_cast<uint64_t*>(mem_.device((program_.size() + 1) * sizeof(uint64_t), "decode program trace"));
+    CapturedStep::Trace trace{stamps, {}};
+    for (const ProgramInstr& in : program_) trace.ops.push_back(in.op);
+    step_->traces.push_back(std::move(trace));
+  }
   program_.clear();
-  if (cudaError_t status = launch_decode_program(device, count, stream_); status != cudaSuccess) {
+  if (cudaError_t status = launch_decode_program(device, count, stamps, stream_); status != cudaSuccess) {
     cudaGetLastError();
     throw CaptureFailed{std::string("decode program: ") + cudaGetErrorString(status)};
   }
+}
+
+void CudaBackend::collect_program_trace(const CapturedStep& step) {
+  if (step.traces.empty()) return;
+  ++traced_steps_;
+  for (const CapturedStep::Trace& t : step.traces) {
+    std::vector<uint64_t> stamps(t.ops.size() + 1);
+    check_cuda(cudaMemcpy(stamps.data(), t.stamps, stamps.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost),
+               "decode program trace");
+    for (size_t i = 0; i < t.ops.size(); ++i) {
+      auto& [ns, n] = trace_ns_[program_op_name(t.ops[i])];
+      ns += double(stamps[i + 1] - stamps[i]);
+      ++n;
+    }
+    traced_ns_ += double(stamps.back() - stamps.front());
+  }
+}
+
+void CudaBackend::print_program_trace() const {
+  if (traced_steps_ == 0) return;
+  std::fprintf(stderr, "decode program trace: %ld steps, %.1f us of program per step\n", traced_steps_,
+               traced_ns_ / 1e3 / double(traced_steps_));
+  std::fprintf(stderr, "  %-14s %8s %12s %12s\n", "op", "per step", "us per step", "us each");
+  for (const auto& [op, v] : trace_ns_)
+    std::fprintf(stderr, "  %-14s %8.1f %12.1f %12.2f\n", op.c_str(), double(v.second) / double(traced_steps_),
+                 v.first / 1e3 / double(traced_steps_), v.first / 1e3 / double(v.second));
 }
 
 bool CudaBackend::record_embed(const Weight& table, const DeviceWeight& d, float scale, Buffer out) {
