@@ -21,6 +21,33 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Blocks [b0, b0 + nb) of a row as the 16-byte loads that cover them: rows sit at any even offset, so the span
+// starts `skew` bytes before the first block.
+struct StageSpan {
+  const uint4* aligned;
+  int skew, vecs;
+};
+__device__ __forceinline__ StageSpan stage_span(const uint8_t* row, int b0, int nb, int block_bytes) {
+  const uint8_t* src = row + int64_t(b0) * block_bytes;
+  const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
+  return {reinterpret_cast<const uint4*>(src - skew), skew, (skew + nb * block_bytes + 15) / 16};
+}
+
+// Adds x[r] . (blocks b0 .. b0 + nb of a row, staged in shared memory at `blocks`) to acc[r] for r < x_rows.
+template <typename D, int kRows>
+__device__ __forceinline__ void dot_staged(const uint8_t* blocks, int b0, int nb, const float* x, int64_t cols,
+                                           int x_rows, float (&acc)[kRows]) {
+  for (int it = threadIdx.x % kWarp; it < nb * D::kItems; it += kWarp) {
+    const int b = it / D::kItems;
+    const float* xb = x + int64_t(b0 + b) * D::kElems;
+    D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
+    });
+  }
+}
+
 // Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
 // `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
 // lane. `after_first_stage()` runs once the first blocks are staged and before x is read: the standalone kernels
@@ -34,23 +61,11 @@ __device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per
   const int lane = threadIdx.x % kWarp;
   for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
     const int nb = min(kChunkBlocks, blocks_per_row - b0);
-    const uint8_t* src = row + int64_t(b0) * D::kBytes;
-    const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
-    const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
-    const int vecs = (skew + nb * D::kBytes + 15) / 16;
-    for (int v = lane; v < vecs; v += kWarp) stage[v] = __ldg(aligned + v);
+    const StageSpan span = stage_span(row, b0, nb, D::kBytes);
+    for (int v = lane; v < span.vecs; v += kWarp) stage[v] = __ldg(span.aligned + v);
     __syncwarp();
     if (b0 == 0) after_first_stage();
-    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(stage) + skew;
-    for (int it = lane; it < nb * D::kItems; it += kWarp) {
-      const int b = it / D::kItems;
-      const float* xb = x + int64_t(b0 + b) * D::kElems;
-      D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-          if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
-      });
-    }
+    dot_staged<D, kRows>(reinterpret_cast<const uint8_t*>(stage) + span.skew, b0, nb, x, cols, x_rows, acc);
     __syncwarp();  // the stage is refilled next pass
   }
 }

@@ -30,12 +30,15 @@ constexpr int kMaxRopeHeadDim = 512;
 constexpr int kMaxGroup = 8;         // query heads per KV head
 constexpr int kMinKeysPerSplit = 32;  // below this a split's merge costs more than its keys
 
-// Dynamic shared memory: the largest of the GEMV stages, the attention merge slots and the RoPE rows.
-constexpr size_t kGemvSmem = size_t(kProgramWarps) * gemv::kStageVecs * sizeof(uint4);
+constexpr int kPrefetchRows = 4;      // row dots a warp stages ahead of the barrier before a GEMV
+
+// Dynamic shared memory: the GEMV stages (filled ahead of the barrier, so they have their own region), then the
+// larger of the attention merge slots and the RoPE rows.
+constexpr size_t kStageSmem = size_t(kProgramWarps) * kPrefetchRows * gemv::kStageVecs * sizeof(uint4);
 constexpr size_t kAttnSmem =
     (size_t(kProgramWarps) * (kProgramMaxGroupFloats + 2 * kMaxGroup) + kProgramMaxGroupFloats) * sizeof(float);
 constexpr size_t kRopeSmem = size_t(kProgramWarps) * kMaxRopeHeadDim * sizeof(float);
-constexpr size_t kSmemBytes = std::max(kGemvSmem, std::max(kAttnSmem, kRopeSmem));
+constexpr size_t kSmemBytes = kStageSmem + std::max(kAttnSmem, kRopeSmem);
 
 __device__ __forceinline__ int warp_id() { return int(threadIdx.x) / kWarp; }
 __device__ __forceinline__ int lane_id() { return int(threadIdx.x) % kWarp; }
@@ -138,10 +141,18 @@ __device__ void run_embed(const ProgramEmbed& a) {
   });
 }
 
-// One warp per output row over the grid; the rows of up to three matrices are concatenated (or one gated pair).
-__device__ void run_gemv(const ProgramGemv& a, uint4* stages) {
-  uint4* stage = stages + warp_id() * gemv::kStageVecs;
-  const auto no_wait = [] {};
+// ---- GEMV: one warp per output row over the grid; the rows of up to three matrices are concatenated (or one gated
+// pair: a gate row and an up row per output). A warp's first row dots are staged by cp.async before the barrier
+// that precedes the GEMV (prefetch_gemv), so the weights' memory latency overlaps the barrier and the op before.
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* global) {
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global) : "memory");
+}
+
+// Calls f(i, n) for matrix i's row n of every output this warp computes, in order.
+template <typename F>
+__device__ __forceinline__ void for_warp_rows(const ProgramGemv& a, F&& f) {
   int64_t total = a.n_out[0];
   if (!a.gated)
     for (int i = 1; i < a.count; ++i) total += a.n_out[i];
@@ -150,21 +161,84 @@ __device__ void run_gemv(const ProgramGemv& a, uint4* stages) {
     int i = 0;
     int64_t n = g;
     while (n >= a.n_out[i]) n -= a.n_out[i++];
+    f(i, n);
+  }
+}
+
+// The staged rows: the first outputs of the warp whose rows fit one stage, as long as slots remain (both rows of a
+// gated output). prefetch_gemv and run_gemv walk the same rows with this rule, so they agree on the slots.
+struct StagePlan {
+  int slot = 0;
+  bool open = true;
+  template <typename D>
+  __device__ bool take(const ProgramGemv& a) {
+    const int mats = a.gated ? 2 : 1;
+    open = open && a.cols / D::kElems <= gemv::kStageBytes / D::kBytes && slot + mats <= kPrefetchRows;
+    if (open) slot += mats;
+    return open;
+  }
+};
+
+__device__ uint4* warp_stages(uint4* stages) { return stages + warp_id() * kPrefetchRows * gemv::kStageVecs; }
+
+__device__ void prefetch_gemv(const ProgramGemv& a, uint4* stages) {
+  uint4* mine = warp_stages(stages);
+  StagePlan plan;
+  for_warp_rows(a, [&](int i, int64_t n) {
+    with_block_decoder(a.type[i], [&]<typename D>() {
+      const int first = plan.slot;
+      if (!plan.take<D>(a)) return;
+      const int blocks_per_row = int(a.cols / D::kElems);
+      const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
+      for (int m = 0; m < plan.slot - first; ++m) {
+        const gemv::StageSpan span = gemv::stage_span(a.w[a.gated ? m : i] + n * row_bytes, 0, blocks_per_row, D::kBytes);
+        uint4* stage = mine + (first + m) * gemv::kStageVecs;
+        for (int v = lane_id(); v < span.vecs; v += kWarp) cp_async16(stage + v, span.aligned + v);
+      }
+    });
+  });
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// `staged`: prefetch_gemv ran for this instruction before the barrier.
+__device__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged) {
+  uint4* mine = warp_stages(stages);
+  const auto no_wait = [] {};
+  StagePlan plan;
+  bool waited = false;
+  for_warp_rows(a, [&](int i, int64_t n) {
     with_block_decoder(a.type[i], [&]<typename D>() {
       const int blocks_per_row = int(a.cols / D::kElems);
       const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
-      float acc[1] = {0.f};
-      gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, acc);
+      const int first = plan.slot;
+      float acc[2][1] = {{0.f}, {0.f}};  // gate (or the only row), up
+      if (staged && plan.take<D>(a)) {
+        if (!waited) {
+          asm volatile("cp.async.wait_all;" ::: "memory");
+          __syncwarp();
+          waited = true;
+        }
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {  // unrolled: acc[m] stays in registers
+          if (m == plan.slot - first) break;
+          const int skew = gemv::stage_span(a.w[a.gated ? m : i] + n * row_bytes, 0, blocks_per_row, D::kBytes).skew;
+          const auto* blocks = reinterpret_cast<const uint8_t*>(mine + (first + m) * gemv::kStageVecs) + skew;
+          gemv::dot_staged<D, 1>(blocks, 0, blocks_per_row, a.x, a.cols, 1, acc[m]);
+        }
+      } else {
+        uint4* stage = mine;  // past the staged slots' use: this warp's slot 0 is free again
+        gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, acc[0]);
+        if (a.gated)
+          gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, acc[1]);
+      }
       if (a.gated) {
-        float up[1] = {0.f};
-        gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, up);
-        const float sum = gated_activate(gemv::warp_sum(acc[0]), a.act) * gemv::warp_sum(up[0]);
+        const float sum = gated_activate(gemv::warp_sum(acc[0][0]), a.act) * gemv::warp_sum(acc[1][0]);
         if (lane_id() == 0) a.out[0][n] = sum;
       } else {
-        gemv::store_row<1>(acc, 1, a.out[i], a.n_out[i], n);
+        gemv::store_row<1>(acc[0], 1, a.out[i], a.n_out[i], n);
       }
     });
-  }
+  });
 }
 
 // One warp per head row of q, then k: RMSNorm (optional) into the warp's staging row, rotation back into q / k,
@@ -394,32 +468,44 @@ __device__ __forceinline__ uint64_t global_ns() {
 __global__ void __launch_bounds__(kProgramThreads, 1)
     decode_program_kernel(const ProgramInstr* prog, int count, uint64_t* trace) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ ProgramInstr in;
+  uint4* stages = reinterpret_cast<uint4*>(smem);
+  float* work = reinterpret_cast<float*>(smem + kStageSmem);
+  __shared__ ProgramInstr ins[2];  // instruction i in ins[i % 2]
   __shared__ float scratch[kProgramWarps];
   constexpr int kWords = sizeof(ProgramInstr) / sizeof(uint32_t);
   static_assert(kWords <= kProgramThreads, "one word of an instruction per thread");
   cg::grid_group grid = cg::this_grid();
   const bool stamps = trace && blockIdx.x == 0 && threadIdx.x == 0;
-  // Thread t holds word t of the next instruction, loaded while the current one runs.
+  const bool loader = threadIdx.x < kWords;
+  // Thread t holds word t of the instruction after next, loaded while the current one runs.
   auto word_of = [&](int i) { return __ldg(reinterpret_cast<const uint32_t*>(prog + i) + threadIdx.x); };
-  uint32_t next = threadIdx.x < kWords ? word_of(0) : 0u;
+  auto words = [](ProgramInstr& in) { return reinterpret_cast<uint32_t*>(&in); };
+  if (loader) words(ins[0])[threadIdx.x] = word_of(0);
+  uint32_t next = loader && count > 1 ? word_of(1) : 0u;
+  __syncthreads();
   for (int i = 0; i < count; ++i) {
-    if (threadIdx.x < kWords) reinterpret_cast<uint32_t*>(&in)[threadIdx.x] = next;
-    __syncthreads();
+    const ProgramInstr& in = ins[i % 2];
     if (stamps) trace[i] = global_ns();
-    if (i + 1 < count && threadIdx.x < kWords) next = word_of(i + 1);
     switch (in.op) {
       case ProgramOp::Embed: run_embed(in.embed); break;
       case ProgramOp::RmsNorm: run_rmsnorm(in.norm, scratch); break;
-      case ProgramOp::Gemv: run_gemv(in.gemv, reinterpret_cast<uint4*>(smem)); break;
-      case ProgramOp::QkNormRope: run_qk_norm_rope(in.rope, reinterpret_cast<float*>(smem)); break;
-      case ProgramOp::AttnPartial: run_attn_partial(in.attn, reinterpret_cast<float*>(smem)); break;
+      case ProgramOp::Gemv: run_gemv(in.gemv, stages, i > 0); break;
+      case ProgramOp::QkNormRope: run_qk_norm_rope(in.rope, work); break;
+      case ProgramOp::AttnPartial: run_attn_partial(in.attn, work); break;
       case ProgramOp::AttnCombine: run_attn_combine(in.attn); break;
       case ProgramOp::ResidualNorm: run_residual_norm(in.residual, scratch); break;
       case ProgramOp::AddBias:
       case ProgramOp::Softcap: run_elementwise(in.op, in.elementwise); break;
     }
-    grid.sync();  // also keeps `in` until every thread is done with it
+    if (i + 1 < count) {
+      // ins[(i + 1) % 2] held instruction i - 1, done with at the last barrier.
+      ProgramInstr& upcoming = ins[(i + 1) % 2];
+      if (loader) words(upcoming)[threadIdx.x] = next;
+      if (loader && i + 2 < count) next = word_of(i + 2);
+      __syncthreads();
+      if (upcoming.op == ProgramOp::Gemv) prefetch_gemv(upcoming.gemv, stages);
+    }
+    grid.sync();
   }
   if (stamps) trace[count] = global_ns();
 }
