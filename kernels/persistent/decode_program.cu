@@ -181,7 +181,7 @@ struct StagePlan {
 
 __device__ uint4* warp_stages(uint4* stages) { return stages + warp_id() * kPrefetchRows * gemv::kStageVecs; }
 
-__device__ void prefetch_gemv(const ProgramGemv& a, uint4* stages) {
+__device__ __noinline__ void prefetch_gemv(const ProgramGemv& a, uint4* stages) {
   uint4* mine = warp_stages(stages);
   StagePlan plan;
   for_warp_rows(a, [&](int i, int64_t n) {
@@ -201,7 +201,7 @@ __device__ void prefetch_gemv(const ProgramGemv& a, uint4* stages) {
 }
 
 // `staged`: prefetch_gemv ran for this instruction before the barrier.
-__device__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged) {
+__device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged) {
   uint4* mine = warp_stages(stages);
   const auto no_wait = [] {};
   StagePlan plan;
@@ -243,7 +243,7 @@ __device__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged) {
 
 // One warp per head row of q, then k: RMSNorm (optional) into the warp's staging row, rotation back into q / k,
 // and for k (and its v) the bf16 cache row of this position when the attention's store was folded in.
-__device__ void run_qk_norm_rope(const ProgramQkNormRope& a, float* rows) {
+__device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float* rows) {
   const int lane = lane_id(), dim = a.head_dim, half = dim / 2, quads = dim / 4;
   float* h = rows + warp_id() * kMaxRopeHeadDim;
   const int64_t pos = *a.pos;
@@ -419,7 +419,7 @@ __device__ void attn_partial(const ProgramAttn& a, float* slots) {
   }
 }
 
-__device__ void run_attn_partial(const ProgramAttn& a, float* slots) {
+__device__ __noinline__ void run_attn_partial(const ProgramAttn& a, float* slots) {
   const int G = a.n_head / a.n_head_kv;
   auto by_group = [&]<int E>() {
     if (G == 1) attn_partial<E, 1>(a, slots);
@@ -497,15 +497,17 @@ __global__ void __launch_bounds__(kProgramThreads, 1)
       case ProgramOp::AddBias:
       case ProgramOp::Softcap: run_elementwise(in.op, in.elementwise); break;
     }
-    if (i + 1 < count) {
-      // ins[(i + 1) % 2] held instruction i - 1, done with at the last barrier.
-      ProgramInstr& upcoming = ins[(i + 1) % 2];
-      if (loader) words(upcoming)[threadIdx.x] = next;
-      if (loader && i + 2 < count) next = word_of(i + 2);
-      __syncthreads();
-      if (upcoming.op == ProgramOp::Gemv) prefetch_gemv(upcoming.gemv, stages);
-    }
-    grid.sync();
+    if (i + 1 == count) break;
+    // ins[(i + 1) % 2] held instruction i - 1, done with at the last barrier; the arrival's block barrier
+    // publishes it to the block.
+    ProgramInstr& upcoming = ins[(i + 1) % 2];
+    if (loader) words(upcoming)[threadIdx.x] = next;
+    // The barrier is split so that the next GEMV's weights are requested after this block's arrival (whose
+    // release would otherwise wait for them) and before the wait for the other blocks.
+    cg::grid_group::arrival_token token = grid.barrier_arrive();
+    if (upcoming.op == ProgramOp::Gemv) prefetch_gemv(upcoming.gemv, stages);
+    if (loader && i + 2 < count) next = word_of(i + 2);
+    grid.barrier_wait(std::move(token));
   }
   if (stamps) trace[count] = global_ns();
 }

@@ -21,7 +21,7 @@
 
 namespace swrun::cuda {
 
-constexpr int kProgramThreads = 384;
+constexpr int kProgramThreads = 256;
 constexpr int kProgramWarps = kProgramThreads / 32;
 // A program's attention serves query groups of at most this many floats (query heads per KV head x head_dim).
 constexpr int kProgramMaxGroupFloats = 2048;
