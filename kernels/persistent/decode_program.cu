@@ -27,6 +27,7 @@ constexpr int kWarp = 32;
 constexpr int kNormVec = 4;  // float4 per thread: rows of up to kProgramThreads * 16 floats
 constexpr int kMaxNormCols = kProgramThreads * 4 * kNormVec;
 constexpr int kMaxRopeHeadDim = 512;
+constexpr int kRopeQuadsPerLane = kMaxRopeHeadDim / 4 / 32;
 constexpr int kMaxGroup = 8;         // query heads per KV head
 constexpr int kMinKeysPerSplit = 32;  // below this a split's merge costs more than its keys
 
@@ -38,7 +39,9 @@ constexpr size_t kStageSmem = size_t(kProgramWarps) * kPrefetchRows * gemv::kSta
 constexpr size_t kAttnSmem =
     (size_t(kProgramWarps) * (kProgramMaxGroupFloats + 2 * kMaxGroup) + kProgramMaxGroupFloats) * sizeof(float);
 constexpr size_t kRopeSmem = size_t(kProgramWarps) * kMaxRopeHeadDim * sizeof(float);
-constexpr size_t kSmemBytes = kStageSmem + std::max(kAttnSmem, kRopeSmem);
+constexpr int kMaxStagedX = 16384;  // a GEMV's x is copied to shared memory up to this length
+constexpr size_t kWorkSmem = std::max(std::max(kAttnSmem, kRopeSmem), size_t(kMaxStagedX) * sizeof(float));
+constexpr size_t kSmemBytes = kStageSmem + kWorkSmem;
 
 __device__ __forceinline__ int warp_id() { return int(threadIdx.x) / kWarp; }
 __device__ __forceinline__ int lane_id() { return int(threadIdx.x) % kWarp; }
@@ -61,69 +64,69 @@ __device__ __forceinline__ float4 scale_by(float4 v, float s, float4 g) {
   return make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
 }
 
-// ---- one-row ops (block 0)
+// ---- one-row ops (block 0). Every operand is loaded before the first reduction: a load after a block barrier
+// would add its memory latency to the chain.
+
+// Thread t's float4 columns t + i * kProgramThreads of a row (zeros past its end) and their sum of squares.
+struct RowShare {
+  float4 v[kNormVec];
+  __device__ void load(const float* row, int cols4) {
+#pragma unroll
+    for (int i = 0; i < kNormVec; ++i) {
+      const int c = threadIdx.x + i * kProgramThreads;
+      v[i] = c < cols4 && row ? reinterpret_cast<const float4*>(row)[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+  __device__ float sum_squares() const {
+    float ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < kNormVec; ++i) ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+    return ss;
+  }
+  __device__ void scale_by(float s, const RowShare& g) {
+#pragma unroll
+    for (int i = 0; i < kNormVec; ++i)
+      v[i] = make_float4(v[i].x * s * g.v[i].x, v[i].y * s * g.v[i].y, v[i].z * s * g.v[i].z, v[i].w * s * g.v[i].w);
+  }
+  __device__ void store(float* row, int cols4) const {
+#pragma unroll
+    for (int i = 0; i < kNormVec; ++i) {
+      const int c = threadIdx.x + i * kProgramThreads;
+      if (c < cols4) reinterpret_cast<float4*>(row)[c] = v[i];
+    }
+  }
+};
+
+__device__ float inv_rms(const RowShare& r, int cols, float eps, float* scratch) {
+  return rsqrtf(block_sum(r.sum_squares(), scratch) * (1.f / float(cols)) + eps);
+}
 
 __device__ void run_rmsnorm(const ProgramRmsNorm& a, float* scratch) {
   if (blockIdx.x != 0) return;
   const int cols4 = a.cols / 4;
-  const auto* x = reinterpret_cast<const float4*>(a.x);
-  float4 v[kNormVec];
-  float ss = 0.f;
-#pragma unroll
-  for (int i = 0; i < kNormVec; ++i) {
-    const int c = threadIdx.x + i * kProgramThreads;
-    if (c < cols4) {
-      v[i] = x[c];
-      ss += sum_squares(v[i]);
-    }
-  }
-  const float scale = rsqrtf(block_sum(ss, scratch) * (1.f / float(a.cols)) + a.eps);
-#pragma unroll
-  for (int i = 0; i < kNormVec; ++i) {
-    const int c = threadIdx.x + i * kProgramThreads;
-    if (c < cols4) reinterpret_cast<float4*>(a.out)[c] = scale_by(v[i], scale, reinterpret_cast<const float4*>(a.w)[c]);
-  }
+  RowShare x, w;
+  x.load(a.x, cols4);
+  w.load(a.w, cols4);
+  x.scale_by(inv_rms(x, a.cols, a.eps, scratch), w);
+  x.store(a.out, cols4);
 }
 
 __device__ void run_residual_norm(const ProgramResidualNorm& a, float* scratch) {
   if (blockIdx.x != 0) return;
   const int cols4 = a.cols / 4;
-  float4 v[kNormVec];
-  float ss = 0.f;
+  RowShare y, x, post, next;
+  y.load(a.y, cols4);
+  x.load(a.x, cols4);
+  post.load(a.w_post, cols4);
+  next.load(a.w_next, cols4);
+  if (a.w_post) y.scale_by(inv_rms(y, a.cols, a.eps, scratch), post);
 #pragma unroll
-  for (int i = 0; i < kNormVec; ++i) {
-    const int c = threadIdx.x + i * kProgramThreads;
-    if (c < cols4) {
-      v[i] = reinterpret_cast<const float4*>(a.y)[c];
-      ss += sum_squares(v[i]);
-    }
-  }
-  if (a.w_post) {
-    const float scale = rsqrtf(block_sum(ss, scratch) * (1.f / float(a.cols)) + a.eps);
-#pragma unroll
-    for (int i = 0; i < kNormVec; ++i) {
-      const int c = threadIdx.x + i * kProgramThreads;
-      if (c < cols4) v[i] = scale_by(v[i], scale, reinterpret_cast<const float4*>(a.w_post)[c]);
-    }
-  }
-  ss = 0.f;
-#pragma unroll
-  for (int i = 0; i < kNormVec; ++i) {
-    const int c = threadIdx.x + i * kProgramThreads;
-    if (c < cols4) {
-      const float4 r = reinterpret_cast<const float4*>(a.x)[c];
-      v[i] = make_float4(r.x + v[i].x, r.y + v[i].y, r.z + v[i].z, r.w + v[i].w);
-      reinterpret_cast<float4*>(a.x)[c] = v[i];
-      ss += sum_squares(v[i]);
-    }
-  }
+  for (int i = 0; i < kNormVec; ++i)
+    x.v[i] = make_float4(x.v[i].x + y.v[i].x, x.v[i].y + y.v[i].y, x.v[i].z + y.v[i].z, x.v[i].w + y.v[i].w);
+  x.store(a.x, cols4);
   if (!a.w_next) return;
-  const float scale = rsqrtf(block_sum(ss, scratch) * (1.f / float(a.cols)) + a.eps);
-#pragma unroll
-  for (int i = 0; i < kNormVec; ++i) {
-    const int c = threadIdx.x + i * kProgramThreads;
-    if (c < cols4) reinterpret_cast<float4*>(a.xn)[c] = scale_by(v[i], scale, reinterpret_cast<const float4*>(a.w_next)[c]);
-  }
+  x.scale_by(inv_rms(x, a.cols, a.eps, scratch), next);
+  x.store(a.xn, cols4);
 }
 
 // ---- grid-wide ops
@@ -200,9 +203,17 @@ __device__ __noinline__ void prefetch_gemv(const ProgramGemv& a, uint4* stages) 
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// `staged`: prefetch_gemv ran for this instruction before the barrier.
-__device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged) {
+// `staged`: prefetch_gemv ran for this instruction before the barrier. x is first copied into `x_smem` by the
+// whole block (one coalesced round trip instead of each lane's scattered reads of it).
+__device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool staged, float* x_smem) {
   uint4* mine = warp_stages(stages);
+  const float* x = a.x;
+  if (a.cols <= kMaxStagedX) {
+    for (int t = threadIdx.x; t < a.cols / 4; t += kProgramThreads)
+      reinterpret_cast<float4*>(x_smem)[t] = reinterpret_cast<const float4*>(a.x)[t];
+    __syncthreads();
+    x = x_smem;
+  }
   const auto no_wait = [] {};
   StagePlan plan;
   bool waited = false;
@@ -223,13 +234,13 @@ __device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool 
           if (m == plan.slot - first) break;
           const int skew = gemv::stage_span(a.w[a.gated ? m : i] + n * row_bytes, 0, blocks_per_row, D::kBytes).skew;
           const auto* blocks = reinterpret_cast<const uint8_t*>(mine + (first + m) * gemv::kStageVecs) + skew;
-          gemv::dot_staged<D, 1>(blocks, 0, blocks_per_row, a.x, a.cols, 1, acc[m]);
+          gemv::dot_staged<D, 1>(blocks, 0, blocks_per_row, x, a.cols, 1, acc[m]);
         }
       } else {
         uint4* stage = mine;  // past the staged slots' use: this warp's slot 0 is free again
-        gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, acc[0]);
+        gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[0]);
         if (a.gated)
-          gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, a.x, a.cols, 1, stage, no_wait, acc[1]);
+          gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[1]);
       }
       if (a.gated) {
         const float sum = gated_activate(gemv::warp_sum(acc[0][0]), a.act) * gemv::warp_sum(acc[1][0]);
@@ -255,20 +266,28 @@ __device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float*
     const int head_index = is_q ? row : row - a.q_heads;
     float* head = (is_q ? a.q : a.k) + int64_t(head_index) * dim;
     const float* g = is_q ? a.q_norm : a.k_norm;
+    const bool store = !is_q && a.k_cache;
+    const float* v = store ? a.v + int64_t(head_index) * dim : nullptr;
+    // Every operand first (the head, its norm weight, the value row to store), then the reduction.
+    float4 hv[kRopeQuadsPerLane], gv[kRopeQuadsPerLane], vv[kRopeQuadsPerLane];
     float ss = 0.f;
-    for (int c = lane; c < quads; c += kWarp) {
-      const float4 v = reinterpret_cast<const float4*>(head)[c];
-      ss += sum_squares(v);
-      reinterpret_cast<float4*>(h)[c] = v;
+#pragma unroll
+    for (int j = 0; j < kRopeQuadsPerLane; ++j) {
+      const int c = lane + j * kWarp;
+      if (c >= quads) break;
+      hv[j] = reinterpret_cast<const float4*>(head)[c];
+      if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
+      if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
+      ss += sum_squares(hv[j]);
     }
-    if (g) {
-      const float scale = rsqrtf(gemv::warp_sum(ss) * (1.f / float(dim)) + a.eps);
-      for (int c = lane; c < quads; c += kWarp)
-        reinterpret_cast<float4*>(h)[c] =
-            scale_by(reinterpret_cast<const float4*>(h)[c], scale, reinterpret_cast<const float4*>(g)[c]);
+    const float scale = g ? rsqrtf(gemv::warp_sum(ss) * (1.f / float(dim)) + a.eps) : 1.f;
+#pragma unroll
+    for (int j = 0; j < kRopeQuadsPerLane; ++j) {
+      const int c = lane + j * kWarp;
+      if (c >= quads) break;
+      reinterpret_cast<float4*>(h)[c] = g ? scale_by(hv[j], scale, gv[j]) : hv[j];
     }
     __syncwarp();
-    const bool store = !is_q && a.k_cache;
     __nv_bfloat16* k_row = store ? a.k_cache + (slot * a.k_heads + head_index) * dim : nullptr;
     for (int i = lane; i < half; i += kWarp) {
       const int x0 = a.neox ? i : 2 * i, x1 = a.neox ? i + half : 2 * i + 1;
@@ -282,8 +301,15 @@ __device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float*
     }
     if (store) {
       __nv_bfloat16* v_row = a.v_cache + (slot * a.k_heads + head_index) * dim;
-      const float* v = a.v + int64_t(head_index) * dim;
-      for (int c = lane; c < dim; c += kWarp) v_row[c] = __float2bfloat16_rn(v[c]);
+#pragma unroll
+      for (int j = 0; j < kRopeQuadsPerLane; ++j) {
+        const int c = lane + j * kWarp;
+        if (c >= quads) break;
+        v_row[4 * c] = __float2bfloat16_rn(vv[j].x);
+        v_row[4 * c + 1] = __float2bfloat16_rn(vv[j].y);
+        v_row[4 * c + 2] = __float2bfloat16_rn(vv[j].z);
+        v_row[4 * c + 3] = __float2bfloat16_rn(vv[j].w);
+      }
     }
     __syncwarp();  // the staging row is refilled by the next head
   }
@@ -489,7 +515,7 @@ __global__ void __launch_bounds__(kProgramThreads, 1)
     switch (in.op) {
       case ProgramOp::Embed: run_embed(in.embed); break;
       case ProgramOp::RmsNorm: run_rmsnorm(in.norm, scratch); break;
-      case ProgramOp::Gemv: run_gemv(in.gemv, stages, i > 0); break;
+      case ProgramOp::Gemv: run_gemv(in.gemv, stages, i > 0, work); break;
       case ProgramOp::QkNormRope: run_qk_norm_rope(in.rope, work); break;
       case ProgramOp::AttnPartial: run_attn_partial(in.attn, work); break;
       case ProgramOp::AttnCombine: run_attn_combine(in.attn); break;

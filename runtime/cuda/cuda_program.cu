@@ -85,7 +85,8 @@ bool CudaBackend::record_rmsnorm(Buffer x, const float* w, int64_t rows, int64_t
 }
 
 bool CudaBackend::record_gemv(Buffer x, const Weight* const* ws, const Buffer* outs, int count, const GatedAct* act) {
-  if (!recording_program() || count < 1 || count > kGemvMultiMax) return false;
+  if (!recording_program() || count < 1 || count > kGemvMultiMax || reinterpret_cast<uintptr_t>(x.data) % 16 != 0)
+    return false;
   ProgramInstr in{};
   in.op = ProgramOp::Gemv;
   ProgramGemv& g = in.gemv;
