@@ -348,6 +348,26 @@ __device__ __forceinline__ void unpack(const typename Bf16Vec<E>::T& raw, float 
   }
 }
 
+// The splits of KV head kvh merged into the output of its query heads, by the calling block. The partials were
+// written by other blocks in this same op: read through L2 (an earlier layer may have left the addresses in L1).
+__device__ void merge_splits(const ProgramAttn& a, const SplitPlan& sp, int kvh) {
+  const int D = a.head_dim, G = a.n_head / a.n_head_kv;
+  const int64_t stride = int64_t(a.n_head) * (D + 2);
+  for (int t = threadIdx.x; t < G * D; t += kProgramThreads) {
+    const int64_t h = int64_t(kvh) * G + t / D, d = t % D;
+    const float* p = a.partials + h * (D + 2);
+    float mx = -INFINITY;
+    for (int s = 0; s < sp.n_split; ++s) mx = fmaxf(mx, __ldcg(p + s * stride + D));
+    float sum_l = 0.f, sum_acc = 0.f;
+    for (int s = 0; s < sp.n_split; ++s) {
+      const float f = expf(__ldcg(p + s * stride + D) - mx);
+      sum_l = fmaf(__ldcg(p + s * stride + D + 1), f, sum_l);
+      sum_acc = fmaf(__ldcg(p + s * stride + d), f, sum_acc);
+    }
+    a.out[h * D + d] = sum_acc / sum_l;
+  }
+}
+
 // Work items are (KV head, split); a block's warps take its keys in turn, kU at a time with every load issued
 // before any use, keep an online softmax per query head of the group (the group's queries in shared memory), and
 // merge in shared memory into the split's partial: [n_head][head_dim] sums of p*v, then the running max m and sum l.
@@ -441,11 +461,24 @@ __device__ void attn_partial(const ProgramAttn& a, float* slots) {
         dst[D + 1] = sum_l;
       }
     }
-    __syncthreads();  // the slots are refilled by the next item
+    // The last block to finish a split of this KV head merges them all (no barrier and op for the merge).
+    __threadfence();
+    __syncthreads();
+    __shared__ bool last;
+    if (threadIdx.x == 0) {
+      last = atomicAdd(a.splits_done + kvh, 1) == sp.n_split - 1;
+      if (last) {
+        a.splits_done[kvh] = 0;  // for the next layer, after the barrier
+        __threadfence();
+      }
+    }
+    __syncthreads();
+    if (last) merge_splits(a, sp, kvh);
+    __syncthreads();  // the slots and `last` are reused by the next item
   }
 }
 
-__device__ __noinline__ void run_attn_partial(const ProgramAttn& a, float* slots) {
+__device__ __noinline__ void run_attention(const ProgramAttn& a, float* slots) {
   const int G = a.n_head / a.n_head_kv;
   auto by_group = [&]<int E>() {
     if (G == 1) attn_partial<E, 1>(a, slots);
@@ -456,25 +489,6 @@ __device__ __noinline__ void run_attn_partial(const ProgramAttn& a, float* slots
   if (a.head_dim == 64) by_group.template operator()<2>();
   else if (a.head_dim == 128) by_group.template operator()<4>();
   else by_group.template operator()<8>();
-}
-
-__device__ void run_attn_combine(const ProgramAttn& a) {
-  const SplitPlan sp = plan_splits(a);
-  const int D = a.head_dim;
-  const int64_t stride = int64_t(a.n_head) * (D + 2);
-  for (int64_t t = grid_thread(); t < int64_t(a.n_head) * D; t += grid_threads()) {
-    const int64_t h = t / D, d = t % D;
-    const float* p = a.partials + h * (D + 2);
-    float mx = -INFINITY;
-    for (int s = 0; s < sp.n_split; ++s) mx = fmaxf(mx, p[s * stride + D]);
-    float sum_l = 0.f, sum_acc = 0.f;
-    for (int s = 0; s < sp.n_split; ++s) {
-      const float f = expf(p[s * stride + D] - mx);
-      sum_l = fmaf(p[s * stride + D + 1], f, sum_l);
-      sum_acc = fmaf(p[s * stride + d], f, sum_acc);
-    }
-    a.out[t] = sum_acc / sum_l;
-  }
 }
 
 __device__ void run_elementwise(ProgramOp op, const ProgramElementwise& a) {
@@ -517,8 +531,7 @@ __global__ void __launch_bounds__(kProgramThreads, 1)
       case ProgramOp::RmsNorm: run_rmsnorm(in.norm, scratch); break;
       case ProgramOp::Gemv: run_gemv(in.gemv, stages, i > 0, work); break;
       case ProgramOp::QkNormRope: run_qk_norm_rope(in.rope, work); break;
-      case ProgramOp::AttnPartial: run_attn_partial(in.attn, work); break;
-      case ProgramOp::AttnCombine: run_attn_combine(in.attn); break;
+      case ProgramOp::Attention: run_attention(in.attn, work); break;
       case ProgramOp::ResidualNorm: run_residual_norm(in.residual, scratch); break;
       case ProgramOp::AddBias:
       case ProgramOp::Softcap: run_elementwise(in.op, in.elementwise); break;
@@ -556,8 +569,7 @@ const char* program_op_name(ProgramOp op) {
     case ProgramOp::RmsNorm: return "rmsnorm";
     case ProgramOp::Gemv: return "gemv";
     case ProgramOp::QkNormRope: return "qk_norm_rope";
-    case ProgramOp::AttnPartial: return "attn_partial";
-    case ProgramOp::AttnCombine: return "attn_combine";
+    case ProgramOp::Attention: return "attention";
     case ProgramOp::ResidualNorm: return "residual_norm";
     case ProgramOp::AddBias: return "add_bias";
     case ProgramOp::Softcap: return "softcap";

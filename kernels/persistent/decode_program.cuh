@@ -31,8 +31,8 @@ enum class ProgramOp : int32_t {
   RmsNorm,       // out = rmsnorm(x) * w, one row
   Gemv,          // up to kGemvMultiMax matrices against one x row; or gated: out = act(x . gate) * (x . up)
   QkNormRope,    // per-head RMSNorm (optional) and RoPE of q and k; optionally k and v stored into the cache
-  AttnPartial,   // one query against the cache: per (KV head, key split) softmax partials
-  AttnCombine,   // the partials merged into the attention output
+  Attention,     // one query against the cache: softmax partials per (KV head, key split), merged by the last
+                 // block to finish a KV head's splits
   ResidualNorm,  // y = rmsnorm(y) * w_post (optional); x += y; xn = rmsnorm(x) * w_next (optional)
   AddBias,       // x += bias
   Softcap,       // x = cap * tanh(x / cap)
@@ -96,6 +96,7 @@ struct ProgramAttn {
   float scale, softcap;
   const int32_t* pos;  // device
   float* partials;     // workspace: max_splits x n_head x (head_dim + 2) floats
+  int* splits_done;    // n_head_kv counters, zero between ops
   int max_splits;
 };
 

@@ -199,6 +199,8 @@ class CudaBackend final : public Backend {
   bool program_enabled_ = true;           // SWRUN_DECODE_PROGRAM=0 turns the persistent decode kernel off
   std::vector<ProgramInstr> program_;     // recorded, not yet launched
   GrowingBuffer program_partials_{true, "decode program attention partials"};
+  int* program_counters_ = nullptr;  // per KV head: blocks done with their split of the attention
+  int program_counter_count_ = 0;
   // SWRUN_PROGRAM_TRACE=1: time per instruction (its op and the barrier after it), summed by op over the steps,
   // printed to stderr when the backend goes away.
   bool program_trace_ = false;

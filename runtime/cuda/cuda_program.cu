@@ -145,16 +145,21 @@ bool CudaBackend::record_attention(Buffer q, Buffer k, Buffer v, Buffer out, con
   const int max_splits = program_attention_max_splits(p.n_head_kv);
   auto* partials = static_cast<float*>(program_partials_.ensure(
       mem_, program_attention_workspace_floats(p.n_head, p.head_dim, max_splits) * sizeof(float)));
+  if (p.n_head_kv > program_counter_count_) {
+    // Counters return to zero after every use; they start at zero once. Programs recorded earlier keep theirs.
+    program_counters_ = static_cast<int*>(mem_.device(size_t(p.n_head_kv) * sizeof(int), "decode program counters"));
+    check_cuda(cudaMemset(program_counters_, 0, size_t(p.n_head_kv) * sizeof(int)), "decode program counters");
+    program_counter_count_ = p.n_head_kv;
+  }
   rope.rope.v = v.data;
   rope.rope.k_cache = cache.k;
   rope.rope.v_cache = cache.v;
   rope.rope.capacity = cache.spec.capacity;
   ProgramInstr in{};
-  in.op = ProgramOp::AttnPartial;
-  in.attn = {q.data,      cache.k,   cache.v, out.data, p.n_head, p.n_head_kv, p.head_dim, cache.spec.capacity,
-             p.policy.left, p.scale, p.softcap, pos0_dev(), partials, max_splits};
-  record(in);
-  in.op = ProgramOp::AttnCombine;
+  in.op = ProgramOp::Attention;
+  in.attn = {q.data,        cache.k, cache.v,   out.data,   p.n_head, p.n_head_kv,          p.head_dim,
+             cache.spec.capacity, p.policy.left, p.scale, p.softcap, pos0_dev(), partials, program_counters_,
+             max_splits};
   return record(in);
 }
 
