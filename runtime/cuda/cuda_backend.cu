@@ -34,7 +34,7 @@ CudaBackend::CudaBackend(int device) {
   if (device < 0 || device >= count)
     fail("no CUDA device: device " + std::to_string(device) + " requested, " + std::to_string(count) + " present");
   check_cuda(cudaSetDevice(device), "cudaSetDevice");
-  if (const char* env = std::getenv("SWRUN_DECODE_PROGRAM")) program_enabled_ = std::string(env) != "0";
+  if (const char* env = std::getenv("SWRUN_DECODE_PROGRAM")) program_enabled_ = std::string(env) == "1";
   if (const char* env = std::getenv("SWRUN_PROGRAM_TRACE")) program_trace_ = std::string(env) == "1";
   cudaDeviceProp props{};
   check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");

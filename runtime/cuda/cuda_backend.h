@@ -196,7 +196,9 @@ class CudaBackend final : public Backend {
   size_t step_batches_ = 0;            // begin_batch calls inside it
   size_t replay_reads_ = 0;            // reads matched against step_->reads so far
 
-  bool program_enabled_ = true;           // SWRUN_DECODE_PROGRAM=0 turns the persistent decode kernel off
+  // SWRUN_DECODE_PROGRAM=1 turns the persistent decode kernel on: measured slower than the graph of fused kernels
+  // on the H200 so far (bench/decode_notes.md), so it is opt-in.
+  bool program_enabled_ = false;
   std::vector<ProgramInstr> program_;     // recorded, not yet launched
   GrowingBuffer program_partials_{true, "decode program attention partials"};
   int* program_counters_ = nullptr;  // per KV head: blocks done with their split of the attention
