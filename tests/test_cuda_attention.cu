@@ -157,6 +157,7 @@ struct RunOptions {
   int max_kv_len = 0;         // decode: 0 means kv_len
   bool pack_gqa = false;      // FlashAttnArgs::pack_gqa (variant 14)
   bool ws_d256 = false;       // FlashAttnArgs::ws_d256 (variant 14b)
+  bool ws_d64 = false;        // FlashAttnArgs::ws_d64 (variant 15)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -210,6 +211,7 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.softcap = p.softcap;
   a.pack_gqa = opt.pack_gqa;
   a.ws_d256 = opt.ws_d256;
+  a.ws_d64 = opt.ws_d64;
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -516,26 +518,28 @@ TEST(Softcap, NaiveMatchesReference) {
   swrun::cuda::naive_attention_release_workspace();
 }
 
-// ---- flash variants 14 (GQA packing) and 14b (warp-specialized head_dim 256) ------------------------------------
+// ---- flash variants 14 (GQA packing), 14b and 15 (warp-specialized head_dim 256 and 64) -------------------------
 // Packing: a block's row r is position q_first + r / group of head r % group at any n_q, so the Q load, the per-row
 // mask and the output store all see interleaved heads. The shapes pack 2 (Gemma 2), 4 (Gemma 3, Mistral-like) and
 // 8 (llama64-like) heads per block, at lengths that leave partial position tiles, and windows from one key to
-// beyond N. 14b runs head_dim 256 on the warp-specialized kernel, alone and packed: its own suite (WsD256), so a
-// GPU run can give it a timeout of its own.
+// beyond N. 14b and 15 run head_dim 256 and 64 on the warp-specialized kernel, alone and packed: each its own suite
+// (WsD256, WsD64), so a GPU run can give it a timeout of its own.
 
 struct Variant {
-  bool pack_gqa, ws_d256;
+  bool pack_gqa, ws_d256, ws_d64;
 };
 
 RunOptions variant_run(Variant v) {
   RunOptions o;
   o.pack_gqa = v.pack_gqa;
   o.ws_d256 = v.ws_d256;
+  o.ws_d64 = v.ws_d64;
   return o;
 }
 
 std::string describe(const Problem& p, Variant v) {
-  return describe(p, "flash") + (v.pack_gqa ? " packed" : "") + (v.ws_d256 ? " ws256" : "");
+  return describe(p, "flash") + (v.pack_gqa ? " packed" : "") + (v.ws_d256 ? " ws256" : "") +
+         (v.ws_d64 ? " ws64" : "");
 }
 
 struct GqaShape {
@@ -591,7 +595,8 @@ void variant_small_for_sanitizers(Variant v, std::initializer_list<int> head_dim
     }
 }
 
-constexpr Variant kPacked{true, false}, kWs256{false, true}, kPackedWs256{true, true};
+constexpr Variant kPacked{true, false, false}, kWs256{false, true, false}, kPackedWs256{true, true, false};
+constexpr Variant kWs64{false, false, true}, kPackedWs64{true, false, true};
 
 TEST(PackedGqa, ShapesLengthsAndWindows) {
   SKIP_WITHOUT_GPU();
@@ -652,6 +657,58 @@ TEST(WsD256, ChunkedRingWrapsSeveralTimes) {
 TEST(WsD256, SmallForSanitizers) {
   SKIP_WITHOUT_GPU();
   for (Variant v : {kWs256, kPackedWs256}) variant_small_for_sanitizers(v, {256});
+}
+
+// Variant 15's tile is 128 query rows x 128 keys (the one-kernel d 64 path's is 64 x 64): lengths and windows
+// around 128, llama64's group of 8 (packed: 16 positions per block), 2 and none.
+TEST(WsD64, ShapesLengthsAndWindows) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs64, kPackedWs64})
+    variant_shapes_lengths_and_windows(v, {{64, 32, 4}, {64, 8, 2}, {64, 4, 4}});
+}
+
+TEST(WsD64, WindowsAroundTheTile) {
+  SKIP_WITHOUT_GPU();
+  // One key up to eight key tiles, one-sided and two-sided, at lengths just under, at and over one tile of rows: a
+  // block's keys in one tile, a masked tile at each end, tiles wholly masked for some of a block's rows.
+  for (Variant v : {kWs64, kPackedWs64})
+    for (int n : {127, 128, 129, 1000})
+      for (auto [left, right] : {std::pair{1, 0}, std::pair{63, 0}, std::pair{127, 0}, std::pair{128, 0},
+                                 std::pair{129, 0}, std::pair{1023, 0}, std::pair{37, 37}, std::pair{0, 130}}) {
+        const Problem p = make_problem(shape(64, 8, 2), 0, n, left, right);
+        SCOPED_TRACE(describe(p, v));
+        run_and_check(p, variant_run(v));
+        if (::testing::Test::HasFailure()) return;
+      }
+}
+
+TEST(WsD64, Softcap) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs64, kPackedWs64}) variant_softcap(v, {64});
+}
+
+TEST(WsD64, LaterChunksFp16AndFp32Output) {
+  SKIP_WITHOUT_GPU();
+  // The last is one query: its rows fill one consumer warpgroup only, so the kernel runs without ping-pong.
+  for (Variant v : {kWs64, kPackedWs64})
+    for (bool o32 : {false, true})
+      variant_later_chunks(v, {make_problem(shape(64, 32, 4, AttnDtype::FP16, o32), 5000, 130, 1023, 0),
+                               make_problem(shape(64, 8, 2, AttnDtype::BF16, o32), 300, 77, kInf, 0),
+                               make_problem(shape(64, 16, 2, AttnDtype::FP16, o32), 129, 1, kInf, 0)});
+}
+
+TEST(WsD64, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs64, kPackedWs64}) {
+    chunked_ring(shape(64, 32, 4), 1024, 129, 3000, true, 0.f, 1.f, variant_run(v));  // llama64's window
+    chunked_ring(shape(64, 8, 2), 200, 40, 900, false, 0.f, 1.f, variant_run(v));     // chunks under a tile
+    chunked_ring(shape(64, 16, 2, AttnDtype::FP16), 70, 100, 700, false, 5.f, 4.f, variant_run(v));
+  }
+}
+
+TEST(WsD64, SmallForSanitizers) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kWs64, kPackedWs64}) variant_small_for_sanitizers(v, {64});
 }
 
 TEST(Naive, OutOfMemoryIsAnError) {

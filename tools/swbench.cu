@@ -4,13 +4,14 @@
 // check of sampled query rows against an fp64 CPU reference.
 //
 //   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
-//           sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,packed+ws256] [--n 4096,...]
+//           sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] [--n 4096,...]
 //           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N]
 //           [--json FILE] [--csv FILE]
 // --variants runs the dense and sliding rows once per flash kernel variant, on the same inputs in one process
 // (bench/attention_notes.md #14): best (the default; rows keep the plain impl name) is what the CUDA backend runs
-// (use_fastest_variant), base neither switch, packed forces GQA packing (FlashAttnArgs::pack_gqa), ws256 the
-// warp-specialized kernel at head_dim 256 (FlashAttnArgs::ws_d256); such rows are named e.g. sliding-packed+ws256.
+// (use_fastest_variant), base no switch, packed forces GQA packing (FlashAttnArgs::pack_gqa), ws256 and ws64 the
+// warp-specialized kernel at head_dim 256 and 64 (FlashAttnArgs::ws_d256, ws_d64; #14b, #15); switches combine with
+// '+', and such rows are named e.g. sliding-packed+ws256.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
@@ -130,12 +131,12 @@ Options parse_args(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
-                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,packed+ws256] "
+                "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] "
                 "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] "
                 "[--max-n-naive N] [--json FILE] [--csv FILE]\n"
                 "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): best (default,\n"
-                "  plain row names) = what the CUDA backend runs, base = neither switch, packed = GQA packing forced,\n"
-                "  ws256 = warp-specialized kernel at head_dim 256.\n"
+                "  plain row names) = what the CUDA backend runs, base = no switch, packed = GQA packing forced,\n"
+                "  ws256 / ws64 = warp-specialized kernel at head_dim 256 / 64; switches combine with '+'.\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
@@ -173,9 +174,10 @@ Options parse_args(int argc, char** argv) {
       swrun::fail("swbench: unknown impl " + im);
   for (auto& v : o.variants) {
     const auto parts = split(v, '+');
-    const auto known = [](const std::string& x) { return x == "packed" || x == "ws256"; };
+    const auto known = [](const std::string& x) { return x == "packed" || x == "ws256" || x == "ws64"; };
     const bool ok = v == "best" || v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), known));
-    if (!ok) swrun::fail("swbench: unknown variant '" + v + "' (best, base, packed, ws256, packed+ws256)");
+    if (!ok)
+      swrun::fail("swbench: unknown variant '" + v + "' (best, base, or packed, ws256, ws64 joined by '+')");
   }
   std::vector<std::string> rows;  // dense and sliding once per variant
   for (const auto& im : o.impls)
@@ -397,6 +399,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   const std::string variant = decode || impl.find('-') == std::string::npos ? "" : impl.substr(impl.find('-'));
   const bool pack_gqa = variant.find("packed") != std::string::npos;
   const bool ws_d256 = variant.find("ws256") != std::string::npos;
+  const bool ws_d64 = variant.find("ws64") != std::string::npos;
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
   if (opt.softcap > 0.f) add_note(r, "softcap " + fmt(opt.softcap, "%g"));
@@ -419,6 +422,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     } else {
       a.pack_gqa = pack_gqa;
       a.ws_d256 = ws_d256;
+      a.ws_d64 = ws_d64;
     }
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {

@@ -44,11 +44,16 @@ struct FlashAttnArgs {
   // overlap, ping-pong) that head_dim 128 always uses on sm_90a. Off by default until measured (swbench
   // --variants ws256, packed+ws256); ignored at other head_dims and off sm_90a.
   bool ws_d256 = false;
+  // Variant 15: head_dim 64 on the warp-specialized kernel, with its own tile (128 query rows x 128 keys, where the
+  // one-kernel path runs 64 x 64). Off by default until measured (swbench --variants ws64, packed+ws64); ignored at
+  // other head_dims and off sm_90a.
+  bool ws_d64 = false;
 };
 
-// Sets pack_gqa and ws_d256 to the variants measured fastest (bench/attention_notes.md, 14/14b, H200): the
-// warp-specialized kernel at head_dim 256, and GQA packing where a query tile is taller than a key tile (head_dim
-// 256: a block's key span then shrinks towards the window); elsewhere packing measured no gain.
+// Sets pack_gqa, ws_d256 and ws_d64 to the variants measured fastest (bench/attention_notes.md, 14/14b/15, H200):
+// the warp-specialized kernel at head_dim 256 (at 64 not until measured), and GQA packing where the running
+// kernel's query tile is taller than its key tile (head_dim 256: a block's key span then shrinks towards the
+// window); elsewhere packing measured no gain.
 void use_fastest_variant(FlashAttnArgs& a);
 
 // What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.

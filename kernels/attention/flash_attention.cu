@@ -17,16 +17,52 @@ namespace {
 
 using attn::FlashConfig;
 using attn::FlashParams;
+using attn::WsConfig;
 
 struct TileShape {
   int block_m, block_n;
 };
 
+// The one-kernel path's tile (flash_kernel.cuh).
 TileShape tile_shape(int head_dim) {
   switch (head_dim) {
     case 64: return {FlashConfig<64>::kBlockM, FlashConfig<64>::kBlockN};
     case 128: return {FlashConfig<128>::kBlockM, FlashConfig<128>::kBlockN};
     default: return {FlashConfig<256>::kBlockM, FlashConfig<256>::kBlockN};
+  }
+}
+
+// The warp-specialized kernel exists only as sm_90a machine code, which runs on compute capability 9.0 alone;
+// elsewhere (the compute_90 PTX JIT) the one-kernel path runs.
+bool sm90a_device() {
+#ifdef SWRUN_ATTN_MMA_SYNC_ONLY
+  return false;
+#else
+  static const bool cc90 = [] {
+    int dev = 0, major = 0, minor = 0;
+    check_cuda(cudaGetDevice(&dev), "flash_attention: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "flash_attention: CC");
+    check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "flash_attention: CC");
+    return major == 9 && minor == 0;
+  }();
+  return cc90;
+#endif
+}
+
+// Whether a call runs the warp-specialized kernel (flash_kernel_ws.cuh): always at head_dim 128, at 256 and 64
+// when ws_d256 / ws_d64 asks for it.
+bool warp_specialized(const FlashAttnArgs& a) {
+  const bool wanted = a.head_dim == 128 || (a.head_dim == 256 && a.ws_d256) || (a.head_dim == 64 && a.ws_d64);
+  return wanted && sm90a_device();
+}
+
+// The tile of the kernel that runs the call; the block's rows (queries_per_block) must match it.
+TileShape kernel_tile(const FlashAttnArgs& a) {
+  if (!warp_specialized(a)) return tile_shape(a.head_dim);
+  switch (a.head_dim) {
+    case 64: return {WsConfig<64>::kBlockM, WsConfig<64>::kBlockN};
+    case 128: return {WsConfig<128>::kBlockM, WsConfig<128>::kBlockN};
+    default: return {WsConfig<256>::kBlockM, WsConfig<256>::kBlockN};
   }
 }
 
@@ -78,7 +114,7 @@ constexpr int kMaxQueryTiles = 65535;  // gridDim.y
 // (Gemma 3, W 512, d 256: 10 key tiles of 64 per block -> 9, masked ones 4 -> 2); that is variant 14
 // (FlashAttnArgs::pack_gqa), kept only where the grid still fits.
 int heads_per_block(const FlashAttnArgs& a) {
-  const int group = a.n_head / a.n_head_kv, block_m = tile_shape(a.head_dim).block_m;
+  const int group = a.n_head / a.n_head_kv, block_m = kernel_tile(a).block_m;
   if (block_m % group != 0) return 1;
   if (a.n_q < block_m) return group;
   const int64_t packed_tiles = (int64_t{a.n_q} + block_m / group - 1) / (block_m / group);
@@ -88,8 +124,9 @@ int heads_per_block(const FlashAttnArgs& a) {
 }  // namespace
 
 void use_fastest_variant(FlashAttnArgs& a) {
-  const TileShape t = tile_shape(a.head_dim);
   a.ws_d256 = true;
+  a.ws_d64 = false;  // variant 15: not measured yet (bench/attention_notes.md)
+  const TileShape t = kernel_tile(a);
   a.pack_gqa = t.block_m > t.block_n;
 }
 
@@ -108,7 +145,7 @@ FlashParams make_params(const FlashAttnArgs& a) {
   p.n_head = a.n_head;
   p.group = a.n_head / a.n_head_kv;
   p.heads_per_block = heads_per_block(a);
-  p.queries_per_block = tile_shape(a.head_dim).block_m / p.heads_per_block;
+  p.queries_per_block = kernel_tile(a).block_m / p.heads_per_block;
   p.n_split = 1;
   p.q_pos0 = a.q_pos0;
   p.q_pos0_dev = a.q_pos0_dev;
@@ -132,40 +169,26 @@ dim3 grid_of(const FlashParams& p) {
   return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
 }
 
-// The warp-specialized head_dim 128 kernel exists only as sm_90a machine code, which runs on compute
-// capability 9.0 alone; elsewhere (the compute_90 PTX JIT) the one-kernel path runs.
-bool sm90a_device() {
-#ifdef SWRUN_ATTN_MMA_SYNC_ONLY
-  return false;
-#else
-  static const bool cc90 = [] {
-    int dev = 0, major = 0, minor = 0;
-    check_cuda(cudaGetDevice(&dev), "flash_attention: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "flash_attention: CC");
-    check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "flash_attention: CC");
-    return major == 9 && minor == 0;
-  }();
-  return cc90;
-#endif
-}
-
 template <typename T, bool kSoftcap>
-void launch_typed(const FlashParams& p, int head_dim, bool ws_d256, cudaStream_t stream, bool combine) {
+void launch_typed(const FlashParams& p, int head_dim, bool ws, cudaStream_t stream, bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64:
-      attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
+      if (ws)
+        attn::launch_flash_ws<T, 64, kSoftcap>(p, grid, stream);
+      else
+        attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 64>(p, stream);
       break;
     case 128:
-      if (sm90a_device())
+      if (ws)
         attn::launch_flash_ws<T, 128, kSoftcap>(p, grid, stream);
       else
         attn::launch_flash<T, 128, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 128>(p, stream);
       break;
     default:
-      if (ws_d256 && sm90a_device())
+      if (ws)
         attn::launch_flash_ws<T, 256, kSoftcap>(p, grid, stream);
       else
         attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
@@ -176,10 +199,11 @@ void launch_typed(const FlashParams& p, int head_dim, bool ws_d256, cudaStream_t
 
 template <typename T>
 void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream, bool combine) {
+  const bool ws = warp_specialized(a);
   if (a.softcap > 0.f)
-    launch_typed<T, true>(p, a.head_dim, a.ws_d256, stream, combine);
+    launch_typed<T, true>(p, a.head_dim, ws, stream, combine);
   else
-    launch_typed<T, false>(p, a.head_dim, a.ws_d256, stream, combine);
+    launch_typed<T, false>(p, a.head_dim, ws, stream, combine);
 }
 
 void launch(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream) {

@@ -1,20 +1,31 @@
-// Warp-specialized flash kernel (sm_90a only; head_dim 128, and 256 when FlashAttnArgs::ws_d256 asks for it,
-// variant 14b): warpgroup 0 only loads, refilling the K and V stages with cp.async as soon as the consumers
-// release them, and gives its registers to the two consumer warpgroups (setmaxnreg). Each consumer overlaps its
-// own softmax with its own MMAs (FlashAttention-3 order: S(i) = Q.K(i) and O += P(i-1).V(i-1) are issued
-// together, the softmax of S(i) runs while P.V is in flight), and the two consumers take turns issuing their
-// MMAs (ping-pong). Block bounds, tile loads, mask, softmax and
-// epilogue are the ones of flash_kernel.cuh. Measured against the one-kernel path: bench/attention_notes.md #12-#13.
+// Warp-specialized flash kernel (sm_90a only; head_dim 128, and 256 / 64 when FlashAttnArgs::ws_d256 / ws_d64
+// asks for it, variants 14b / 15): warpgroup 0 only loads, refilling the K and V stages with cp.async as soon as the
+// consumers release them, and gives its registers to the two consumer warpgroups (setmaxnreg). Each consumer
+// overlaps its own softmax with its own MMAs (FlashAttention-3 order: S(i) = Q.K(i) and O += P(i-1).V(i-1) are
+// issued together, the softmax of S(i) runs while P.V is in flight), and the two consumers take turns issuing
+// their MMAs (ping-pong). Block bounds, tile loads, mask, softmax and epilogue are the ones of flash_kernel.cuh.
+// Measured against the one-kernel path: bench/attention_notes.md #12-#15.
 #pragma once
 #include "kernels/attention/flash_kernel.cuh"
 
 namespace swrun::cuda::attn {
 
+// Tile shape per head_dim: at 128 and 256 the one-kernel path's (two warpgroups of 64 rows there too). At 64 the
+// one-kernel path runs one warpgroup against 64-key tiles so that three blocks share an SM; here the register
+// split allows one block per SM, so each block is two warpgroups against 128-key tiles (variant 15): a key tile's
+// fixed costs (barrier waits, row max and sum shuffles, the O rescale, the ping-pong hand-over) are paid per 128
+// keys, and the consumers hold O (32 registers), S (64) and P (32) with room to spare under 224. 256-key tiles
+// would need S at 128 registers plus P at 64; FlashAttention-3's 192-row tiles would need a third consumer
+// warpgroup, which the two-way ping-pong does not have. 4 stages (144 KiB): shared memory is not what limits the
+// blocks per SM here, and three tiles in flight cover ~1.5 us of L2 latency at the MMA rate of a 128-key tile.
+template <int D> struct WsTile : FlashTile<D> {};
+template <> struct WsTile<64> { static constexpr int kWarps = 8, kBlockN = 128, kStages = 4; };
+
 template <int D> struct WsConfig {
-  static constexpr int kConsumerWarps = FlashTile<D>::kWarps;
+  static constexpr int kConsumerWarps = WsTile<D>::kWarps;
   static constexpr int kBlockM = 16 * kConsumerWarps;
-  static constexpr int kBlockN = FlashTile<D>::kBlockN;
-  static constexpr int kStages = FlashTile<D>::kStages;
+  static constexpr int kBlockN = WsTile<D>::kBlockN;
+  static constexpr int kStages = WsTile<D>::kStages;
   static constexpr int kProducerThreads = 128;
   static constexpr int kThreads = kProducerThreads + 32 * kConsumerWarps;
   // The register file (64K) split by role: the producer only computes addresses.

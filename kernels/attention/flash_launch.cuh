@@ -43,6 +43,7 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
   template void launch_flash<T, 64, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);            \
   template void launch_flash<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
   template void launch_flash<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
+  template void launch_flash_ws<T, 64, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);         \
   template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);        \
   template void launch_flash_ws<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);        \
   }
