@@ -10,10 +10,11 @@
 namespace swrun {
 
 // --backend: "cpu", "cuda", or "auto" (CUDA when a device is present, else the CPU with a note on stderr).
-inline std::unique_ptr<Backend> make_backend(const std::string& which, int threads) {
+// With a log, the backend's set-up phases are added to it (runtime/load_log.h).
+inline std::unique_ptr<Backend> make_backend(const std::string& which, int threads, LoadLog* log = nullptr) {
   if (which == "cpu") return make_cpu_backend(threads);
-  if (which == "cuda") return make_cuda_backend(0);
-  if (cuda_device_available()) return make_cuda_backend(0);
+  if (which == "cuda") return make_cuda_backend(0, log);
+  if (cuda_device_available()) return make_cuda_backend(0, log);
   std::fprintf(stderr, "swrun: no CUDA device found, using the CPU backend\n");
   return make_cpu_backend(threads);
 }

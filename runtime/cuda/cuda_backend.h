@@ -21,6 +21,7 @@
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/range_timer.h"
+#include "runtime/cuda/upload_timer.h"
 
 namespace swrun::cuda {
 
@@ -50,7 +51,8 @@ struct CapturedStep {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device);
+  // With a log, the set-up's phases (driver, context, cuBLAS) are added to it as sub-phases.
+  CudaBackend(int device, LoadLog* log);
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
@@ -87,6 +89,8 @@ class CudaBackend final : public Backend {
   void push_range(const char* name, int layer, OpKind op) override;
   void pop_range() override;
   void attach_profiler(Profiler* profiler) override { range_timer_.attach(profiler); }
+  void attach_load_log(LoadLog* log) override { upload_timer_.attach(log); }
+  void finish_uploads() override;
 
  private:
   enum class Mode { Plain, Capturing, Replaying };
@@ -112,6 +116,7 @@ class CudaBackend final : public Backend {
   const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
   __nv_bfloat16* bf16_scratch(size_t elems);
   void* upload_staging(const GgufTensor& t);
+  void* weight_memory(size_t bytes, const std::string& what);  // device memory counted in weight_bytes_
   void* reserve_read_staging(size_t words);
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
@@ -162,6 +167,7 @@ class CudaBackend final : public Backend {
   size_t replay_reads_ = 0;            // reads matched against step_->reads so far
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
+  UploadTimer upload_timer_;  // the upload's split for an attached load log; reported by finish_uploads
 };
 
 }  // namespace swrun::cuda
