@@ -28,7 +28,14 @@ std::string LoadLog::render(double total_ms) const {
                   name.c_str(), ms, detail.empty() ? "" : "  ", detail.c_str());
     out += line;
   };
-  for (const LoadPhase& p : phases_) emit(p.sub ? "    " : "  ", p.name, p.ms, p.detail);
+  size_t first_sub = 0;  // sub-phases from here to the next top-level phase belong to it
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    const LoadPhase& p = phases_[i];
+    if (p.sub) continue;
+    emit("  ", p.name, p.ms, p.detail);
+    for (size_t j = first_sub; j < i; ++j) emit("    ", phases_[j].name, phases_[j].ms, phases_[j].detail);
+    first_sub = i + 1;
+  }
   emit("", "total", total_ms, "");
   return out;
 }

@@ -12,7 +12,8 @@ struct LoadPhase {
   std::string name;
   double ms = 0;
   std::string detail;
-  bool sub = false;  // part of the top-level phase before it (its time is inside that phase's)
+  // Part of the next top-level phase (recorded while that phase runs, so before it; rendered under it).
+  bool sub = false;
 };
 
 class LoadLog {
@@ -22,7 +23,8 @@ class LoadLog {
   const std::vector<LoadPhase>& phases() const { return phases_; }
   // Sum of the top-level phases (sub-phases are already inside them).
   double top_level_ms() const;
-  // One line per phase ("load:   weights    123.45 ms  detail", sub-phases indented two more), then the total.
+  // One line per phase ("load:   weights    123.45 ms  detail", its sub-phases after it, indented two more), then
+  // "load: total".
   std::string render(double total_ms) const;
 
  private:

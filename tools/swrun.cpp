@@ -44,9 +44,7 @@ struct Options {
   std::string json_path, csv_path, svg_path;
 };
 
-std::unique_ptr<Backend> pick_backend(const Options& o, LoadLog* log = nullptr) {
-  return make_backend(o.backend, o.threads, log);
-}
+std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
 
 void print_attention_table(const ModelConfig& c) {
   std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
@@ -115,16 +113,15 @@ int run_generate(const Options& o) {
   // Load phases are always timed on the host clock (a few clock reads); only -v prints them and lets the backend
   // time its own split, which waits for the GPU at the end of each phase.
   LoadLog log;
-  LoadLog* backend_log = o.verbose ? &log : nullptr;
+  LoadLog* verbose_log = o.verbose ? &log : nullptr;
   const double t_load = now_ms();
+  BackendStart start(o.backend, o.threads);  // beside the file and tokenizer phases below
   double t = t_load;
   auto phase_done = [&](const std::string& name, const std::string& detail) {
     const double now = now_ms();
     log.add(name, now - t, detail);
     t = now;
   };
-  auto backend = pick_backend(o, backend_log);
-  phase_done("backend init", backend->name() + " (" + backend->device_name() + ")");
   auto file = GgufFile::open(o.model);
   phase_done("gguf open", megabytes(file->file_size()) + ", " + std::to_string(file->tensors().size()) + " tensors");
   auto tok = Tokenizer::from_gguf(*file);
@@ -132,9 +129,14 @@ int run_generate(const Options& o) {
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n_prompt = static_cast<int>(prompt.size());
   phase_done("prompt encode", std::to_string(n_prompt) + " tokens");
+  auto backend = start.get(verbose_log);
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "%s (%s): set-up %.2f ms on its own thread, beside the phases above",
+                backend->name().c_str(), backend->device_name().c_str(), start.setup_ms());
+  phase_done("backend init (wait)", detail);
   const int ubatch = ubatch_for(o, *backend);
   const int batch = std::min(ubatch, n_prompt);
-  backend->attach_load_log(backend_log);
+  backend->attach_load_log(verbose_log);
   auto model = load_model(*file, *backend, spec, batch);
   if (o.verbose) backend->finish_uploads();
   backend->attach_load_log(nullptr);
@@ -150,8 +152,9 @@ int run_generate(const Options& o) {
   go.use_graph = !o.no_graph;
   // On a GPU the first calls load kernels, plan GEMMs and build the decode graph; done here, that is load time,
   // not time to first token or decode time.
-  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler, go.use_graph, backend_log);
-  else if (o.verbose) log.add("warm-up", 0, backend->name() == "cuda" ? "none: no room in the context" : "none on the CPU");
+  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler, go.use_graph, verbose_log);
+  else if (o.verbose)
+    log.add("warm-up", 0, backend->name() == "cuda" ? "none: no room in the context" : "none on the CPU");
   const double load_ms = now_ms() - t_load;
   if (o.verbose) std::fputs(log.render(load_ms).c_str(), stderr);
   std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s%s\n", o.model.c_str(),
