@@ -116,7 +116,7 @@ class CudaBackend final : public Backend {
   const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
   __nv_bfloat16* bf16_scratch(size_t elems);
   void* upload_staging(const GgufTensor& t);
-  void* weight_memory(size_t bytes, const std::string& what);  // device memory counted in weight_bytes_
+  void* weight_memory(size_t bytes, const std::string& what);  // for a weight, counted in weight_bytes_
   void* reserve_read_staging(size_t words);
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
@@ -139,6 +139,8 @@ class CudaBackend final : public Backend {
 
   std::deque<DeviceWeight> weights_;
   size_t weight_bytes_ = 0;
+  uint8_t* weight_chunk_ = nullptr;  // where weight_memory() hands out the next small weight
+  size_t weight_chunk_left_ = 0;
   GrowingBuffer load_staging_{true, "weight upload staging"};
   GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
