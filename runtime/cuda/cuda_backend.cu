@@ -77,7 +77,7 @@ CudaBackend::~CudaBackend() {
 
 void* CudaBackend::upload_staging(const GgufTensor& t) {
   void* staging = load_staging_.ensure(mem_, t.nbytes);
-  check_cuda(cudaMemcpyAsync(staging, t.data, t.nbytes, cudaMemcpyHostToDevice, stream_), "upload of weights");
+  host_upload_.copy(staging, t.data, t.nbytes, stream_);
   upload_timer_.copied(stream_, t.nbytes);
   return staging;
 }
@@ -127,7 +127,7 @@ Weight CudaBackend::upload(const GgufTensor& t) {
   if (vector) {
     void* dst = weight_memory(size_t(elems) * sizeof(float), "weight " + t.name);
     if (type == GgmlType::F32) {
-      check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 4, cudaMemcpyHostToDevice, stream_), "upload");
+      host_upload_.copy(dst, t.data, size_t(elems) * 4, stream_);
       upload_timer_.copied(stream_, size_t(elems) * 4);
     } else if (type == GgmlType::BF16) {
       cast_bf16_to_f32(static_cast<const __nv_bfloat16*>(upload_staging(t)), static_cast<float*>(dst),
@@ -142,7 +142,7 @@ Weight CudaBackend::upload(const GgufTensor& t) {
     if (gemv_quant_supported(type, t.ne[0])) {
       const size_t padded = gemv_quant_padded_bytes(file_bytes);
       auto* raw = static_cast<uint8_t*>(weight_memory(padded, "weight " + t.name));
-      check_cuda(cudaMemcpyAsync(raw, t.data, file_bytes, cudaMemcpyHostToDevice, stream_), "upload");
+      host_upload_.copy(raw, t.data, file_bytes, stream_);
       check_cuda(cudaMemsetAsync(raw + file_bytes, 0, padded - file_bytes, stream_), "upload padding");
       upload_timer_.copied(stream_, file_bytes);
       dw.raw = src = raw;
@@ -191,11 +191,12 @@ Weight CudaBackend::weight_rows(const Weight& w, int64_t first, int64_t count) {
 void CudaBackend::release_load_staging() {
   check_cuda(cudaStreamSynchronize(stream_), "weight upload");
   load_staging_.release(mem_);
+  host_upload_.release();
 }
 
 void CudaBackend::finish_uploads() {
   check_cuda(cudaStreamSynchronize(stream_), "weight upload");
-  upload_timer_.report("from the pageable file mapping");
+  upload_timer_.report(host_upload_.describe());
 }
 
 const DeviceWeight& CudaBackend::device_weight(const Weight& w, const char* op) const {
@@ -259,7 +260,7 @@ void CudaBackend::require_batch(const char* op) const {
 void CudaBackend::begin_batch(const int32_t* tokens, int32_t pos0, int n) {
   if (n < 1) fail("begin_batch: batch of " + std::to_string(n) + " tokens");
   if (pos0 < 0) fail("begin_batch: negative position " + std::to_string(pos0));
-  if (mode_ == Mode::Plain && load_staging_.data()) release_load_staging();
+  if (mode_ == Mode::Plain && (load_staging_.data() || host_upload_.holds_resources())) release_load_staging();
   if (mode_ != Mode::Plain && ++step_batches_ > 1) fail("run_captured: a captured step must hold one batch");
   tokens_.assign(tokens, tokens + n);
   pos0_ = pos0;

@@ -20,6 +20,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/host_upload.h"
 #include "runtime/cuda/range_timer.h"
 #include "runtime/cuda/upload_timer.h"
 
@@ -142,6 +143,7 @@ class CudaBackend final : public Backend {
   uint8_t* weight_chunk_ = nullptr;  // where weight_memory() hands out the next small weight
   size_t weight_chunk_left_ = 0;
   GrowingBuffer load_staging_{true, "weight upload staging"};
+  HostUpload host_upload_{mem_};  // host -> device copies of the weights (SWRUN_UPLOAD)
   GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
   GrowingBuffer table_chunk_{true, "bf16 chunk of a quantized-only matrix"};
