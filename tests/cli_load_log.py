@@ -26,15 +26,14 @@ def load_log(backend, extra=()):
     """(top-level phases [(name, ms, detail, subs)], total ms, summary load ms) of one run, or None."""
     r = subprocess.run([swrun, "-m", model, "--backend", backend, "-p", "a b c d e f", "-n", "3", "--temp", "0",
                         "-v", *extra], capture_output=True, text=True, timeout=300)
-    check(f"{backend}: -v runs", r.returncode == 0, r.stderr[-300:])
+    check(f"{backend}: -v runs", r.returncode == 0, r.stderr[-300:] if r.returncode else "")
     if r.returncode != 0:
         return None
     phases, total = [], None
+    malformed = [line for line in r.stderr.splitlines() if line.startswith("load:") and not LINE.match(line)]
+    check(f"{backend}: load lines well-formed", not malformed, str(malformed))
     for line in r.stderr.splitlines():
         m = LINE.match(line)
-        if not line.startswith("load:"):
-            continue
-        check(f"{backend}: load line well-formed", m is not None, line)
         if not m:
             continue
         ms, indent = float(m["ms"]), len(m["indent"])
@@ -90,9 +89,11 @@ if gpu_present():
         weights = {s[0]: s for s in by_name["weights"][3]}
         check(f"{label}: upload split", {"device allocations", "copy to device"} <= set(weights)
               and any(n.endswith("-> bf16") for n in weights), str(list(weights)))
-        sub_sum = sum(s[1] for s in weights.values())
-        check(f"{label}: upload split within the phase", sub_sum <= by_name["weights"][1] * 1.05 + 0.5,
-              f"{sub_sum} vs {by_name['weights'][1]}")
+        # Each part within the phase (their sum need not be: a dequantization runs while the next tensor's memory
+        # is allocated).
+        longest = max(s[1] for s in weights.values())
+        check(f"{label}: upload split within the phase", longest <= by_name["weights"][1] * 1.05 + 0.5,
+              f"{longest} vs {by_name['weights'][1]}")
         warm = [n for n in by_name if n.startswith("warm-up")]
         want = ["warm-up prefill", "warm-up decode step"] + ([] if extra else ["warm-up decode graph"])
         check(f"{label}: warm-up parts", warm == want, str(warm))
