@@ -275,7 +275,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: 4096 on CUDA, 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
-  app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr)");
+  app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr; generation mode)");
   app.add_option("--prompt-len", o.prompt_len, "fill the prompt to N tokens by repeating its text");
   app.add_flag("--profile", o.profile, "profile a prefill of the prompt: per-layer, per-op times");
   CLI::Option* ab = app.add_option("--ab", o.ab_specs,
