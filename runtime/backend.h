@@ -14,6 +14,7 @@
 namespace swrun {
 
 class Profiler;  // runtime/profile.h
+class LoadLog;   // runtime/load_log.h
 
 // An fp32 activation buffer of `count` floats on the backend's device.
 struct Buffer {
@@ -176,10 +177,17 @@ class Backend {
   // Attaches the profiler the ranges are timed into (nullptr detaches; nothing is timed while none is attached).
   // Every range closed before a synchronize() has reached the profiler when that synchronize() returns.
   virtual void attach_profiler(Profiler* profiler) { (void)profiler; }
+
+  // Load-time breakdown (`swrun -v`): while a log is attached the backend times its weight uploads (CUDA: events
+  // around each copy and dequantization), and finish_uploads() waits for every upload queued so far and adds
+  // their split to the log as sub-phases. Without a log nothing is timed and the normal path never waits here.
+  virtual void attach_load_log(LoadLog* log) { (void)log; }
+  virtual void finish_uploads() {}
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
-std::unique_ptr<Backend> make_cuda_backend(int device = 0);       // throws Error when CUDA is unavailable
+// Throws Error when CUDA is unavailable; with a log, its set-up phases are added to it as sub-phases.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0, LoadLog* log = nullptr);
 bool cuda_device_available();                                     // false without a GPU or without CUDA build
 
 }  // namespace swrun

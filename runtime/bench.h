@@ -67,6 +67,9 @@ struct BenchReport {
   int n_ubatch = 0;
   bool ubatch_given = false;  // -b was given: the markdown table shows it, as llama-bench shows non-default flags
   bool use_graph = true;  // decode steps through Backend::run_captured
+  // From the start of the load to the weights being on the device (GGUF parse, tokenizer, backend set-up, upload;
+  // no warm-up: each test runs its own).
+  double load_ms = 0;
   std::vector<BenchRow> rows;
 };
 

@@ -107,6 +107,7 @@ nlohmann::ordered_json row_json(const BenchReport& r, const BenchRow& row) {
   j["n_gpu_layers"] = r.n_gpu_layers;
   j["n_ubatch"] = r.n_ubatch;
   j["use_graph"] = r.use_graph;
+  j["load_ms"] = r.load_ms;
   j["attn"] = row.attn;
   j["test"] = test_name(row.test);
   j["n_prompt"] = row.test.n_prompt;

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "runtime/common.h"
+#include "runtime/load_log.h"
 #include "runtime/tokenizer.h"
 
 namespace swrun {
@@ -43,15 +44,28 @@ bool decode_step(Model& model, int32_t token, int32_t pos, int top, bool use_gra
   return model.backend().run_captured(top, step);  // one graph per step shape
 }
 
-void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph) {
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph, LoadLog* log) {
   const int vocab = model.config().vocab;
   const std::vector<int32_t> tokens(static_cast<size_t>(batch), 0);
   std::vector<float> logits(static_cast<size_t>(vocab));
-  model.forward(tokens.data(), 0, batch, LogitsMode::Last, logits.data());
+  double t = now_ms();
+  auto phase_done = [&](const std::string& name, const std::string& detail) {
+    const double now = now_ms();
+    if (log) log->add(name, now - t, detail);
+    t = now;
+  };
+  model.forward(tokens.data(), 0, batch, LogitsMode::Last, logits.data());  // returns when the GPU is done
+  phase_done("warm-up prefill", std::to_string(batch) + " tokens: kernel loading, GEMM planning");
   const int top = Sampler(sampler).candidates_needed(vocab);
   std::vector<int32_t> ids(static_cast<size_t>(top));
+  if (log && use_graph) {
+    decode_step(model, 0, batch, top, /*use_graph=*/false, ids.data(), logits.data());
+    phase_done("warm-up decode step", "plain launches: decode kernels' loading (-v only)");
+  }
   // The same graph key as generate()'s decode steps: they replay this graph instead of capturing their own.
-  decode_step(model, 0, batch, top, use_graph, ids.data(), logits.data());
+  const bool graph = decode_step(model, 0, batch, top, use_graph, ids.data(), logits.data());
+  phase_done(log && use_graph ? "warm-up decode graph" : "warm-up decode step",
+             graph ? "capture, instantiation, first launch" : "plain launches");
 }
 
 GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int ctx,

@@ -10,6 +10,7 @@
 
 namespace swrun {
 
+class LoadLog;
 class Tokenizer;
 
 struct GenerateOptions {
@@ -44,8 +45,9 @@ bool decode_step(Model& model, int32_t token, int32_t pos, int top, bool use_gra
 // 0 .. batch; the step captured as generate()'s graph when use_graph), so the first real prefill and decode find
 // their kernels loaded, their GEMM shapes planned and their graph built (a GPU otherwise spends tens of
 // milliseconds on them in the first calls). The KV cache rows it writes are overwritten by the real prompt before
-// anything reads them. Needs a context of at least batch + 1.
-void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph);
+// anything reads them. Needs a context of at least batch + 1. With a log, its parts are added to it as phases
+// (and the step is first run once without a graph, so that the graph's own cost shows apart from kernel loading).
+void warm_up(Model& model, int batch, const SamplerParams& sampler, bool use_graph, LoadLog* log = nullptr);
 
 // Generates up to n_predict tokens after the prompt (stops at end-of-generation or at the context end `ctx`).
 // on_token receives each generated id as soon as it is sampled.

@@ -49,6 +49,7 @@ if code == 0:
           f"{r['model_type']} {r['model_n_params']}/{n_params} {r['model_size']}/{n_bytes}")
     check("CPU fields", r["backend"] == "CPU" and r["peak_memory_bytes"] == 0 and r["n_threads"] >= 1
           and r["attn"] == "model")
+    check("load time", all(0 < r["load_ms"] < 60000 for r in rows) and len({r["load_ms"] for r in rows}) == 1)
 
 # CSV: two attention specs (one of them a per-layer list with its own commas), specs outermost
 code, out, err = bench(["-p", "8", "-n", "2", "-r", "1", "--attn", "model,0-4:dense,5-:sliding:4", "-o", "csv"])

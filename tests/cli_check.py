@@ -28,3 +28,4 @@ def finish():
     if failures:
         print("FAILED:", ", ".join(failures))
         sys.exit(1)
+    print("all checks passed")

@@ -14,3 +14,8 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_bench.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_bench)
 endif()
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_load_log
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_load_log.py $<TARGET_FILE:swrun>
+                   $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_load_log)
+endif()

@@ -92,6 +92,7 @@ BenchReport sample_report(const std::string& backend) {
   r.n_threads = backend == "CPU" ? 2 : 0;
   r.n_gpu_layers = backend == "CPU" ? 0 : 18;
   r.n_ubatch = 512;
+  r.load_ms = 412.5;
   r.rows = {{{512, 0, 0}, "model", {100'000'000, 120'000'000}, 1000},
             {{0, 128, 0}, "model", {1'000'000'000, 1'000'000'000}, 2000},
             {{0, 128, 32768}, "0-4:sliding:512,5-:dense", {2'000'000'000, 1'600'000'000}, 3000}};
@@ -159,7 +160,7 @@ TEST(BenchReport, JsonRowsCarryTheSamples) {
     const nlohmann::json& o = j[i];
     for (const char* key : {"n_prompt", "n_gen", "n_depth", "avg_ts", "stddev_ts", "attn", "backend", "model_filename",
                             "model_type", "model_size", "model_n_params", "samples_ts", "samples_ns",
-                            "peak_memory_bytes", "test"})
+                            "peak_memory_bytes", "test", "load_ms"})
       EXPECT_TRUE(o.contains(key)) << key;
     EXPECT_EQ(o["n_prompt"], r.rows[i].test.n_prompt);
     EXPECT_EQ(o["n_depth"], r.rows[i].test.n_depth);
@@ -169,6 +170,7 @@ TEST(BenchReport, JsonRowsCarryTheSamples) {
     EXPECT_EQ(o["peak_memory_bytes"], r.rows[i].peak_memory_bytes);
     EXPECT_EQ(o["model_n_params"], 268098176u);
     EXPECT_EQ(o["backend"], "CUDA");
+    EXPECT_DOUBLE_EQ(o["load_ms"].get<double>(), 412.5);
   }
   EXPECT_EQ(j[2]["test"], "tg128 @ d32768");
   EXPECT_EQ(j[2]["attn"], "0-4:sliding:512,5-:dense");

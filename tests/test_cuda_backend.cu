@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -379,6 +380,70 @@ TEST_F(CudaBackendTest, UnsupportedTensorTypeIsAClearError) {
   t.data = bytes.data();
   t.nbytes = bytes.size();
   EXPECT_THROW(be_->upload(t), Error);
+}
+
+// Every SWRUN_UPLOAD path (runtime/cuda/host_upload.h) delivers the file's bytes: a BF16 matrix of 9 MB (several
+// pinned chunks, a device allocation of its own), a small Q4_K matrix and an F32 vector (sharing an allocation),
+// all at unaligned host addresses, read back exactly through a one-hot matmul (the raw blocks' GEMV for one row,
+// the bf16 copy through cuBLAS for 12) and a bias add.
+TEST_F(CudaBackendTest, EveryUploadPathDeliversTheFileBytes) {
+  const int64_t big_cols = 4096, big_rows = 1100, q_cols = 256, q_rows = 24, vec = 640;
+  std::vector<uint8_t> q4k = testing::random_blocks(GgmlType::Q4_K, q_rows * q_cols / 256, rng_);
+  std::vector<float> q_want(size_t(q_rows * q_cols));
+  dequantize_row(GgmlType::Q4_K, q4k.data(), q_want.data(), q_rows * q_cols);
+  std::vector<uint16_t> big(size_t(big_cols * big_rows));
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (uint16_t& v : big) v = fp32_to_bf16(d(rng_));
+  const std::vector<float> bias = normal(size_t(vec));
+  // One host image, each tensor at an odd offset, as tensors lie in a file mapping.
+  std::vector<uint8_t> image(big.size() * 2 + q4k.size() + bias.size() * 4 + 64);
+  const size_t big_at = 3, q_at = big_at + big.size() * 2 + 5, bias_at = q_at + q4k.size() + 7;
+  std::memcpy(image.data() + big_at, big.data(), big.size() * 2);
+  std::memcpy(image.data() + q_at, q4k.data(), q4k.size());
+  std::memcpy(image.data() + bias_at, bias.data(), bias.size() * 4);
+
+  for (const char* path : {"pageable", "pinned", "register"}) {
+    SCOPED_TRACE(path);
+    ASSERT_EQ(setenv("SWRUN_UPLOAD", path, 1), 0);
+    auto be = make_cuda_backend(0);
+    unsetenv("SWRUN_UPLOAD");
+    Weight w_big = upload(*be, "big", GgmlType::BF16, {big_cols, big_rows}, image.data() + big_at, big.size() * 2);
+    Weight w_q = upload(*be, "q", GgmlType::Q4_K, {q_cols, q_rows}, image.data() + q_at, q4k.size());
+    Weight w_bias = upload(*be, "bias", GgmlType::F32, {vec}, image.data() + bias_at, bias.size() * 4);
+
+    struct Check { const Weight* w; int64_t rows, cols; std::function<float(int64_t, int64_t)> at; };
+    for (const Check& c : {Check{&w_big, big_rows, big_cols, [&](int64_t o, int64_t i) {
+                             return bf16_to_fp32(big[size_t(o * big_cols + i)]); }},
+                           Check{&w_q, q_rows, q_cols, [&](int64_t o, int64_t i) {
+                             return q_want[size_t(o * q_cols + i)]; }}}) {
+      SCOPED_TRACE(c.w->name);
+      for (int64_t rows : {1, 12}) {
+        // Row r of x picks column (r * 37) % cols, so out[r, o] = W[o, that column].
+        std::vector<float> x(size_t(rows * c.cols), 0.f);
+        for (int64_t r = 0; r < rows; ++r) x[size_t(r * c.cols + (r * 37) % c.cols)] = 1.f;
+        Buffer out = be->alloc(size_t(rows * c.rows));
+        poison(out);
+        be->matmul(device_copy(*be, x), *c.w, rows, out);
+        const std::vector<float> got = fetch(*be, out, out.count);
+        size_t bad = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < c.rows; ++o) {
+            // The bf16 copy of a Q4_K matrix (12 rows) rounds its values to bf16, within one bf16 step of the
+            // CPU's rounding; the raw blocks' decoders and BF16 weights give the file's values to fp32 rounding.
+            const bool rounded = rows > 1 && c.w == &w_q;
+            const float want = rounded ? float(to_bf16(c.at(o, (r * 37) % c.cols))) : c.at(o, (r * 37) % c.cols);
+            const float tol = (rounded ? 1.f / 128 : 1e-6f) * std::fabs(want);
+            if (!(std::fabs(got[size_t(r * c.rows + o)] - want) <= tol) && bad++ < 5)
+              ADD_FAILURE() << "rows " << rows << ": out[" << r << ", " << o << "] = " << got[size_t(r * c.rows + o)]
+                            << ", want " << want << " (seed " << seed_ << ")";
+          }
+        EXPECT_EQ(bad, 0u) << "rows " << rows;
+      }
+    }
+    Buffer x = device_copy(*be, std::vector<float>(size_t(vec), 0.f));
+    be->add_bias(x, w_bias, 1);
+    EXPECT_EQ(fetch(*be, x, size_t(vec)), bias);
+  }
 }
 
 TEST_F(CudaBackendTest, UncapturableStepFallsBackToPlainLaunches) {

@@ -2,21 +2,69 @@
 // backend factory so that the static CUDA library's definition is linked in).
 #pragma once
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <string>
 
 #include "runtime/backend.h"
+#include "runtime/common.h"
+#include "runtime/load_log.h"
 
 namespace swrun {
 
-// --backend: "cpu", "cuda", or "auto" (CUDA when a device is present, else the CPU with a note on stderr).
-inline std::unique_ptr<Backend> make_backend(const std::string& which, int threads) {
+// --backend: "cpu", "cuda", or "auto" (CUDA when a device is present, else the CPU). With a log, the backend's
+// set-up phases are added to it (runtime/load_log.h). *fell_back: "auto" found no CUDA device.
+inline std::unique_ptr<Backend> choose_backend(const std::string& which, int threads, LoadLog* log, bool* fell_back) {
+  *fell_back = false;
   if (which == "cpu") return make_cpu_backend(threads);
-  if (which == "cuda") return make_cuda_backend(0);
-  if (cuda_device_available()) return make_cuda_backend(0);
-  std::fprintf(stderr, "swrun: no CUDA device found, using the CPU backend\n");
+  if (which == "cuda" || cuda_device_available()) return make_cuda_backend(0, log);
+  *fell_back = true;
   return make_cpu_backend(threads);
 }
+
+inline void note_cpu_fallback() { std::fprintf(stderr, "swrun: no CUDA device found, using the CPU backend\n"); }
+
+// choose_backend with the fallback noted on stderr.
+inline std::unique_ptr<Backend> make_backend(const std::string& which, int threads) {
+  bool fell_back = false;
+  auto backend = choose_backend(which, threads, nullptr, &fell_back);
+  if (fell_back) note_cpu_fallback();
+  return backend;
+}
+
+// choose_backend on a thread of its own, so that the CUDA driver and context set-up (a large part of the load time
+// on a big GPU) runs while the caller parses the GGUF file and builds the tokenizer, which need no device. The
+// backend is then used from the caller's thread as it is: the CUDA runtime's primary context belongs to the
+// process, and device 0 (the only one choose_backend picks) is every thread's default device.
+class BackendStart {
+ public:
+  BackendStart(const std::string& which, int threads)
+      : started_(now_ms()), result_(std::async(std::launch::async, [this, which, threads] {
+          auto backend = choose_backend(which, threads, &setup_, &fell_back_);
+          ran_ms_ = now_ms() - started_;
+          return backend;
+        })) {}
+  BackendStart(const BackendStart&) = delete;  // the set-up thread writes into this object
+  BackendStart& operator=(const BackendStart&) = delete;
+
+  // Waits for the backend (rethrowing its set-up's Error; an error of the caller's before this is the only one
+  // shown); with a log, adds the set-up's own phases to it as sub-phases (of the caller's next phase: the wait).
+  std::unique_ptr<Backend> get(LoadLog* log) {
+    auto backend = result_.get();
+    if (fell_back_) note_cpu_fallback();  // here, so that an earlier error on the caller's side stays one line
+    if (log)
+      for (const LoadPhase& p : setup_.phases()) log->add_sub(p.name, p.ms, p.detail);
+    return backend;
+  }
+  // How long the set-up ran on its thread (valid after get()).
+  double setup_ms() const { return ran_ms_; }
+
+ private:
+  LoadLog setup_;  // written by the set-up thread only, read after it has finished
+  double started_ = 0, ran_ms_ = 0;
+  bool fell_back_ = false;
+  std::future<std::unique_ptr<Backend>> result_;
+};
 
 // Prefill chunk when -b is not given: big enough on a GPU that one chunk's attention fills the chip (4096 queries x
 // heads in 128-row tiles), small on the CPU where it only bounds the activation buffers.

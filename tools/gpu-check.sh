@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: every GPU test, compute-sanitizer (memcheck, racecheck) on the kernel tests, the
 # attention benchmark beside the PyTorch anchors, end-to-end generation speed, and a short record of it all.
-# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model peer (default: all)
+# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model peer load (default: all)
 # BIN_DIR is what tools/pack-gpu.sh packed (.carry). The record goes to OUT_DIR/record-<phases>.md.
 # Env: SWRUN_MODEL (the example model; the model phase needs it), ATTN_SANITIZE_FILTER (gtest filter for the
 #      attention test under the sanitizers, which run it ~10x slower), NO_AB=1 (skip the 32K A/B, the slowest step),
@@ -11,7 +11,7 @@ set -u
 bin=$1
 out=$2
 shift 2
-phases=${*:-tests sanitize bench model peer}
+phases=${*:-tests sanitize bench model peer load}
 has() { case " $phases " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$out"
 rec="$out/record-${phases// /-}.md"
@@ -134,6 +134,36 @@ if has peer && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ] && [ -x "${LLAMA_BIN
   echo "- swrun warm (profile median of 5), 512-token prompt: $line" >>"$rec"
   line=$("$LLAMA_BIN/llama-completion" -m "$SWRUN_MODEL" -ngl 99 -fa on -p "$text" -n 1 -no-cnv 2>&1 </dev/null | grep -E 'load time|prompt eval time' | tr '\n' ' ')
   echo "- llama.cpp llama-completion: $line" >>"$rec"
+fi
+
+if has load && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
+  # Where the load time goes (swrun -v), fresh processes, under each upload path and eager module loading; then
+  # the -v output's own test with CUDA (tests/cli_load_log.py) and the first prompt of a fresh process.
+  echo >>"$rec"; echo "## load time (swrun -v, fresh processes)" >>"$rec"
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  for variant in SWRUN_UPLOAD=pageable SWRUN_UPLOAD=pinned SWRUN_UPLOAD=register CUDA_MODULE_LOADING=EAGER; do
+    for i in 1 2 3; do
+      env "$variant" "$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 16 --temp 0 -v \
+        >/dev/null 2>"$out/load-$variant-$i.err" || status=1
+    done
+    totals=$(grep -h '^load: total' "$out"/load-"$variant"-*.err | awk '{print $3}' | tr '\n' ' ')
+    { echo; echo "### $variant: totals $totals ms (the third run below)"; echo '```'
+      grep -E '^(load|swrun: load)' "$out/load-$variant-3.err"; echo '```'; } >>"$rec"
+  done
+  text="The river runs past the old mill and under the stone bridge, where children count the boats in summer."
+  for i in 1 2 3; do
+    line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 512 -n 1 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
+    echo "- fresh process $i, 512-token prompt: ${line#swrun: }" >>"$rec"
+  done
+  line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 512 --profile --repeat 5 2>&1 | grep -E '^(prefill|time to)' | tr '\n' ' ')
+  echo "- warm (profile median of 5), 512-token prompt: $line" >>"$rec"
+  if [ -x "${LLAMA_BIN:-}/llama-completion" ]; then
+    line=$("$LLAMA_BIN/llama-completion" -m "$SWRUN_MODEL" -ngl 99 -fa on -p "The capital of France is" -n 16 -no-cnv 2>&1 </dev/null | grep -E 'load time' | tr '\n' ' ')
+    echo "- llama.cpp llama-completion, same prompt: $line" >>"$rec"
+  fi
+  python3 "$root/tests/cli_load_log.py" "$bin/swrun" "$bin/make_synthetic_model" "$out/cli_load_log" \
+    >"$out/cli_load_log.txt" 2>&1 || status=1
+  echo "- tests/cli_load_log.py (CPU and CUDA): $(tail -1 "$out/cli_load_log.txt")" >>"$rec"
 fi
 
 cat "$rec"

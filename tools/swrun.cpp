@@ -15,6 +15,7 @@
 #include "runtime/common.h"
 #include "runtime/generate.h"
 #include "runtime/gguf.h"
+#include "runtime/load_log.h"
 #include "runtime/prefill_study.h"
 #include "runtime/prompt_fill.h"
 #include "runtime/report.h"
@@ -33,6 +34,7 @@ struct Options {
   float temp = 0.8f, top_p = 0.95f;
   int64_t seed = -1;
   bool no_graph = false;
+  bool verbose = false;  // -v: where the load time goes
   int64_t prompt_len = 0;  // 0: the prompt as given
   // --profile / --ab
   bool profile = false;
@@ -98,28 +100,63 @@ std::string weights_line(const Backend& be, const GgufFile& f) {
          human_bytes(static_cast<double>(f.file_size())) + ")";
 }
 
+// "253.0 MB": the size of what a load phase read or uploaded.
+std::string megabytes(size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", double(bytes) / 1e6);
+  return text;
+}
+
 int run_generate(const Options& o) {
   check_common(o);
   const AttnSpec spec = AttnSpec::parse(o.attn);
+  // Load phases are always timed on the host clock (a few clock reads); only -v prints them and lets the backend
+  // time its own split, which waits for the GPU at the end of each phase.
+  LoadLog log;
+  LoadLog* verbose_log = o.verbose ? &log : nullptr;
   const double t_load = now_ms();
+  BackendStart start(o.backend, o.threads);  // beside the file and tokenizer phases below
+  double t = t_load;
+  auto phase_done = [&](const std::string& name, const std::string& detail) {
+    const double now = now_ms();
+    log.add(name, now - t, detail);
+    t = now;
+  };
   auto file = GgufFile::open(o.model);
+  phase_done("gguf open", megabytes(file->file_size()) + ", " + std::to_string(file->tensors().size()) + " tensors");
   auto tok = Tokenizer::from_gguf(*file);
+  phase_done("tokenizer", std::to_string(tok->vocab_size()) + " tokens");
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n_prompt = static_cast<int>(prompt.size());
-  auto backend = pick_backend(o);
+  phase_done("prompt encode", std::to_string(n_prompt) + " tokens");
+  auto backend = start.get(verbose_log);
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "%s (%s): set-up %.2f ms on its own thread, beside the phases above",
+                backend->name().c_str(), backend->device_name().c_str(), start.setup_ms());
+  phase_done("backend init (wait)", detail);
   const int ubatch = ubatch_for(o, *backend);
   const int batch = std::min(ubatch, n_prompt);
+  backend->attach_load_log(verbose_log);
   auto model = load_model(*file, *backend, spec, batch);
+  if (o.verbose) backend->finish_uploads();
+  backend->attach_load_log(nullptr);
+  phase_done("weights", backend->weight_bytes() ? megabytes(backend->weight_bytes()) + " on the device"
+                                                : "read in place from the file mapping");
   const int ctx = context_for(o, model->config(), n_prompt, o.n_predict);
   model->init_kv(ctx, batch);
+  phase_done("KV cache", human_bytes(static_cast<double>(backend->kv_bytes())) + " for " + std::to_string(ctx) +
+                             " tokens");
   GenerateOptions go;
   go.sampler = {o.temp, o.top_k, o.top_p,
                 o.seed >= 0 ? static_cast<uint64_t>(o.seed) : static_cast<uint64_t>(std::random_device{}())};
   go.use_graph = !o.no_graph;
   // On a GPU the first calls load kernels, plan GEMMs and build the decode graph; done here, that is load time,
   // not time to first token or decode time.
-  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler, go.use_graph);
+  if (backend->name() == "cuda" && ctx > batch) warm_up(*model, batch, go.sampler, go.use_graph, verbose_log);
+  else if (o.verbose)
+    log.add("warm-up", 0, backend->name() == "cuda" ? "none: no room in the context" : "none on the CPU");
   const double load_ms = now_ms() - t_load;
+  if (o.verbose) std::fputs(log.render(load_ms).c_str(), stderr);
   std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s%s\n", o.model.c_str(),
                backend->name().c_str(), backend->device_name().c_str(), n_prompt, ctx,
                human_bytes(static_cast<double>(backend->kv_bytes())).c_str(), weights_line(*backend, *file).c_str());
@@ -238,6 +275,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: 4096 on CUDA, 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
+  app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr; generation mode)");
   app.add_option("--prompt-len", o.prompt_len, "fill the prompt to N tokens by repeating its text");
   app.add_flag("--profile", o.profile, "profile a prefill of the prompt: per-layer, per-op times");
   CLI::Option* ab = app.add_option("--ab", o.ab_specs,

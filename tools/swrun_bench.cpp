@@ -49,11 +49,15 @@ int run_bench_subcommand(const BenchCli& cli) {
   opt.repetitions = cli.repetitions;
   opt.use_graph = !cli.no_graph;
 
+  const double t_load = now_ms();
+  BackendStart start(cli.backend, cli.threads);  // beside the file and tokenizer set-up
   auto file = GgufFile::open(cli.model);
   auto tok = Tokenizer::from_gguf(*file);
-  auto backend = make_backend(cli.backend, cli.threads);
+  auto backend = start.get(nullptr);
   opt.ubatch = cli.ubatch > 0 ? cli.ubatch : default_ubatch(*backend);
   auto model = load_model(*file, *backend, AttnSpec::parse(opt.attn_specs[0]), bench_max_batch(opt));
+  backend->finish_uploads();
+  const double load_ms = now_ms() - t_load;
 
   BenchReport report;
   report.model = describe_model(*file);
@@ -65,6 +69,7 @@ int run_bench_subcommand(const BenchCli& cli) {
   report.n_ubatch = opt.ubatch;
   report.ubatch_given = cli.ubatch > 0;
   report.use_graph = opt.use_graph;
+  report.load_ms = load_ms;
 
   // One line rewritten in place on a terminal; one line per test otherwise (logs stay short).
   const bool tty = isatty(STDERR_FILENO);

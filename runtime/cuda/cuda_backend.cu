@@ -21,9 +21,22 @@ namespace {
 // cuBLAS on Hopper wants up to 32 MiB; giving it our own buffer also keeps its GEMMs capturable in graphs.
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
+// Weights are never freed one by one, so the small ones (a model has hundreds) share device allocations of
+// kWeightChunkBytes instead of costing a cudaMalloc each; one larger than a quarter of a chunk gets its own, so a
+// chunk wastes at most a quarter at its end. Offsets keep cudaMalloc's 256-byte alignment, which the kernels'
+// vector loads and cuBLAS rely on.
+constexpr size_t kWeightChunkBytes = size_t(16) << 20;
+constexpr size_t kWeightAlignment = 256;
+
 }  // namespace
 
-CudaBackend::CudaBackend(int device) {
+CudaBackend::CudaBackend(int device, LoadLog* log) {
+  double t0 = now_ms();
+  auto phase_done = [&](const char* name, const std::string& detail) {
+    const double t1 = now_ms();
+    if (log) log->add_sub(name, t1 - t0, detail);
+    t0 = t1;
+  };
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
@@ -33,18 +46,25 @@ CudaBackend::CudaBackend(int device) {
   if (count == 0) fail("no CUDA device: the driver reports none");
   if (device < 0 || device >= count)
     fail("no CUDA device: device " + std::to_string(device) + " requested, " + std::to_string(count) + " present");
+  phase_done("CUDA driver", std::to_string(count) + " device(s)");
   check_cuda(cudaSetDevice(device), "cudaSetDevice");
   if (const char* env = std::getenv("SWRUN_DECODE_PROGRAM")) program_enabled_ = std::string(env) == "1";
   if (const char* env = std::getenv("SWRUN_PROGRAM_TRACE")) program_trace_ = std::string(env) == "1";
+  check_cuda(cudaFree(nullptr), "CUDA context creation");  // creates the context now, so that it is timed alone
+  // The driver reads CUDA_MODULE_LOADING (LAZY by default: each module is loaded at its first launch).
+  const char* loading = std::getenv("CUDA_MODULE_LOADING");
+  phase_done("CUDA context", std::string("CUDA_MODULE_LOADING=") + (loading ? loading : "(unset: LAZY)"));
   cudaDeviceProp props{};
   check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
   device_name_ = props.name;
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cuda(cudaEventCreateWithFlags(&batch_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
+  phase_done("properties, stream", device_name_);
   check_cublas(cublasCreate(&cublas_), "cublasCreate");
   check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
   void* workspace = mem_.device(kCublasWorkspaceBytes, "cuBLAS workspace");
   check_cublas(cublasSetWorkspace(cublas_, workspace, kCublasWorkspaceBytes), "cublasSetWorkspace");
+  phase_done("cuBLAS", "handle and " + human_bytes(double(kCublasWorkspaceBytes)) + " workspace");
 }
 
 CudaBackend::~CudaBackend() {
@@ -60,8 +80,30 @@ CudaBackend::~CudaBackend() {
 
 void* CudaBackend::upload_staging(const GgufTensor& t) {
   void* staging = load_staging_.ensure(mem_, t.nbytes);
-  check_cuda(cudaMemcpyAsync(staging, t.data, t.nbytes, cudaMemcpyHostToDevice, stream_), "upload of weights");
+  host_upload_.copy(staging, t.data, t.nbytes, stream_);
+  upload_timer_.copied(stream_, t.nbytes);
   return staging;
+}
+
+void* CudaBackend::weight_memory(size_t bytes, const std::string& what) {
+  const double t0 = upload_timer_.active() ? now_ms() : 0;
+  const size_t aligned = (bytes + kWeightAlignment - 1) / kWeightAlignment * kWeightAlignment;
+  void* p = nullptr;
+  if (aligned > kWeightChunkBytes / 4) {
+    p = mem_.device(bytes, what);
+    if (upload_timer_.active()) upload_timer_.note_alloc(now_ms() - t0, bytes);
+  } else {
+    if (aligned > weight_chunk_left_) {
+      weight_chunk_ = static_cast<uint8_t*>(mem_.device(kWeightChunkBytes, "weights (shared allocation)"));
+      weight_chunk_left_ = kWeightChunkBytes;
+      if (upload_timer_.active()) upload_timer_.note_alloc(now_ms() - t0, kWeightChunkBytes);
+    }
+    p = weight_chunk_;
+    weight_chunk_ += aligned;
+    weight_chunk_left_ -= aligned;
+  }
+  weight_bytes_ += bytes;
+  return p;
 }
 
 // The embedding/output table (GGUF names, facts of the format) is the largest matrix and is only ever read a
@@ -84,32 +126,34 @@ Weight CudaBackend::upload(const GgufTensor& t) {
   const GgmlType type = t.type();
   DeviceWeight dw;
   dw.fp32 = vector;
+  upload_timer_.begin(stream_);
   if (vector) {
-    void* dst = mem_.device(size_t(elems) * sizeof(float), "weight " + t.name);
-    weight_bytes_ += size_t(elems) * sizeof(float);
-    if (type == GgmlType::F32)
-      check_cuda(cudaMemcpyAsync(dst, t.data, size_t(elems) * 4, cudaMemcpyHostToDevice, stream_), "upload");
-    else if (type == GgmlType::BF16)
+    void* dst = weight_memory(size_t(elems) * sizeof(float), "weight " + t.name);
+    if (type == GgmlType::F32) {
+      host_upload_.copy(dst, t.data, size_t(elems) * 4, stream_);
+      upload_timer_.copied(stream_, size_t(elems) * 4);
+    } else if (type == GgmlType::BF16) {
       cast_bf16_to_f32(static_cast<const __nv_bfloat16*>(upload_staging(t)), static_cast<float*>(dst),
                        size_t(elems), stream_);
-    else
+    } else {
       dequantize_to_f32(type, upload_staging(t), dst, elems, stream_);
+    }
+    if (type != GgmlType::F32) upload_timer_.converted(stream_, std::string(ti.name) + " -> f32");
     dw.data = dst;
   } else {
     const void* src = nullptr;  // the file's bytes on the device
     if (gemv_quant_supported(type, t.ne[0])) {
       const size_t padded = gemv_quant_padded_bytes(file_bytes);
-      auto* raw = static_cast<uint8_t*>(mem_.device(padded, "weight " + t.name));
-      check_cuda(cudaMemcpyAsync(raw, t.data, file_bytes, cudaMemcpyHostToDevice, stream_), "upload");
+      auto* raw = static_cast<uint8_t*>(weight_memory(padded, "weight " + t.name));
+      host_upload_.copy(raw, t.data, file_bytes, stream_);
       check_cuda(cudaMemsetAsync(raw + file_bytes, 0, padded - file_bytes, stream_), "upload padding");
-      weight_bytes_ += padded;
+      upload_timer_.copied(stream_, file_bytes);
       dw.raw = src = raw;
     }
     if (type == GgmlType::BF16 && dw.raw) {
       dw.data = const_cast<void*>(dw.raw);  // the file's bytes are the bf16 copy
     } else if (!(dw.raw && is_token_table(t.name))) {
-      void* dst = mem_.device(size_t(elems) * sizeof(__nv_bfloat16), "weight " + t.name + " (bf16)");
-      weight_bytes_ += size_t(elems) * sizeof(__nv_bfloat16);
+      void* dst = weight_memory(size_t(elems) * sizeof(__nv_bfloat16), "weight " + t.name + " (bf16)");
       if (!src) src = upload_staging(t);
       if (type == GgmlType::BF16)
         check_cuda(cudaMemcpyAsync(dst, src, size_t(elems) * 2, cudaMemcpyDeviceToDevice, stream_), "upload");
@@ -117,6 +161,7 @@ Weight CudaBackend::upload(const GgufTensor& t) {
         cast_f32_to_bf16(static_cast<const float*>(src), static_cast<__nv_bfloat16*>(dst), size_t(elems), stream_);
       else
         dequantize_to_bf16(type, src, dst, elems, stream_);
+      upload_timer_.converted(stream_, std::string(ti.name) + " -> bf16");
       dw.data = dst;
     }
   }
@@ -149,6 +194,12 @@ Weight CudaBackend::weight_rows(const Weight& w, int64_t first, int64_t count) {
 void CudaBackend::release_load_staging() {
   check_cuda(cudaStreamSynchronize(stream_), "weight upload");
   load_staging_.release(mem_);
+  host_upload_.release();
+}
+
+void CudaBackend::finish_uploads() {
+  check_cuda(cudaStreamSynchronize(stream_), "weight upload");
+  upload_timer_.report(host_upload_.describe());
 }
 
 const DeviceWeight& CudaBackend::device_weight(const Weight& w, const char* op) const {
@@ -212,7 +263,7 @@ void CudaBackend::require_batch(const char* op) const {
 void CudaBackend::begin_batch(const int32_t* tokens, int32_t pos0, int n) {
   if (n < 1) fail("begin_batch: batch of " + std::to_string(n) + " tokens");
   if (pos0 < 0) fail("begin_batch: negative position " + std::to_string(pos0));
-  if (mode_ == Mode::Plain && load_staging_.data()) release_load_staging();
+  if (mode_ == Mode::Plain && (load_staging_.data() || host_upload_.holds_resources())) release_load_staging();
   if (mode_ != Mode::Plain && ++step_batches_ > 1) fail("run_captured: a captured step must hold one batch");
   tokens_.assign(tokens, tokens + n);
   pos0_ = pos0;
@@ -338,7 +389,9 @@ void CudaBackend::pop_range() {
 
 namespace swrun {
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<cuda::CudaBackend>(device); }
+std::unique_ptr<Backend> make_cuda_backend(int device, LoadLog* log) {
+  return std::make_unique<cuda::CudaBackend>(device, log);
+}
 
 bool cuda_device_available() {
   int count = 0;

@@ -21,7 +21,9 @@
 #include "kernels/persistent/decode_program.cuh"
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/host_upload.h"
 #include "runtime/cuda/range_timer.h"
+#include "runtime/cuda/upload_timer.h"
 
 namespace swrun::cuda {
 
@@ -58,7 +60,8 @@ struct CapturedStep {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device);
+  // With a log, the set-up's phases (driver, context, cuBLAS) are added to it as sub-phases.
+  CudaBackend(int device, LoadLog* log);
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
@@ -100,6 +103,8 @@ class CudaBackend final : public Backend {
     auto it = graphs_.find(key);
     return it == graphs_.end() ? 0 : it->second.program_instructions;
   }
+  void attach_load_log(LoadLog* log) override { upload_timer_.attach(log); }
+  void finish_uploads() override;
 
  private:
   enum class Mode { Plain, Capturing, Replaying };
@@ -147,6 +152,7 @@ class CudaBackend final : public Backend {
   const int32_t* pos0_dev() const { return static_cast<const int32_t*>(batch_dev_.data()); }
   __nv_bfloat16* bf16_scratch(size_t elems);
   void* upload_staging(const GgufTensor& t);
+  void* weight_memory(size_t bytes, const std::string& what);  // for a weight, counted in weight_bytes_
   void* reserve_read_staging(size_t words);
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
@@ -169,7 +175,10 @@ class CudaBackend final : public Backend {
 
   std::deque<DeviceWeight> weights_;
   size_t weight_bytes_ = 0;
+  uint8_t* weight_chunk_ = nullptr;  // where weight_memory() hands out the next small weight
+  size_t weight_chunk_left_ = 0;
   GrowingBuffer load_staging_{true, "weight upload staging"};
+  HostUpload host_upload_{mem_};  // host -> device copies of the weights (SWRUN_UPLOAD)
   GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
   GrowingBuffer table_chunk_{true, "bf16 chunk of a quantized-only matrix"};
@@ -211,6 +220,7 @@ class CudaBackend final : public Backend {
   double traced_ns_ = 0;
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
+  UploadTimer upload_timer_;  // the upload's split for an attached load log; reported by finish_uploads
 };
 
 }  // namespace swrun::cuda
