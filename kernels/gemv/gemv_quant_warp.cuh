@@ -21,6 +21,24 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Adds the products of `nb` staged blocks (blocks b0.. of a row, at `blocks` in shared memory) with x[r] to
+// acc[r]: lane by lane over the blocks' work items, so each lane's sum follows the same order whoever staged them
+// (warp_row_dots and the pipelined kernel give the same bits).
+template <typename D, int kRows>
+__device__ __forceinline__ void warp_chunk_dots(const uint8_t* blocks, int b0, int nb, const float* x, int64_t cols,
+                                                int x_rows, float (&acc)[kRows]) {
+  const int lane = threadIdx.x % kWarp;
+  for (int it = lane; it < nb * D::kItems; it += kWarp) {
+    const int b = it / D::kItems;
+    const float* xb = x + int64_t(b0 + b) * D::kElems;
+    D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
+    });
+  }
+}
+
 // Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
 // `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
 // lane. `after_first_stage()` runs once the first blocks are staged and before x is read: the standalone kernels
@@ -41,16 +59,7 @@ __device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per
     for (int v = lane; v < vecs; v += kWarp) stage[v] = __ldg(aligned + v);
     __syncwarp();
     if (b0 == 0) after_first_stage();
-    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(stage) + skew;
-    for (int it = lane; it < nb * D::kItems; it += kWarp) {
-      const int b = it / D::kItems;
-      const float* xb = x + int64_t(b0 + b) * D::kElems;
-      D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-          if (kRows == 1 || r < x_rows) acc[r] = fmaf(v, xb[r * cols + i], acc[r]);
-      });
-    }
+    warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage) + skew, b0, nb, x, cols, x_rows, acc);
     __syncwarp();  // the stage is refilled next pass
   }
 }
