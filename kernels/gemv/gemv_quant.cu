@@ -179,6 +179,7 @@ const char* gemv_variant_name(GemvVariant v) {
     case GemvVariant::WarpPipelined: return "warp-pipelined";
     case GemvVariant::LaneRows: return "lane-rows";
     case GemvVariant::LaneRowsEvictFirst: return "lane-rows-evict-first";
+    case GemvVariant::LaneRowsStaged: return "lane-rows-staged";
   }
   return "unknown";
 }
@@ -201,6 +202,8 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
     case GemvVariant::LaneRowsEvictFirst:
       return launch_gemv_lane_rows(type, v == GemvVariant::LaneRowsEvictFirst, weights, x, out, x_rows, n_out, cols,
                                    stream);
+    case GemvVariant::LaneRowsStaged:
+      return launch_gemv_lane_rows_staged(type, weights, x, out, x_rows, n_out, cols, stream);
   }
   fail("gemv_quant: no variant " + std::to_string(int(v)));
 }

@@ -18,8 +18,9 @@ enum class GemvVariant : int {
   WarpPipelined = 2,       // the same sums, with each warp's next rows' blocks in flight (cp.async ring)
   LaneRows = 3,            // a lane per row, blocks decoded from registers (gemv_quant_lanes.cuh)
   LaneRowsEvictFirst = 4,  // LaneRows with the weights loaded evict-first in L2
+  LaneRowsStaged = 5,      // LaneRows with coalesced copies through shared memory (double-buffered cp.async)
 };
-constexpr int kGemvVariantCount = 4;
+constexpr int kGemvVariantCount = 5;
 
 const char* gemv_variant_name(GemvVariant v);
 
@@ -30,11 +31,13 @@ GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t cols, 
 void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float* x, float* out, int x_rows,
                         int64_t n_out, int64_t cols, cudaStream_t stream);
 
-// The launchers of variants 2-4 (gemv_quant_variants.cu), for arguments gemv_quant_variant has checked.
+// The launchers of variants 2-5 (gemv_quant_variants.cu), for arguments gemv_quant_variant has checked.
 void launch_gemv_pipelined(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
                            int64_t cols, cudaStream_t stream);
 void launch_gemv_lane_rows(GgmlType type, bool evict_first, const uint8_t* w, const float* x, float* out,
                            int x_rows, int64_t n_out, int64_t cols, cudaStream_t stream);
+void launch_gemv_lane_rows_staged(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows,
+                                  int64_t n_out, int64_t cols, cudaStream_t stream);
 
 // Calls f.template operator()<kRows>() with the kernels' activation-row bucket for x_rows (1, 2, 4 or
 // kGemvQuantMaxRows): kernels are compiled for these counts and mask the rows past x_rows.
