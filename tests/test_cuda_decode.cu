@@ -1,9 +1,9 @@
 // The decode-step kernels against the CPU reference, on fresh random inputs every run (the seed is printed;
-// failures name type, shape, position and the largest error): the quantized GEMV per format (fp64 dot of the
-// CPU-dequantized blocks), the embedding lookup from quantized rows (bit for bit), the chunked GEMM over a
-// matrix kept only in its blocks, top-k/argmax on the device against swrun::top_candidates/argmax with ties,
-// and the sampler drawing from device candidates against the CPU sampler with the same seed (also through a
-// captured graph). Outputs are poisoned (NaN) first. Skips without a GPU.
+// failures name type, shape, position and the largest error): the quantized GEMV per format and per kernel
+// variant (fp64 dot of the CPU-dequantized blocks), the embedding lookup from quantized rows (bit for bit), the
+// chunked GEMM over a matrix kept only in its blocks, top-k/argmax on the device against
+// swrun::top_candidates/argmax with ties, and the sampler drawing from device candidates against the CPU sampler
+// with the same seed (also through a captured graph). Outputs are poisoned (NaN) first. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/gemv/gemv_quant.cuh"
+#include "kernels/gemv/gemv_quant_variants.cuh"
 #include "runtime/backend.h"
 #include "runtime/common.h"
 #include "runtime/dequant.h"
@@ -74,6 +75,57 @@ class CudaDecode : public ::testing::Test {
   }
 };
 
+// x[r] . W[n] in fp64 over the CPU-dequantized weights, with the sum of |products| each error is measured against.
+struct GemvReference {
+  std::vector<double> sum, mag;  // [rows, n_out]
+};
+GemvReference gemv_reference(const std::vector<float>& w, const std::vector<float>& x, int rows, int64_t n_out,
+                             int64_t cols) {
+  GemvReference ref{std::vector<double>(size_t(rows * n_out)), std::vector<double>(size_t(rows * n_out))};
+  for (int r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < n_out; ++o) {
+      double sum = 0, mag = 0;
+      for (int64_t i = 0; i < cols; ++i) {
+        const double p = double(x[r * cols + i]) * w[o * cols + i];
+        sum += p;
+        mag += std::fabs(p);
+      }
+      ref.sum[r * n_out + o] = sum;
+      ref.mag[r * n_out + o] = mag;
+    }
+  return ref;
+}
+
+// Every output within 3e-5 of the sum of |products| of the reference (NaN, a row never written, fails), and the
+// guard elements past them still NaN.
+void expect_gemv_close(const std::vector<float>& got, const GemvReference& ref, const std::string& what) {
+  int64_t bad = 0, worst_at = -1;
+  double worst = 0;
+  for (size_t i = 0; i < ref.sum.size(); ++i) {
+    const double rel = std::fabs(got[i] - ref.sum[i]) / (ref.mag[i] + 1e-30);
+    if (!(rel <= 3e-5) && bad++ < 3)
+      ADD_FAILURE() << what << ": output " << i << " got " << got[i] << " want " << ref.sum[i]
+                    << " (|err|/sum|p| " << rel << ")";
+    if (!(rel <= worst)) worst = rel, worst_at = int64_t(i);
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " wrong, worst relative error " << worst << " at " << worst_at;
+  for (size_t i = ref.sum.size(); i < got.size(); ++i)
+    ASSERT_TRUE(std::isnan(got[i])) << what << ": guard element " << i - ref.sum.size() << " overwritten";
+}
+
+// Runs one GEMV into a poisoned output with kGuard NaN elements after it and returns what it wrote.
+template <typename Launch>
+std::vector<float> gemv_output(int64_t out_count, const std::string& what, Launch&& launch) {
+  constexpr int64_t kGuard = 32;
+  DeviceBuffer od((out_count + kGuard) * 4);
+  poison(od.ptr, (out_count + kGuard) * 4);
+  launch(static_cast<float*>(od.ptr));
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+  std::vector<float> got(out_count + kGuard);
+  EXPECT_EQ(cudaMemcpy(got.data(), od.ptr, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess) << what;
+  return got;
+}
+
 // gemv_quant straight on device memory of exactly the padded size (so the sanitizer sees any read past it),
 // against an fp64 dot of the CPU-dequantized weights with the fp32 activations.
 TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
@@ -97,40 +149,114 @@ TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
         const std::string what = std::string(info.name) + " cols " + std::to_string(sh.cols) + " n_out " +
                                  std::to_string(sh.n_out) + " rows " + std::to_string(rows);
         const std::vector<float> x = normal(size_t(rows * sh.cols));
-        constexpr int64_t kGuard = 32;
-        const int64_t out_count = rows * sh.n_out;
-        DeviceBuffer xd(x.size() * 4), od((out_count + kGuard) * 4);
+        DeviceBuffer xd(x.size() * 4);
         upload(xd.ptr, x.data(), x.size() * 4);
-        poison(od.ptr, (out_count + kGuard) * 4);
-        cuda::gemv_quant(type, wd.ptr, static_cast<const float*>(xd.ptr), static_cast<float*>(od.ptr), rows,
-                         sh.n_out, sh.cols, nullptr);
-        ok(cudaDeviceSynchronize(), what.c_str());
-        std::vector<float> got(out_count + kGuard);
-        ok(cudaMemcpy(got.data(), od.ptr, got.size() * 4, cudaMemcpyDeviceToHost), "download");
-        int64_t bad = 0, worst_at = -1;
-        double worst = 0;
-        for (int r = 0; r < rows; ++r)
-          for (int64_t o = 0; o < sh.n_out; ++o) {
-            double sum = 0, mag = 0;
-            for (int64_t i = 0; i < sh.cols; ++i) {
-              const double p = double(x[r * sh.cols + i]) * w[o * sh.cols + i];
-              sum += p;
-              mag += std::fabs(p);
-            }
-            const double g = got[r * sh.n_out + o];
-            const double rel = std::fabs(g - sum) / (mag + 1e-30);
-            if (!(rel <= 3e-5) || !std::isfinite(g)) {
-              if (bad++ < 3)
-                ADD_FAILURE() << what << ": row " << r << " out " << o << " got " << g << " want " << sum
-                              << " (|err|/sum|p| " << rel << ")";
-            }
-            if (!(rel <= worst)) worst = rel, worst_at = r * sh.n_out + o;
-          }
-        EXPECT_EQ(bad, 0) << what << ": " << bad << " wrong, worst relative error " << worst << " at " << worst_at;
-        for (int64_t i = out_count; i < out_count + kGuard; ++i)
-          ASSERT_TRUE(std::isnan(got[i])) << what << ": guard element " << i - out_count << " overwritten";
+        const std::vector<float> got = gemv_output(rows * sh.n_out, what, [&](float* out) {
+          cuda::gemv_quant(type, wd.ptr, static_cast<const float*>(xd.ptr), out, rows, sh.n_out, sh.cols, nullptr);
+        });
+        expect_gemv_close(got, gemv_reference(w, x, rows, sh.n_out, sh.cols), what);
       }
     }
+  }
+}
+
+// Every GEMV variant (forced), every format, every activation-row count, on shapes that reach each variant's
+// cases: rows at every even byte offset (34-, 66- and 210-byte rows), a row of one span or one block, rows longer
+// than a stage, row counts that leave the last 32-row tile and the last round of tiles partly empty, few rows over
+// long rows (the lane-row variants split a row's spans over up to 8 warps) and rows of one span (no split). Each
+// variant must also give the same bits on a second run, and the pipelined variant the bits of variant 1 (it runs
+// the same per-lane sums).
+TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
+  struct Shape { int64_t cols, n_out; };
+  for (GgmlType type : kGemvTypes) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    const std::vector<Shape> shapes =
+        info.block_elems == 256
+            ? std::vector<Shape>{{256, 67}, {2048, 37}, {4352, 9}, {512, 1029}}
+            : std::vector<Shape>{{32, 67}, {96, 1003}, {640, 37}, {2080, 9}, {640, 1029}};
+    for (const Shape& sh : shapes) {
+      const int64_t elems = sh.cols * sh.n_out;
+      const std::vector<uint8_t> bytes = testing::random_blocks(type, elems / random_block_elems(type), rng());
+      std::vector<float> w(static_cast<size_t>(elems));
+      dequantize_row(type, bytes.data(), w.data(), elems);
+      DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
+      upload(wd.ptr, bytes.data(), bytes.size());
+      for (int rows = 1; rows <= cuda::kGemvQuantMaxRows; ++rows) {
+        const std::vector<float> x = normal(size_t(rows * sh.cols));
+        DeviceBuffer xd(x.size() * 4);
+        upload(xd.ptr, x.data(), x.size() * 4);
+        const GemvReference ref = gemv_reference(w, x, rows, sh.n_out, sh.cols);
+        std::vector<float> warp_bits;
+        for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
+          const auto variant = cuda::GemvVariant(v);
+          const std::string what = std::string(cuda::gemv_variant_name(variant)) + " " + info.name + " cols " +
+                                   std::to_string(sh.cols) + " n_out " + std::to_string(sh.n_out) + " rows " +
+                                   std::to_string(rows);
+          auto run = [&](float* out) {
+            cuda::gemv_quant_variant(variant, type, wd.ptr, static_cast<const float*>(xd.ptr), out, rows, sh.n_out,
+                                     sh.cols, nullptr);
+          };
+          const std::vector<float> got = gemv_output(rows * sh.n_out, what, run);
+          expect_gemv_close(got, ref, what);
+          if (rows == 1) {  // once per shape: the sanitizer runs this test too
+            const std::vector<float> again = gemv_output(rows * sh.n_out, what, run);
+            EXPECT_EQ(std::memcmp(got.data(), again.data(), got.size() * 4), 0) << what << ": not deterministic";
+          }
+          if (variant == cuda::GemvVariant::Warp) warp_bits = got;
+          if (variant == cuda::GemvVariant::WarpPipelined)
+            EXPECT_EQ(std::memcmp(got.data(), warp_bits.data(), got.size() * 4), 0)
+                << what << ": differs from variant 1";
+        }
+      }
+    }
+  }
+}
+
+// Enough rows that every block of every variant loops over several rounds of rows or tiles (its pipelines cross
+// from one row or tile to the next), short rows so the reference stays cheap.
+TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
+  struct Case { GgmlType type; int64_t cols, n_out; };
+  for (const Case& c : {Case{GgmlType::Q8_0, 32, 262143}, Case{GgmlType::Q6_K, 256, 200003}}) {
+    const int64_t elems = c.cols * c.n_out;
+    const std::vector<uint8_t> bytes = testing::random_blocks(c.type, elems / random_block_elems(c.type), rng());
+    std::vector<float> w(static_cast<size_t>(elems));
+    dequantize_row(c.type, bytes.data(), w.data(), elems);
+    DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
+    upload(wd.ptr, bytes.data(), bytes.size());
+    for (int rows : {1, 8}) {
+      const std::vector<float> x = normal(size_t(rows * c.cols));
+      DeviceBuffer xd(x.size() * 4);
+      upload(xd.ptr, x.data(), x.size() * 4);
+      const GemvReference ref = gemv_reference(w, x, rows, c.n_out, c.cols);
+      for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
+        const auto variant = cuda::GemvVariant(v);
+        const std::string what = std::string(cuda::gemv_variant_name(variant)) + " " +
+                                 ggml_type_name(uint32_t(c.type)) + " n_out " + std::to_string(c.n_out) + " rows " +
+                                 std::to_string(rows);
+        expect_gemv_close(gemv_output(rows * c.n_out, what,
+                                      [&](float* out) {
+                                        cuda::gemv_quant_variant(variant, c.type, wd.ptr,
+                                                                 static_cast<const float*>(xd.ptr), out, rows,
+                                                                 c.n_out, c.cols, nullptr);
+                                      }),
+                          ref, what);
+      }
+    }
+  }
+}
+
+// Bad arguments are one clear error, whichever variant is forced.
+TEST_F(CudaDecode, QuantGemvVariantRejectsBadArguments) {
+  DeviceBuffer wd(4096), xd(4096), od(4096);
+  const auto* x = static_cast<const float*>(xd.ptr);
+  auto* out = static_cast<float*>(od.ptr);
+  for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
+    const auto variant = cuda::GemvVariant(v);
+    EXPECT_THROW(cuda::gemv_quant_variant(variant, GgmlType::Q4_K, wd.ptr, x, out, 1, 1, 100, nullptr), Error);
+    EXPECT_THROW(cuda::gemv_quant_variant(variant, GgmlType::Q8_0, wd.ptr, x, out, 9, 1, 32, nullptr), Error);
+    EXPECT_THROW(cuda::gemv_quant_variant(variant, GgmlType::Q8_0, static_cast<uint8_t*>(wd.ptr) + 2, x, out, 1, 1,
+                                          32, nullptr),
+                 Error);
   }
 }
 

@@ -1,5 +1,6 @@
 // Quantized GEMV kernels: one warp per output row at a time (grid-stride over rows), each row computed by the
-// warp-level core of gemv_quant_warp.cuh. Weights never change, so the first row is staged before the kernel
+// warp-level core of gemv_quant_warp.cuh (variant 1; gemv_quant runs the variant gemv_quant_pick_variant names,
+// the others are in gemv_quant_variants.cu). Weights never change, so the first row is staged before the kernel
 // waits for its predecessor (programmatic dependent launch).
 #include "kernels/gemv/gemv_quant.cuh"
 
@@ -9,6 +10,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/dequant/block_decode.cuh"
+#include "kernels/gemv/gemv_quant_variants.cuh"
 #include "kernels/gemv/gemv_quant_warp.cuh"
 #include "kernels/elementwise/activation.cuh"
 #include "runtime/common.h"
@@ -141,24 +143,26 @@ void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t co
                     x_rows);
 }
 
+void check_gemv_args(const char* what, GgmlType type, const void* w, const void* w2, int x_rows, int64_t cols) {
+  if (!gemv_quant_supported(type, cols))
+    fail(std::string(what) + ": rows of " + std::to_string(cols) + " elements of " + ggml_type_name(uint32_t(type)) +
+         " are not supported");
+  if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
+    fail(std::string(what) + ": " + std::to_string(x_rows) + " activation rows (1.." +
+         std::to_string(kGemvQuantMaxRows) + ")");
+  if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(w2) % 16 != 0)
+    fail(std::string(what) + ": weights are not 16-byte aligned");
+}
+
 template <int kMats>
 void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x, float* out, int x_rows,
                    int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
-  if (!gemv_quant_supported(type, cols))
-    fail("gemv_quant: rows of " + std::to_string(cols) + " elements of " + ggml_type_name(uint32_t(type)) +
-         " are not supported");
-  if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
-    fail("gemv_quant: " + std::to_string(x_rows) + " activation rows (1.." + std::to_string(kGemvQuantMaxRows) + ")");
-  if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(w2) % 16 != 0)
-    fail("gemv_quant: weights are not 16-byte aligned");
-  if (n_out <= 0) return;
   const auto* a = static_cast<const uint8_t*>(w);
   const auto* b = static_cast<const uint8_t*>(w2);
   with_block_decoder(type, [&]<typename D>() {
-    if (x_rows == 1) launch_gemv<D, 1, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
-    else if (x_rows == 2) launch_gemv<D, 2, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
-    else if (x_rows <= 4) launch_gemv<D, 4, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
-    else launch_gemv<D, kGemvQuantMaxRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+    with_rows_bucket(x_rows, [&]<int kRows>() {
+      launch_gemv<D, kRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+    });
   });
 }
 
@@ -169,13 +173,51 @@ bool gemv_quant_supported(GgmlType type, int64_t cols) {
   return elems > 0 && cols > 0 && cols % elems == 0 && cols / elems <= INT32_MAX;
 }
 
+const char* gemv_variant_name(GemvVariant v) {
+  switch (v) {
+    case GemvVariant::Warp: return "warp";
+    case GemvVariant::WarpPipelined: return "warp-pipelined";
+    case GemvVariant::LaneRows: return "lane-rows";
+    case GemvVariant::LaneRowsEvictFirst: return "lane-rows-evict-first";
+    case GemvVariant::LaneRowsStaged: return "lane-rows-staged";
+  }
+  return "unknown";
+}
+
+// Variant 1 everywhere until the H200 numbers of tools/gemv_bench (bench/gemv_notes.md) say which variant wins
+// for which shapes; this is where that choice goes.
+GemvVariant gemv_quant_pick_variant(GgmlType, int64_t, int64_t, int) { return GemvVariant::Warp; }
+
+void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float* x, float* out, int x_rows,
+                        int64_t n_out, int64_t cols, cudaStream_t stream) {
+  check_gemv_args("gemv_quant", type, w, w, x_rows, cols);
+  if (n_out <= 0) return;
+  const auto* weights = static_cast<const uint8_t*>(w);
+  switch (v) {
+    case GemvVariant::Warp:
+      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream);
+    case GemvVariant::WarpPipelined:
+      return launch_gemv_pipelined(type, weights, x, out, x_rows, n_out, cols, stream);
+    case GemvVariant::LaneRows:
+    case GemvVariant::LaneRowsEvictFirst:
+      return launch_gemv_lane_rows(type, v == GemvVariant::LaneRowsEvictFirst, weights, x, out, x_rows, n_out, cols,
+                                   stream);
+    case GemvVariant::LaneRowsStaged:
+      return launch_gemv_lane_rows_staged(type, weights, x, out, x_rows, n_out, cols, stream);
+  }
+  fail("gemv_quant: no variant " + std::to_string(int(v)));
+}
+
 void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
                 cudaStream_t stream) {
-  dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream);
+  gemv_quant_variant(gemv_quant_pick_variant(type, n_out, cols, x_rows), type, w, x, out, x_rows, n_out, cols,
+                     stream);
 }
 
 void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
                       int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
+  check_gemv_args("gemv_quant", type, w_gate, w_up, x_rows, cols);
+  if (n_out <= 0) return;
   dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream);
 }
 
@@ -188,10 +230,7 @@ void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_
       fail("gemv_quant_multi: matrix " + std::to_string(i) + " (" + ggml_type_name(uint32_t(a.type[i])) + ", " +
            std::to_string(a.n_out[i]) + " rows of " + std::to_string(cols) + ") is not supported");
   }
-  if (x_rows == 1) launch_multi<1>(a, x, x_rows, cols, stream);
-  else if (x_rows == 2) launch_multi<2>(a, x, x_rows, cols, stream);
-  else if (x_rows <= 4) launch_multi<4>(a, x, x_rows, cols, stream);
-  else launch_multi<kGemvQuantMaxRows>(a, x, x_rows, cols, stream);
+  with_rows_bucket(x_rows, [&]<int kRows>() { launch_multi<kRows>(a, x, x_rows, cols, stream); });
 }
 
 void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,

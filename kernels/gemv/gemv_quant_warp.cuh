@@ -33,11 +33,14 @@ __device__ __forceinline__ StageSpan stage_span(const uint8_t* row, int b0, int 
   return {reinterpret_cast<const uint4*>(src - skew), skew, (skew + nb * block_bytes + 15) / 16};
 }
 
-// Adds x[r] . (blocks b0 .. b0 + nb of a row, staged in shared memory at `blocks`) to acc[r] for r < x_rows.
+// Adds the products of `nb` staged blocks (blocks b0.. of a row, at `blocks` in shared memory) with x[r] to
+// acc[r]: lane by lane over the blocks' work items, so each lane's sum follows the same order whoever staged them
+// (warp_row_dots and the pipelined kernel give the same bits).
 template <typename D, int kRows>
-__device__ __forceinline__ void dot_staged(const uint8_t* blocks, int b0, int nb, const float* x, int64_t cols,
-                                           int x_rows, float (&acc)[kRows]) {
-  for (int it = threadIdx.x % kWarp; it < nb * D::kItems; it += kWarp) {
+__device__ __forceinline__ void warp_chunk_dots(const uint8_t* blocks, int b0, int nb, const float* x, int64_t cols,
+                                                int x_rows, float (&acc)[kRows]) {
+  const int lane = threadIdx.x % kWarp;
+  for (int it = lane; it < nb * D::kItems; it += kWarp) {
     const int b = it / D::kItems;
     const float* xb = x + int64_t(b0 + b) * D::kElems;
     D::item(blocks + b * D::kBytes, it % D::kItems, [&](int i, float v) {
@@ -65,7 +68,7 @@ __device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per
     for (int v = lane; v < span.vecs; v += kWarp) stage[v] = __ldg(span.aligned + v);
     __syncwarp();
     if (b0 == 0) after_first_stage();
-    dot_staged<D, kRows>(reinterpret_cast<const uint8_t*>(stage) + span.skew, b0, nb, x, cols, x_rows, acc);
+    warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage) + span.skew, b0, nb, x, cols, x_rows, acc);
     __syncwarp();  // the stage is refilled next pass
   }
 }

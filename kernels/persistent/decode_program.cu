@@ -234,7 +234,7 @@ __device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool 
           if (m == plan.slot - first) break;
           const int skew = gemv::stage_span(a.w[a.gated ? m : i] + n * row_bytes, 0, blocks_per_row, D::kBytes).skew;
           const auto* blocks = reinterpret_cast<const uint8_t*>(mine + (first + m) * gemv::kStageVecs) + skew;
-          gemv::dot_staged<D, 1>(blocks, 0, blocks_per_row, x, a.cols, 1, acc[m]);
+          gemv::warp_chunk_dots<D, 1>(blocks, 0, blocks_per_row, x, a.cols, 1, acc[m]);
         }
       } else {
         uint4* stage = mine;  // past the staged slots' use: this warp's slot 0 is free again

@@ -1,0 +1,329 @@
+// Variants 2-5 of the quantized GEMV (gemv_quant_variants.cuh); variant 1 lives in gemv_quant.cu. Variant 1's warps
+// each have one short row (680 bytes for a Gemma 3 output row) in flight between decodes and spend several
+// memory instructions per weight byte; 2 keeps more bytes in flight with the same sums, 3-5 also decode from
+// registers with one activation load per 32 rows: bench/gemv_notes.md.
+#include "kernels/gemv/gemv_quant_variants.cuh"
+
+#include <algorithm>
+
+#include "kernels/attention/mma_sm80.cuh"  // cp_async_16
+#include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
+#include "kernels/dequant/block_decode.cuh"
+#include "kernels/gemv/gemv_quant_lanes.cuh"
+#include "kernels/gemv/gemv_quant_warp.cuh"
+
+namespace swrun::cuda {
+namespace {
+
+using gemv::kStageBytes;
+using gemv::kStageVecs;
+using gemv::kWarp;
+
+// Blocks of `kernel` (at `threads` per block) resident on the whole device at once.
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel, int threads, const char* what) {
+  int device = 0, sms = 0, per_sm = 0;
+  check_cuda(cudaGetDevice(&device), what);
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), what);
+  check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0), what);
+  return int64_t(sms) * std::max(per_sm, 1);
+}
+
+// ---- variant 2: warp per row, pipelined
+
+constexpr int kPipeWarps = 4;   // 4 warps x 3 stages x 2 KiB: 25 KiB of static shared memory per block
+constexpr int kPipeStages = 3;  // chunks in flight per warp while it decodes one
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Each warp walks its rows (grid-stride) as a sequence of chunks of kStageBytes of whole blocks, the chunking of
+// warp_row_dots, and copies chunk c + kPipeStages - 1 (cp.async, L2 only) while it decodes chunk c with
+// warp_chunk_dots: the same items per lane in the same order as variant 1, so the same bits.
+template <typename D, int kRows>
+__global__ void __launch_bounds__(kWarp * kPipeWarps)
+    gemv_pipelined_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row, const float* x,
+                          int64_t cols, int x_rows, float* out, int64_t n_out) {
+  __shared__ uint4 stage[kPipeWarps][kPipeStages][kStageVecs];
+  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int chunks_per_row = (blocks_per_row + kChunkBlocks - 1) / kChunkBlocks;
+  const int64_t first = int64_t(blockIdx.x) * kPipeWarps + warp, stride = int64_t(gridDim.x) * kPipeWarps;
+  const int64_t chunks = first < n_out ? (n_out - first + stride - 1) / stride * chunks_per_row : 0;
+  // Where chunk c of this warp's sequence starts in global memory, and its block range.
+  auto chunk_at = [&](int64_t c, int64_t& n, int& b0, int& nb) {
+    n = first + c / chunks_per_row * stride;
+    b0 = int(c % chunks_per_row) * kChunkBlocks;
+    nb = min(kChunkBlocks, blocks_per_row - b0);
+    return w + n * row_bytes + int64_t(b0) * D::kBytes;
+  };
+  auto issue = [&](int64_t c) {
+    if (c < chunks) {
+      int64_t n;
+      int b0, nb;
+      const uint8_t* src = chunk_at(c, n, b0, nb);
+      const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
+      const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
+      const int vecs = (skew + nb * D::kBytes + 15) / 16;
+      uint4* dst = stage[warp][c % kPipeStages];
+      for (int v = lane; v < vecs; v += kWarp) attn::cp_async_16(dst + v, aligned + v, true);
+    }
+    cp_async_commit();  // empty groups past the end keep the count that cp_async_wait relies on
+  };
+#pragma unroll
+  for (int c = 0; c < kPipeStages - 1; ++c) issue(c);
+  float acc[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+  for (int64_t c = 0; c < chunks; ++c) {
+    cp_async_wait<kPipeStages - 2>();  // this lane's copies of chunk c have landed
+    __syncwarp();                      // ... and every lane's; all lanes are done with chunk c - 1's stage
+    if (c == 0) wait_for_predecessor();
+    issue(c + kPipeStages - 1);        // into chunk c - 1's stage
+    int64_t n;
+    int b0, nb;
+    const uint8_t* src = chunk_at(c, n, b0, nb);
+    const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
+    gemv::warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage[warp][c % kPipeStages]) + skew, b0, nb,
+                                    x, cols, x_rows, acc);
+    if (b0 + nb == blocks_per_row) {
+      gemv::store_row<kRows>(acc, x_rows, out, n_out, n);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    }
+  }
+  cp_async_wait<0>();  // no copy may outlive the block's shared memory
+}
+
+// ---- variants 3 and 4: lane per row
+
+constexpr int kLaneWarps = 8;  // per block: kLaneWarps / split tiles of 32 rows at a time
+
+// Resident blocks of kLaneWarps warps the register budget aims at: the decode case (one or two activation rows)
+// is held to about 85 registers so 24 warps per SM keep their spans in flight; more rows take what they need.
+template <int kRows>
+constexpr int kLaneMinBlocks = kRows <= 2 ? 3 : 1;
+
+// Each group of `split` warps of a block owns a 32-row tile at a time; its warps take the spans of those rows
+// round-robin and their partial sums are added in warp order through shared memory (a fixed order:
+// deterministic). All warps of a block run the same number of rounds, so the barriers match.
+template <typename D, int kRows, gemv::WeightLoad kLoad>
+__global__ void __launch_bounds__(kWarp * kLaneWarps, kLaneMinBlocks<kRows>)
+    gemv_lane_rows_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row, const float* x,
+                          int64_t cols, int x_rows, float* out, int64_t n_out, int split) {
+  using Span = gemv::LaneSpan<D>;
+  __shared__ float partial[kLaneWarps][kRows][kWarp];
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int groups = kLaneWarps / split, group = warp / split, part = warp % split;
+  const int spans = (blocks_per_row + Span::kBlocks - 1) / Span::kBlocks;
+  const int64_t tiles = (n_out + kWarp - 1) / kWarp;
+  const uint64_t policy = kLoad == gemv::WeightLoad::EvictFirst ? gemv::l2_evict_first_policy() : 0;
+  bool waited = false;
+  for (int64_t round = int64_t(blockIdx.x) * groups; round < tiles; round += int64_t(gridDim.x) * groups) {
+    const int64_t n = (round + group) * kWarp + lane;
+    const bool live = n < n_out;
+    const uint8_t* row = w + (live ? n : 0) * row_bytes;
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    // A warp whose tile is past the end still runs its spans (on zeros, loading nothing), keeping the block's
+    // warps in step; only live lanes store.
+    for (int s = part; s < spans; s += split) {
+      const int b0 = s * Span::kBlocks, nb = min(Span::kBlocks, blocks_per_row - b0);
+      uint32_t words[Span::kWords];
+      gemv::load_span<D, kLoad>(row + int64_t(b0) * D::kBytes, live ? nb : 0, policy, words);
+      if (!waited) wait_for_predecessor();  // the weights do not depend on the previous kernel; x does
+      waited = true;
+      gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
+    }
+    if (split == 1) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = acc[r];
+      continue;
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) partial[warp][r][lane] = acc[r];
+    __syncthreads();
+    if (part == 0) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float sum = partial[warp][r][lane];
+        for (int k = 1; k < split; ++k) sum += partial[warp + k][r][lane];
+        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+      }
+    }
+    __syncthreads();  // partial is refilled next round
+  }
+}
+
+// Warps per tile: enough warps over all tiles to keep every SM's loads in flight (about 32 warps per SM), as a
+// power of two no larger than the spans a row has (so short rows are not split into idle warps) nor than
+// max_split, the warps of a block.
+int lane_rows_split(int64_t tiles, int spans, int64_t sms, int max_split) {
+  const int64_t want_warps = sms * 32;
+  int split = 1;
+  while (split < max_split && split * 2 <= spans && tiles * split < want_warps) split *= 2;
+  return split;
+}
+
+int device_sms() {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    check_cuda(cudaGetDevice(&device), "gemv_quant: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "gemv_quant: SM count");
+    return count;
+  }();
+  return sms;
+}
+
+template <typename D, int kRows, gemv::WeightLoad kLoad>
+void launch_lane_rows(const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
+                      cudaStream_t stream) {
+  auto kernel = gemv_lane_rows_kernel<D, kRows, kLoad>;
+  static const int64_t max_blocks = resident_blocks(kernel, kWarp * kLaneWarps, "gemv_quant lane rows");
+  const int blocks_per_row = int(cols / D::kElems);
+  const int spans = (blocks_per_row + gemv::LaneSpan<D>::kBlocks - 1) / gemv::LaneSpan<D>::kBlocks;
+  const int64_t tiles = (n_out + kWarp - 1) / kWarp;
+  const int split = lane_rows_split(tiles, spans, device_sms(), kLaneWarps);
+  const int64_t groups = kLaneWarps / split;
+  const int64_t blocks = std::min(max_blocks, (tiles + groups - 1) / groups);
+  launch_overlapped(kernel, unsigned(blocks), kWarp * kLaneWarps, stream, "gemv_quant lane rows", w,
+                    int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows, out, n_out, split);
+}
+
+// ---- variant 5: lane per row, staged
+
+// Warps per block: as many (a power of two, at most 4) as fit their double-buffered stages and the partial sums
+// in the 48 KiB of static shared memory.
+template <typename D>
+constexpr int staged_warps() {
+  constexpr int kPerWarp = 2 * gemv::StagedSpan<D>::kStageVecs * 16;
+  constexpr int kPartials = kGemvQuantMaxRows * kWarp * 4;
+  int warps = 4;
+  while (warps > 1 && warps * (kPerWarp + kPartials) > 48 * 1024) warps /= 2;
+  return warps;
+}
+
+// Variant 3's tiles, splits and fixed-order reduction; each warp copies the spans of its 32 rows for its next
+// span (cp.async, coalesced) while it decodes the current one.
+template <typename D, int kRows>
+__global__ void __launch_bounds__(kWarp * staged_warps<D>(), kLaneMinBlocks<kRows> * kLaneWarps / staged_warps<D>())
+    gemv_lane_rows_staged_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row,
+                                 const float* x, int64_t cols, int x_rows, float* out, int64_t n_out, int split) {
+  using Span = gemv::LaneSpan<D>;
+  constexpr int kWarps = staged_warps<D>(), kStageVecs = gemv::StagedSpan<D>::kStageVecs;
+  __shared__ uint4 stages[kWarps][2][kStageVecs];
+  __shared__ float partial[kWarps][kRows][kWarp];
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int groups = kWarps / split, group = warp / split, part = warp % split;
+  const int spans = (blocks_per_row + Span::kBlocks - 1) / Span::kBlocks;
+  const int64_t tiles = (n_out + kWarp - 1) / kWarp, round_step = int64_t(gridDim.x) * groups;
+  // Copies span s of the rows of the tile at `round` + group into stage `buf` (nothing past the last tile).
+  auto issue = [&](int64_t round, int s, int buf) {
+    if (round < tiles) {
+      const int b0 = s * Span::kBlocks;
+      gemv::stage_spans<D>(w, row_bytes, (round + group) * kWarp, n_out, b0, min(Span::kBlocks, blocks_per_row - b0),
+                           stages[warp][buf]);
+    }
+    cp_async_commit();
+  };
+  int buf = 0;
+  issue(int64_t(blockIdx.x) * groups, part, buf);
+  bool waited = false;
+  for (int64_t round = int64_t(blockIdx.x) * groups; round < tiles; round += round_step) {
+    const int64_t n = (round + group) * kWarp + lane;
+    const bool live = n < n_out;
+    const uint8_t* row = w + (live ? n : 0) * row_bytes;
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    for (int s = part; s < spans; s += split) {
+      // This warp's next span: the next one of this tile, else the first one of its next tile.
+      const bool last = s + split >= spans;
+      issue(last ? round + round_step : round, last ? part : s + split, buf ^ 1);
+      cp_async_wait<1>();  // this lane's copies of span s have landed
+      __syncwarp();        // ... and every lane's
+      if (!waited) wait_for_predecessor();
+      waited = true;
+      const int b0 = s * Span::kBlocks, nb = min(Span::kBlocks, blocks_per_row - b0);
+      uint32_t words[Span::kWords];
+      gemv::read_staged_span<D>(stages[warp][buf], row + int64_t(b0) * D::kBytes, words);
+      __syncwarp();  // every lane has read the stage: the next iteration refills it
+      gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
+      buf ^= 1;
+    }
+    if (split == 1) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = acc[r];
+      continue;
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) partial[warp][r][lane] = acc[r];
+    __syncthreads();
+    if (part == 0) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float sum = partial[warp][r][lane];
+        for (int k = 1; k < split; ++k) sum += partial[warp + k][r][lane];
+        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+      }
+    }
+    __syncthreads();  // partial is refilled next round
+  }
+  cp_async_wait<0>();  // no copy may outlive the block's shared memory
+}
+
+}  // namespace
+
+void launch_gemv_pipelined(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
+                           int64_t cols, cudaStream_t stream) {
+  with_block_decoder(type, [&]<typename D>() {
+    with_rows_bucket(x_rows, [&]<int kRows>() {
+      auto kernel = gemv_pipelined_kernel<D, kRows>;
+      static const int64_t max_blocks = resident_blocks(kernel, kWarp * kPipeWarps, "gemv_quant pipelined");
+      const int blocks_per_row = int(cols / D::kElems);
+      const int64_t blocks = std::min(max_blocks, (n_out + kPipeWarps - 1) / kPipeWarps);
+      launch_overlapped(kernel, unsigned(blocks), kWarp * kPipeWarps, stream, "gemv_quant pipelined", w,
+                        int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows, out, n_out);
+    });
+  });
+}
+
+void launch_gemv_lane_rows(GgmlType type, bool evict_first, const uint8_t* w, const float* x, float* out,
+                           int x_rows, int64_t n_out, int64_t cols, cudaStream_t stream) {
+  with_block_decoder(type, [&]<typename D>() {
+    with_rows_bucket(x_rows, [&]<int kRows>() {
+      if (evict_first)
+        launch_lane_rows<D, kRows, gemv::WeightLoad::EvictFirst>(w, x, out, x_rows, n_out, cols, stream);
+      else
+        launch_lane_rows<D, kRows, gemv::WeightLoad::Cached>(w, x, out, x_rows, n_out, cols, stream);
+    });
+  });
+}
+
+void launch_gemv_lane_rows_staged(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows,
+                                  int64_t n_out, int64_t cols, cudaStream_t stream) {
+  with_block_decoder(type, [&]<typename D>() {
+    with_rows_bucket(x_rows, [&]<int kRows>() {
+      constexpr int kWarps = staged_warps<D>();
+      auto kernel = gemv_lane_rows_staged_kernel<D, kRows>;
+      static const int64_t max_blocks = resident_blocks(kernel, kWarp * kWarps, "gemv_quant lane rows staged");
+      const int blocks_per_row = int(cols / D::kElems);
+      const int spans = (blocks_per_row + gemv::LaneSpan<D>::kBlocks - 1) / gemv::LaneSpan<D>::kBlocks;
+      const int64_t tiles = (n_out + kWarp - 1) / kWarp;
+      const int split = lane_rows_split(tiles, spans, device_sms(), kWarps);
+      const int64_t groups = kWarps / split;
+      const int64_t blocks = std::min(max_blocks, (tiles + groups - 1) / groups);
+      launch_overlapped(kernel, unsigned(blocks), kWarp * kWarps, stream, "gemv_quant lane rows staged", w,
+                        int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows, out, n_out, split);
+    });
+  });
+}
+
+}  // namespace swrun::cuda
