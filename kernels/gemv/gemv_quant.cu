@@ -1,5 +1,5 @@
 // Quantized GEMV kernels: one warp per output row at a time (grid-stride over rows), each row computed by the
-// warp-level core of gemv_quant_warp.cuh (variant 1; gemv_quant runs the variant gemv_quant_pick_variant names,
+// warp-level core of gemv_quant_warp.cuh (variant 1; gemv_quant runs the variant gemv_quant_pick_variant picks,
 // the others are in gemv_quant_variants.cu). Weights never change, so the first row is staged before the kernel
 // waits for its predecessor (programmatic dependent launch).
 #include "kernels/gemv/gemv_quant.cuh"
@@ -184,9 +184,17 @@ const char* gemv_variant_name(GemvVariant v) {
   return "unknown";
 }
 
-// Variant 1 everywhere until the H200 numbers of tools/gemv_bench (bench/gemv_notes.md) say which variant wins
-// for which shapes; this is where that choice goes.
-GemvVariant gemv_quant_pick_variant(GgmlType, int64_t, int64_t, int) { return GemvVariant::Warp; }
+// Measured on an H200 with tools/gemv_bench, one activation row (bench/gemv_notes.md): a lane per row wins from a
+// few thousand rows up (262144x640 Q8_0: 82 us staged, 88 lane-rows, 147 warp; 128256x4096 Q6_K: 316 vs 626;
+// 4096x4096 Q4_K: 14.3 vs 22.2), a warp per row below (1024-2048 rows of 640: 5.5 us vs 9-13), except Q6_K rows,
+// where the pipelined warp was faster (640x2048: 8.3 vs 11.2 us). Several activation rows keep the warp per row:
+// the lane-per-row variants are built for one.
+GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t, int x_rows) {
+  if (x_rows != 1) return GemvVariant::Warp;
+  if (n_out >= 4096)
+    return type == GgmlType::Q8_0 && n_out >= 65536 ? GemvVariant::LaneRowsStaged : GemvVariant::LaneRows;
+  return type == GgmlType::Q6_K ? GemvVariant::WarpPipelined : GemvVariant::Warp;
+}
 
 void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float* x, float* out, int x_rows,
                         int64_t n_out, int64_t cols, cudaStream_t stream) {
