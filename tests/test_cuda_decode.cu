@@ -545,6 +545,49 @@ TEST_F(CudaDecode, QkNormRopeFusedEqualsUnfused) {
 }
 
 // Logits with many exact ties (small integers), NaN and -inf entries, or continuous values.
+// A q/k norm + RoPE followed by the attention on the same q and k is launched with the attention's staging folded
+// in (bf16 q, the new cache rows): the same bits as the separate staging kernel, in the output and in the cache the
+// next step reads. Layer 0 takes the folded path; layer 1 is forced apart by reading q in between.
+TEST_F(CudaDecode, NormRopeWithAttentionStagingEqualsSeparateStaging) {
+  for (const auto& [n_head, n_head_kv, head_dim] : {std::tuple{4, 1, 256}, std::tuple{8, 2, 128}, std::tuple{4, 4, 64}}) {
+    const std::string what = std::to_string(n_head) + "/" + std::to_string(n_head_kv) + "x" + std::to_string(head_dim);
+    auto be = make_cuda_backend(0);
+    const std::vector<float> g = normal(size_t(head_dim));
+    const Weight norm = be->upload(tensor_of("q_norm", GgmlType::F32, {int64_t(head_dim)},
+                                             {reinterpret_cast<const uint8_t*>(g.data()),
+                                              reinterpret_cast<const uint8_t*>(g.data() + g.size())}));
+    const int ctx = 16;
+    be->init_kv({{ctx, n_head_kv, head_dim}, {ctx, n_head_kv, head_dim}});
+    const size_t qd = size_t(n_head) * head_dim, kvd = size_t(n_head_kv) * head_dim;
+    Buffer q[2] = {be->alloc(ctx * qd), be->alloc(ctx * qd)}, k[2] = {be->alloc(ctx * kvd), be->alloc(ctx * kvd)};
+    Buffer v = be->alloc(ctx * kvd), out[2] = {be->alloc(ctx * qd), be->alloc(ctx * qd)};
+    const RopeParams rope{10000.f, 1.f, RopeStyle::NeoX};
+    const AttnParams p{n_head, n_head_kv, head_dim, 1.f / std::sqrt(float(head_dim)), AttnPolicy::dense()};
+    int32_t pos = 0;
+    for (int n : {5, 1, 1}) {
+      const std::vector<float> qh = normal(n * qd, 2.f), kh = normal(n * kvd, 2.f), vh = normal(n * kvd);
+      std::vector<int32_t> tokens(size_t(n), 0);
+      be->begin_batch(tokens.data(), pos, n);
+      std::vector<float> q_seen(n * qd);
+      for (int layer = 0; layer < 2; ++layer) {
+        upload(q[layer].data, qh.data(), qh.size() * 4);
+        upload(k[layer].data, kh.data(), kh.size() * 4);
+        upload(v.data, vh.data(), vh.size() * 4);
+        poison(out[layer].data, n * qd * 4);
+        be->qk_norm_rope(q[layer], k[layer], &norm, &norm, n, n_head, n_head_kv, head_dim, 1e-6f, rope);
+        if (layer == 1) be->read(q[layer], 0, n * qd, q_seen.data());
+        be->attention(layer, q[layer], k[layer], v, out[layer], p);
+      }
+      std::vector<float> got[2] = {std::vector<float>(n * qd), std::vector<float>(n * qd)};
+      for (int layer = 0; layer < 2; ++layer) be->read(out[layer], 0, n * qd, got[layer].data());
+      be->synchronize();
+      for (float f : got[0]) ASSERT_TRUE(std::isfinite(f)) << what << " pos " << pos;
+      EXPECT_EQ(got[0], got[1]) << what << ": folded and separate staging differ at pos " << pos;
+      pos += n;
+    }
+  }
+}
+
 std::vector<float> tricky_logits(int vocab, int kind) {
   std::vector<float> v(static_cast<size_t>(vocab));
   std::normal_distribution<float> normal(0.f, 3.f);

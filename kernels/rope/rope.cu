@@ -50,11 +50,13 @@ __device__ inline float warp_sum(float v) {
 }
 
 // One warp per head row of q (rows < q_rows) or k: the row's RMSNorm (when its norm weight is given; the sum of
-// squares taken in rmsnorm_f32's warp-per-row order) into shared memory, then its rotation as rope_kernel turns it.
+// squares taken in rmsnorm_f32's warp-per-row order) into shared memory, then its rotation as rope_kernel turns it,
+// and the staging of AttnStage when stage.q16 is set. Every operand is loaded before the reduction.
 template <RopeKind kKind>
 __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int64_t q_rows,
                                  int64_t rows, int q_heads, int k_heads, int head_dim, float eps, const int32_t* pos0,
-                                 float freq_scale, RopeFreq freq) {
+                                 float freq_scale, RopeFreq freq, AttnStage stage) {
+  constexpr int kQuadsPerLane = kNormRopeMaxHeadDim / 4 / 32;
   __shared__ float4 staged[kNormRopeWarps][kNormRopeMaxHeadDim / 4];  // float4: 16-byte aligned rows
   wait_for_predecessor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -65,30 +67,63 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
   float* head = (is_q ? q : k) + head_row * head_dim;
   const float* g = is_q ? q_norm : k_norm;
   const int64_t t = head_row / (is_q ? q_heads : k_heads);
+  const bool staging = stage.q16 != nullptr;
+  const float* v = staging && !is_q ? stage.v + head_row * head_dim : nullptr;
   float* h = reinterpret_cast<float*>(staged[warp]);
   const int quads = head_dim / 4;
+  float4 hv[kQuadsPerLane], gv[kQuadsPerLane], vv[kQuadsPerLane];
   float ss = 0.f;
-  for (int c = lane; c < quads; c += 32) {
-    const float4 v = reinterpret_cast<const float4*>(head)[c];
-    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    reinterpret_cast<float4*>(h)[c] = v;
+#pragma unroll
+  for (int j = 0; j < kQuadsPerLane; ++j) {
+    const int c = lane + j * 32;
+    if (c >= quads) break;
+    hv[j] = reinterpret_cast<const float4*>(head)[c];
+    if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
+    if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
+    ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
   }
-  if (g) {
-    const float scale = rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps);
-    for (int c = lane; c < quads; c += 32) {
-      const float4 v = reinterpret_cast<const float4*>(h)[c], w = reinterpret_cast<const float4*>(g)[c];
-      reinterpret_cast<float4*>(h)[c] = make_float4(v.x * scale * w.x, v.y * scale * w.y, v.z * scale * w.z,
-                                                    v.w * scale * w.w);
-    }
+  const float scale = g ? rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps) : 1.f;
+#pragma unroll
+  for (int j = 0; j < kQuadsPerLane; ++j) {
+    const int c = lane + j * 32;
+    if (c >= quads) break;
+    const float4 x = hv[j];
+    reinterpret_cast<float4*>(h)[c] =
+        g ? make_float4(x.x * scale * gv[j].x, x.y * scale * gv[j].y, x.z * scale * gv[j].z, x.w * scale * gv[j].w)
+          : x;
   }
   __syncwarp();
-  const double pos = double(int64_t(*pos0) + t) * double(freq_scale);
+  const int64_t pos = int64_t(*pos0) + t;
+  // Staging targets: the bf16 query row, or this position's cache rows of k and v.
+  __nv_bfloat16* out16 = nullptr;
+  __nv_bfloat16* v_row = nullptr;
+  if (staging) {
+    const int64_t cache_row = ((pos % stage.capacity) * k_heads + head_row % k_heads) * head_dim;
+    out16 = is_q ? stage.q16 + head_row * head_dim : stage.k_cache + cache_row;
+    if (!is_q) v_row = stage.v_cache + cache_row;
+  }
+  const double angle_pos = double(pos) * double(freq_scale);
   const int half = head_dim / 2;
   for (int i = lane; i < half; i += 32) {
     const int a = kKind == RopeKind::Normal ? 2 * i : i, b = kKind == RopeKind::Normal ? 2 * i + 1 : i + half;
-    const float2 r = rotate(h[a], h[b], i, pos, freq);
+    const float2 r = rotate(h[a], h[b], i, angle_pos, freq);
     head[a] = r.x;
     head[b] = r.y;
+    if (out16) {
+      out16[a] = __float2bfloat16_rn(r.x);
+      out16[b] = __float2bfloat16_rn(r.y);
+    }
+  }
+  if (v_row) {
+#pragma unroll
+    for (int j = 0; j < kQuadsPerLane; ++j) {
+      const int c = lane + j * 32;
+      if (c >= quads) break;
+      v_row[4 * c] = __float2bfloat16_rn(vv[j].x);
+      v_row[4 * c + 1] = __float2bfloat16_rn(vv[j].y);
+      v_row[4 * c + 2] = __float2bfloat16_rn(vv[j].z);
+      v_row[4 * c + 3] = __float2bfloat16_rn(vv[j].w);
+    }
   }
 }
 
@@ -96,7 +131,8 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
 
 void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
                    int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale,
-                   const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream) {
+                   const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream,
+                   const AttnStage* stage) {
   if (head_dim <= 0 || head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
     fail("norm_rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4 up to " +
          std::to_string(kNormRopeMaxHeadDim));
@@ -104,13 +140,16 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
                         static_cast<const void*>(k_norm)})
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail("norm_rope: buffers must be 16-byte aligned");
   if (!(freq_base > 0.f)) fail("norm_rope: freq_base must be positive");
+  if (stage && (!stage->q16 || !stage->v || !stage->k_cache || !stage->v_cache || stage->capacity <= 0 ||
+                reinterpret_cast<uintptr_t>(stage->v) % 16 != 0))
+    fail("norm_rope: incomplete attention staging (q16, v 16-byte aligned, both caches, a positive capacity)");
   const int64_t q_rows = int64_t(n) * q_heads, rows = q_rows + int64_t(n) * k_heads;
   if (rows <= 0) return;
   const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
   const unsigned blocks = grid_for(static_cast<size_t>(rows), kNormRopeWarps);
   launch_overlapped(kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal> : norm_rope_kernel<RopeKind::NeoX>,
                     blocks, kNormRopeWarps * 32, stream, "norm_rope_f32", q, k, q_norm, k_norm, q_rows, rows,
-                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq);
+                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq, stage ? *stage : AttnStage{});
 }
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace swrun::cuda {
@@ -18,11 +19,24 @@ void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, flo
 
 constexpr int kNormRopeMaxHeadDim = 1024;
 
+// Where norm_rope_f32 also stages the attention's inputs (what stage_attention_bf16 would write, the same values):
+// the rotated q as bf16 into q16 [n, q_heads, head_dim], the rotated k and the given v [n, k_heads, head_dim] as
+// bf16 into cache rows (pos0 + t) % capacity of k_cache / v_cache [capacity, k_heads, head_dim].
+struct AttnStage {
+  __nv_bfloat16* q16 = nullptr;
+  const float* v = nullptr;
+  __nv_bfloat16* k_cache = nullptr;
+  __nv_bfloat16* v_cache = nullptr;
+  int32_t capacity = 0;
+};
+
 // q [n, q_heads, head_dim] and k [n, k_heads, head_dim] in one launch: each head row RMSNorm-ed with eps and its
 // norm weight (q_norm / k_norm [head_dim]; none when null), then rotated as rope_f32 rotates it. The norm is
 // computed as rmsnorm_f32 computes it. head_dim a multiple of 4 up to kNormRopeMaxHeadDim, buffers 16-byte aligned.
+// With `stage`, the attention's inputs are staged in the same launch (AttnStage).
 void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
                    int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale,
-                   const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream);
+                   const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream,
+                   const AttnStage* stage = nullptr);
 
 }  // namespace swrun::cuda

@@ -314,7 +314,7 @@ void CudaBackend::queue_read(const void* src, size_t words, void* host) {
     pending_reads_.push_back({step_->reads[i].first, words, host});
     return;
   }
-  flush_program();  // the read follows everything recorded before it
+  flush_deferred();  // the read follows everything recorded or held back before it
   void* staged = reserve_read_staging(words);
   check_cuda(cudaMemcpyAsync(staged, src, words * 4, cudaMemcpyDeviceToHost, stream_), "read");
   pending_reads_.push_back({staged, words, host});
@@ -346,6 +346,7 @@ void CudaBackend::top_k(Buffer src, size_t count, int k, int32_t* ids, float* va
 }
 
 void CudaBackend::finish_step() {
+  flush_deferred();
   check_cuda(cudaStreamSynchronize(stream_), "synchronize");
   range_timer_.resolve();
   for (const PendingRead& r : pending_reads_) std::memcpy(r.host, r.staged, r.words * 4);
@@ -381,6 +382,8 @@ void CudaBackend::push_range(const char* name, int layer, OpKind op) {
 }
 
 void CudaBackend::pop_range() {
+  // A profiled op's time must fall inside its own range: nothing is held back past it (no fusion when profiling).
+  if (range_timer_.attached() && mode_ == Mode::Plain) flush_deferred();
   range_timer_.pop(stream_);
   nvtxRangePop();
 }

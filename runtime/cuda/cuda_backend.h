@@ -14,11 +14,13 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "kernels/persistent/decode_program.cuh"
+#include "kernels/rope/rope.cuh"
 #include "runtime/backend.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/host_upload.h"
@@ -122,9 +124,22 @@ class CudaBackend final : public Backend {
   // launched ends the decode program recorded so far, which is launched first.
   bool launching() {
     if (mode_ == Mode::Replaying) return false;
-    flush_program();
+    flush_deferred();
     return true;
   }
+  // A q/k norm + RoPE waits for the next op: when that is the attention on the same q and k, one launch also
+  // stages the attention's inputs (bf16 q, the new K/V cache rows) instead of a second kernel doing it.
+  struct PendingNormRope {
+    Buffer q, k;
+    const float* q_norm;
+    const float* k_norm;
+    int n_head, n_head_kv, head_dim;
+    float eps;
+    RopeParams rope;
+    const float* factors;
+  };
+  void launch_norm_rope(const PendingNormRope& r, const AttnStage* stage);
+  void flush_deferred();  // launches what waits: the pending norm + RoPE, then the recorded program
   // ---- the persistent decode kernel (cuda_program.cu) ----
   // A captured one-token step records its ops into a program (kernels/persistent) instead of launching them;
   // each record_* returns false when the op has no program form here, and the op then launches as usual.
@@ -218,6 +233,8 @@ class CudaBackend final : public Backend {
   std::map<std::string, std::pair<double, long>> trace_ns_;  // op -> (ns, instructions)
   long traced_steps_ = 0;
   double traced_ns_ = 0;
+
+  std::optional<PendingNormRope> pending_norm_rope_;
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
   UploadTimer upload_timer_;  // the upload's split for an attached load log; reported by finish_uploads

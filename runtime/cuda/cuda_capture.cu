@@ -30,7 +30,7 @@ void CudaBackend::enter_step(Mode mode, CapturedStep* step) {
 
 void CudaBackend::complete_step() {
   if (mode_ == Mode::Capturing) {
-    flush_program();
+    flush_deferred();
     mode_ = Mode::Plain;
     cudaGraph_t graph = nullptr;
     cudaError_t status = cudaStreamEndCapture(stream_, &graph);
@@ -84,6 +84,7 @@ bool CudaBackend::abandon_capture() {
   }
   cudaGetLastError();  // a failed capture leaves its error behind; the plain run must not inherit it
   program_.clear();
+  pending_norm_rope_.reset();
   mode_ = Mode::Plain;
   step_ = nullptr;
   pending_reads_.clear();

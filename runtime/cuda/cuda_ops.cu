@@ -1,5 +1,6 @@
 // CudaBackend's compute ops: argument checks on the host, then launches on the backend's stream.
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "kernels/attention/attention.h"
@@ -16,6 +17,8 @@
 
 namespace swrun::cuda {
 namespace {
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 void require_floats(Buffer b, size_t need, const char* op, const char* what) {
   if (!b.data || b.count < need)
@@ -162,11 +165,24 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
          std::to_string(n_) + " needs " + std::to_string(std::max<int64_t>(visible, n_)) +
          " cache rows, the cache has " + std::to_string(s.capacity));
   if (n_ == 1 && p.policy.kind != AttnKind::DenseNaive && record_attention(q, k, v, out, cache, p)) return;
+  // The q/k norm + RoPE just before, on these q and k, is launched with the staging folded in.
+  std::optional<PendingNormRope> rotate;
+  if (pending_norm_rope_ && pending_norm_rope_->q.data == q.data && pending_norm_rope_->k.data == k.data &&
+      pending_norm_rope_->n_head == p.n_head && pending_norm_rope_->n_head_kv == p.n_head_kv &&
+      pending_norm_rope_->head_dim == p.head_dim && aligned16(v.data)) {
+    rotate = pending_norm_rope_;
+    pending_norm_rope_.reset();
+  }
   if (!launching()) return;
 
   __nv_bfloat16* q16 = bf16_scratch(q_elems);
-  stage_attention_bf16(q.data, q16, q_elems, k.data, v.data, cache.k, cache.v, n_, int64_t(p.n_head_kv) * p.head_dim,
-                       s.capacity, pos0_dev(), stream_);
+  if (rotate) {
+    const AttnStage stage{q16, v.data, cache.k, cache.v, s.capacity};
+    launch_norm_rope(*rotate, &stage);
+  } else {
+    stage_attention_bf16(q.data, q16, q_elems, k.data, v.data, cache.k, cache.v, n_,
+                         int64_t(p.n_head_kv) * p.head_dim, s.capacity, pos0_dev(), stream_);
+  }
 
   FlashAttnArgs a;
   a.q = q16;
@@ -263,8 +279,23 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
   const float* factors = rope_factors(p, head_dim, "qk_norm_rope");
   if (record_qk_norm_rope(q, k, qn, kn, n_head, n_head_kv, head_dim, eps, p, factors)) return;
   if (!launching()) return;
-  norm_rope_f32(q.data, k.data, qn, kn, n_, n_head, n_head_kv, head_dim, eps, pos0_dev(), p.freq_base, p.freq_scale,
-                factors, p.attn_factor, p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+  // Held back one op: an attention on these q and k next stages its inputs in the same launch (attention()).
+  pending_norm_rope_ = PendingNormRope{q, k, qn, kn, n_head, n_head_kv, head_dim, eps, p, factors};
+}
+
+void CudaBackend::launch_norm_rope(const PendingNormRope& r, const AttnStage* stage) {
+  norm_rope_f32(r.q.data, r.k.data, r.q_norm, r.k_norm, n_, r.n_head, r.n_head_kv, r.head_dim, r.eps, pos0_dev(),
+                r.rope.freq_base, r.rope.freq_scale, r.factors, r.rope.attn_factor,
+                r.rope.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_, stage);
+}
+
+void CudaBackend::flush_deferred() {
+  if (pending_norm_rope_) {
+    const PendingNormRope r = *pending_norm_rope_;
+    pending_norm_rope_.reset();
+    launch_norm_rope(r, nullptr);
+  }
+  flush_program();
 }
 
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
