@@ -54,17 +54,21 @@ if has tests; then
 fi
 if has sanitize; then
 echo >>"$rec"; echo "## compute-sanitizer" >>"$rec"
-for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend "$bin"/test_cuda_decode; do
+for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend "$bin"/test_cuda_decode \
+  "$bin"/test_cuda_program; do
   [ -x "$t" ] || continue
   n=$(basename "$t")
   filter='*'
   [ "$n" = test_cuda_attention ] && filter=${ATTN_SANITIZE_FILTER:-*}
   # the sampling test draws thousands of steps: minutes under the sanitizer, and no kernel of its own
   [ "$n" = test_cuda_decode ] && filter='-*Sampling*'
+  # the persistent decode kernel (one shape: its steps are many small launches of one big kernel)
+  [ "$n" = test_cuda_program ] && filter='*gemma3*'
   step "memcheck_$n" timeout 200 compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --gtest_filter="$filter"
   # racecheck on our kernels' tests only: it reports hazards inside cuBLAS's own kernels, which the backend test
   # (and the decode test's all-position logits through cuBLAS) call
   [ "$n" = test_cuda_backend ] && continue
+  [ "$n" = test_cuda_program ] && continue  # its CPU and op-by-op references run cuBLAS too
   # (nor the GEMV over a quarter million rows, whose shared-memory traffic could take minutes under racecheck)
   [ "$n" = test_cuda_decode ] && filter='-*Sampling*:*QuantizedOnlyTable*:*OverManyRows*'
   step "racecheck_$n" timeout 200 compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --gtest_filter="$filter"

@@ -17,6 +17,9 @@ for lib in libsentencepiece.so.0 libpcre2-8.so.0; do
 done
 git -C "$root" rev-parse HEAD >"$root/.carry/COMMIT"
 git -C "$root" diff --quiet HEAD -- . ':!bench/results' || echo "+uncommitted" >>"$root/.carry/COMMIT"
-# The binaries carry every kernel (statically linked); compressed they fit the device tool's 64 MiB per call.
+# The binaries carry every kernel (statically linked): compressed they exceed the device tool's 64 MiB per call, so
+# the archive also comes in parts (.carry.tgz.0, .1, ...) of 55 MB, one per call; `cat .carry.tgz.* | tar xz` there.
 tar czf "$root/.carry.tgz" -C "$root" .carry
-du -sh "$root/.carry" "$root/.carry.tgz"
+rm -f "$root"/.carry.tgz.[0-9]*
+split -b 55M -d -a 1 "$root/.carry.tgz" "$root/.carry.tgz."
+du -sh "$root/.carry" "$root/.carry.tgz" "$root"/.carry.tgz.[0-9]*
