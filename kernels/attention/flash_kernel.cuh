@@ -10,6 +10,7 @@
 
 #include "kernels/attention/mma_sm80.cuh"
 #include "kernels/attention/wgmma_sm90.cuh"
+#include "kernels/common/launch.cuh"
 
 namespace swrun::cuda::attn {
 
@@ -366,6 +367,7 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
 // kSoftcap: the scores are capped (cap_scores); a separate instantiation so kernels without it lose nothing.
 template <typename T, int D, bool kSoftcap>
 __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
+  wait_for_predecessor();  // launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before
   using Cfg = FlashConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
   constexpr bool kQInRegs = Cfg::kQInRegisters;
@@ -477,6 +479,7 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
 // Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s. One block per (query, head).
 template <typename T, int D>
 __global__ void combine_splits_kernel(const FlashParams p) {
+  wait_for_predecessor();
   const int64_t qh = blockIdx.x;  // query * n_head + head
   const int64_t split_stride = static_cast<int64_t>(p.n_q) * p.n_head;
   float mx = -INFINITY;

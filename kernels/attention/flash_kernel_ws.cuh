@@ -40,6 +40,7 @@ template <typename T, int D, bool kSoftcap>
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const FlashParams p) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
+  wait_for_predecessor();  // launched overlapped, as flash_attention_kernel
   using Cfg = WsConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, S = Cfg::kStages, NP = Cfg::kProducerThreads;
   extern __shared__ __align__(1024) unsigned char smem_raw[];

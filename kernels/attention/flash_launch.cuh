@@ -4,6 +4,7 @@
 #include "kernels/attention/flash_kernel.cuh"
 #include "kernels/attention/flash_kernel_ws.cuh"
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 
 namespace swrun::cuda::attn {
 
@@ -14,8 +15,8 @@ void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D, kSoftcap>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in");
-  flash_attention_kernel<T, D, kSoftcap><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  check_launch("flash_attention_kernel");
+  launch_overlapped_smem(flash_attention_kernel<T, D, kSoftcap>, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
+                         "flash_attention_kernel", p);
 }
 
 template <typename T, int D, bool kSoftcap>
@@ -24,14 +25,14 @@ void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
-  flash_attention_ws_kernel<T, D, kSoftcap><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  check_launch("flash_attention_ws_kernel");
+  launch_overlapped_smem(flash_attention_ws_kernel<T, D, kSoftcap>, grid, WsConfig<D>::kThreads, Cfg::kSmemBytes,
+                         stream, "flash_attention_ws_kernel", p);
 }
 
 template <typename T, int D>
 void launch_combine(const FlashParams& p, cudaStream_t stream) {
-  combine_splits_kernel<T, D><<<static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D, 0, stream>>>(p);
-  check_launch("flash_attention_decode combine");
+  launch_overlapped(combine_splits_kernel<T, D>, static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D,
+                    stream, "flash_attention_decode combine", p);
 }
 
 }  // namespace swrun::cuda::attn

@@ -22,20 +22,27 @@ __device__ __forceinline__ void wait_for_predecessor() {
 #endif
 }
 
+// With `smem_bytes` of dynamic shared memory (the kernel must have opted in above 48 KiB).
 template <typename... Params, typename... Args>
-void launch_overlapped(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
-                       Args&&... args) {
+void launch_overlapped_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
+                            const char* what, Args&&... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
-  config.dynamicSmemBytes = 0;
+  config.dynamicSmemBytes = smem_bytes;
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
   check_cuda(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), what);
+}
+
+template <typename... Params, typename... Args>
+void launch_overlapped(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
+                       Args&&... args) {
+  launch_overlapped_smem(kernel, grid, block, 0, stream, what, std::forward<Args>(args)...);
 }
 
 }  // namespace swrun::cuda

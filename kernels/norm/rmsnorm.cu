@@ -29,13 +29,14 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, in
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= rows) return;
   const float4* xr = x + row * cols4;
-  float4 v[kVec];
+  float4 v[kVec], g[kVec];  // the weights too are loaded before the reduction: no load after it
   float ss = 0.f;
 #pragma unroll
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
       v[i] = xr[c];
+      g[i] = w[c];
       ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
     }
   }
@@ -51,10 +52,9 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, in
 #pragma unroll
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
-    if (c < cols4) {
-      const float4 g = w[c];
-      outr[c] = make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
-    }
+    if (c < cols4)
+      outr[c] = make_float4(v[i].x * scale * g[i].x, v[i].y * scale * g[i].y, v[i].z * scale * g[i].z,
+                            v[i].w * scale * g[i].w);
   }
 }
 
@@ -85,11 +85,17 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
     }
     return rsqrtf(ss * inv_cols + eps);
   };
-  float4 v[kVec];
+  // Every operand first (y, the residual, both norm weights): a load after a reduction would add its latency.
+  float4 v[kVec], r[kVec], gp[kVec], gn[kVec];
 #pragma unroll
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
-    if (c < cols4) v[i] = y[row * cols4 + c];
+    if (c < cols4) {
+      v[i] = y[row * cols4 + c];
+      r[i] = x[row * cols4 + c];
+      if (w_post) gp[i] = w_post[c];
+      if (w_next) gn[i] = w_next[c];
+    }
   }
   if (w_post) {
     const float scale = inv_rms(v);
@@ -97,7 +103,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
     for (int i = 0; i < kVec; ++i) {
       const int c = threadIdx.x + i * blockDim.x;
       if (c < cols4) {
-        const float4 g = w_post[c];
+        const float4 g = gp[i];
         v[i] = make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
       }
     }
@@ -106,8 +112,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
-      const float4 r = x[row * cols4 + c];
-      v[i] = make_float4(r.x + v[i].x, r.y + v[i].y, r.z + v[i].z, r.w + v[i].w);
+      v[i] = make_float4(r[i].x + v[i].x, r[i].y + v[i].y, r[i].z + v[i].z, r[i].w + v[i].w);
       x[row * cols4 + c] = v[i];
     }
   }
@@ -117,7 +122,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
-      const float4 g = w_next[c];
+      const float4 g = gn[i];
       xn[row * cols4 + c] =
           make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
     }
