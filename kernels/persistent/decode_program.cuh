@@ -1,9 +1,10 @@
 // The persistent decode kernel: a whole decode step (one token) as ONE cooperative launch that walks a program of
 // ops, with a grid-wide barrier between ops. A step of a small model is ~190 dependent ops of a few hundred KB each;
 // as separate kernels each costs a launch and a drain of the GPU (~5 us on an H200) for ~1 us of work, while a grid
-// barrier costs about a microsecond. The CUDA backend records a decode step's ops into a program instead of
-// launching them (runtime/cuda/cuda_program.cu), so the model code is unchanged; ops with no program form end the
-// program and launch as before.
+// barrier costs about a microsecond. With SWRUN_DECODE_PROGRAM=1 the CUDA backend records a captured decode step's
+// ops into a program instead of launching them (runtime/cuda/cuda_program.cu), so the model code is unchanged; ops
+// with no program form end the program and launch as before. Measured slower than the default graph of fused
+// kernels so far (bench/decode_notes.md): each op plus its barrier costs 2.4-6 us.
 //
 // Every op divides its work over the whole grid (blockIdx.x of gridDim.x, kProgramThreads threads each) and reads
 // positions from the device, so a program captured in a CUDA graph serves every later step.
@@ -23,8 +24,9 @@ namespace swrun::cuda {
 
 constexpr int kProgramThreads = 256;
 constexpr int kProgramWarps = kProgramThreads / 32;
-// A program's attention serves query groups of at most this many floats (query heads per KV head x head_dim).
-constexpr int kProgramMaxGroupFloats = 2048;
+// A program's attention serves query groups of at most this many floats (query heads per KV head x head_dim): the
+// group's accumulators live in registers (head_dim 256: 4 heads; 128 and 64: 8).
+constexpr int kProgramMaxGroupFloats = 1024;
 
 enum class ProgramOp : int32_t {
   Embed,         // out = table[token] * scale
