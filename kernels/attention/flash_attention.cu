@@ -10,6 +10,7 @@
 #include "kernels/attention/flash_kernel.cuh"
 #include "kernels/attention/flash_kernel_ws.cuh"
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/device_limits.h"
 #include "runtime/common.h"
 
 namespace swrun::cuda {
@@ -97,13 +98,6 @@ void check_ring(const FlashAttnArgs& a, int64_t kv_len, const char* fn) {
   if (needed > a.capacity)
     fail(std::string(fn) + ": the window needs " + std::to_string(needed) + " cached keys but capacity is " +
          std::to_string(a.capacity));
-}
-
-int device_sm_count() {
-  int dev = 0, sms = 0;
-  check_cuda(cudaGetDevice(&dev), "flash_attention: cudaGetDevice");
-  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "flash_attention: SM count");
-  return sms;
 }
 
 constexpr int kMaxQueryTiles = 65535;  // gridDim.y
@@ -224,7 +218,7 @@ int decode_splits(const FlashAttnArgs& a, int32_t max_kv_len) {
   const int64_t max_tiles = (span + block_n - 1) / block_n + 1;
   const FlashParams p = make_params(a);
   const int64_t blocks = int64_t{a.n_head / p.heads_per_block} * ((a.n_q + p.queries_per_block - 1) / p.queries_per_block);
-  static const int sms = device_sm_count();
+  const int sms = sm_count();
   const int64_t wanted = (2 * sms + blocks - 1) / blocks;
   return static_cast<int>(std::clamp<int64_t>(std::min(wanted, max_tiles), 1, 1024));
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/device_limits.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/gemv/gemv.cuh"
 
@@ -86,14 +87,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const float4* x, const u
 template <int kChunks>
 void launch(const float* x, const __nv_bfloat16* w, float* out, int64_t rows, int chunks, cudaStream_t stream) {
   // Resident blocks only: a warp that stays keeps its x registers for all the rows it strides over.
-  static const int64_t max_blocks = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    check_cuda(cudaGetDevice(&device), "gemv_bf16: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_bf16: SM count");
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<kChunks>, kThreads, 0),
-               "gemv_bf16: occupancy");
-    return int64_t(sms) * std::max(per_sm, 1);
-  }();
+  static const int64_t max_blocks = resident_blocks(gemv_kernel<kChunks>, kThreads, "gemv_bf16: occupancy");
   const int64_t warps_per_block = kThreads / kWarp;
   const int64_t blocks = std::min(max_blocks, (rows + warps_per_block - 1) / warps_per_block);
   launch_overlapped(gemv_kernel<kChunks>, unsigned(blocks), kThreads, stream, "gemv_bf16",

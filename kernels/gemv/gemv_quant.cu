@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/device_limits.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/dequant/block_decode.cuh"
 #include "kernels/gemv/gemv_quant_variants.cuh"
@@ -94,15 +95,8 @@ template <typename D, int kRows, int kMats>
 void launch_gemv(const uint8_t* w, const uint8_t* w2, const float* x, float* out, int x_rows, int64_t n_out,
                  int64_t cols, GatedActKind act, cudaStream_t stream) {
   // Enough blocks to fill every SM; more rows than warps are strided over.
-  static const int64_t max_blocks = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    check_cuda(cudaGetDevice(&device), "gemv_quant: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_quant: SM count");
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_quant_kernel<D, kRows, kMats>, kThreads,
-                                                             0),
-               "gemv_quant: occupancy");
-    return int64_t(sms) * std::max(per_sm, 1);
-  }();
+  static const int64_t max_blocks =
+      resident_blocks(gemv_quant_kernel<D, kRows, kMats>, kThreads, "gemv_quant: occupancy");
   const int blocks_per_row = int(cols / D::kElems);
   const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
   const int64_t blocks = std::min(max_blocks, (n_out + kWarps - 1) / kWarps);
@@ -128,14 +122,8 @@ __global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, int 
 
 template <int kRows>
 void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
-  static const int64_t max_blocks = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    check_cuda(cudaGetDevice(&device), "gemv_quant_multi: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_quant_multi: SM count");
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_kernel<kRows>, kThreads, 0),
-               "gemv_quant_multi: occupancy");
-    return int64_t(sms) * std::max(per_sm, 1);
-  }();
+  static const int64_t max_blocks =
+      resident_blocks(gemv_multi_kernel<kRows>, kThreads, "gemv_quant_multi: occupancy");
   int64_t total = 0;
   for (int i = 0; i < a.count; ++i) total += a.n_out[i];
   const int64_t blocks = std::min(max_blocks, (total + kWarps - 1) / kWarps);

@@ -8,6 +8,7 @@
 
 #include "kernels/attention/mma_sm80.cuh"  // cp_async_16
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/device_limits.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/dequant/block_decode.cuh"
 #include "kernels/gemv/gemv_quant_lanes.cuh"
@@ -19,16 +20,6 @@ namespace {
 using gemv::kStageBytes;
 using gemv::kStageVecs;
 using gemv::kWarp;
-
-// Blocks of `kernel` (at `threads` per block) resident on the whole device at once.
-template <typename Kernel>
-int64_t resident_blocks(Kernel kernel, int threads, const char* what) {
-  int device = 0, sms = 0, per_sm = 0;
-  check_cuda(cudaGetDevice(&device), what);
-  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), what);
-  check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0), what);
-  return int64_t(sms) * std::max(per_sm, 1);
-}
 
 // ---- variant 2: warp per row, pipelined
 
@@ -171,16 +162,6 @@ int lane_rows_split(int64_t tiles, int spans, int64_t sms, int max_split) {
   return split;
 }
 
-int device_sms() {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    check_cuda(cudaGetDevice(&device), "gemv_quant: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "gemv_quant: SM count");
-    return count;
-  }();
-  return sms;
-}
-
 template <typename D, int kRows, gemv::WeightLoad kLoad>
 void launch_lane_rows(const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
                       cudaStream_t stream) {
@@ -189,7 +170,7 @@ void launch_lane_rows(const uint8_t* w, const float* x, float* out, int x_rows, 
   const int blocks_per_row = int(cols / D::kElems);
   const int spans = (blocks_per_row + gemv::LaneSpan<D>::kBlocks - 1) / gemv::LaneSpan<D>::kBlocks;
   const int64_t tiles = (n_out + kWarp - 1) / kWarp;
-  const int split = lane_rows_split(tiles, spans, device_sms(), kLaneWarps);
+  const int split = lane_rows_split(tiles, spans, sm_count(), kLaneWarps);
   const int64_t groups = kLaneWarps / split;
   const int64_t blocks = std::min(max_blocks, (tiles + groups - 1) / groups);
   launch_overlapped(kernel, unsigned(blocks), kWarp * kLaneWarps, stream, "gemv_quant lane rows", w,
@@ -317,7 +298,7 @@ void launch_gemv_lane_rows_staged(GgmlType type, const uint8_t* w, const float* 
       const int blocks_per_row = int(cols / D::kElems);
       const int spans = (blocks_per_row + gemv::LaneSpan<D>::kBlocks - 1) / gemv::LaneSpan<D>::kBlocks;
       const int64_t tiles = (n_out + kWarp - 1) / kWarp;
-      const int split = lane_rows_split(tiles, spans, device_sms(), kWarps);
+      const int split = lane_rows_split(tiles, spans, sm_count(), kWarps);
       const int64_t groups = kWarps / split;
       const int64_t blocks = std::min(max_blocks, (tiles + groups - 1) / groups);
       launch_overlapped(kernel, unsigned(blocks), kWarp * kWarps, stream, "gemv_quant lane rows staged", w,

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/device_limits.h"
 #include "kernels/dequant/block_decode.cuh"
 #include "kernels/elementwise/activation.cuh"
 #include "kernels/gemv/gemv_quant_warp.cuh"
@@ -549,16 +550,6 @@ __global__ void __launch_bounds__(kProgramThreads, 1)
     grid.barrier_wait(std::move(token));
   }
   if (stamps) trace[count] = global_ns();
-}
-
-int sm_count() {
-  static const int sms = [] {
-    int device = 0, n = 0;
-    check_cuda(cudaGetDevice(&device), "decode program: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "decode program: SM count");
-    return n;
-  }();
-  return sms;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/elementwise/elementwise.cuh"
+#include "kernels/elementwise/vec.cuh"
 #include "kernels/dequant/dequant.cuh"
 #include "kernels/gemv/gemv.cuh"
 #include "kernels/gemv/gemv_quant.cuh"
@@ -17,8 +18,6 @@
 
 namespace swrun::cuda {
 namespace {
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 void require_floats(Buffer b, size_t need, const char* op, const char* what) {
   if (!b.data || b.count < need)
@@ -169,7 +168,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
   std::optional<PendingNormRope> rotate;
   if (pending_norm_rope_ && pending_norm_rope_->q.data == q.data && pending_norm_rope_->k.data == k.data &&
       pending_norm_rope_->n_head == p.n_head && pending_norm_rope_->n_head_kv == p.n_head_kv &&
-      pending_norm_rope_->head_dim == p.head_dim && aligned16(v.data)) {
+      pending_norm_rope_->head_dim == p.head_dim && aligned_to(v.data, 16)) {
     rotate = pending_norm_rope_;
     pending_norm_rope_.reset();
   }

@@ -8,14 +8,14 @@
 #include <string>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/elementwise/vec.cuh"
 #include "runtime/common.h"
 #include "runtime/cuda/cuda_backend.h"
 
 namespace swrun::cuda {
 
 bool CudaBackend::record(const ProgramInstr& in) {
-  if (!recording_program()) return false;
-  program_.push_back(in);
+  program_.push_back(in);  // every record_* has checked recording_program()
   return true;
 }
 
@@ -85,8 +85,7 @@ bool CudaBackend::record_rmsnorm(Buffer x, const float* w, int64_t rows, int64_t
 }
 
 bool CudaBackend::record_gemv(Buffer x, const Weight* const* ws, const Buffer* outs, int count, const GatedAct* act) {
-  if (!recording_program() || count < 1 || count > kGemvMultiMax || reinterpret_cast<uintptr_t>(x.data) % 16 != 0)
-    return false;
+  if (!recording_program() || count < 1 || count > kGemvMultiMax || !aligned_to(x.data, 16)) return false;
   ProgramInstr in{};
   in.op = ProgramOp::Gemv;
   ProgramGemv& g = in.gemv;
