@@ -503,7 +503,8 @@ TEST_F(CudaDecode, QkNormRopeFusedEqualsUnfused) {
   struct Case { int n_head, n_head_kv, head_dim; RopeStyle style; bool q_norm, k_norm; int n; int32_t pos0; };
   for (Case c : {Case{4, 1, 256, RopeStyle::NeoX, true, true, 1, 70001}, Case{4, 1, 256, RopeStyle::NeoX, true, true, 5, 3},
                  Case{8, 2, 128, RopeStyle::Normal, false, false, 3, 4099}, Case{2, 2, 64, RopeStyle::NeoX, true, false, 2, 17},
-                 Case{3, 1, 1024, RopeStyle::Normal, false, true, 1, 511}}) {
+                 Case{3, 1, 1024, RopeStyle::Normal, false, true, 1, 511},
+                 Case{32, 8, 128, RopeStyle::NeoX, true, true, 37, 100003}}) {
     const std::string what = std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads of " +
                              std::to_string(c.head_dim) + (c.style == RopeStyle::NeoX ? " neox" : " normal") +
                              " n " + std::to_string(c.n) + " pos0 " + std::to_string(c.pos0);

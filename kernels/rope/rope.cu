@@ -1,6 +1,7 @@
 // One thread rotates two neighbouring pairs of one head (a float4 for Normal, two float2 for NeoX). The angle is
 // formed in double: at positions in the 100k range an fp32 product already loses ~1e-2 rad. norm_rope_f32 fuses
 // the per-head q/k RMSNorm with the rotation of q and k (one launch instead of four).
+#include <algorithm>
 #include <string>
 
 #include "kernels/common/cuda_check.h"
@@ -42,89 +43,112 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
   }
 }
 
-constexpr int kNormRopeWarps = 4;
+constexpr int kNormRopeMaxWarps = 8;
 
 __device__ inline float warp_sum(float v) {
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// One warp per head row of q (rows < q_rows) or k: the row's RMSNorm (when its norm weight is given; the sum of
-// squares taken in rmsnorm_f32's warp-per-row order) into shared memory, then its rotation as rope_kernel turns it,
-// and the staging of AttnStage when stage.q16 is set. Every operand is loaded before the reduction.
-template <RopeKind kKind>
-__global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int64_t q_rows,
-                                 int64_t rows, int q_heads, int k_heads, int head_dim, float eps, const int32_t* pos0,
-                                 float freq_scale, RopeFreq freq, AttnStage stage) {
-  constexpr int kQuadsPerLane = kNormRopeMaxHeadDim / 4 / 32;
-  __shared__ float4 staged[kNormRopeWarps][kNormRopeMaxHeadDim / 4];  // float4: 16-byte aligned rows
+// One block per token: its threads first turn the token's angles into cos/sin once (one pair per thread; in double,
+// as rope_kernel does per element), then each warp takes head rows of q and k in turn: the row's RMSNorm (when its
+// norm weight is given; the sum of squares taken in rmsnorm_f32's warp-per-row order) into shared memory, its
+// rotation, written back to q or k, or with stage.q16 set, staged for the attention instead (the bf16 query and
+// the cache rows of k and v: nothing reads the fp32 rows after it). Every operand of a row is loaded before its
+// reduction. The angles are shared by the token's q_heads + k_heads rows, which a warp per row computed that many
+// times each (5 for Gemma 3, 40 for Llama 3 8B). A lane holds kQuadsPerLane float4 of a row (head_dim <= 128 *
+// kQuadsPerLane) in registers: sized for the largest head_dim, the registers alone held occupancy to 10 warps per SM.
+// Shared memory (dynamic): the cos/sin pairs, then one staged row per warp.
+template <RopeKind kKind, int kQuadsPerLane>
+__global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int q_heads,
+                                 int k_heads, int head_dim, float eps, const int32_t* pos0, float freq_scale,
+                                 RopeFreq freq, AttnStage stage) {
+  extern __shared__ float4 smem[];
+  float2* cos_sin = reinterpret_cast<float2*>(smem);
+  float4* staged_rows = smem + head_dim / 4;  // after head_dim / 2 float2
   wait_for_predecessor();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = int64_t(blockIdx.x) * kNormRopeWarps + warp;
-  if (row >= rows) return;
-  const bool is_q = row < q_rows;
-  const int64_t head_row = is_q ? row : row - q_rows;  // t * heads + h
-  float* head = (is_q ? q : k) + head_row * head_dim;
-  const float* g = is_q ? q_norm : k_norm;
-  const int64_t t = head_row / (is_q ? q_heads : k_heads);
-  const bool staging = stage.q16 != nullptr;
-  const float* v = staging && !is_q ? stage.v + head_row * head_dim : nullptr;
-  float* h = reinterpret_cast<float*>(staged[warp]);
-  const int quads = head_dim / 4;
-  float4 hv[kQuadsPerLane], gv[kQuadsPerLane], vv[kQuadsPerLane];
-  float ss = 0.f;
-#pragma unroll
-  for (int j = 0; j < kQuadsPerLane; ++j) {
-    const int c = lane + j * 32;
-    if (c >= quads) break;
-    hv[j] = reinterpret_cast<const float4*>(head)[c];
-    if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
-    if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
-    ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
-  }
-  const float scale = g ? rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps) : 1.f;
-#pragma unroll
-  for (int j = 0; j < kQuadsPerLane; ++j) {
-    const int c = lane + j * 32;
-    if (c >= quads) break;
-    const float4 x = hv[j];
-    reinterpret_cast<float4*>(h)[c] =
-        g ? make_float4(x.x * scale * gv[j].x, x.y * scale * gv[j].y, x.z * scale * gv[j].z, x.w * scale * gv[j].w)
-          : x;
-  }
-  __syncwarp();
+  const int64_t t = blockIdx.x;
   const int64_t pos = int64_t(*pos0) + t;
-  // Staging targets: the bf16 query row, or this position's cache rows of k and v.
-  __nv_bfloat16* out16 = nullptr;
-  __nv_bfloat16* v_row = nullptr;
-  if (staging) {
-    const int64_t cache_row = ((pos % stage.capacity) * k_heads + head_row % k_heads) * head_dim;
-    out16 = is_q ? stage.q16 + head_row * head_dim : stage.k_cache + cache_row;
-    if (!is_q) v_row = stage.v_cache + cache_row;
-  }
-  const double angle_pos = double(pos) * double(freq_scale);
   const int half = head_dim / 2;
-  for (int i = lane; i < half; i += 32) {
-    const int a = kKind == RopeKind::Normal ? 2 * i : i, b = kKind == RopeKind::Normal ? 2 * i + 1 : i + half;
-    const float2 r = rotate(h[a], h[b], i, angle_pos, freq);
-    head[a] = r.x;
-    head[b] = r.y;
-    if (out16) {
-      out16[a] = __float2bfloat16_rn(r.x);
-      out16[b] = __float2bfloat16_rn(r.y);
-    }
-  }
-  if (v_row) {
+  const double angle_pos = double(pos) * double(freq_scale);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, angle_pos, freq);
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const bool staging = stage.q16 != nullptr;
+  const int quads = head_dim / 4;
+  float* h = reinterpret_cast<float*>(staged_rows + warp * (head_dim / 4));
+  for (int r = warp; r < q_heads + k_heads; r += warps) {
+    const bool is_q = r < q_heads;
+    const int head_index = is_q ? r : r - q_heads;
+    const int64_t head_row = t * (is_q ? q_heads : k_heads) + head_index;
+    float* head = (is_q ? q : k) + head_row * head_dim;
+    const float* g = is_q ? q_norm : k_norm;
+    const float* v = staging && !is_q ? stage.v + head_row * head_dim : nullptr;
+    float4 hv[kQuadsPerLane], gv[kQuadsPerLane], vv[kQuadsPerLane];
+    float ss = 0.f;
 #pragma unroll
     for (int j = 0; j < kQuadsPerLane; ++j) {
       const int c = lane + j * 32;
       if (c >= quads) break;
-      v_row[4 * c] = __float2bfloat16_rn(vv[j].x);
-      v_row[4 * c + 1] = __float2bfloat16_rn(vv[j].y);
-      v_row[4 * c + 2] = __float2bfloat16_rn(vv[j].z);
-      v_row[4 * c + 3] = __float2bfloat16_rn(vv[j].w);
+      hv[j] = reinterpret_cast<const float4*>(head)[c];
+      if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
+      if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
+      ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
     }
+    const float scale = g ? rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps) : 1.f;
+#pragma unroll
+    for (int j = 0; j < kQuadsPerLane; ++j) {
+      const int c = lane + j * 32;
+      if (c >= quads) break;
+      const float4 x = hv[j];
+      reinterpret_cast<float4*>(h)[c] =
+          g ? make_float4(x.x * scale * gv[j].x, x.y * scale * gv[j].y, x.z * scale * gv[j].z, x.w * scale * gv[j].w)
+            : x;
+    }
+    __syncwarp();
+    // Staging targets: the bf16 query row, or this position's cache rows of k and v.
+    __nv_bfloat16* out16 = nullptr;
+    __nv_bfloat16* v_row = nullptr;
+    if (staging) {
+      const int64_t cache_row = ((pos % stage.capacity) * k_heads + head_index) * head_dim;
+      out16 = is_q ? stage.q16 + head_row * head_dim : stage.k_cache + cache_row;
+      if (!is_q) v_row = stage.v_cache + cache_row;
+    }
+    for (int i = lane; i < half; i += 32) {
+      const int a = kKind == RopeKind::Normal ? 2 * i : i, b = kKind == RopeKind::Normal ? 2 * i + 1 : i + half;
+      const float2 rot = rotate_pair(h[a], h[b], cos_sin[i]);
+      if constexpr (kKind == RopeKind::Normal) {
+        if (out16) reinterpret_cast<__nv_bfloat162*>(out16)[i] = __floats2bfloat162_rn(rot.x, rot.y);
+        else reinterpret_cast<float2*>(head)[i] = rot;
+      } else if (out16) {
+        out16[a] = __float2bfloat16_rn(rot.x);
+        out16[b] = __float2bfloat16_rn(rot.y);
+      } else {
+        head[a] = rot.x;
+        head[b] = rot.y;
+      }
+    }
+    if (v_row) {
+#pragma unroll
+      for (int j = 0; j < kQuadsPerLane; ++j) {
+        const int c = lane + j * 32;
+        if (c >= quads) break;
+        reinterpret_cast<__nv_bfloat162*>(v_row)[2 * c] = __floats2bfloat162_rn(vv[j].x, vv[j].y);
+        reinterpret_cast<__nv_bfloat162*>(v_row)[2 * c + 1] = __floats2bfloat162_rn(vv[j].z, vv[j].w);
+      }
+    }
+    __syncwarp();  // the next row reuses h
   }
+}
+
+using NormRopeKernel = void (*)(float*, float*, const float*, const float*, int, int, int, float, const int32_t*,
+                                float, RopeFreq, AttnStage);
+
+template <int kQuadsPerLane>
+NormRopeKernel norm_rope_instance(RopeKind kind) {
+  return kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal, kQuadsPerLane>
+                                  : norm_rope_kernel<RopeKind::NeoX, kQuadsPerLane>;
 }
 
 }  // namespace
@@ -143,13 +167,18 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
   if (stage && (!stage->q16 || !stage->v || !stage->k_cache || !stage->v_cache || stage->capacity <= 0 ||
                 reinterpret_cast<uintptr_t>(stage->v) % 16 != 0))
     fail("norm_rope: incomplete attention staging (q16, v 16-byte aligned, both caches, a positive capacity)");
-  const int64_t q_rows = int64_t(n) * q_heads, rows = q_rows + int64_t(n) * k_heads;
-  if (rows <= 0) return;
+  if (n <= 0 || q_heads + k_heads <= 0) return;
   const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
-  const unsigned blocks = grid_for(static_cast<size_t>(rows), kNormRopeWarps);
-  launch_overlapped(kind == RopeKind::Normal ? norm_rope_kernel<RopeKind::Normal> : norm_rope_kernel<RopeKind::NeoX>,
-                    blocks, kNormRopeWarps * 32, stream, "norm_rope_f32", q, k, q_norm, k_norm, q_rows, rows,
-                    q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq, stage ? *stage : AttnStage{});
+  const int warps = std::min(q_heads + k_heads, kNormRopeMaxWarps);
+  const int quads_per_lane = (head_dim / 4 + 31) / 32;
+  static_assert(kNormRopeMaxHeadDim <= 8 * 4 * 32, "the widest instance holds 8 float4 per lane");
+  const NormRopeKernel kernel = quads_per_lane <= 1   ? norm_rope_instance<1>(kind)
+                                : quads_per_lane <= 2 ? norm_rope_instance<2>(kind)
+                                : quads_per_lane <= 4 ? norm_rope_instance<4>(kind)
+                                                      : norm_rope_instance<8>(kind);
+  const size_t smem = size_t(head_dim / 2) * sizeof(float2) + size_t(warps) * head_dim * sizeof(float);
+  launch_overlapped_smem(kernel, unsigned(n), warps * 32, smem, stream, "norm_rope_f32", q, k, q_norm, k_norm,
+                         q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq, stage ? *stage : AttnStage{});
 }
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,

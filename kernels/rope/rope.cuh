@@ -33,7 +33,8 @@ struct AttnStage {
 // q [n, q_heads, head_dim] and k [n, k_heads, head_dim] in one launch: each head row RMSNorm-ed with eps and its
 // norm weight (q_norm / k_norm [head_dim]; none when null), then rotated as rope_f32 rotates it. The norm is
 // computed as rmsnorm_f32 computes it. head_dim a multiple of 4 up to kNormRopeMaxHeadDim, buffers 16-byte aligned.
-// With `stage`, the attention's inputs are staged in the same launch (AttnStage).
+// With `stage`, the attention's inputs are staged in the same launch (AttnStage) instead of q and k being written
+// back: the attention reads only the staged copies (Backend::attention leaves q and k as scratch).
 void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
                    int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale,
                    const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream,

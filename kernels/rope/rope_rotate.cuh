@@ -17,14 +17,22 @@ inline RopeFreq rope_freq(float freq_base, int head_dim, const float* factors, f
   return {std::log2(double(freq_base)) / double(head_dim / 2), factors, attn_factor};
 }
 
-__device__ inline float2 rotate(float a, float b, int pair, double pos, const RopeFreq& f) {
+// cos and sin of pair `pair`'s angle at position pos, times attn_factor.
+__device__ inline float2 rope_cos_sin(int pair, double pos, const RopeFreq& f) {
   // theta = pos * base^(-pair / (head_dim/2)) / factor[pair]
   double theta = pos * exp2(-double(pair) * f.log2_base_over_half);
   if (f.factors) theta /= double(f.factors[pair]);
   double s, c;
   sincos(theta, &s, &c);
-  const float cf = float(c) * f.attn_factor, sf = float(s) * f.attn_factor;
-  return make_float2(a * cf - b * sf, a * sf + b * cf);
+  return make_float2(float(c) * f.attn_factor, float(s) * f.attn_factor);
+}
+
+__device__ inline float2 rotate_pair(float a, float b, float2 cs) {
+  return make_float2(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+}
+
+__device__ inline float2 rotate(float a, float b, int pair, double pos, const RopeFreq& f) {
+  return rotate_pair(a, b, rope_cos_sin(pair, pos, f));
 }
 
 }  // namespace swrun::cuda
