@@ -121,8 +121,7 @@ void DecoderModel::attention_block(int l, const AttnWeights& w, int n, const Wei
 void DecoderModel::mlp_block(int l, const MlpWeights& w, GatedAct act, int n, const Weight* next_norm) {
   const ModelConfig& c = cfg_;
   const int64_t rows = n;
-  ops_.gated_matmul("ffn_gate_up", l, s_.xn, w.gate, w.up, rows, act, s_.gate, s_.up);
-  ops_.matmul("ffn_down", l, s_.gate, w.down, rows, s_.proj);
+  ops_.gated_mlp("ffn", l, s_.xn, w.gate, w.up, w.down, rows, act, s_.gate, s_.up, s_.proj);
   ops_.residual_norm("ffn_residual", l, s_.proj, if_present(w.post_norm), s_.x, next_norm, rows,
                      c.dim, c.norm_eps, s_.xn);
 }

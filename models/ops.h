@@ -42,6 +42,11 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Matmul);
     be_.gated_matmul(x, w_gate, w_up, rows, act, gate, up);
   }
+  void gated_mlp(const char* name, int layer, Buffer x, const Weight& w_gate, const Weight& w_up,
+                 const Weight& w_down, int64_t rows, GatedAct act, Buffer gate, Buffer up, Buffer out) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    be_.gated_mlp(x, w_gate, w_up, w_down, rows, act, gate, up, out);
+  }
   // q, k and v (or any projections of x): {weight, output} pairs.
   void matmuls(const char* name, int layer, Buffer x, int64_t rows,
                std::initializer_list<std::pair<const Weight*, Buffer>> projections) {

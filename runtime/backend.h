@@ -75,6 +75,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;         // "cpu" or "cuda"
   virtual std::string device_name() const = 0;  // "2 threads" or "NVIDIA H100 80GB HBM3"
+  // The device's memory in bytes (0: not a separate device; the CPU's activations live in host memory).
+  virtual size_t device_memory_bytes() const { return 0; }
 
   // Weights (called once at load). A 1-D tensor becomes rows = 1.
   virtual Weight upload(const GgufTensor& t) = 0;
@@ -102,6 +104,8 @@ class Backend {
   virtual void rope(Buffer x, int heads, int head_dim, const RopeParams& p) = 0;
   // Stores k, v [n, n_head_kv, head_dim] in layer's cache at the batch positions, then
   // out[n, n_head, head_dim] = softmax(q k^T * scale, masked by the policy) v over the cached keys 0 .. pos0+n-1.
+  // q and k are scratch afterwards: a q/k norm + RoPE just before may leave its result only in what the
+  // attention reads (CUDA: the bf16 query and the cache rows).
   virtual void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) = 0;
   // gate[i] = act(gate[i]) * up[i] for i < count
   virtual void gated_act(Buffer gate, Buffer up, size_t count, GatedAct act) = 0;
@@ -143,6 +147,14 @@ class Backend {
     matmul(x, w_gate, rows, gate);
     matmul(x, w_up, rows, up);
     gated_act(gate, up, static_cast<size_t>(rows) * static_cast<size_t>(w_gate.rows), act);
+  }
+  // A gated MLP: out[r, :] = (act(x[r, :] @ w_gate^T) * (x[r, :] @ w_up^T)) @ w_down^T for `rows` rows. gate and
+  // up ([rows, w_gate.rows]) are scratch. By default gated_matmul then matmul; a backend may keep the product in
+  // the form its down projection reads (CUDA prefill: bf16 only, never written in fp32).
+  virtual void gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, const Weight& w_down, int64_t rows,
+                         GatedAct act, Buffer gate, Buffer up, Buffer out) {
+    gated_matmul(x, w_gate, w_up, rows, act, gate, up);
+    matmul(gate, w_down, rows, out);
   }
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).

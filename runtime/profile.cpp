@@ -36,7 +36,8 @@ OpCategory categorize(OpKind op, std::string_view name) {
   switch (op) {
     case OpKind::Attention: return OpCategory::Attention;
     case OpKind::Act: return OpCategory::Mlp;
-    case OpKind::Matmul: return name.starts_with("ffn_") ? OpCategory::Mlp : OpCategory::Projection;
+    case OpKind::Matmul:
+      return name == "ffn" || name.starts_with("ffn_") ? OpCategory::Mlp : OpCategory::Projection;
     default: return OpCategory::Other;
   }
 }

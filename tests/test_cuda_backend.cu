@@ -538,6 +538,118 @@ TEST_F(CudaBackendTest, WeightRowsOfAFusedMatrixMultiplyLikeTheirRowsOfTheWhole)
   EXPECT_THROW(be_->weight_rows(upload_vector("norm", normal(64)), 0, 1), Error);
 }
 
+// Prefill GEMMs read a bf16 rounding of their input that the op producing it wrote beside it (norms, the gated
+// activation) or that the first GEMM cast; later GEMMs on the same buffer reuse it. The same op sequence runs on
+// both backends, and every GEMM must see its input as it is at that moment: after an add over it, a GEMM written
+// over its own input, a residual step, and with the rounding of one buffer standing while another is multiplied.
+TEST_F(CudaBackendTest, PrefillGemmsReadTheirInputAsItIsNow) {
+  auto cpu = make_cpu_backend(2);
+  const int64_t rows = 12, k = 128, n = 96;  // more rows than the quantized GEMV takes: cuBLAS on bf16 copies
+  struct Pair {
+    Buffer gpu, cpu;
+  };
+  auto both = [&](const std::vector<float>& v) { return Pair{device_copy(v), cpu_copy(*cpu, v)}; };
+  struct Matrix {
+    Weight gpu, cpu;
+    std::vector<float> w;
+  };
+  auto matrix = [&](const std::string& name, int64_t out_rows, int64_t cols) {
+    Matrix m;
+    m.w = normal(size_t(out_rows * cols));
+    m.gpu = upload(*be_, name, GgmlType::F32, {cols, out_rows}, m.w.data(), m.w.size() * 4);
+    m.cpu = upload(*cpu, name, GgmlType::F32, {cols, out_rows}, m.w.data(), m.w.size() * 4);
+    return m;
+  };
+  auto vector = [&](const std::string& name, int64_t len) {
+    const std::vector<float> w = normal(size_t(len), 0.5f);
+    return std::make_pair(upload(*be_, name, GgmlType::F32, {len}, w.data(), w.size() * 4),
+                          upload(*cpu, name, GgmlType::F32, {len}, w.data(), w.size() * 4));
+  };
+  const Matrix w1 = matrix("blk.0.attn_q.weight", n, k), w2 = matrix("blk.0.attn_k.weight", n, k);
+  const Matrix w_sq = matrix("blk.0.attn_output.weight", k, k), w_down = matrix("blk.0.ffn_down.weight", k, n);
+  const auto norm = vector("blk.0.attn_norm.weight", k), post = vector("blk.0.post_attention_norm.weight", k);
+  Pair x = both(normal(size_t(rows * k))), xn = both(std::vector<float>(size_t(rows * k)));
+  Pair y = both(normal(size_t(rows * k))), gate = both(normal(size_t(rows * n))), up = both(normal(size_t(rows * n)));
+  int step = 0;
+  // out = in @ w^T on both backends (the CPU through a copy when out is in), compared at once.
+  auto matmul_both = [&](Pair in, const Matrix& w, Pair out, const char* what, double tolerance = 4e-3) {
+    SCOPED_TRACE(std::string("step ") + std::to_string(++step) + ": " + what);
+    const int64_t cols = w.gpu.cols, outs = w.gpu.rows;
+    const std::vector<float> in_now(in.cpu.data, in.cpu.data + rows * cols);
+    be_->matmul(in.gpu, w.gpu, rows, out.gpu);
+    Buffer cpu_out = cpu->alloc(size_t(rows * outs));
+    cpu->matmul(in.cpu, w.cpu, rows, cpu_out);
+    std::copy(cpu_out.data, cpu_out.data + rows * outs, out.cpu.data);
+    const std::vector<float> got = fetch(out.gpu, size_t(rows * outs));
+    size_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < outs; ++o) {
+        double mag = 0;  // bounds what the bf16 roundings of in and w can move the product
+        for (int64_t i = 0; i < cols; ++i) mag += std::fabs(double(in_now[r * cols + i]) * w.w[o * cols + i]);
+        const double err = std::fabs(double(got[r * outs + o]) - cpu_out.data[r * outs + o]);
+        if (!(err <= tolerance * mag + 1e-30) && bad++ < 5)
+          ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << got[r * outs + o] << ", cpu "
+                        << cpu_out.data[r * outs + o] << " (seed " << seed_ << ")";
+      }
+    EXPECT_EQ(bad, 0u);
+  };
+  Pair o1 = both(std::vector<float>(size_t(rows * n))), o2 = both(std::vector<float>(size_t(rows * n)));
+  for (Backend* b : {be_.get(), static_cast<Backend*>(cpu.get())}) {
+    const bool g = b == be_.get();
+    b->rmsnorm(g ? x.gpu : x.cpu, g ? norm.first : norm.second, rows, 1e-6f, g ? xn.gpu : xn.cpu);
+  }
+  matmul_both(xn, w1, o1, "the norm's rounding");
+  matmul_both(xn, w2, o2, "the same rounding again");
+  be_->add(xn.gpu, y.gpu, size_t(rows * k));
+  cpu->add(xn.cpu, y.cpu, size_t(rows * k));
+  matmul_both(xn, w1, o1, "after an add over the input");
+  matmul_both(y, w2, o2, "another buffer");
+  matmul_both(xn, w2, o2, "back to the first");
+  matmul_both(xn, w_sq, xn, "a GEMM written over its own input");
+  matmul_both(xn, w1, o1, "after that");
+  be_->residual_norm(y.gpu, &post.first, x.gpu, &norm.first, rows, k, 1e-6f, xn.gpu);
+  cpu->residual_norm(y.cpu, &post.second, x.cpu, &norm.second, rows, k, 1e-6f, xn.cpu);
+  matmul_both(xn, w1, o1, "the residual step's next norm");
+  be_->gated_act(gate.gpu, up.gpu, size_t(rows * n), GatedAct::GeluTanh);
+  cpu->gated_act(gate.cpu, up.cpu, size_t(rows * n), GatedAct::GeluTanh);
+  Pair down = both(std::vector<float>(size_t(rows * k)));
+  matmul_both(gate, w_down, down, "after the gated activation");
+  {  // the attention's epilogue writes its output's rounding for the output projection
+    const std::vector<int32_t> tokens(size_t(rows), 0);
+    const AttnParams p{2, 1, 64, 0.125f, AttnPolicy::dense()};  // 2 heads of 64: rows of k floats
+    Pair q = both(normal(size_t(rows * k))), kk = both(normal(size_t(rows * 64))), v = both(normal(size_t(rows * 64)));
+    Pair att = both(std::vector<float>(size_t(rows * k)));
+    for (Backend* b : {be_.get(), static_cast<Backend*>(cpu.get())}) {
+      const bool g = b == be_.get();
+      b->init_kv({{int32_t(rows), 1, 64}});
+      b->begin_batch(tokens.data(), 0, int(rows));
+      b->attention(0, g ? q.gpu : q.cpu, g ? kk.gpu : kk.cpu, g ? v.gpu : v.cpu, g ? att.gpu : att.cpu, p);
+    }
+    // The GPU's attention reads bf16 q, k and v: its output differs from the CPU's by ~1e-2 (a stale operand, by all).
+    matmul_both(att, w1, o1, "the attention's output", 3e-2);
+  }
+  matmul_both(xn, w2, o2, "the norm output again, now cast");
+  {
+    SCOPED_TRACE("gated_mlp: the product only in the down projection's bf16 operand");
+    const std::vector<float> in_now(xn.cpu.data, xn.cpu.data + rows * k);
+    be_->gated_mlp(xn.gpu, w1.gpu, w2.gpu, w_down.gpu, rows, GatedAct::GeluTanh, gate.gpu, up.gpu, down.gpu);
+    cpu->gated_mlp(xn.cpu, w1.cpu, w2.cpu, w_down.cpu, rows, GatedAct::GeluTanh, gate.cpu, up.cpu, down.cpu);
+    const std::vector<float> got = fetch(down.gpu, size_t(rows * k));
+    size_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < k; ++o) {
+        double mag = 0;  // |product| . |w_down|, the product taken from the CPU's gate
+        for (int64_t i = 0; i < n; ++i) mag += std::fabs(double(gate.cpu.data[r * n + i]) * w_down.w[o * n + i]);
+        const double err = std::fabs(double(got[r * k + o]) - down.cpu.data[r * k + o]);
+        // The product's own error follows its inputs' bf16 roundings: a looser bound than one GEMM's.
+        if (!(err <= 2e-2 * mag + 1e-30) && bad++ < 5)
+          ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << got[r * k + o] << ", cpu "
+                        << down.cpu.data[r * k + o] << " (seed " << seed_ << ")";
+      }
+    EXPECT_EQ(bad, 0u);
+  }
+}
+
 TEST_F(CudaBackendTest, AddBiasAndSoftcapMatchTheCpuBackend) {
   auto cpu = make_cpu_backend(2);
   for (int64_t cols : {640, 37})

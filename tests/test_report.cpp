@@ -173,7 +173,7 @@ TEST(Categorize, OpsLandInTheirColumns) {
   EXPECT_EQ(categorize(OpKind::Attention, "attention"), OpCategory::Attention);
   for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_out"})
     EXPECT_EQ(categorize(OpKind::Matmul, n), OpCategory::Projection) << n;
-  for (const char* n : {"ffn_gate", "ffn_up", "ffn_down"}) EXPECT_EQ(categorize(OpKind::Matmul, n), OpCategory::Mlp) << n;
+  for (const char* n : {"ffn", "ffn_gate", "ffn_up", "ffn_down"}) EXPECT_EQ(categorize(OpKind::Matmul, n), OpCategory::Mlp) << n;
   EXPECT_EQ(categorize(OpKind::Act, "ffn_act"), OpCategory::Mlp);
   EXPECT_EQ(categorize(OpKind::Norm, "ffn_norm"), OpCategory::Other);  // a norm is "other" even inside the MLP
   for (OpKind k : {OpKind::Norm, OpKind::Rope, OpKind::Add, OpKind::Embed, OpKind::Logits, OpKind::Other})

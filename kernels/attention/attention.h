@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace swrun::cuda {
@@ -22,6 +23,9 @@ struct FlashAttnArgs {
   const void* v = nullptr;  // same layout as k
   void* o = nullptr;        // [n_q, n_head, head_dim], row stride o_stride; element type o_fp32 ? float : dtype
   bool o_fp32 = false;
+  // With an fp32 o, the output's bf16 rounding is also written here (same layout and row stride): the operand of
+  // the GEMM that reads the attention's output next. Flash kernels only.
+  __nv_bfloat16* o16 = nullptr;
   AttnDtype dtype = AttnDtype::BF16;
   int64_t q_stride = 0, kv_stride = 0, o_stride = 0;
   int32_t n_q = 0;

@@ -85,6 +85,7 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
   for (const void* p : {a.q, a.k, a.v})
     if (reinterpret_cast<uintptr_t>(p) % 16) bad("q/k/v must be 16-byte aligned");
   if (reinterpret_cast<uintptr_t>(a.o) % 8) bad("o must be 8-byte aligned");
+  if (a.o16 && (!a.o_fp32 || reinterpret_cast<uintptr_t>(a.o16) % 4)) bad("o16 needs an fp32 o and 4-byte alignment");
   if (a.capacity <= 0) bad("capacity " + std::to_string(a.capacity) + " <= 0");
   if (a.left < 0 || a.right < 0) bad("negative window");
   if (!a.q_pos0_dev && a.q_pos0 < 0) bad("q_pos0 < 0");
@@ -156,6 +157,7 @@ FlashParams make_params(const FlashAttnArgs& a) {
     p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);
   }
   p.o_fp32 = a.o_fp32;
+  p.o16 = a.o16;
   return p;
 }
 

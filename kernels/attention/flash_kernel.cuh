@@ -68,6 +68,7 @@ struct FlashParams {
   // cap_exp2 = 2 * log2(e) * scale / cap.
   float cap_exp2, cap_log2;
   bool o_fp32;
+  __nv_bfloat16* o16;  // with an fp32 o: its bf16 rounding too (FlashAttnArgs::o16), or null
 };
 
 // Which queries and which key tiles one block covers. Key tiles are aligned to absolute positions so a tile
@@ -355,6 +356,12 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
 #pragma unroll
       for (int d = 0; d < D / 8; ++d)
         *reinterpret_cast<float2*>(dst + d * 8) = make_float2(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+      if (p.o16) {
+#pragma unroll
+        for (int d = 0; d < D / 8; ++d)
+          *reinterpret_cast<__nv_bfloat162*>(p.o16 + off + d * 8) =
+              __floats2bfloat162_rn(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+      }
     } else {
       T* dst = static_cast<T*>(p.o) + off;
 #pragma unroll
@@ -498,9 +505,10 @@ __global__ void combine_splits_kernel(const FlashParams p) {
     }
     const float out = total > 0.f ? sum / total : 0.f;
     const int64_t off = q * p.o_stride + head * D + d;
-    if (p.o_fp32)
+    if (p.o_fp32) {
       static_cast<float*>(p.o)[off] = out;
-    else
+      if (p.o16) p.o16[off] = __float2bfloat16_rn(out);
+    } else
       static_cast<T*>(p.o)[off] = static_cast<T>(out);
   }
 }

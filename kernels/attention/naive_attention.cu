@@ -163,6 +163,7 @@ void naive_attention(const FlashAttnArgs& a, cudaStream_t stream) {
   if (!a.q || !a.k || !a.v || !a.o) bad("null q/k/v/o pointer");
   if (a.n_q < 0 || a.q_pos0 < 0) bad("negative n_q or q_pos0");
   if (a.q_pos0_dev) bad("needs q_pos0 on the host (no device position)");
+  if (a.o16) bad("writes no bf16 copy of its output (o16)");
   if (a.head_dim <= 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0)
     bad("n_head " + std::to_string(a.n_head) + " is not a positive multiple of n_head_kv " +
         std::to_string(a.n_head_kv));

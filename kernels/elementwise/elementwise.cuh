@@ -19,6 +19,9 @@ void embed_rows_bf16(const __nv_bfloat16* table, const int32_t* tokens, int n, i
 
 // gate[i] = act(gate[i]) * up[i] for i < count.
 void gated_activation(float* gate, const float* up, size_t count, GatedActKind act, cudaStream_t stream);
+// out[i] = bf16 rounding (to nearest even) of act(gate[i]) * up[i] for i < count: the down projection's operand.
+void gated_activation_bf16(const float* gate, const float* up, __nv_bfloat16* out, size_t count, GatedActKind act,
+                           cudaStream_t stream);
 
 // x[i] += y[i] for i < count.
 void add_inplace(float* x, const float* y, size_t count, cudaStream_t stream);

@@ -1,4 +1,5 @@
-// GeGLU / SwiGLU: the activated gate times the up projection, written over the gate in one pass.
+// GeGLU / SwiGLU: the activated gate times the up projection in one pass, written over the gate or, for the
+// down projection's GEMM, as bf16.
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/elementwise/activation.cuh"
@@ -11,7 +12,10 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 // Each thread handles elements [4i, 4i+4): one float4 when the buffers allow it, else scalars (tail, odd offsets).
-__global__ void gated_kernel(float* gate, const float* up, size_t count, GatedActKind act, bool vec) {
+// The product goes to out (fp32; may be gate) or, for a GEMM that reads it as bf16 next, to out16 only.
+template <bool kBf16Out>
+__global__ void gated_kernel(const float* gate, const float* up, float* out, __nv_bfloat16* out16, size_t count,
+                             GatedActKind act, bool vec) {
   wait_for_predecessor();
   const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (i >= count) return;
@@ -22,10 +26,15 @@ __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedAc
     g.y = gated_activate(g.y, act) * u.y;
     g.z = gated_activate(g.z, act) * u.z;
     g.w = gated_activate(g.w, act) * u.w;
-    *reinterpret_cast<float4*>(gate + i) = g;
+    if constexpr (kBf16Out) *reinterpret_cast<Bf16x4*>(out16 + i) = to_bf16x4(g);
+    else *reinterpret_cast<float4*>(out + i) = g;
     return;
   }
-  for (size_t j = i; j < i + 4 && j < count; ++j) gate[j] = gated_activate(gate[j], act) * up[j];
+  for (size_t j = i; j < i + 4 && j < count; ++j) {
+    const float product = gated_activate(gate[j], act) * up[j];
+    if constexpr (kBf16Out) out16[j] = __float2bfloat16_rn(product);
+    else out[j] = product;
+  }
 }
 
 }  // namespace
@@ -33,8 +42,16 @@ __global__ void gated_kernel(float* gate, const float* up, size_t count, GatedAc
 void gated_activation(float* gate, const float* up, size_t count, GatedActKind act, cudaStream_t stream) {
   if (count == 0) return;
   const bool vec = aligned_to(gate, 16) && aligned_to(up, 16);
-  launch_overlapped(gated_kernel, grid_for((count + 3) / 4, kThreads), kThreads, stream, "gated_activation", gate, up,
-                    count, act, vec);
+  launch_overlapped(gated_kernel<false>, grid_for((count + 3) / 4, kThreads), kThreads, stream, "gated_activation",
+                    gate, up, gate, nullptr, count, act, vec);
+}
+
+void gated_activation_bf16(const float* gate, const float* up, __nv_bfloat16* out, size_t count, GatedActKind act,
+                           cudaStream_t stream) {
+  if (count == 0) return;
+  const bool vec = aligned_to(gate, 16) && aligned_to(up, 16) && aligned_to(out, 8);
+  launch_overlapped(gated_kernel<true>, grid_for((count + 3) / 4, kThreads), kThreads, stream,
+                    "gated_activation_bf16", gate, up, nullptr, out, count, act, vec);
 }
 
 }  // namespace swrun::cuda

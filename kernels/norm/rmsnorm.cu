@@ -1,11 +1,13 @@
 // One pass over x: each thread keeps its share of the row in registers across the reduction, so x is read
-// once and out written once (also for the fused residual step: post-norm, residual add, next pre-norm). Short rows (per-head norms, small models) take one warp per row and several
-// rows per block; long rows take a whole block.
+// once and out written once (also for the fused residual step: post-norm, residual add, next pre-norm), plus
+// its bf16 rounding when a GEMM reads it next. Short rows (per-head norms, small models) take one warp per row and
+// several rows per block; long rows take a whole block.
 #include <initializer_list>
 #include <string>
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/elementwise/vec.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 
 namespace swrun::cuda {
@@ -22,8 +24,8 @@ __device__ inline float warp_sum(float v) {
 // blockDim = (threads per row, rows per block); rows per block > 1 only when threads per row == 32, so the
 // block-wide reduction below is taken by whole blocks or not at all.
 template <int kVec>
-__global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, int64_t rows, int cols4,
-                               float inv_cols, float eps) {
+__global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, Bf16x4* out16, int64_t rows,
+                               int cols4, float inv_cols, float eps) {
   __shared__ float partial[1024 / kWarp];
   wait_for_predecessor();
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
@@ -48,13 +50,15 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, in
     for (int i = 0; i < int(blockDim.x / kWarp); ++i) ss += partial[i];
   }
   const float scale = rsqrtf(ss * inv_cols + eps);
-  float4* outr = out + row * cols4;
 #pragma unroll
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
-    if (c < cols4)
-      outr[c] = make_float4(v[i].x * scale * g[i].x, v[i].y * scale * g[i].y, v[i].z * scale * g[i].z,
-                            v[i].w * scale * g[i].w);
+    if (c < cols4) {
+      const float4 o = make_float4(v[i].x * scale * g[i].x, v[i].y * scale * g[i].y, v[i].z * scale * g[i].z,
+                                   v[i].w * scale * g[i].w);
+      out[row * cols4 + c] = o;
+      if (out16) out16[row * cols4 + c] = to_bf16x4(o);
+    }
   }
 }
 
@@ -63,7 +67,8 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, in
 // xn = rmsnorm(x) * w_next (when given). y is left unchanged.
 template <int kVec>
 __global__ void residual_norm_kernel(const float4* y, const float4* w_post, float4* x, const float4* w_next,
-                                     float4* xn, int64_t rows, int cols4, float inv_cols, float eps) {
+                                     float4* xn, Bf16x4* xn16, int64_t rows, int cols4, float inv_cols,
+                                     float eps) {
   __shared__ float partial[1024 / kWarp];
   wait_for_predecessor();
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
@@ -123,8 +128,9 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
       const float4 g = gn[i];
-      xn[row * cols4 + c] =
-          make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
+      const float4 o = make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
+      xn[row * cols4 + c] = o;
+      if (xn16) xn16[row * cols4 + c] = to_bf16x4(o);
     }
   }
 }
@@ -149,51 +155,53 @@ void check_row(const char* op, int64_t cols, std::initializer_list<const void*> 
 }
 
 template <int kVec>
-void launch_residual(const float* y, const float* w_post, float* x, const float* w_next, float* xn, int64_t rows,
-                     int cols4, int threads_per_row, float eps, cudaStream_t stream) {
+void launch_residual(const float* y, const float* w_post, float* x, const float* w_next, float* xn,
+                     __nv_bfloat16* xn16, int64_t rows, int cols4, int threads_per_row, float eps,
+                     cudaStream_t stream) {
   const int rows_per_block = threads_per_row == kWarp ? kWarpRowsPerBlock : 1;
   launch_overlapped(residual_norm_kernel<kVec>, grid_for(static_cast<size_t>(rows), rows_per_block),
                     dim3(threads_per_row, rows_per_block), stream, "residual_norm_f32",
                     reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w_post),
                     reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(w_next),
-                    reinterpret_cast<float4*>(xn), rows, cols4, 1.f / float(cols4 * 4), eps);
+                    reinterpret_cast<float4*>(xn), reinterpret_cast<Bf16x4*>(xn16), rows, cols4,
+                    1.f / float(cols4 * 4), eps);
 }
 
 template <int kVec>
-void launch(const float* x, const float* w, float* out, int64_t rows, int cols4, int threads_per_row, float eps,
-            cudaStream_t stream) {
+void launch(const float* x, const float* w, float* out, __nv_bfloat16* out16, int64_t rows, int cols4,
+            int threads_per_row, float eps, cudaStream_t stream) {
   const int rows_per_block = threads_per_row == kWarp ? kWarpRowsPerBlock : 1;
   const dim3 block(threads_per_row, rows_per_block);
   const unsigned blocks = grid_for(static_cast<size_t>(rows), rows_per_block);
   launch_overlapped(rmsnorm_kernel<kVec>, blocks, block, stream, "rmsnorm_f32", reinterpret_cast<const float4*>(x),
-                    reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(out), rows, cols4,
-                    1.f / float(cols4 * 4), eps);
+                    reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(out),
+                    reinterpret_cast<Bf16x4*>(out16), rows, cols4, 1.f / float(cols4 * 4), eps);
 }
 
 }  // namespace
 
 void rmsnorm_f32(const float* x, const float* w, float* out, int64_t rows, int64_t cols, float eps,
-                 cudaStream_t stream) {
-  check_row("rmsnorm", cols, {x, w, out});
+                 cudaStream_t stream, __nv_bfloat16* out16) {
+  check_row("rmsnorm", cols, {x, w, out, out16});
   if (rows <= 0) return;
   const int cols4 = static_cast<int>(cols / 4);
   const auto [threads, per_thread] = row_layout(cols4);
-  if (per_thread <= 1) launch<1>(x, w, out, rows, cols4, threads, eps, stream);
-  else if (per_thread <= 2) launch<2>(x, w, out, rows, cols4, threads, eps, stream);
-  else if (per_thread <= 4) launch<4>(x, w, out, rows, cols4, threads, eps, stream);
-  else launch<8>(x, w, out, rows, cols4, threads, eps, stream);
+  if (per_thread <= 1) launch<1>(x, w, out, out16, rows, cols4, threads, eps, stream);
+  else if (per_thread <= 2) launch<2>(x, w, out, out16, rows, cols4, threads, eps, stream);
+  else if (per_thread <= 4) launch<4>(x, w, out, out16, rows, cols4, threads, eps, stream);
+  else launch<8>(x, w, out, out16, rows, cols4, threads, eps, stream);
 }
 
 void residual_norm_f32(const float* y, const float* w_post, float* x, const float* w_next, float* xn, int64_t rows,
-                       int64_t cols, float eps, cudaStream_t stream) {
-  check_row("residual_norm", cols, {y, w_post, x, w_next, xn});
+                       int64_t cols, float eps, cudaStream_t stream, __nv_bfloat16* xn16) {
+  check_row("residual_norm", cols, {y, w_post, x, w_next, xn, xn16});
   if (rows <= 0) return;
   const int cols4 = static_cast<int>(cols / 4);
   const auto [threads, per_thread] = row_layout(cols4);
-  if (per_thread <= 1) launch_residual<1>(y, w_post, x, w_next, xn, rows, cols4, threads, eps, stream);
-  else if (per_thread <= 2) launch_residual<2>(y, w_post, x, w_next, xn, rows, cols4, threads, eps, stream);
-  else if (per_thread <= 4) launch_residual<4>(y, w_post, x, w_next, xn, rows, cols4, threads, eps, stream);
-  else launch_residual<8>(y, w_post, x, w_next, xn, rows, cols4, threads, eps, stream);
+  if (per_thread <= 1) launch_residual<1>(y, w_post, x, w_next, xn, xn16, rows, cols4, threads, eps, stream);
+  else if (per_thread <= 2) launch_residual<2>(y, w_post, x, w_next, xn, xn16, rows, cols4, threads, eps, stream);
+  else if (per_thread <= 4) launch_residual<4>(y, w_post, x, w_next, xn, xn16, rows, cols4, threads, eps, stream);
+  else launch_residual<8>(y, w_post, x, w_next, xn, xn16, rows, cols4, threads, eps, stream);
 }
 
 }  // namespace swrun::cuda

@@ -57,6 +57,7 @@ CudaBackend::CudaBackend(int device, LoadLog* log) {
   cudaDeviceProp props{};
   check_cuda(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
   device_name_ = props.name;
+  device_memory_bytes_ = props.totalGlobalMem;
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cuda(cudaEventCreateWithFlags(&batch_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   phase_done("properties, stream", device_name_);
@@ -217,6 +218,20 @@ __nv_bfloat16* CudaBackend::bf16_scratch(size_t elems) {
   return static_cast<__nv_bfloat16*>(scratch_bf16_.ensure(mem_, elems * sizeof(__nv_bfloat16)));
 }
 
+__nv_bfloat16* CudaBackend::gemm_operand_target(size_t count) {
+  gemm_operand_ = {};
+  return static_cast<__nv_bfloat16*>(gemm_operand_buf_.ensure(mem_, count * sizeof(__nv_bfloat16)));
+}
+
+const __nv_bfloat16* CudaBackend::gemm_operand(const float* x, size_t count) {
+  if (gemm_operand_.src == x && gemm_operand_.count >= count)
+    return static_cast<const __nv_bfloat16*>(gemm_operand_buf_.data());
+  __nv_bfloat16* xb = gemm_operand_target(count);
+  cast_f32_to_bf16(x, xb, count, stream_);
+  gemm_operand_written(x, count);
+  return xb;
+}
+
 // ---- KV cache ------------------------------------------------------------------------------------------------
 
 void CudaBackend::init_kv(const std::vector<KvLayerSpec>& layers) {
@@ -267,6 +282,7 @@ void CudaBackend::begin_batch(const int32_t* tokens, int32_t pos0, int n) {
   if (mode_ != Mode::Plain && ++step_batches_ > 1) fail("run_captured: a captured step must hold one batch");
   tokens_.assign(tokens, tokens + n);
   pos0_ = pos0;
+  gemm_operand_ = {};
   n_ = n;
   const size_t bytes = (size_t(n) + 1) * sizeof(int32_t);
   if (mode_ == Mode::Replaying) {

@@ -68,6 +68,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
+  size_t device_memory_bytes() const override { return device_memory_bytes_; }
   Weight upload(const GgufTensor& t) override;
   Weight weight_rows(const Weight& w, int64_t first, int64_t count) override;
   Buffer alloc(size_t count) override;
@@ -85,6 +86,8 @@ class CudaBackend final : public Backend {
   void softcap(Buffer x, size_t count, float cap) override;
   void gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_up, int64_t rows, GatedAct act, Buffer gate,
                     Buffer up) override;
+  void gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, const Weight& w_down, int64_t rows, GatedAct act,
+                 Buffer gate, Buffer up, Buffer out) override;
   void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) override;
   void qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens, int n_head,
                     int n_head_kv, int head_dim, float eps, const RopeParams& p) override;
@@ -122,11 +125,27 @@ class CudaBackend final : public Backend {
 
   // During a replay the step's host code runs for its checks and staging only; nothing is launched. Anything
   // launched ends the decode program recorded so far, which is launched first.
-  bool launching() {
+  // Whatever launches next may write any buffer, so the GEMM operand below is forgotten unless it is the operand
+  // of `keep` (a GEMM reading it, which leaves it intact).
+  bool launching(const float* keep = nullptr) {
     if (mode_ == Mode::Replaying) return false;
+    if (gemm_operand_.src != keep) gemm_operand_ = {};
     flush_deferred();
     return true;
   }
+  // The bf16 rounding of one fp32 activation buffer, the operand of the bf16 GEMMs. Written by the op that produced
+  // the buffer when a GEMM reads it next (a prefill's pre-norms, the attention's output), or else cast by the first
+  // GEMM; every GEMM on that buffer reads it until something else is launched.
+  struct GemmOperand {
+    const float* src = nullptr;
+    size_t count = 0;
+  };
+  // Where an op producing `count` floats at src writes their bf16 rounding; the op calls gemm_operand_written
+  // after its launch.
+  __nv_bfloat16* gemm_operand_target(size_t count);
+  void gemm_operand_written(const float* src, size_t count) { gemm_operand_ = {src, count}; }
+  // The bf16 operand of x's first `count` floats, cast now unless an earlier op left it.
+  const __nv_bfloat16* gemm_operand(const float* x, size_t count);
   // A q/k norm + RoPE waits for the next op: when that is the attention on the same q and k, one launch also
   // stages the attention's inputs (bf16 q, the new K/V cache rows) instead of a second kernel doing it.
   struct PendingNormRope {
@@ -172,8 +191,10 @@ class CudaBackend final : public Backend {
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
   void matmul_dequantized_chunks(Buffer x, const Weight& w, const DeviceWeight& d, int64_t rows, Buffer out);
-  void gemm_bf16(Buffer x, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows, float* out,
-                 const std::string& name);
+  // out^T = w x^T through cuBLAS: xb [rows, cols] bf16 (a GEMM operand), w [n_out, cols], out fp32 row stride ldo.
+  void gemm_bf16(const __nv_bfloat16* xb, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows,
+                 float* out, const std::string& name);
+  void forget_operand_under(Buffer out, size_t count);  // a GEMM wrote count floats at out: over the operand's source?
   void finish_step();  // waits for the stream, hands reads to their host buffers
   void release_load_staging();
   void drop_graphs();
@@ -183,6 +204,7 @@ class CudaBackend final : public Backend {
   bool abandon_capture();
 
   std::string device_name_;
+  size_t device_memory_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t batch_uploaded_ = nullptr;  // the last plain begin_batch's copy out of pinned staging is done
   cublasHandle_t cublas_ = nullptr;
@@ -195,6 +217,8 @@ class CudaBackend final : public Backend {
   GrowingBuffer load_staging_{true, "weight upload staging"};
   HostUpload host_upload_{mem_};  // host -> device copies of the weights (SWRUN_UPLOAD)
   GrowingBuffer scratch_bf16_{true, "bf16 activation scratch"};
+  GrowingBuffer gemm_operand_buf_{true, "bf16 GEMM operand"};
+  GemmOperand gemm_operand_;
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
   GrowingBuffer table_chunk_{true, "bf16 chunk of a quantized-only matrix"};
   GrowingBuffer top_k_workspace_{true, "top-k workspace"};

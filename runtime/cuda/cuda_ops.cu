@@ -53,7 +53,9 @@ void CudaBackend::rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Bu
   require_floats(out, need, "rmsnorm", "output");
   if (record_rmsnorm(x, static_cast<const float*>(d.data), rows, w.cols, eps, out)) return;
   if (!launching()) return;
-  rmsnorm_f32(x.data, static_cast<const float*>(d.data), out.data, rows, w.cols, eps, stream_);
+  __nv_bfloat16* out16 = rows > kGemvQuantMaxRows ? gemm_operand_target(need) : nullptr;
+  rmsnorm_f32(x.data, static_cast<const float*>(d.data), out.data, rows, w.cols, eps, stream_, out16);
+  if (out16) gemm_operand_written(out.data, need);
 }
 
 void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
@@ -62,7 +64,7 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
   require_floats(x, size_t(rows) * size_t(w.cols), "matmul", "input");
   require_floats(out, size_t(rows) * size_t(w.rows), "matmul", "output");
   if (const Weight* ws[] = {&w}; rows == 1 && record_gemv(x, ws, &out, 1, nullptr)) return;
-  if (rows <= 0 || !launching()) return;
+  if (rows <= 0 || !launching(x.data)) return;
   // A few rows (decode steps): stream the file's blocks once with fp32 activations.
   if (d.raw && rows <= kGemvQuantMaxRows) {
     gemv_quant(w.type, d.raw, x.data, out.data, int(rows), w.rows, w.cols, stream_);
@@ -77,15 +79,19 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
     gemv_bf16(x.data, weights, out.data, w.rows, w.cols, stream_);
     return;
   }
-  gemm_bf16(x, weights, w.rows, w.cols, int(w.rows), rows, out.data, w.name);
+  gemm_bf16(gemm_operand(x.data, size_t(rows) * size_t(w.cols)), weights, w.rows, w.cols, int(w.rows), rows,
+            out.data, w.name);
+  forget_operand_under(out, size_t(rows) * size_t(w.rows));
+}
+
+void CudaBackend::forget_operand_under(Buffer out, size_t count) {
+  if (out.data < gemm_operand_.src + gemm_operand_.count && gemm_operand_.src < out.data + count) gemm_operand_ = {};
 }
 
 // cuBLAS is column-major: out^T [n_out x rows] (leading dimension ldo) = W [stored as cols x n_out, transposed]
 // * x^T [cols x rows], with x cast to bf16 and fp32 accumulation.
-void CudaBackend::gemm_bf16(Buffer x, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows,
-                            float* out, const std::string& name) {
-  __nv_bfloat16* xb = bf16_scratch(size_t(rows) * size_t(cols));
-  cast_f32_to_bf16(x.data, xb, size_t(rows) * size_t(cols), stream_);
+void CudaBackend::gemm_bf16(const __nv_bfloat16* xb, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo,
+                            int64_t rows, float* out, const std::string& name) {
   const float alpha = 1.f, beta = 0.f;
   const cublasStatus_t status =
       cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n_out), int(rows), int(cols), &alpha, w, CUDA_R_16BF,
@@ -103,12 +109,14 @@ void CudaBackend::matmul_dequantized_chunks(Buffer x, const Weight& w, const Dev
   const size_t row_bytes = ggml_row_bytes(ggml_type_info(uint32_t(w.type)), w.cols);
   auto* chunk = static_cast<__nv_bfloat16*>(
       table_chunk_.ensure(mem_, size_t(std::min(chunk_rows, w.rows) * w.cols) * sizeof(__nv_bfloat16)));
+  const __nv_bfloat16* xb = gemm_operand(x.data, size_t(rows) * size_t(w.cols));
   for (int64_t r0 = 0; r0 < w.rows; r0 += chunk_rows) {
     const int64_t n = std::min(chunk_rows, w.rows - r0);
     dequantize_to_bf16(w.type, static_cast<const uint8_t*>(d.raw) + size_t(r0) * row_bytes, chunk, n * w.cols,
                        stream_);
-    gemm_bf16(x, chunk, n, w.cols, int(w.rows), rows, out.data + r0, w.name);
+    gemm_bf16(xb, chunk, n, w.cols, int(w.rows), rows, out.data + r0, w.name);
   }
+  forget_operand_under(out, size_t(rows) * size_t(w.rows));
 }
 
 const float* CudaBackend::device_vector(const Weight* w, int64_t length, const char* op) const {
@@ -217,7 +225,10 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
     flash_attention_decode(a, max_kv_len, workspace, stream_);
   } else {
     use_fastest_variant(a);  // measured on prefill only: split-K decode keeps the base kernels
+    // The output projection's GEMM reads the output next: its bf16 rounding is written by the same epilogue.
+    if (n_ > kGemvQuantMaxRows) a.o16 = gemm_operand_target(q_elems);
     flash_attention(a, stream_);
+    if (a.o16) gemm_operand_written(out.data, q_elems);
   }
 }
 
@@ -242,6 +253,32 @@ void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_u
   if (!launching()) return;
   gemv_quant_gated(w_gate.type, g.raw, u.raw, x.data, gate.data, int(rows), w_gate.rows, w_gate.cols,
                    act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
+}
+
+void CudaBackend::gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, const Weight& w_down, int64_t rows,
+                            GatedAct act, Buffer gate, Buffer up, Buffer out) {
+  const DeviceWeight& g = device_weight(w_gate, "gated_mlp");
+  const DeviceWeight& u = device_weight(w_up, "gated_mlp");
+  const DeviceWeight& dn = device_weight(w_down, "gated_mlp");
+  const int64_t ff = w_gate.rows;
+  // A prefill on bf16 copies: the product goes straight into the down projection's bf16 operand.
+  const bool prefill = rows > kGemvQuantMaxRows && g.data && u.data && dn.data && !g.fp32 && !u.fp32 && !dn.fp32 &&
+                       w_up.rows == ff && w_up.cols == w_gate.cols && w_down.cols == ff;
+  if (!prefill) return Backend::gated_mlp(x, w_gate, w_up, w_down, rows, act, gate, up, out);
+  const size_t n_in = size_t(rows) * size_t(w_gate.cols), n_ff = size_t(rows) * size_t(ff);
+  require_floats(x, n_in, "gated_mlp", "input");
+  require_floats(gate, n_ff, "gated_mlp", "gate");
+  require_floats(up, n_ff, "gated_mlp", "up");
+  require_floats(out, size_t(rows) * size_t(w_down.rows), "gated_mlp", "output");
+  if (!launching(x.data)) return;
+  const __nv_bfloat16* xb = gemm_operand(x.data, n_in);
+  gemm_bf16(xb, static_cast<const __nv_bfloat16*>(g.data), ff, w_gate.cols, int(ff), rows, gate.data, w_gate.name);
+  gemm_bf16(xb, static_cast<const __nv_bfloat16*>(u.data), ff, w_up.cols, int(ff), rows, up.data, w_up.name);
+  __nv_bfloat16* product = gemm_operand_target(n_ff);  // the rounding of no fp32 buffer: recorded as none
+  gated_activation_bf16(gate.data, up.data, product, n_ff,
+                        act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
+  gemm_bf16(product, static_cast<const __nv_bfloat16*>(dn.data), w_down.rows, ff, int(w_down.rows), rows, out.data,
+            w_down.name);
 }
 
 void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
@@ -289,6 +326,7 @@ void CudaBackend::launch_norm_rope(const PendingNormRope& r, const AttnStage* st
 }
 
 void CudaBackend::flush_deferred() {
+  if (pending_norm_rope_ || !program_.empty()) gemm_operand_ = {};  // what they write may be the operand's source
   if (pending_norm_rope_) {
     const PendingNormRope r = *pending_norm_rope_;
     pending_norm_rope_.reset();
@@ -307,7 +345,10 @@ void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const 
   if (next) require_floats(xn, need, "residual_norm", "output");
   if (record_residual_norm(y, post, x, next, rows, width, eps, xn)) return;
   if (!launching()) return;
-  residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_);
+  // In a prefill the next block's projections read xn through bf16 GEMMs: its rounding is written in the same pass.
+  __nv_bfloat16* xn16 = next && rows > kGemvQuantMaxRows ? gemm_operand_target(need) : nullptr;
+  residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_, xn16);
+  if (xn16) gemm_operand_written(xn.data, need);
 }
 
 void CudaBackend::add(Buffer x, Buffer y, size_t count) {
