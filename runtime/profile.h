@@ -23,8 +23,9 @@ inline constexpr std::array<OpCategory, kOpCategoryCount> kOpCategories = {
 
 const char* category_name(OpCategory c);  // "attention", "projections", "mlp", "other"
 const char* op_kind_name(OpKind op);       // "embed", "norm", "matmul", ...
-// Matmuls named "ffn" (a whole gated MLP) or "ffn_*" and the gated activation are MLP; every other matmul of a layer is a projection
-// ("attn_q", "attn_k", "attn_v", "attn_out"); norms, rope, residual adds, embedding and logits are other.
+// Matmuls named "ffn" (a whole gated MLP) or "ffn_*" and the gated activation are MLP; every other matmul of a
+// layer is a projection ("attn_q", "attn_k", "attn_v", "attn_out"); norms, rope, residual adds, embedding and
+// logits are other.
 OpCategory categorize(OpKind op, std::string_view name);
 
 // Facts about the runs that the caller measures (everything but the op times).

@@ -128,7 +128,8 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
       const float4 g = gn[i];
-      const float4 o = make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
+      const float4 o =
+          make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
       xn[row * cols4 + c] = o;
       if (xn16) xn16[row * cols4 + c] = to_bf16x4(o);
     }
