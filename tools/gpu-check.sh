@@ -86,6 +86,11 @@ if [ -x "$bin/swbench" ]; then
     --anchor-n "$anchors" --swbench-budget-s 100 --anchor-budget-s 130 >"$out/sweep.txt" 2>&1 || status=1
   { sed -n '/^## Headline/,/^## All rows/p' "$out/sweep/sweep.md" | sed '$d'; cat "$out/sweep.txt"; } >>"$rec"
 fi
+if [ -x "$bin/gemm_bench" ]; then  # the prefill projections' cuBLAS GEMMs (bench/prefill_notes.md)
+  echo >>"$rec"; echo "## prefill GEMM shapes through cuBLAS (gemm_bench)" >>"$rec"
+  timeout 120 "$bin/gemm_bench" --rows 4096,16384,32768 --reps 20 >"$out/gemm_bench.txt" 2>&1 || status=1
+  cat "$out/gemm_bench.txt" >>"$rec"
+fi
 fi
 
 if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
@@ -99,11 +104,11 @@ if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
     done
   done
   for attn in model dense; do
-    "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --profile --attn "$attn" -b 4096 --repeat 5 \
+    "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --profile --attn "$attn" --repeat 5 \
       --profile-json "$out/profile-$attn.json" --profile-svg "$out/profile-$attn.svg" >"$out/profile-$attn.txt" 2>"$out/profile-$attn.err"
     { echo; echo "### profile, 32768 tokens, --attn $attn"; echo '```'; cat "$out/profile-$attn.txt"; grep 'op timers' "$out/profile-$attn.err"; echo '```'; } >>"$rec"
   done
-  "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 131072 --profile -b 4096 --repeat 1 >"$out/profile-131072.txt" 2>&1
+  "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 131072 --profile --repeat 1 >"$out/profile-131072.txt" 2>&1
   { echo; echo "### profile, 131072 tokens, --attn model"; echo '```'; grep -E '^(total|prefill|throughput|time to|peak|KV)' "$out/profile-131072.txt"; echo '```'; } >>"$rec"
   if [ -z "${NO_AB:-}" ]; then
     "$bin/swrun" -m "$SWRUN_MODEL" -p "$text" --prompt-len 32768 --ab dense model -n 32 -b 2048 --repeat 3 \
@@ -125,7 +130,11 @@ if has peer && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ] && [ -x "${LLAMA_BIN
     "$LLAMA_BIN/llama-bench" -m "$SWRUN_MODEL" -ngl 99 -fa 1 $pp -ub 512,4096 -b 4096 -r 3 2>"$out/llama-bench-pp.err"
     "$LLAMA_BIN/llama-bench" -m "$SWRUN_MODEL" -ngl 99 -fa 1 $tg -r 3 2>"$out/llama-bench-tg.err" | tail -n +3
     echo; echo "### swrun bench"; echo
-    "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 -b 4096 2>"$out/swrun-bench-pp.err"
+    # the default ubatch (16384 on this GPU), llama-bench's 4096, and the whole 32K prompt in one chunk
+    "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 2>"$out/swrun-bench-pp.err"
+    for b in 4096 32768; do
+      "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 -b $b 2>>"$out/swrun-bench-pp.err" | tail -n +3
+    done
     "$bin/swrun" bench -m "$SWRUN_MODEL" $tg -r 3 2>"$out/swrun-bench-tg.err" | tail -n +3
   } >>"$rec" 2>&1 || status=1
   # Start-up: load time and a fresh process's first 512-token prefill against a warm one.

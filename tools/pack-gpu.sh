@@ -6,10 +6,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build-gpu}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j2 --target swrun swbench gemv_bench test_cuda_attention test_cuda_backend test_cuda_dequant \
+cmake --build "$build" -j2 --target swrun swbench gemv_bench gemm_bench test_cuda_attention test_cuda_backend test_cuda_dequant \
   test_cuda_model test_cuda_decode test_cuda_program swrun_logits make_synthetic_model
 rm -rf "$root/.carry" && mkdir -p "$root/.carry/lib"
-cp "$build/swrun" "$build/swbench" "$build/gemv_bench" "$build"/tests/test_cuda_* "$build"/tests/swrun_logits \
+cp "$build/swrun" "$build/swbench" "$build/gemv_bench" "$build/gemm_bench" "$build"/tests/test_cuda_* "$build"/tests/swrun_logits \
   "$build"/tests/make_synthetic_model "$root/.carry/"
 strip "$root/.carry/"* 2>/dev/null || true
 for lib in libsentencepiece.so.0 libpcre2-8.so.0; do
