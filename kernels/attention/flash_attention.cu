@@ -221,13 +221,14 @@ int decode_splits(const FlashAttnArgs& a, int32_t max_kv_len) {
   const FlashParams p = make_params(a);
   const int64_t blocks = int64_t{a.n_head / p.heads_per_block} * ((a.n_q + p.queries_per_block - 1) / p.queries_per_block);
   const int sms = sm_count();
-  // One wave of blocks, one key tile each, and a span of 4 tiles or fewer in one block (no combine). Measured on an
-  // H200, Gemma 3 270M tg128 at depth 0 / 4096 / 32768 (tok/s): up to two waves, 1 tile each: 1347 / 1261 / 1075;
-  // at least 4 tiles per split everywhere: 1425 / 1221 / 1126; 4 tiles per split on spans up to 16 tiles (the
-  // sliding layers too: their windows fill and want the splits back) and one wave: 1436 / 1194 / 1120; this rule:
-  // 1434 / 1259 / 1183.
+  // At most one wave of blocks; a span of 4 key tiles or fewer in one block (no combine), up to 16 tiles one tile
+  // per split, longer spans two. Measured on an H200, Gemma 3 270M tg128 at depth 0 / 4096 / 32768 (tok/s): up
+  // to two waves, 1 tile each: 1347 / 1261 / 1075; at least 4 tiles per split everywhere: 1425 / 1221 / 1126; 4
+  // tiles per split on spans up to 16 tiles (the sliding layers too: their windows fill and want the splits
+  // back) and one wave: 1436 / 1194 / 1120; one wave, 1 tile each but one block up to 4 tiles: 1434 / 1259 / 1183
+  // (@ d8192: 1152); this rule: 1421 / 1280 / 1160-1191 (@ d8192: 1237-1267).
   const int64_t wave = (sms + blocks - 1) / blocks;
-  const int64_t splits = max_tiles <= 4 ? 1 : max_tiles;
+  const int64_t splits = max_tiles <= 4 ? 1 : max_tiles <= 16 ? max_tiles : (max_tiles + 1) / 2;
   return static_cast<int>(std::clamp<int64_t>(std::min(wave, splits), 1, 1024));
 }
 
