@@ -89,7 +89,7 @@ void CudaBackend::forget_operand_under(Buffer out, size_t count) {
 }
 
 // cuBLAS is column-major: out^T [n_out x rows] (leading dimension ldo) = W [stored as cols x n_out, transposed]
-// * x^T [cols x rows], with x cast to bf16 and fp32 accumulation.
+// * xb^T [cols x rows] (x's bf16 operand), with fp32 accumulation.
 void CudaBackend::gemm_bf16(const __nv_bfloat16* xb, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo,
                             int64_t rows, float* out, const std::string& name) {
   const float alpha = 1.f, beta = 0.f;
