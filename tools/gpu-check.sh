@@ -132,9 +132,10 @@ if has peer && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ] && [ -x "${LLAMA_BIN
     echo; echo "### swrun bench"; echo
     # the default ubatch (16384 on this GPU), llama-bench's 4096, and the whole 32K prompt in one chunk
     "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 2>"$out/swrun-bench-pp.err"
-    for b in 4096 32768; do
-      "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 -b $b 2>>"$out/swrun-bench-pp.err" | tail -n +3
+    for b in 4096 32768; do  # a table each: with -b given, swrun bench adds an n_ubatch column as llama-bench does
+      echo; "$bin/swrun" bench -m "$SWRUN_MODEL" $pp -r 3 -b $b 2>>"$out/swrun-bench-pp.err"
     done
+    echo
     "$bin/swrun" bench -m "$SWRUN_MODEL" $tg -r 3 2>"$out/swrun-bench-tg.err" | tail -n +3
   } >>"$rec" 2>&1 || status=1
   # Start-up: load time and a fresh process's first 512-token prefill against a warm one.
