@@ -135,7 +135,7 @@ class CudaBackend final : public Backend {
   }
   // The bf16 rounding of one fp32 activation buffer, the operand of the bf16 GEMMs. Written by the op that produced
   // the buffer when a GEMM reads it next (a prefill's pre-norms, the attention's output), or else cast by the first
-  // GEMM; every GEMM on that buffer reads it until something else is launched.
+  // GEMM; every GEMM on that buffer reads it until something else is launched or the host synchronizes.
   struct GemmOperand {
     const float* src = nullptr;
     size_t count = 0;
