@@ -99,6 +99,33 @@ constexpr int kLaneWarps = 8;  // per block: kLaneWarps / split tiles of 32 rows
 template <int kRows>
 constexpr int kLaneMinBlocks = kRows <= 2 ? 3 : 1;
 
+// A tile's per-lane sums into out: straight from one warp (split 1), else added in warp order through `partial` by
+// the first warp of each group (a fixed order: deterministic). Every warp of the block calls it each round: with
+// split > 1 it synchronizes the block twice, the second time before `partial` is refilled.
+template <int kRows, int kWarps>
+__device__ __forceinline__ void store_lane_rows(const float (&acc)[kRows], float (&partial)[kWarps][kRows][kWarp],
+                                                int warp, int lane, int part, int split, bool live, int x_rows,
+                                                float* out, int64_t n_out, int64_t n) {
+  if (split == 1) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = acc[r];
+    return;
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) partial[warp][r][lane] = acc[r];
+  __syncthreads();
+  if (part == 0) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float sum = partial[warp][r][lane];
+      for (int k = 1; k < split; ++k) sum += partial[warp + k][r][lane];
+      if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+    }
+  }
+  __syncthreads();
+}
+
 // Each group of `split` warps of a block owns a 32-row tile at a time; its warps take the spans of those rows
 // round-robin and their partial sums are added in warp order through shared memory (a fixed order:
 // deterministic). All warps of a block run the same number of rounds, so the barriers match.
@@ -131,24 +158,7 @@ __global__ void __launch_bounds__(kWarp * kLaneWarps, kLaneMinBlocks<kRows>)
       waited = true;
       gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
     }
-    if (split == 1) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = acc[r];
-      continue;
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) partial[warp][r][lane] = acc[r];
-    __syncthreads();
-    if (part == 0) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        float sum = partial[warp][r][lane];
-        for (int k = 1; k < split; ++k) sum += partial[warp + k][r][lane];
-        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-      }
-    }
-    __syncthreads();  // partial is refilled next round
+    store_lane_rows<kRows>(acc, partial, warp, lane, part, split, live, x_rows, out, n_out, n);
   }
 }
 
@@ -238,24 +248,7 @@ __global__ void __launch_bounds__(kWarp * staged_warps<D>(), kLaneMinBlocks<kRow
       gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
       buf ^= 1;
     }
-    if (split == 1) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = acc[r];
-      continue;
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) partial[warp][r][lane] = acc[r];
-    __syncthreads();
-    if (part == 0) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        float sum = partial[warp][r][lane];
-        for (int k = 1; k < split; ++k) sum += partial[warp + k][r][lane];
-        if (live && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-      }
-    }
-    __syncthreads();  // partial is refilled next round
+    store_lane_rows<kRows>(acc, partial, warp, lane, part, split, live, x_rows, out, n_out, n);
   }
   cp_async_wait<0>();  // no copy may outlive the block's shared memory
 }
