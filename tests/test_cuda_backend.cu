@@ -571,27 +571,33 @@ TEST_F(CudaBackendTest, PrefillGemmsReadTheirInputAsItIsNow) {
   Pair x = both(normal(size_t(rows * k))), xn = both(std::vector<float>(size_t(rows * k)));
   Pair y = both(normal(size_t(rows * k))), gate = both(normal(size_t(rows * n))), up = both(normal(size_t(rows * n)));
   int step = 0;
+  // got (the GPU's rows x w.rows products of in and w) against want (the CPU's), each within tolerance times
+  // sum |in_i w_i|, which bounds what the bf16 roundings of in and w can move a product.
+  auto expect_products_close = [&](const std::vector<float>& got, const float* want, const float* in,
+                                   const Matrix& w, double tolerance) {
+    const int64_t cols = w.gpu.cols, outs = w.gpu.rows;
+    size_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < outs; ++o) {
+        double mag = 0;
+        for (int64_t i = 0; i < cols; ++i) mag += std::fabs(double(in[r * cols + i]) * w.w[o * cols + i]);
+        const double err = std::fabs(double(got[r * outs + o]) - want[r * outs + o]);
+        if (!(err <= tolerance * mag + 1e-30) && bad++ < 5)
+          ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << got[r * outs + o] << ", cpu "
+                        << want[r * outs + o] << " (seed " << seed_ << ")";
+      }
+    EXPECT_EQ(bad, 0u);
+  };
   // out = in @ w^T on both backends (the CPU through a copy when out is in), compared at once.
   auto matmul_both = [&](Pair in, const Matrix& w, Pair out, const char* what, double tolerance = 4e-3) {
     SCOPED_TRACE(std::string("step ") + std::to_string(++step) + ": " + what);
-    const int64_t cols = w.gpu.cols, outs = w.gpu.rows;
-    const std::vector<float> in_now(in.cpu.data, in.cpu.data + rows * cols);
+    const int64_t outs = w.gpu.rows;
+    const std::vector<float> in_now(in.cpu.data, in.cpu.data + rows * w.gpu.cols);
     be_->matmul(in.gpu, w.gpu, rows, out.gpu);
     Buffer cpu_out = cpu->alloc(size_t(rows * outs));
     cpu->matmul(in.cpu, w.cpu, rows, cpu_out);
     std::copy(cpu_out.data, cpu_out.data + rows * outs, out.cpu.data);
-    const std::vector<float> got = fetch(out.gpu, size_t(rows * outs));
-    size_t bad = 0;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < outs; ++o) {
-        double mag = 0;  // bounds what the bf16 roundings of in and w can move the product
-        for (int64_t i = 0; i < cols; ++i) mag += std::fabs(double(in_now[r * cols + i]) * w.w[o * cols + i]);
-        const double err = std::fabs(double(got[r * outs + o]) - cpu_out.data[r * outs + o]);
-        if (!(err <= tolerance * mag + 1e-30) && bad++ < 5)
-          ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << got[r * outs + o] << ", cpu "
-                        << cpu_out.data[r * outs + o] << " (seed " << seed_ << ")";
-      }
-    EXPECT_EQ(bad, 0u);
+    expect_products_close(fetch(out.gpu, size_t(rows * outs)), cpu_out.data, in_now.data(), w, tolerance);
   };
   Pair o1 = both(std::vector<float>(size_t(rows * n))), o2 = both(std::vector<float>(size_t(rows * n)));
   for (Backend* b : {be_.get(), static_cast<Backend*>(cpu.get())}) {
@@ -631,22 +637,11 @@ TEST_F(CudaBackendTest, PrefillGemmsReadTheirInputAsItIsNow) {
   matmul_both(xn, w2, o2, "the norm output again, now cast");
   {
     SCOPED_TRACE("gated_mlp: the product only in the down projection's bf16 operand");
-    const std::vector<float> in_now(xn.cpu.data, xn.cpu.data + rows * k);
     be_->gated_mlp(xn.gpu, w1.gpu, w2.gpu, w_down.gpu, rows, GatedAct::GeluTanh, gate.gpu, up.gpu, down.gpu);
     cpu->gated_mlp(xn.cpu, w1.cpu, w2.cpu, w_down.cpu, rows, GatedAct::GeluTanh, gate.cpu, up.cpu, down.cpu);
-    const std::vector<float> got = fetch(down.gpu, size_t(rows * k));
-    size_t bad = 0;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < k; ++o) {
-        double mag = 0;  // |product| . |w_down|, the product taken from the CPU's gate
-        for (int64_t i = 0; i < n; ++i) mag += std::fabs(double(gate.cpu.data[r * n + i]) * w_down.w[o * n + i]);
-        const double err = std::fabs(double(got[r * k + o]) - down.cpu.data[r * k + o]);
-        // The product's own error follows its inputs' bf16 roundings: a looser bound than one GEMM's.
-        if (!(err <= 2e-2 * mag + 1e-30) && bad++ < 5)
-          ADD_FAILURE() << "row " << r << " out " << o << ": cuda " << got[r * k + o] << ", cpu "
-                        << down.cpu.data[r * k + o] << " (seed " << seed_ << ")";
-      }
-    EXPECT_EQ(bad, 0u);
+    // Against |product| . |w_down| (the product from the CPU's gate): the product's own error follows its inputs'
+    // bf16 roundings, a looser bound than one GEMM's.
+    expect_products_close(fetch(down.gpu, size_t(rows * k)), down.cpu.data, gate.cpu.data, w_down, 2e-2);
   }
 }
 

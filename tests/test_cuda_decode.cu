@@ -62,6 +62,23 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// A random n_out x cols matrix of `type`: its blocks on the device (padded as the GEMV reads them) and its
+// CPU-dequantized values, the reference's weights.
+struct RandomQuantMatrix {
+  std::vector<float> w;
+  DeviceBuffer blocks;
+  RandomQuantMatrix(GgmlType type, int64_t cols, int64_t n_out)
+      : RandomQuantMatrix(type, cols * n_out, testing::random_blocks(type, cols * n_out / random_block_elems(type),
+                                                                     rng())) {}
+
+ private:
+  RandomQuantMatrix(GgmlType type, int64_t elems, const std::vector<uint8_t>& bytes)
+      : w(static_cast<size_t>(elems)), blocks(cuda::gemv_quant_padded_bytes(bytes.size())) {
+    dequantize_row(type, bytes.data(), w.data(), elems);
+    upload(blocks.ptr, bytes.data(), bytes.size());
+  }
+};
+
 class CudaDecode : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -139,12 +156,7 @@ TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
         k_quant ? std::vector<Shape>{{256, 1}, {1024, 37}, {2304, 9}, {4096, 130}, {2048, 1003}}
                 : std::vector<Shape>{{32, 1}, {640, 37}, {2080, 9}, {8192, 13}, {96, 1003}};
     for (const Shape& sh : shapes) {
-      const int64_t elems = sh.cols * sh.n_out;
-      const std::vector<uint8_t> bytes = testing::random_blocks(type, elems / random_block_elems(type), rng());
-      std::vector<float> w(static_cast<size_t>(elems));
-      dequantize_row(type, bytes.data(), w.data(), elems);
-      DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
-      upload(wd.ptr, bytes.data(), bytes.size());
+      const RandomQuantMatrix m(type, sh.cols, sh.n_out);
       for (int rows = 1; rows <= cuda::kGemvQuantMaxRows; ++rows) {
         const std::string what = std::string(info.name) + " cols " + std::to_string(sh.cols) + " n_out " +
                                  std::to_string(sh.n_out) + " rows " + std::to_string(rows);
@@ -152,9 +164,10 @@ TEST_F(CudaDecode, QuantGemvEveryFormatRowsAndShapes) {
         DeviceBuffer xd(x.size() * 4);
         upload(xd.ptr, x.data(), x.size() * 4);
         const std::vector<float> got = gemv_output(rows * sh.n_out, what, [&](float* out) {
-          cuda::gemv_quant(type, wd.ptr, static_cast<const float*>(xd.ptr), out, rows, sh.n_out, sh.cols, nullptr);
+          cuda::gemv_quant(type, m.blocks.ptr, static_cast<const float*>(xd.ptr), out, rows, sh.n_out, sh.cols,
+                           nullptr);
         });
-        expect_gemv_close(got, gemv_reference(w, x, rows, sh.n_out, sh.cols), what);
+        expect_gemv_close(got, gemv_reference(m.w, x, rows, sh.n_out, sh.cols), what);
       }
     }
   }
@@ -175,17 +188,12 @@ TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
             ? std::vector<Shape>{{256, 67}, {2048, 37}, {4352, 9}, {512, 1029}}
             : std::vector<Shape>{{32, 67}, {96, 1003}, {640, 37}, {2080, 9}, {640, 1029}};
     for (const Shape& sh : shapes) {
-      const int64_t elems = sh.cols * sh.n_out;
-      const std::vector<uint8_t> bytes = testing::random_blocks(type, elems / random_block_elems(type), rng());
-      std::vector<float> w(static_cast<size_t>(elems));
-      dequantize_row(type, bytes.data(), w.data(), elems);
-      DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
-      upload(wd.ptr, bytes.data(), bytes.size());
+      const RandomQuantMatrix m(type, sh.cols, sh.n_out);
       for (int rows = 1; rows <= cuda::kGemvQuantMaxRows; ++rows) {
         const std::vector<float> x = normal(size_t(rows * sh.cols));
         DeviceBuffer xd(x.size() * 4);
         upload(xd.ptr, x.data(), x.size() * 4);
-        const GemvReference ref = gemv_reference(w, x, rows, sh.n_out, sh.cols);
+        const GemvReference ref = gemv_reference(m.w, x, rows, sh.n_out, sh.cols);
         std::vector<float> warp_bits;
         for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
           const auto variant = cuda::GemvVariant(v);
@@ -193,8 +201,8 @@ TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
                                    std::to_string(sh.cols) + " n_out " + std::to_string(sh.n_out) + " rows " +
                                    std::to_string(rows);
           auto run = [&](float* out) {
-            cuda::gemv_quant_variant(variant, type, wd.ptr, static_cast<const float*>(xd.ptr), out, rows, sh.n_out,
-                                     sh.cols, nullptr);
+            cuda::gemv_quant_variant(variant, type, m.blocks.ptr, static_cast<const float*>(xd.ptr), out, rows,
+                                     sh.n_out, sh.cols, nullptr);
           };
           const std::vector<float> got = gemv_output(rows * sh.n_out, what, run);
           expect_gemv_close(got, ref, what);
@@ -217,17 +225,12 @@ TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
 TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
   struct Case { GgmlType type; int64_t cols, n_out; };
   for (const Case& c : {Case{GgmlType::Q8_0, 32, 262143}, Case{GgmlType::Q6_K, 256, 200003}}) {
-    const int64_t elems = c.cols * c.n_out;
-    const std::vector<uint8_t> bytes = testing::random_blocks(c.type, elems / random_block_elems(c.type), rng());
-    std::vector<float> w(static_cast<size_t>(elems));
-    dequantize_row(c.type, bytes.data(), w.data(), elems);
-    DeviceBuffer wd(cuda::gemv_quant_padded_bytes(bytes.size()));
-    upload(wd.ptr, bytes.data(), bytes.size());
+    const RandomQuantMatrix m(c.type, c.cols, c.n_out);
     for (int rows : {1, 8}) {
       const std::vector<float> x = normal(size_t(rows * c.cols));
       DeviceBuffer xd(x.size() * 4);
       upload(xd.ptr, x.data(), x.size() * 4);
-      const GemvReference ref = gemv_reference(w, x, rows, c.n_out, c.cols);
+      const GemvReference ref = gemv_reference(m.w, x, rows, c.n_out, c.cols);
       for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
         const auto variant = cuda::GemvVariant(v);
         const std::string what = std::string(cuda::gemv_variant_name(variant)) + " " +
@@ -235,7 +238,7 @@ TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
                                  std::to_string(rows);
         expect_gemv_close(gemv_output(rows * c.n_out, what,
                                       [&](float* out) {
-                                        cuda::gemv_quant_variant(variant, c.type, wd.ptr,
+                                        cuda::gemv_quant_variant(variant, c.type, m.blocks.ptr,
                                                                  static_cast<const float*>(xd.ptr), out, rows,
                                                                  c.n_out, c.cols, nullptr);
                                       }),
