@@ -17,6 +17,7 @@
 
 #include "kernels/gemv/gemv_quant.cuh"
 #include "kernels/gemv/gemv_quant_variants.cuh"
+#include "kernels/norm/rmsnorm.cuh"
 #include "runtime/backend.h"
 #include "runtime/common.h"
 #include "runtime/dequant.h"
@@ -498,6 +499,188 @@ TEST_F(CudaDecode, ResidualNormFusedEqualsUnfused) {
       }
     }
   }
+}
+
+// Largest |got - want| over max(|want|, floor), with where it is (NaN counts as infinitely far).
+struct WorstError {
+  double err = 0;
+  size_t at = 0;
+};
+WorstError worst_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
+  WorstError w;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), floor);
+    if (!(err <= w.err)) w = {std::isnan(err) ? INFINITY : err, i};
+  }
+  return w;
+}
+
+std::vector<float> download(const void* src, size_t count) {
+  std::vector<float> v(count);
+  EXPECT_EQ(cudaMemcpy(v.data(), src, count * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  return v;
+}
+
+// The residual step folded into the GEMV that reads its xn (gemv_quant_gated / gemv_quant_multi with a
+// GemvResidualFold) against the step's own launch (residual_norm_f32) followed by the plain GEMV: x and xn agree
+// to rounding (the fold reduces the norms over its block), and so do the products. Two steps in a row, the second
+// on the first's residual, check that the blocks' arrival counter is back at 0; grids from 1 to a few hundred
+// blocks, and one over the re-read budget (launched unfolded inside the call).
+TEST_F(CudaDecode, ResidualStepFoldedIntoGemvEqualsItsOwnLaunch) {
+  struct Case { GgmlType type; int64_t cols, n_out; bool gated, post; };
+  const uint64_t seed = rng()();
+  DeviceBuffer arrivals(sizeof(int));
+  ok(cudaMemset(arrivals.ptr, 0, sizeof(int)), "arrivals");
+  for (Case c : {Case{GgmlType::Q5_0, 640, 2048, true, true}, Case{GgmlType::Q8_0, 640, 1024, false, true},
+                 Case{GgmlType::Q4_K, 2048, 512, false, false}, Case{GgmlType::Q6_K, 2048, 7, true, true},
+                 Case{GgmlType::Q8_0, 32, 1, true, false}, Case{GgmlType::Q4_0, 2048, 8192, true, true}}) {
+    const std::string what = std::string(ggml_type_name(uint32_t(c.type))) + " cols " + std::to_string(c.cols) +
+                             " n_out " + std::to_string(c.n_out) + (c.gated ? " gated" : " q/k/v") +
+                             (c.post ? " post-norm" : "") + " seed " + std::to_string(seed);
+    const int64_t n = c.cols;
+    // q, k, v as in a layer: n_out rows, then a quarter each (at least one row).
+    const int64_t kv_rows = std::max<int64_t>(1, c.n_out / 4);
+    const RandomQuantMatrix m0(c.type, n, c.n_out), m1(c.type, n, c.gated ? c.n_out : kv_rows),
+        m2(c.type, n, c.gated ? 1 : kv_rows);
+    const int64_t outs = c.gated ? c.n_out : c.n_out + 2 * kv_rows;
+    const std::vector<float> w_post = normal(size_t(n)), w_next = normal(size_t(n)), x0 = normal(size_t(n), 3.f);
+    DeviceBuffer wp(n * 4), wn(n * 4);
+    upload(wp.ptr, w_post.data(), n * 4);
+    upload(wn.ptr, w_next.data(), n * 4);
+    struct Path {
+      DeviceBuffer y, x, xn, out;
+      explicit Path(int64_t n, int64_t outs) : y(n * 4), x(n * 4), xn(n * 4), out(outs * 4) {}
+    } folded(n, outs), own(n, outs);
+    upload(folded.x.ptr, x0.data(), n * 4);
+    upload(own.x.ptr, x0.data(), n * 4);
+    for (int step = 0; step < 2; ++step) {
+      const std::vector<float> y = normal(size_t(n), 0.5f);
+      for (Path* p : {&folded, &own}) {
+        upload(p->y.ptr, y.data(), n * 4);
+        poison(p->xn.ptr, n * 4);
+        poison(p->out.ptr, outs * 4);
+      }
+      const float* post = c.post ? static_cast<const float*>(wp.ptr) : nullptr;
+      const auto* next = static_cast<const float*>(wn.ptr);
+      auto gemv = [&](Path& p, const cuda::GemvResidualFold* fold) {
+        const auto* xn = static_cast<const float*>(p.xn.ptr);
+        auto* out = static_cast<float*>(p.out.ptr);
+        if (c.gated) {
+          cuda::gemv_quant_gated(c.type, m0.blocks.ptr, m1.blocks.ptr, xn, out, 1, c.n_out, n,
+                                 cuda::GatedActKind::GeluTanh, nullptr, fold);
+        } else {
+          cuda::GemvMultiArgs a{};
+          a.count = 3;
+          const RandomQuantMatrix* ms[] = {&m0, &m1, &m2};
+          for (int i = 0; i < 3; ++i) {
+            a.w[i] = static_cast<const uint8_t*>(ms[i]->blocks.ptr);
+            a.n_out[i] = i == 0 ? c.n_out : kv_rows;
+            a.out[i] = out + (i == 0 ? 0 : c.n_out + (i - 1) * kv_rows);
+            a.type[i] = c.type;
+          }
+          cuda::gemv_quant_multi(a, xn, 1, n, nullptr, fold);
+        }
+      };
+      const cuda::GemvResidualFold fold{static_cast<const float*>(folded.y.ptr), post,
+                                        static_cast<float*>(folded.x.ptr), next, static_cast<float*>(folded.xn.ptr),
+                                        1e-6f, static_cast<int*>(arrivals.ptr)};
+      gemv(folded, &fold);
+      cuda::residual_norm_f32(static_cast<const float*>(own.y.ptr), post, static_cast<float*>(own.x.ptr), next,
+                              static_cast<float*>(own.xn.ptr), 1, n, 1e-6f, nullptr);
+      gemv(own, nullptr);
+      ok(cudaDeviceSynchronize(), what.c_str());
+      const std::string at = what + " step " + std::to_string(step);
+      for (auto [name, a, b] : {std::tuple{"x", folded.x.ptr, own.x.ptr}, std::tuple{"xn", folded.xn.ptr, own.xn.ptr}}) {
+        const WorstError w = worst_error(download(a, size_t(n)), download(b, size_t(n)), 1.0);
+        EXPECT_LE(w.err, 1e-6) << at << ": " << name << " worst relative error at " << w.at;
+      }
+      // Products relative to their typical size: xn differs in the last bits, and a product near 0 keeps that.
+      const std::vector<float> got = download(folded.out.ptr, size_t(outs)), want = download(own.out.ptr, size_t(outs));
+      double typical = 0;
+      for (float v : want) typical += std::fabs(v) / double(outs);
+      const WorstError w = worst_error(got, want, std::max(typical, 1e-30));  // a lone product may be 0
+      EXPECT_LE(w.err, 2e-5) << at << ": product " << w.at << " got " << got[w.at] << " want " << want[w.at];
+      int left = -1;
+      ok(cudaMemcpy(&left, arrivals.ptr, sizeof(int), cudaMemcpyDeviceToHost), "arrivals");
+      EXPECT_EQ(left, 0) << at << ": arrival counter not back at 0";
+    }
+  }
+}
+
+// A fold the GEMV cannot take is one clear error: rows wider than kGemvFoldMaxCols, several activation rows, or an
+// input that is not the step's xn.
+TEST_F(CudaDecode, ResidualFoldRejectsWhatItCannotTake) {
+  const int64_t wide = 2 * cuda::kGemvFoldMaxCols;
+  DeviceBuffer w(size_t(wide) * 8 * 2), v(size_t(wide) * 4 * 8), out(4096);
+  auto* f = static_cast<float*>(v.ptr);
+  DeviceBuffer arrivals(sizeof(int));
+  const cuda::GemvResidualFold fold{f, nullptr, f + wide, f + 2 * wide, f + 3 * wide, 1e-6f,
+                                    static_cast<int*>(arrivals.ptr)};
+  auto gated = [&](const float* x, int rows, int64_t cols) {
+    cuda::gemv_quant_gated(GgmlType::Q8_0, w.ptr, w.ptr, x, static_cast<float*>(out.ptr), rows, 1, cols,
+                           cuda::GatedActKind::Silu, nullptr, &fold);
+  };
+  EXPECT_THROW(gated(fold.xn, 1, wide), Error);
+  EXPECT_THROW(gated(fold.xn, 2, 64), Error);
+  EXPECT_THROW(gated(f + 4 * wide, 1, 64), Error);
+}
+
+// A decode step's residual step waits for the op after it: a GEMV of its xn (CUDA matmuls, gated_matmul) folds it;
+// anything else (here a read of the residual) launches it first. Both against the step run on its own.
+TEST_F(CudaDecode, ResidualStepHeldForTheNextGemv) {
+  const int64_t n = 640, n_out = 256;
+  const std::vector<uint8_t> bytes = testing::random_blocks(GgmlType::Q8_0, n * n_out / 32, rng());
+  const std::vector<float> w_post = normal(size_t(n)), w_next = normal(size_t(n)), x0 = normal(size_t(n), 3.f),
+                           y0 = normal(size_t(n), 0.5f);
+  auto be = make_cuda_backend(0);
+  auto vec = [&](const char* name, const std::vector<float>& v) {
+    return be->upload(tensor_of(name, GgmlType::F32, {int64_t(v.size())},
+                                {reinterpret_cast<const uint8_t*>(v.data()),
+                                 reinterpret_cast<const uint8_t*>(v.data() + v.size())}));
+  };
+  const Weight wp = vec("post", w_post), wn = vec("next", w_next);
+  const Weight wq = be->upload(tensor_of("blk.0.attn_q.weight", GgmlType::Q8_0, {n, n_out}, bytes));
+  const int32_t token = 0;
+  be->begin_batch(&token, 0, 1);
+  struct Step {
+    Buffer y, x, xn, out;
+  };
+  auto step = [&] {
+    Step s{be->alloc(n), be->alloc(n), be->alloc(n), be->alloc(n_out)};
+    upload(s.y.data, y0.data(), n * 4);
+    upload(s.x.data, x0.data(), n * 4);
+    poison(s.xn.data, n * 4);
+    poison(s.out.data, n_out * 4);
+    return s;
+  };
+  auto fetch = [&](Buffer b) {
+    std::vector<float> v(b.count);
+    be->read(b, 0, b.count, v.data());
+    be->synchronize();
+    return v;
+  };
+  const Weight* ws[] = {&wq};
+  Step own = step();  // its own launch: the host waits between the step and the GEMV
+  be->residual_norm(own.y, &wp, own.x, &wn, 1, n, 1e-6f, own.xn);
+  be->synchronize();
+  be->matmuls(own.xn, 1, ws, &own.out, 1);
+  const std::vector<float> want_x = fetch(own.x), want_out = fetch(own.out);
+
+  Step held = step();
+  be->residual_norm(held.y, &wp, held.x, &wn, 1, n, 1e-6f, held.xn);
+  ok(cudaDeviceSynchronize(), "held");
+  EXPECT_EQ(download(held.x.data, size_t(n)), x0) << "the residual step ran before the op after it";
+  be->matmuls(held.xn, 1, ws, &held.out, 1);
+  EXPECT_LE(worst_error(fetch(held.x), want_x, 1.0).err, 1e-6) << "folded: x";
+  const std::vector<float> got_out = fetch(held.out);
+  double typical = 0;
+  for (float v : want_out) typical += std::fabs(v) / double(n_out);
+  EXPECT_LE(worst_error(got_out, want_out, typical).err, 2e-5) << "folded: products";
+
+  Step read_next = step();
+  be->residual_norm(read_next.y, &wp, read_next.x, &wn, 1, n, 1e-6f, read_next.xn);
+  const std::vector<float> got_x = fetch(read_next.x);
+  EXPECT_EQ(std::memcmp(got_x.data(), want_x.data(), size_t(n) * 4), 0) << "a read after the step: x";
 }
 
 // The fused per-head q/k norm + RoPE against the unfused ops (rmsnorm, rope) on the same backend, at a late

@@ -13,6 +13,7 @@
 #include "kernels/dequant/block_decode.cuh"
 #include "kernels/gemv/gemv_quant_variants.cuh"
 #include "kernels/gemv/gemv_quant_warp.cuh"
+#include "kernels/norm/rmsnorm.cuh"
 #include "kernels/elementwise/activation.cuh"
 #include "runtime/common.h"
 
@@ -27,19 +28,114 @@ using gemv::warp_sum;
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarp * kWarps;
 
+// ---- the residual step folded into a GEMV's prologue (GemvResidualFold) ----
+constexpr int kFoldVecs = int(kGemvFoldMaxCols / 4 / kThreads);  // float4 of the row per thread
+// Every block re-reads the row's four vectors from L2; past this many bytes in all, a launch of its own is cheaper.
+constexpr int64_t kFoldMaxRereadBytes = int64_t(8) << 20;
+
+// The block's sum of v over its threads: warp sums, then the warps' partials in warp order (the same for all).
+__device__ __forceinline__ float block_sum(float v, float* partial) {
+  v = warp_sum(v);
+  __syncthreads();  // an earlier sum's readers are done with partial
+  if (threadIdx.x % kWarp == 0) partial[threadIdx.x / kWarp] = v;
+  __syncthreads();
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < kWarps; ++i) sum += partial[i];
+  return sum;
+}
+
+__device__ __forceinline__ float4 scaled(float4 v, float s, float4 g) {
+  return make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
+}
+__device__ __forceinline__ float squares(float4 v) { return v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w; }
+
+// The residual step of `f` on a row of cols4 float4, by every thread of the block: xn lands in `row` (shared
+// memory) for the block's dots. All operands are loaded at once. The last block to have read the residual
+// writes the new residual and xn, once every block has read the old one (counted in f.arrivals).
+__device__ void residual_fold(const GemvResidualFold& f, int cols4, float4* row, float* partial, int* last) {
+  const auto* y = reinterpret_cast<const float4*>(f.y);
+  const auto* post = reinterpret_cast<const float4*>(f.w_post);
+  auto* x = reinterpret_cast<float4*>(f.x);
+  const auto* next = reinterpret_cast<const float4*>(f.w_next);
+  const float inv_cols = 1.f / float(cols4 * 4);
+  float4 v[kFoldVecs], r[kFoldVecs], gp[kFoldVecs], gn[kFoldVecs];
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kFoldVecs; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < cols4) {
+      v[i] = y[c];
+      r[i] = x[c];
+      gn[i] = next[c];
+      if (post) gp[i] = post[c];
+      ss += squares(v[i]);
+    }
+  }
+  const float post_scale = post ? rsqrtf(block_sum(ss, partial) * inv_cols + f.eps) : 1.f;
+  ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kFoldVecs; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < cols4) {
+      const float4 p = post ? scaled(v[i], post_scale, gp[i]) : v[i];
+      v[i] = make_float4(r[i].x + p.x, r[i].y + p.y, r[i].z + p.z, r[i].w + p.w);
+      ss += squares(v[i]);
+    }
+  }
+  const float next_scale = rsqrtf(block_sum(ss, partial) * inv_cols + f.eps);  // its barrier: every x read here
+  if (threadIdx.x == 0) {
+    __threadfence();
+    *last = atomicAdd(f.arrivals, 1) == int(gridDim.x) - 1;
+  }
+  __syncthreads();
+  const bool writes = *last;
+#pragma unroll
+  for (int i = 0; i < kFoldVecs; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < cols4) {
+      row[c] = scaled(v[i], next_scale, gn[i]);
+      if (writes) {
+        x[c] = v[i];
+        reinterpret_cast<float4*>(f.xn)[c] = row[c];
+      }
+    }
+  }
+  if (writes && threadIdx.x == 0) *f.arrivals = 0;  // for the next fold, which runs after this grid completes
+  __syncthreads();
+}
+
+// A GEMV block's shared memory for a fold. A kernel that may fold runs it in each warp's wait for its
+// predecessor, before the warp first reads x; every warp waits once, also one without rows, since the fold
+// synchronizes the block.
+template <bool kMayFold>
+struct FoldingWait {
+  static constexpr int kRowVecs = kMayFold ? int(kGemvFoldMaxCols / 4) : 1;
+  float4 row[kRowVecs];
+  float partial[kWarps];
+  int last;
+};
+
 // kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
 // act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it.
 template <typename D, int kRows, int kMats>
 __global__ void __launch_bounds__(kThreads)
     gemv_quant_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ w2, int64_t row_bytes,
                       int blocks_per_row, const float* x, int64_t cols, int x_rows, float* out, int64_t n_out,
-                      GatedActKind act) {
+                      GatedActKind act, GemvResidualFold fold) {
   __shared__ uint4 stage[kWarps][kStageVecs];
+  __shared__ FoldingWait<kRows == 1 && kMats == 2> folding;
   const int warp = threadIdx.x / kWarp;
+  constexpr bool kMayFold = kRows == 1 && kMats == 2;  // gate/up after the attention's residual step
+  const bool folds = kMayFold && fold.y;
+  if (folds) x = reinterpret_cast<const float*>(folding.row);
   bool waited = false;
   auto wait_once = [&] {
-    if (!waited) wait_for_predecessor();
+    if (waited) return;
     waited = true;
+    wait_for_predecessor();
+    if constexpr (kMayFold)
+      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
   };
   for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
     float acc[kRows], up[kRows];
@@ -57,23 +153,30 @@ __global__ void __launch_bounds__(kThreads)
       store_row<kRows>(acc, x_rows, out, n_out, n);
     }
   }
+  if (folds) wait_once();
 }
 
 // Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: warp-row g
 // belongs to the matrix whose range holds it, whose decoder is picked per row.
 template <int kRows>
 __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, const float* x, int64_t cols,
-                                                              int x_rows) {
+                                                              int x_rows, GemvResidualFold fold) {
   __shared__ uint4 stage[kWarps][kStageVecs];
+  __shared__ FoldingWait<kRows == 1> folding;  // q/k/v after the MLP's residual step
   const int warp = threadIdx.x / kWarp;
+  const bool folds = kRows == 1 && fold.y;
+  if (folds) x = reinterpret_cast<const float*>(folding.row);
   // Selects member i without indexing the parameter arrays at run time (which would copy them to local memory).
   auto pick = [](const auto (&v)[kGemvMultiMax], int i) { return i == 0 ? v[0] : i == 1 ? v[1] : v[2]; };
   static_assert(kGemvMultiMax == 3, "pick() lists every slot");
   const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
   bool waited = false;
   auto wait_once = [&] {
-    if (!waited) wait_for_predecessor();
+    if (waited) return;
     waited = true;
+    wait_for_predecessor();
+    if constexpr (kRows == 1)
+      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
   };
   for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
     const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
@@ -89,11 +192,24 @@ __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, c
     });
     store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
   }
+  if (folds) wait_once();
+}
+
+// What a launch of `blocks` blocks folds: `fold` when their re-reads of the row stay small, else nothing, and the
+// residual step is launched on its own first.
+void launch_unfolded(const GemvResidualFold& f, int64_t cols, cudaStream_t stream) {
+  residual_norm_f32(f.y, f.w_post, f.x, f.w_next, f.xn, 1, cols, f.eps, stream);
+}
+GemvResidualFold fold_or_launch(const GemvResidualFold* fold, int64_t blocks, int64_t cols, cudaStream_t stream) {
+  if (!fold) return {};
+  if (blocks * cols * int64_t(4 * sizeof(float)) <= kFoldMaxRereadBytes) return *fold;
+  launch_unfolded(*fold, cols, stream);
+  return {};
 }
 
 template <typename D, int kRows, int kMats>
 void launch_gemv(const uint8_t* w, const uint8_t* w2, const float* x, float* out, int x_rows, int64_t n_out,
-                 int64_t cols, GatedActKind act, cudaStream_t stream) {
+                 int64_t cols, GatedActKind act, cudaStream_t stream, const GemvResidualFold* fold) {
   // Enough blocks to fill every SM; more rows than warps are strided over.
   static const int64_t max_blocks =
       resident_blocks(gemv_quant_kernel<D, kRows, kMats>, kThreads, "gemv_quant: occupancy");
@@ -101,7 +217,8 @@ void launch_gemv(const uint8_t* w, const uint8_t* w2, const float* x, float* out
   const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
   const int64_t blocks = std::min(max_blocks, (n_out + kWarps - 1) / kWarps);
   launch_overlapped(gemv_quant_kernel<D, kRows, kMats>, unsigned(blocks), kThreads, stream, "gemv_quant", w, w2,
-                    row_bytes, blocks_per_row, x, cols, x_rows, out, n_out, act);
+                    row_bytes, blocks_per_row, x, cols, x_rows, out, n_out, act,
+                    fold_or_launch(fold, blocks, cols, stream));
 }
 
 // Threads over (token, block, item) of the looked-up rows.
@@ -121,14 +238,15 @@ __global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, int 
 
 
 template <int kRows>
-void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream,
+                  const GemvResidualFold* fold) {
   static const int64_t max_blocks =
       resident_blocks(gemv_multi_kernel<kRows>, kThreads, "gemv_quant_multi: occupancy");
   int64_t total = 0;
   for (int i = 0; i < a.count; ++i) total += a.n_out[i];
   const int64_t blocks = std::min(max_blocks, (total + kWarps - 1) / kWarps);
   launch_overlapped(gemv_multi_kernel<kRows>, unsigned(blocks), kThreads, stream, "gemv_quant_multi", a, x, cols,
-                    x_rows);
+                    x_rows, fold_or_launch(fold, blocks, cols, stream));
 }
 
 void check_gemv_args(const char* what, GgmlType type, const void* w, const void* w2, int x_rows, int64_t cols) {
@@ -142,19 +260,35 @@ void check_gemv_args(const char* what, GgmlType type, const void* w, const void*
     fail(std::string(what) + ": weights are not 16-byte aligned");
 }
 
+// A fold reads one row of cols floats that is the GEMV's x.
+void check_fold(const char* what, const GemvResidualFold* fold, const float* x, int x_rows, int64_t cols) {
+  if (!fold) return;
+  if (x_rows != 1 || x != fold->xn || !gemv_fold_supported(cols) || !fold->y || !fold->x || !fold->w_next ||
+      !fold->arrivals)
+    fail(std::string(what) + ": a residual step folded into a GEMV takes one row of up to " +
+         std::to_string(kGemvFoldMaxCols) + " floats (a multiple of 4) whose xn is the GEMV's input");
+  for (const void* p : {static_cast<const void*>(fold->y), static_cast<const void*>(fold->w_post),
+                        static_cast<const void*>(fold->x), static_cast<const void*>(fold->w_next),
+                        static_cast<const void*>(fold->xn)})
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail(std::string(what) + ": folded rows must be 16-byte aligned");
+}
+
 template <int kMats>
 void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x, float* out, int x_rows,
-                   int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
+                   int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream,
+                   const GemvResidualFold* fold) {
   const auto* a = static_cast<const uint8_t*>(w);
   const auto* b = static_cast<const uint8_t*>(w2);
   with_block_decoder(type, [&]<typename D>() {
     with_rows_bucket(x_rows, [&]<int kRows>() {
-      launch_gemv<D, kRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream);
+      launch_gemv<D, kRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream, fold);
     });
   });
 }
 
 }  // namespace
+
+bool gemv_fold_supported(int64_t cols) { return cols > 0 && cols % 4 == 0 && cols <= kGemvFoldMaxCols; }
 
 bool gemv_quant_supported(GgmlType type, int64_t cols) {
   const int elems = block_decoder_elems(type);
@@ -191,7 +325,7 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
   const auto* weights = static_cast<const uint8_t*>(w);
   switch (v) {
     case GemvVariant::Warp:
-      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream);
+      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream, nullptr);
     case GemvVariant::WarpPipelined:
       return launch_gemv_pipelined(type, weights, x, out, x_rows, n_out, cols, stream);
     case GemvVariant::LaneRows:
@@ -211,13 +345,19 @@ void gemv_quant(GgmlType type, const void* w, const float* x, float* out, int x_
 }
 
 void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
-                      int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream) {
+                      int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream,
+                      const GemvResidualFold* fold) {
   check_gemv_args("gemv_quant", type, w_gate, w_up, x_rows, cols);
-  if (n_out <= 0) return;
-  dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream);
+  check_fold("gemv_quant_gated", fold, x, x_rows, cols);
+  if (n_out <= 0) {
+    if (fold) launch_unfolded(*fold, cols, stream);
+    return;
+  }
+  dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream, fold);
 }
 
-void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream) {
+void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream,
+                      const GemvResidualFold* fold) {
   if (a.count < 1 || a.count > kGemvMultiMax) fail("gemv_quant_multi: " + std::to_string(a.count) + " matrices");
   if (x_rows < 1 || x_rows > kGemvQuantMaxRows)
     fail("gemv_quant_multi: " + std::to_string(x_rows) + " activation rows");
@@ -226,7 +366,8 @@ void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_
       fail("gemv_quant_multi: matrix " + std::to_string(i) + " (" + ggml_type_name(uint32_t(a.type[i])) + ", " +
            std::to_string(a.n_out[i]) + " rows of " + std::to_string(cols) + ") is not supported");
   }
-  with_rows_bucket(x_rows, [&]<int kRows>() { launch_multi<kRows>(a, x, x_rows, cols, stream); });
+  check_fold("gemv_quant_multi", fold, x, x_rows, cols);
+  with_rows_bucket(x_rows, [&]<int kRows>() { launch_multi<kRows>(a, x, x_rows, cols, stream, fold); });
 }
 
 void embed_rows_quant(GgmlType type, const void* table, const int32_t* tokens, int n, int64_t cols, float scale,

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gemv/gemv_quant.cuh"
 #include "kernels/persistent/decode_program.cuh"
 #include "kernels/rope/rope.cuh"
 #include "runtime/backend.h"
@@ -158,7 +159,19 @@ class CudaBackend final : public Backend {
     const float* factors;
   };
   void launch_norm_rope(const PendingNormRope& r, const AttnStage* stage);
-  void flush_deferred();  // launches what waits: the pending norm + RoPE, then the recorded program
+  // A decode step's residual step (one row, a next norm) waits for the next op: when that is a quantized GEMV of
+  // its xn (q/k/v or gate/up), the GEMV's blocks compute it as their prologue (kernels/gemv/gemv_quant.cuh).
+  struct PendingResidual {
+    Buffer y, x, xn;
+    const float* w_post;
+    const float* w_next;
+    int64_t width;
+    float eps;
+  };
+  // The fold of the pending residual step when it writes the xn that a GEMV of `cols` reads (taken: it is no
+  // longer pending), else nothing. Called before launching(), which would launch the step on its own.
+  std::optional<GemvResidualFold> take_residual_fold(Buffer x, int64_t rows, int64_t cols);
+  void flush_deferred();  // launches what waits: the pending norm + RoPE or residual step, then the recorded program
   // ---- the persistent decode kernel (cuda_program.cu) ----
   // A captured one-token step records its ops into a program (kernels/persistent) instead of launching them;
   // each record_* returns false when the op has no program form here, and the op then launches as usual.
@@ -259,6 +272,8 @@ class CudaBackend final : public Backend {
   double traced_ns_ = 0;
 
   std::optional<PendingNormRope> pending_norm_rope_;
+  std::optional<PendingResidual> pending_residual_;
+  int* fold_arrivals_ = nullptr;  // the folded residual steps' block counter (kernels/gemv), at 0 between launches
 
   RangeTimer range_timer_;  // op times for an attached profiler; resolved by finish_step
   UploadTimer upload_timer_;  // the upload's split for an attached load log; reported by finish_uploads

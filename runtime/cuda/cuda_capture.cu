@@ -85,6 +85,7 @@ bool CudaBackend::abandon_capture() {
   cudaGetLastError();  // a failed capture leaves its error behind; the plain run must not inherit it
   program_.clear();
   pending_norm_rope_.reset();
+  pending_residual_.reset();
   mode_ = Mode::Plain;
   step_ = nullptr;
   pending_reads_.clear();

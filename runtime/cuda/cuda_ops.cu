@@ -250,9 +250,11 @@ void CudaBackend::gated_matmul(Buffer x, const Weight& w_gate, const Weight& w_u
   require_floats(x, size_t(rows) * size_t(w_gate.cols), "gated_matmul", "input");
   require_floats(gate, size_t(rows) * size_t(w_gate.rows), "gated_matmul", "output");
   if (const Weight* ws[] = {&w_gate, &w_up}; rows == 1 && record_gemv(x, ws, &gate, 2, &act)) return;
+  const std::optional<GemvResidualFold> fold = take_residual_fold(x, rows, w_gate.cols);
   if (!launching()) return;
   gemv_quant_gated(w_gate.type, g.raw, u.raw, x.data, gate.data, int(rows), w_gate.rows, w_gate.cols,
-                   act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
+                   act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_,
+                   fold ? &*fold : nullptr);
 }
 
 void CudaBackend::gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, const Weight& w_down, int64_t rows,
@@ -297,8 +299,9 @@ void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const
     a.type[i] = ws[i]->type;
   }
   if (rows == 1 && record_gemv(x, ws, outs, count, nullptr)) return;
+  const std::optional<GemvResidualFold> fold = take_residual_fold(x, rows, ws[0]->cols);
   if (!launching()) return;
-  gemv_quant_multi(a, x.data, int(rows), ws[0]->cols, stream_);
+  gemv_quant_multi(a, x.data, int(rows), ws[0]->cols, stream_, fold ? &*fold : nullptr);
 }
 
 void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const Weight* k_norm, int64_t tokens,
@@ -326,13 +329,32 @@ void CudaBackend::launch_norm_rope(const PendingNormRope& r, const AttnStage* st
 }
 
 void CudaBackend::flush_deferred() {
-  if (pending_norm_rope_ || !program_.empty()) gemm_operand_ = {};  // what they write may be the operand's source
+  // What they write may be the operand's source.
+  if (pending_norm_rope_ || pending_residual_ || !program_.empty()) gemm_operand_ = {};
   if (pending_norm_rope_) {
     const PendingNormRope r = *pending_norm_rope_;
     pending_norm_rope_.reset();
     launch_norm_rope(r, nullptr);
   }
+  if (pending_residual_) {
+    const PendingResidual r = *pending_residual_;
+    pending_residual_.reset();
+    residual_norm_f32(r.y.data, r.w_post, r.x.data, r.w_next, r.xn.data, 1, r.width, r.eps, stream_);
+  }
   flush_program();
+}
+
+std::optional<GemvResidualFold> CudaBackend::take_residual_fold(Buffer x, int64_t rows, int64_t cols) {
+  if (!pending_residual_ || mode_ == Mode::Replaying || rows != 1 || x.data != pending_residual_->xn.data ||
+      cols != pending_residual_->width)
+    return std::nullopt;
+  const PendingResidual r = *pending_residual_;
+  pending_residual_.reset();
+  if (!fold_arrivals_) {
+    fold_arrivals_ = static_cast<int*>(mem_.device(sizeof(int), "residual fold counter"));
+    check_cuda(cudaMemset(fold_arrivals_, 0, sizeof(int)), "residual fold counter");  // left at 0 by every use
+  }
+  return GemvResidualFold{r.y.data, r.w_post, r.x.data, r.w_next, r.xn.data, r.eps, fold_arrivals_};
 }
 
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
@@ -345,6 +367,12 @@ void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const 
   if (next) require_floats(xn, need, "residual_norm", "output");
   if (record_residual_norm(y, post, x, next, rows, width, eps, xn)) return;
   if (!launching()) return;
+  // One row into a next norm: held back for the GEMV of xn that follows (take_residual_fold).
+  if (rows == 1 && next && gemv_fold_supported(width) && aligned_to(y.data, 16) && aligned_to(x.data, 16) &&
+      aligned_to(xn.data, 16)) {
+    pending_residual_ = PendingResidual{y, x, xn, post, next, width, eps};
+    return;
+  }
   // In a prefill the next block's projections read xn through bf16 GEMMs: its rounding is written in the same pass.
   __nv_bfloat16* xn16 = next && rows > kGemvQuantMaxRows ? gemm_operand_target(need) : nullptr;
   residual_norm_f32(y.data, post, x.data, next, next ? xn.data : nullptr, rows, width, eps, stream_, xn16);
