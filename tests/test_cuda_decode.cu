@@ -590,12 +590,15 @@ TEST_F(CudaDecode, ResidualStepFoldedIntoGemvEqualsItsOwnLaunch) {
       gemv(own, nullptr);
       ok(cudaDeviceSynchronize(), what.c_str());
       const std::string at = what + " step " + std::to_string(step);
-      for (auto [name, a, b] : {std::tuple{"x", folded.x.ptr, own.x.ptr}, std::tuple{"xn", folded.xn.ptr, own.xn.ptr}}) {
+      for (auto [name, a, b] :
+           {std::tuple{"x", folded.x.ptr, own.x.ptr}, std::tuple{"xn", folded.xn.ptr, own.xn.ptr}}) {
+        // A few ulps of the O(1) terms per step; the second step inherits the first's.
         const WorstError w = worst_error(download(a, size_t(n)), download(b, size_t(n)), 1.0);
-        EXPECT_LE(w.err, 1e-6) << at << ": " << name << " worst relative error at " << w.at;
+        EXPECT_LE(w.err, 4e-6) << at << ": " << name << " worst relative error at " << w.at;
       }
       // Products relative to their typical size: xn differs in the last bits, and a product near 0 keeps that.
-      const std::vector<float> got = download(folded.out.ptr, size_t(outs)), want = download(own.out.ptr, size_t(outs));
+      const std::vector<float> got = download(folded.out.ptr, size_t(outs));
+      const std::vector<float> want = download(own.out.ptr, size_t(outs));
       double typical = 0;
       for (float v : want) typical += std::fabs(v) / double(outs);
       const WorstError w = worst_error(got, want, std::max(typical, 1e-30));  // a lone product may be 0
@@ -789,7 +792,8 @@ std::vector<float> tricky_logits(int vocab, int kind) {
 TEST_F(CudaDecode, TopKAndArgmaxMatchTheCpuOrderWithTies) {
   auto be = make_cuda_backend(0);
   auto cpu = make_cpu_backend(1);
-  for (int vocab : {262144, 2049, 64, 1}) {
+  // 1000003 entries take three levels of candidates at k = 64, 262144 two, 4096 and fewer one.
+  for (int vocab : {262144, 1000003, 4097, 4096, 2049, 64, 1}) {
     Buffer logits = be->alloc(size_t(vocab));
     for (int kind = 0; kind < 3; ++kind) {
       const std::vector<float> host = tricky_logits(vocab, kind);

@@ -13,8 +13,9 @@ size_t top_k_workspace_bytes(int64_t n, int k);
 
 // ids[k] and values[k] (device) receive the k best of x[0 .. n), best first: higher value first, the lower index
 // among equal values, NaN never chosen; slots beyond the non-NaN entries get id -1 and value NaN. This is the
-// order of swrun::top_candidates (runtime/sampler.h), so the CPU and GPU pick the same candidates. Two passes:
-// per-chunk candidates into the workspace, then one block merges them; deterministic. Launched overlapped.
+// order of swrun::top_candidates (runtime/sampler.h), so the CPU and GPU pick the same candidates. In levels: each
+// block of a level leaves the k best of its span of entries in the workspace, until one block takes all that is
+// left (two launches up to 262144 entries); deterministic. Launched overlapped.
 void top_k_f32(const float* x, int64_t n, int k, void* workspace, int32_t* ids, float* values,
                cudaStream_t stream);
 
