@@ -119,6 +119,11 @@ if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   echo "- no CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
   line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
   echo "- CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
+  # What `swrun -p` does by default: temperature 0.8, top-k 40 (reduced on the GPU), top-p 0.95; EOS may end it early.
+  for seed in 1 2 3; do
+    line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --seed $seed 2>&1 >/dev/null | grep '^swrun: load')
+    echo "- default sampling, seed $seed, short prompt: ${line#swrun: }" >>"$rec"
+  done
 fi
 if has peer && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ] && [ -x "${LLAMA_BIN:-}/llama-bench" ]; then
   # The same tests, the same file, one call: llama-bench's flags as issue 8 gives them, swrun bench in its terms.
