@@ -67,12 +67,15 @@ class BackendStart {
 };
 
 // Prefill chunk when -b is not given. On a GPU: big enough that one chunk's attention fills the chip (4096 queries
-// x heads in 128-row tiles); on one with 40 GiB or more, 16384, where the projections' GEMMs run ~20% faster than
-// at 4096 rows (bench/prefill_notes.md) for activation buffers of ~16384 x 200 KB = 3.3 GB on a Llama-8B-sized
-// model. Small on the CPU, where it only bounds the activation buffers.
+// x heads in 128-row tiles). Bigger chunks run the projections' GEMMs nearer their large-M rate
+// (bench/prefill_notes.md): 16384 on a GPU with 40 GiB or more, for activation buffers of ~16384 x 200 KB = 3.3 GB
+// on a Llama-8B-sized model, and 32768 from 75 GiB (an 80 GB H100 reports 79 GiB), where Gemma 3 270M's 32K
+// prompt runs in one chunk (34.7 ms against 36.0 at 16384 on the H200). Chunks never exceed the prompt, so short
+// prompts allocate no more. Small on the CPU, where it only bounds the activation buffers.
 inline int default_ubatch(const Backend& be) {
   if (be.name() != "cuda") return 512;
-  return be.device_memory_bytes() >= (size_t{40} << 30) ? 16384 : 4096;
+  const size_t gib = size_t{1} << 30;
+  return be.device_memory_bytes() >= 75 * gib ? 32768 : be.device_memory_bytes() >= 40 * gib ? 16384 : 4096;
 }
 
 }  // namespace swrun

@@ -272,7 +272,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("--attn", o.attn,
                  "attention per layer: model | dense | dense-naive | sliding[:W] | list like "
                  "0-4:sliding:512,5:dense,6-:sliding:1024")->capture_default_str();
-  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: 16384 on CUDA with >= 40 GiB, else 4096; 512 on CPU)")->capture_default_str();
+  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: on CUDA 32768 from 75 GiB, 16384 from 40 GiB, else 4096; 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
   app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr; generation mode)");

@@ -26,7 +26,7 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchCli& cli) {
   cmd->add_option("-r,--repetitions", cli.repetitions, "timed repetitions per test")->capture_default_str();
   cmd->add_option("--attn", cli.attn, "attention specs to compare, comma-separated (model, dense, sliding:512, "
                   "a per-layer list, ...)")->capture_default_str();
-  cmd->add_option("-b,--ubatch", cli.ubatch, "prefill chunk size in tokens (0: 16384 on CUDA with >= 40 GiB, else 4096; 512 on CPU)")
+  cmd->add_option("-b,--ubatch", cli.ubatch, "prefill chunk size in tokens (0: on CUDA 32768 from 75 GiB, 16384 from 40 GiB, else 4096; 512 on CPU)")
       ->capture_default_str();
   cmd->add_option("-o,--output", cli.output, "output format: md, csv or json")->capture_default_str();
   cmd->add_option("--backend", cli.backend, "auto, cpu or cuda")
