@@ -48,9 +48,8 @@ bool gemv_fold_supported(int64_t cols);
 
 // The gated MLP's two projections and activation in one pass: out[r, n] = act(x[r] . w_gate[n]) * (x[r] . w_up[n]),
 // each dot computed exactly as gemv_quant computes it. w_gate and w_up share type and shape.
-// With `fold` (x_rows = 1, x = fold->xn, gemv_fold_supported(cols)), the residual step that writes x runs first,
-// folded into this launch, or else as its
-// own launch just before (when every block re-reading the row would read more than 8 MiB from L2).
+// With `fold` (x_rows = 1, x = fold->xn, gemv_fold_supported(cols)), the residual step that writes x runs first:
+// folded into this launch, or as its own launch just before when the blocks' re-reads of the row would pass 8 MiB.
 void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const float* x, float* out, int x_rows,
                       int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream,
                       const GemvResidualFold* fold = nullptr);
