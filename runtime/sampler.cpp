@@ -64,9 +64,55 @@ int Sampler::candidates_needed(int vocab) const {
 
 int32_t Sampler::sample(const float* logits, int vocab) {
   if (p_.temperature == 0) return argmax(logits, vocab);
-  best_candidates(logits, vocab, p_.top_k > 0 ? static_cast<size_t>(p_.top_k) : SIZE_MAX, candidates_);
+  if (p_.top_k <= 0) return draw_nucleus(logits, vocab);
+  best_candidates(logits, vocab, static_cast<size_t>(p_.top_k), candidates_);
   if (candidates_.empty()) return 0;
   return draw();
+}
+
+// The draw over the whole vocabulary sorted by ranks_before, with the normalizing sum taken in vocabulary order.
+// Sorting all of Gemma 3's 262144 logits took 35 ms a token on the CPU (`--top-k 0`), so only what the top-p nucleus
+// can reach is sorted:
+// - entries of weight below (1 - top_p) / (2 n) of the sum hold less than half of the mass top-p leaves out, so the
+//   nucleus lies among the others; they are the candidates (all of them at top-p 1);
+// - the candidates are sorted in growing blocks (256, then 4x) until the mass reaches top-p.
+// Should rounding keep the candidates' mass short of top-p, every entry becomes a candidate and the walk starts over.
+int32_t Sampler::draw_nucleus(const float* logits, int vocab) {
+  float mx = -INFINITY;
+  size_t valid = 0;
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) mx = std::max(mx, logits[i]), ++valid;
+  if (valid == 0) return 0;
+  weights_.assign(static_cast<size_t>(vocab), 0.f);
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) sum += weights_[i] = std::exp((logits[i] - mx) / p_.temperature);
+  // Walks the candidates of weight >= floor best first; true when their mass reached top-p.
+  auto walk = [&](double floor) {
+    candidates_.clear();
+    for (int i = 0; i < vocab; ++i)
+      if (!std::isnan(logits[i]) && weights_[i] >= floor) candidates_.emplace_back(logits[i], i);
+    const auto first = candidates_.begin();
+    const size_t n = candidates_.size();
+    probs_.clear();
+    double mass = 0;
+    size_t sorted = 0;  // candidates_[0, sorted) are the best, in order, their weights in probs_
+    for (size_t want = std::min<size_t>(n, 256); sorted < n; want = std::min(n, want * 4)) {
+      const auto end = first + static_cast<std::ptrdiff_t>(want);
+      std::nth_element(first + static_cast<std::ptrdiff_t>(sorted), end, candidates_.end(), ranks_before);
+      std::sort(first + static_cast<std::ptrdiff_t>(sorted), end, ranks_before);
+      while (sorted < want) {
+        probs_.push_back(weights_[static_cast<size_t>(candidates_[sorted++].second)]);
+        mass += probs_.back() / sum;
+        if (mass >= p_.top_p) return true;
+      }
+    }
+    return false;
+  };
+  const double floor = p_.top_p < 1 ? sum * (1.0 - p_.top_p) / (2.0 * double(valid)) : 0.0;
+  if (!walk(floor) && floor > 0) walk(0.0);
+  std::discrete_distribution<size_t> pick(probs_.begin(), probs_.end());
+  return candidates_[pick(rng_)].second;
 }
 
 int32_t Sampler::sample_top(const int32_t* ids, const float* values, int k) {

@@ -27,10 +27,14 @@ class Sampler {
 
  private:
   int32_t draw();  // temperature + top-p draw over candidates_ (best first)
+  // Without top-k: the top-p draw over every logit, sorting only the head the nucleus reaches into.
+  int32_t draw_nucleus(const float* logits, int vocab);
 
   SamplerParams p_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<double> probs_;
+  std::vector<float> weights_;  // draw_nucleus: exp((logit - max) / temperature) per vocabulary entry
 };
 
 int32_t argmax(const float* logits, int vocab);
