@@ -83,6 +83,7 @@ int32_t Sampler::draw_nucleus(const float* logits, int vocab) {
   for (int i = 0; i < vocab; ++i)
     if (!std::isnan(logits[i])) mx = std::max(mx, logits[i]), ++valid;
   if (valid == 0) return 0;
+  if (std::isinf(mx)) return argmax(logits, vocab);  // weights relative to an infinite maximum are undefined
   weights_.assign(static_cast<size_t>(vocab), 0.f);
   double sum = 0;
   for (int i = 0; i < vocab; ++i)
@@ -126,6 +127,7 @@ int32_t Sampler::sample_top(const int32_t* ids, const float* values, int k) {
 int32_t Sampler::draw() {
   const size_t keep = candidates_.size();
   const float mx = candidates_[0].first;
+  if (std::isinf(mx)) return candidates_[0].second;  // as draw_nucleus: no finite weights, the best candidate
   std::vector<double> probs(keep);
   double sum = 0;
   for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((candidates_[i].first - mx) / p_.temperature);

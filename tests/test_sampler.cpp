@@ -1,7 +1,8 @@
-// The sampler without top-k (`--top-k 0`): it sorts only the head of the vocabulary that the top-p nucleus reaches
-// into, and must draw exactly what a full sort draws with the same seed. The reference below sorts everything
-// (ranks_before order: value descending, lower id first), sums the probabilities in vocabulary order, keeps the
-// smallest prefix whose mass reaches top-p and draws from it with the same rng.
+// The sampler on the CPU. Without top-k (`--top-k 0`) it sorts only the head of the vocabulary that the top-p
+// nucleus reaches into, and must draw exactly what a full sort draws with the same seed. The reference below sorts
+// everything (ranks_before order: value descending, lower id first), sums the probabilities in vocabulary order,
+// keeps the smallest prefix whose mass reaches top-p and draws from it with the same rng. Infinite logits fall back
+// to the argmax.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -79,6 +80,18 @@ TEST(Sampler, WithoutTopKEveryLogitNaNGivesZero) {
   const std::vector<float> logits(10, NAN);
   Sampler sampler(SamplerParams{0.8f, 0, 0.95f, 1});
   EXPECT_EQ(sampler.sample(logits.data(), 10), 0);
+}
+
+// An infinite maximum leaves no finite weights: the draw falls back to the argmax instead of dividing by them,
+// with top-k and without.
+TEST(Sampler, AnInfiniteMaximumGivesTheArgmax) {
+  for (int top_k : {0, 40}) {
+    Sampler sampler(SamplerParams{0.8f, top_k, 0.95f, 1});
+    const std::vector<float> low(5, -INFINITY);
+    EXPECT_EQ(sampler.sample(low.data(), 5), 0) << "top-k " << top_k;
+    const std::vector<float> high{1.f, INFINITY, 3.f, INFINITY};
+    EXPECT_EQ(sampler.sample(high.data(), 4), 1) << "top-k " << top_k;
+  }
 }
 
 }  // namespace
