@@ -447,6 +447,20 @@ TEST_F(CudaDecode, MatmulsInOneLaunchEqualSeparateMatmuls) {
   }
 }
 
+// Largest |got - want| over max(|want|, floor), with where it is (NaN counts as infinitely far).
+struct WorstError {
+  double err = 0;
+  size_t at = 0;
+};
+WorstError worst_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
+  WorstError w;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), floor);
+    if (!(err <= w.err)) w = {std::isnan(err) ? INFINITY : err, i};
+  }
+  return w;
+}
+
 // The fused residual step (post-norm, residual add, next pre-norm in one pass) against the unfused ops on the
 // same backend (Backend::residual_norm called non-virtually): same reductions in the same order, so the results
 // agree to the last bit or nearly; row widths cover the warp-per-row and block-per-row layouts.
@@ -485,34 +499,15 @@ TEST_F(CudaDecode, ResidualNormFusedEqualsUnfused) {
             for (float v : got) ASSERT_TRUE(std::isnan(v)) << what << ": xn written without a next norm";
             continue;
           }
-          double worst = 0;
-          size_t worst_at = 0;
-          for (size_t i = 0; i < count; ++i) {
-            // Relative to the terms' scale (x ~ 3, normed rows ~ 1), not to the sum alone: a sum that cancels
-            // to a small value keeps the few-ulp rounding of its O(1) terms.
-            const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), 1.0);
-            if (!(err <= worst)) worst = err, worst_at = i;
-          }
-          EXPECT_LE(worst, 1e-6) << what << ": " << name << " worst relative error at " << worst_at << ": got "
-                                 << got[worst_at] << " want " << want[worst_at];
+          // Relative to the terms' scale (x ~ 3, normed rows ~ 1), not to the sum alone: a sum that cancels to a
+          // small value keeps the few-ulp rounding of its O(1) terms.
+          const WorstError w = worst_error(got, want, 1.0);
+          EXPECT_LE(w.err, 1e-6) << what << ": " << name << " worst relative error at " << w.at << ": got "
+                                 << got[w.at] << " want " << want[w.at];
         }
       }
     }
   }
-}
-
-// Largest |got - want| over max(|want|, floor), with where it is (NaN counts as infinitely far).
-struct WorstError {
-  double err = 0;
-  size_t at = 0;
-};
-WorstError worst_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
-  WorstError w;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), floor);
-    if (!(err <= w.err)) w = {std::isnan(err) ? INFINITY : err, i};
-  }
-  return w;
 }
 
 std::vector<float> download(const void* src, size_t count) {

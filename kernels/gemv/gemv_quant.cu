@@ -197,13 +197,10 @@ __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, c
 
 // What a launch of `blocks` blocks folds: `fold` when their re-reads of the row stay small, else nothing, and the
 // residual step is launched on its own first.
-void launch_unfolded(const GemvResidualFold& f, int64_t cols, cudaStream_t stream) {
-  residual_norm_f32(f.y, f.w_post, f.x, f.w_next, f.xn, 1, cols, f.eps, stream);
-}
 GemvResidualFold fold_or_launch(const GemvResidualFold* fold, int64_t blocks, int64_t cols, cudaStream_t stream) {
   if (!fold) return {};
   if (blocks * cols * int64_t(4 * sizeof(float)) <= kFoldMaxRereadBytes) return *fold;
-  launch_unfolded(*fold, cols, stream);
+  gemv_residual_step(*fold, cols, stream);
   return {};
 }
 
@@ -288,6 +285,10 @@ void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x,
 
 }  // namespace
 
+void gemv_residual_step(const GemvResidualFold& f, int64_t cols, cudaStream_t stream) {
+  residual_norm_f32(f.y, f.w_post, f.x, f.w_next, f.xn, 1, cols, f.eps, stream);
+}
+
 bool gemv_fold_supported(int64_t cols) { return cols > 0 && cols % 4 == 0 && cols <= kGemvFoldMaxCols; }
 
 bool gemv_quant_supported(GgmlType type, int64_t cols) {
@@ -302,19 +303,23 @@ const char* gemv_variant_name(GemvVariant v) {
     case GemvVariant::LaneRows: return "lane-rows";
     case GemvVariant::LaneRowsEvictFirst: return "lane-rows-evict-first";
     case GemvVariant::LaneRowsStaged: return "lane-rows-staged";
+    case GemvVariant::BulkTiles4: return "bulk-tiles-4";
+    case GemvVariant::BulkTiles8: return "bulk-tiles-8";
   }
   return "unknown";
 }
 
 // Measured on an H200 with tools/gemv_bench, one activation row (bench/gemv_notes.md): a lane per row wins from a
-// few thousand rows up (262144x640 Q8_0: 82 us staged, 88 lane-rows, 147 warp; 128256x4096 Q6_K: 316 vs 626;
-// 4096x4096 Q4_K: 14.3 vs 22.2), a warp per row below (1024-2048 rows of 640: 5.5 us vs 9-13), except Q6_K rows,
+// few thousand rows up, whole tiles by bulk copy on the output projections (262144x640 Q8_0: 63.5 us bulk-tiles-4,
+// 78 staged, 82 lane-rows, 147 warp; 128256x4096 Q6_K: 281 bulk-tiles-8, 315 lane-rows, 626 warp; 4096x4096 Q4_K:
+// 14.3 lane-rows vs 22.2), a warp per row below (1024-2048 rows of 640: 5.5 us vs 9-13), except Q6_K rows,
 // where the pipelined warp was faster (640x2048: 8.3 vs 11.2 us). Several activation rows keep the warp per row:
 // the lane-per-row variants are built for one.
 GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t, int x_rows) {
   if (x_rows != 1) return GemvVariant::Warp;
-  if (n_out >= 4096)
-    return type == GgmlType::Q8_0 && n_out >= 65536 ? GemvVariant::LaneRowsStaged : GemvVariant::LaneRows;
+  if (n_out >= 65536 && type == GgmlType::Q8_0) return GemvVariant::BulkTiles4;  // the measured output projections
+  if (n_out >= 65536 && type == GgmlType::Q6_K) return GemvVariant::BulkTiles8;
+  if (n_out >= 4096) return GemvVariant::LaneRows;
   return type == GgmlType::Q6_K ? GemvVariant::WarpPipelined : GemvVariant::Warp;
 }
 
@@ -334,6 +339,10 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
                                    stream);
     case GemvVariant::LaneRowsStaged:
       return launch_gemv_lane_rows_staged(type, weights, x, out, x_rows, n_out, cols, stream);
+    case GemvVariant::BulkTiles4:
+    case GemvVariant::BulkTiles8:
+      return launch_gemv_bulk_tiles(type, v == GemvVariant::BulkTiles8 ? 8 : 4, weights, x, out, x_rows, n_out, cols,
+                                    stream);
   }
   fail("gemv_quant: no variant " + std::to_string(int(v)));
 }
@@ -350,7 +359,7 @@ void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const
   check_gemv_args("gemv_quant", type, w_gate, w_up, x_rows, cols);
   check_fold("gemv_quant_gated", fold, x, x_rows, cols);
   if (n_out <= 0) {
-    if (fold) launch_unfolded(*fold, cols, stream);
+    if (fold) gemv_residual_step(*fold, cols, stream);
     return;
   }
   dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream, fold);

@@ -41,6 +41,8 @@ struct GemvResidualFold {
   float eps = 0.f;
   int* arrivals = nullptr;        // a device counter at 0, left at 0
 };
+// The step of `f` on its own launch (residual_norm_f32 on its one row of `cols`), for where it cannot be folded.
+void gemv_residual_step(const GemvResidualFold& f, int64_t cols, cudaStream_t stream);
 // Widest row a fold takes: each of the block's 256 threads holds two float4 of each of the step's four vectors.
 constexpr int64_t kGemvFoldMaxCols = 2048;
 // Whether a residual step over rows of `cols` floats can be folded into the GEMVs below (cols a multiple of 4).

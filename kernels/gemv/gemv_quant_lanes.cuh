@@ -8,6 +8,9 @@
 // and an activation load per element and row, which caps it well below HBM bandwidth.
 #pragma once
 #include <cstdint>
+#include <type_traits>
+
+#include <cuda_fp16.h>
 
 #include "kernels/attention/mma_sm80.cuh"  // cp_async_16
 #include "kernels/dequant/block_decode.cuh"
@@ -72,11 +75,11 @@ __device__ __forceinline__ int span_vecs(const uint8_t* src, int nb) {
   return nb > 0 ? (int(reinterpret_cast<uintptr_t>(src) & 15) + nb * D::kBytes + 15) / 16 : 0;
 }
 
-// Loads `nb` (0..kBlocks) whole blocks at `src` (an even address) straight from global memory into words,
-// realigned so that words[0] holds the first byte; words past the blocks are zero.
-template <typename D, WeightLoad kLoad>
-__device__ __forceinline__ void load_span(const uint8_t* src, int nb, uint64_t policy,
-                                          uint32_t (&words)[LaneSpan<D>::kWords]) {
+// Loads `nb` (0..kBlocks) whole blocks at `src` (an even address) into words, realigned so that words[0] holds
+// the first byte; words past the blocks are zero. load_vec(p) reads the 16-byte vector at p (global or shared).
+template <typename D, typename LoadVec>
+__device__ __forceinline__ void gather_span(const uint8_t* src, int nb, LoadVec&& load_vec,
+                                            uint32_t (&words)[LaneSpan<D>::kWords]) {
   using S = LaneSpan<D>;
   const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
   const uint4* aligned = reinterpret_cast<const uint4*>(src - skew);
@@ -84,12 +87,19 @@ __device__ __forceinline__ void load_span(const uint8_t* src, int nb, uint64_t p
   uint32_t raw[S::kVecs * 4 + 3];
 #pragma unroll
   for (int v = 0; v < S::kVecs; ++v) {
-    const uint4 q = v < vecs ? load_weight_vec<kLoad>(aligned + v, policy) : make_uint4(0, 0, 0, 0);
+    const uint4 q = v < vecs ? load_vec(aligned + v) : make_uint4(0, 0, 0, 0);
     raw[4 * v] = q.x, raw[4 * v + 1] = q.y, raw[4 * v + 2] = q.z, raw[4 * v + 3] = q.w;
   }
 #pragma unroll
   for (int i = S::kVecs * 4; i < S::kVecs * 4 + 3; ++i) raw[i] = 0;
   realign_span<D>(raw, skew, words);
+}
+
+// gather_span straight from global memory.
+template <typename D, WeightLoad kLoad>
+__device__ __forceinline__ void load_span(const uint8_t* src, int nb, uint64_t policy,
+                                          uint32_t (&words)[LaneSpan<D>::kWords]) {
+  gather_span<D>(src, nb, [&](const uint4* p) { return load_weight_vec<kLoad>(p, policy); }, words);
 }
 
 // The staged path: a warp copies the spans of its 32 rows into shared memory together, consecutive lanes taking
@@ -149,6 +159,29 @@ __device__ __forceinline__ void lane_block_dots(const uint8_t* block, int x_rows
     });
 }
 
+// One Q8_0 block at byte `at` of a lane's span (words, realigned) against its 32 activations: the products are
+// summed before the block's scale, d * sum(q * x), and each int8 becomes a float through the exponent: with its
+// sign bit flipped, the byte is the low mantissa byte of 2^23 (0x4B000000: 2^23 + q + 128, exact), and one
+// subtraction leaves q. Three full-rate instructions per weight (PRMT, FADD, FFMA), where the decoder's path
+// spends a quarter-rate int-to-float conversion and a multiply by d on every weight (the sums differ from it by
+// rounding only). `at` is a compile-time offset once the caller's loops unroll, so every byte's word and lane
+// within it are fixed.
+__device__ __forceinline__ float q8_0_block_dot(const uint32_t* words, int at, const float (&x)[32]) {
+  const int q0 = at + 2;  // the 32 quants follow the fp16 scale
+  uint32_t flipped[9];
+#pragma unroll
+  for (int i = 0; i < 9; ++i) flipped[i] = words[q0 / 4 + i] ^ 0x80808080u;
+  float sum[2] = {0.f, 0.f};  // two chains of 16 products
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int byte = q0 % 4 + i;
+    const float biased = __uint_as_float(__byte_perm(flipped[byte / 4], 0x4B000000u, 0x7440u | unsigned(byte % 4)));
+    sum[i / 16] = fmaf(biased - 8388736.f, x[i], sum[i / 16]);  // 2^23 + 128
+  }
+  const float d = __half2float(__ushort_as_half(uint16_t(words[at / 4] >> (8 * (at % 4)))));
+  return d * (sum[0] + sum[1]);
+}
+
 // Adds x[r] . (the span's nb blocks) to acc[r] for r < x_rows; xs points at x[0] at the span's first element.
 // Every lane of the warp passes the same nb and xs, so each activation load is one broadcast. With one
 // activation row and 32-element blocks, a block's 32 activations are loaded as eight 16-byte vectors first when x
@@ -170,7 +203,8 @@ __device__ __forceinline__ void lane_span_dots(const uint32_t (&words)[LaneSpan<
           const float4 v = reinterpret_cast<const float4*>(xb)[q];
           xr[4 * q] = v.x, xr[4 * q + 1] = v.y, xr[4 * q + 2] = v.z, xr[4 * q + 3] = v.w;
         }
-        lane_block_dots<D, kRows>(bytes + k * D::kBytes, x_rows, [&](int, int i) { return xr[i]; }, acc);
+        if constexpr (std::is_same_v<D, DecodeQ8_0>) acc[0] += q8_0_block_dot(words, k * D::kBytes, xr);
+        else lane_block_dots<D, kRows>(bytes + k * D::kBytes, x_rows, [&](int, int i) { return xr[i]; }, acc);
         continue;
       }
     }

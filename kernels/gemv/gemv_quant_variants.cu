@@ -1,12 +1,14 @@
-// Variants 2-5 of the quantized GEMV (gemv_quant_variants.cuh); variant 1 lives in gemv_quant.cu. Variant 1's warps
+// Variants 2-7 of the quantized GEMV (gemv_quant_variants.cuh); variant 1 lives in gemv_quant.cu. Variant 1's warps
 // each have one short row (680 bytes for a Gemma 3 output row) in flight between decodes and spend several
 // memory instructions per weight byte; 2 keeps more bytes in flight with the same sums, 3-5 also decode from
 // registers with one activation load per 32 rows: bench/gemv_notes.md.
 #include "kernels/gemv/gemv_quant_variants.cuh"
 
 #include <algorithm>
+#include <unordered_map>
 
-#include "kernels/attention/mma_sm80.cuh"  // cp_async_16
+#include "kernels/attention/mma_sm80.cuh"  // cp_async_16, mbarriers
+#include "kernels/common/bulk_copy.cuh"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device_limits.h"
 #include "kernels/common/launch.cuh"
@@ -253,6 +255,136 @@ __global__ void __launch_bounds__(kWarp * staged_warps<D>(), kLaneMinBlocks<kRow
   cp_async_wait<0>();  // no copy may outlive the block's shared memory
 }
 
+// ---- variants 6 and 7: lane per row, whole tiles by bulk copy
+
+// 32 consecutive rows are one contiguous run of bytes: one thread copies a whole tile into a stage of shared
+// memory with one bulk copy, so no load instruction of the kernel touches lines of 32 rows (variant 3's L1
+// limit) and the block keeps several tiles in flight without a copy instruction per 16 bytes (variant 5). Every
+// tile is shared by the block's kWarps warps, each taking a contiguous run of the row's blocks for all 32 rows
+// (lane = row); their sums are added in warp order through shared memory (a fixed order: deterministic).
+constexpr int kBulkMaxStages = 8;
+
+// A stage holds a tile and the up to 16 bytes a lane's last span read may run past its row, 128-byte aligned.
+inline int64_t bulk_stage_bytes(int64_t row_bytes) { return (kWarp * row_bytes + 16 + 127) / 128 * 128; }
+
+template <int kWarps, int kRows>
+constexpr size_t bulk_fixed_bytes() {
+  return kBulkMaxStages * sizeof(uint64_t) + 2 * size_t(kWarps) * kRows * kWarp * sizeof(float);
+}
+
+template <typename D, int kRows, int kWarps>
+__global__ void __launch_bounds__(kWarp * kWarps)
+    gemv_bulk_tiles_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row, const float* x,
+                           int64_t cols, int x_rows, float* out, int64_t n_out, int stages, int64_t stage_bytes) {
+  using Span = gemv::LaneSpan<D>;
+  extern __shared__ __align__(128) uint8_t smem[];
+  auto* full = reinterpret_cast<uint64_t*>(smem + stages * stage_bytes);  // one mbarrier per stage
+  auto* partial = reinterpret_cast<float(*)[kWarps][kRows][kWarp]>(full + kBulkMaxStages);  // [tile parity]
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int64_t tiles = (n_out + kWarp - 1) / kWarp;
+  const int64_t mine = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;  // tiles of this block
+  const uint32_t stage0 = attn::smem_addr(smem), full0 = attn::smem_addr(full);
+  // Tile j of this block (tile blockIdx.x + j * gridDim.x of the matrix) goes to stage j % stages; its k-th use
+  // of that stage is mbarrier phase k.
+  auto issue = [&](int64_t j) {
+    if (j >= mine) return;
+    const int64_t t = blockIdx.x + j * gridDim.x;
+    const int64_t rows = min(int64_t(kWarp), n_out - t * kWarp);
+    const auto bytes = uint32_t((rows * row_bytes + 15) / 16 * 16);  // the padded allocation covers the rounding
+    const int s = int(j % stages);
+    mbar_arrive_expect_tx(full0 + 8 * s, bytes);
+    bulk_copy_to_shared(stage0 + uint32_t(s * stage_bytes), w + t * kWarp * row_bytes, bytes, full0 + 8 * s);
+  };
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) attn::mbar_init(full0 + 8 * s, 1);
+    fence_mbarrier_init();
+    for (int j = 0; j < stages; ++j) issue(j);  // the weights do not depend on the previous kernel
+  }
+  __syncthreads();
+  wait_for_predecessor();  // x does
+  const int b_begin = warp * blocks_per_row / kWarps, b_end = (warp + 1) * blocks_per_row / kWarps;
+  for (int64_t j = 0; j < mine; ++j) {
+    const int s = int(j % stages);
+    attn::mbar_wait(full0 + 8 * s, uint32_t(j / stages) & 1);
+    const uint8_t* row = smem + s * stage_bytes + lane * row_bytes;  // rows past n_out decode stale bytes, unstored
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    for (int b0 = b_begin; b0 < b_end; b0 += Span::kBlocks) {
+      const int nb = min(Span::kBlocks, b_end - b0);
+      uint32_t words[Span::kWords];
+      gemv::gather_span<D>(row + int64_t(b0) * D::kBytes, nb, [](const uint4* p) { return *p; }, words);
+      gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
+    }
+    auto& mine_partial = partial[j & 1];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) mine_partial[warp][r][lane] = acc[r];
+    // Every warp is done with stage s, and the partials of tile j are complete. The partials of tile j + 1 go to
+    // the other buffer; tile j + 2's reuse this one after the next barrier, which warp 0 reaches after its sums.
+    __syncthreads();
+    if (threadIdx.x == 0) issue(j + stages);
+    if (warp == 0) {
+      const int64_t n = (blockIdx.x + j * gridDim.x) * kWarp + lane;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float sum = mine_partial[0][r][lane];
+#pragma unroll
+        for (int k = 1; k < kWarps; ++k) sum += mine_partial[k][r][lane];
+        if (n < n_out && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
+      }
+    }
+  }
+}
+
+struct BulkPlan {
+  int stages = 0;  // 0: a tile does not fit twice in a block's shared memory
+  int64_t blocks = 0;
+  size_t smem_bytes = 0;
+};
+
+// As many resident blocks per SM as two stages each allow (more warps decoding: measured faster than deeper
+// pipelines, bench/gemv_notes.md), then as many stages (up to kBulkMaxStages) as keep that many; per row length,
+// as the launch sees it.
+template <typename D, int kRows, int kWarps>
+BulkPlan plan_bulk_tiles(int64_t row_bytes) {
+  static std::unordered_map<int64_t, BulkPlan> plans;
+  if (auto it = plans.find(row_bytes); it != plans.end()) return it->second;
+  auto kernel = gemv_bulk_tiles_kernel<D, kRows, kWarps>;
+  int device = 0, optin = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory");
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
+             "gemv_quant bulk tiles");
+  BulkPlan plan;
+  int most_per_sm = 0;
+  for (int stages = 2; stages <= kBulkMaxStages; ++stages) {
+    const size_t bytes = size_t(stages * bulk_stage_bytes(row_bytes)) + bulk_fixed_bytes<kWarps, kRows>();
+    if (bytes > size_t(optin)) break;
+    int per_sm = 0;
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarp * kWarps, bytes),
+               "gemv_quant bulk tiles");
+    if (stages == 2) most_per_sm = per_sm;
+    if (per_sm == 0 || per_sm < most_per_sm) break;
+    plan = {stages, int64_t(per_sm) * sm_count(), bytes};
+  }
+  plans[row_bytes] = plan;
+  return plan;
+}
+
+template <typename D, int kRows, int kWarps>
+void launch_bulk_tiles(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
+                       cudaStream_t stream) {
+  const int blocks_per_row = int(cols / D::kElems);
+  const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
+  const BulkPlan plan = plan_bulk_tiles<D, kRows, kWarps>(row_bytes);
+  if (plan.stages == 0)  // rows too long for two tiles in shared memory
+    return launch_gemv_lane_rows_staged(type, w, x, out, x_rows, n_out, cols, stream);
+  const int64_t tiles = (n_out + kWarp - 1) / kWarp;
+  launch_overlapped_smem(gemv_bulk_tiles_kernel<D, kRows, kWarps>, unsigned(std::min(plan.blocks, tiles)),
+                         kWarp * kWarps, plan.smem_bytes, stream, "gemv_quant bulk tiles", w, row_bytes,
+                         blocks_per_row, x, cols, x_rows, out, n_out, plan.stages, bulk_stage_bytes(row_bytes));
+}
+
 }  // namespace
 
 void launch_gemv_pipelined(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
@@ -297,6 +429,15 @@ void launch_gemv_lane_rows_staged(GgmlType type, const uint8_t* w, const float* 
       launch_overlapped(kernel, unsigned(blocks), kWarp * kWarps, stream, "gemv_quant lane rows staged", w,
                         int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows, out, n_out, split);
     });
+  });
+}
+
+void launch_gemv_bulk_tiles(GgmlType type, int warps, const uint8_t* w, const float* x, float* out, int x_rows,
+                            int64_t n_out, int64_t cols, cudaStream_t stream) {
+  if (x_rows != 1) return launch_gemv_lane_rows_staged(type, w, x, out, x_rows, n_out, cols, stream);
+  with_block_decoder(type, [&]<typename D>() {
+    if (warps == 8) launch_bulk_tiles<D, 1, 8>(type, w, x, out, x_rows, n_out, cols, stream);
+    else launch_bulk_tiles<D, 1, 4>(type, w, x, out, x_rows, n_out, cols, stream);
   });
 }
 

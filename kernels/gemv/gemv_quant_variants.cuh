@@ -19,8 +19,10 @@ enum class GemvVariant : int {
   LaneRows = 3,            // a lane per row, blocks decoded from registers (gemv_quant_lanes.cuh)
   LaneRowsEvictFirst = 4,  // LaneRows with the weights loaded evict-first in L2
   LaneRowsStaged = 5,      // LaneRows with coalesced copies through shared memory (double-buffered cp.async)
+  BulkTiles4 = 6,          // a lane per row, whole 32-row tiles by bulk copy, 4 warps sharing each tile
+  BulkTiles8 = 7,          // BulkTiles4 with 8 warps per tile
 };
-constexpr int kGemvVariantCount = 5;
+constexpr int kGemvVariantCount = 7;
 
 const char* gemv_variant_name(GemvVariant v);
 
@@ -31,13 +33,17 @@ GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t cols, 
 void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float* x, float* out, int x_rows,
                         int64_t n_out, int64_t cols, cudaStream_t stream);
 
-// The launchers of variants 2-5 (gemv_quant_variants.cu), for arguments gemv_quant_variant has checked.
+// The launchers of variants 2-7 (gemv_quant_variants.cu), for arguments gemv_quant_variant has checked.
 void launch_gemv_pipelined(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
                            int64_t cols, cudaStream_t stream);
 void launch_gemv_lane_rows(GgmlType type, bool evict_first, const uint8_t* w, const float* x, float* out,
                            int x_rows, int64_t n_out, int64_t cols, cudaStream_t stream);
 void launch_gemv_lane_rows_staged(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows,
                                   int64_t n_out, int64_t cols, cudaStream_t stream);
+// `warps` (4 or 8) share each tile. Built for one activation row (decode): more rows, and rows too long for two
+// tiles in a block's shared memory, run variant 5.
+void launch_gemv_bulk_tiles(GgmlType type, int warps, const uint8_t* w, const float* x, float* out, int x_rows,
+                            int64_t n_out, int64_t cols, cudaStream_t stream);
 
 // Calls f.template operator()<kRows>() with the kernels' activation-row bucket for x_rows (1, 2, 4 or
 // kGemvQuantMaxRows): kernels are compiled for these counts and mask the rows past x_rows.

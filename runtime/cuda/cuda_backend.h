@@ -162,11 +162,8 @@ class CudaBackend final : public Backend {
   // A decode step's residual step (one row, a next norm) waits for the next op: when that is a quantized GEMV of
   // its xn (q/k/v or gate/up), the GEMV's blocks compute it as their prologue (kernels/gemv/gemv_quant.cuh).
   struct PendingResidual {
-    Buffer y, x, xn;
-    const float* w_post;
-    const float* w_next;
+    GemvResidualFold step;  // without arrivals: set by the GEMV that takes it
     int64_t width;
-    float eps;
   };
   // The fold of the pending residual step when it writes the xn that a GEMV of `cols` reads (taken: it is no
   // longer pending), else nothing. Called before launching(), which would launch the step on its own.

@@ -339,22 +339,22 @@ void CudaBackend::flush_deferred() {
   if (pending_residual_) {
     const PendingResidual r = *pending_residual_;
     pending_residual_.reset();
-    residual_norm_f32(r.y.data, r.w_post, r.x.data, r.w_next, r.xn.data, 1, r.width, r.eps, stream_);
+    gemv_residual_step(r.step, r.width, stream_);
   }
   flush_program();
 }
 
 std::optional<GemvResidualFold> CudaBackend::take_residual_fold(Buffer x, int64_t rows, int64_t cols) {
-  if (!pending_residual_ || mode_ == Mode::Replaying || rows != 1 || x.data != pending_residual_->xn.data ||
-      cols != pending_residual_->width)
+  if (!pending_residual_ || rows != 1 || x.data != pending_residual_->step.xn || cols != pending_residual_->width)
     return std::nullopt;
-  const PendingResidual r = *pending_residual_;
+  GemvResidualFold fold = pending_residual_->step;
   pending_residual_.reset();
   if (!fold_arrivals_) {
     fold_arrivals_ = static_cast<int*>(mem_.device(sizeof(int), "residual fold counter"));
     check_cuda(cudaMemset(fold_arrivals_, 0, sizeof(int)), "residual fold counter");  // left at 0 by every use
   }
-  return GemvResidualFold{r.y.data, r.w_post, r.x.data, r.w_next, r.xn.data, r.eps, fold_arrivals_};
+  fold.arrivals = fold_arrivals_;
+  return fold;
 }
 
 void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows,
@@ -370,7 +370,7 @@ void CudaBackend::residual_norm(Buffer y, const Weight* w_post, Buffer x, const 
   // One row into a next norm: held back for the GEMV of xn that follows (take_residual_fold).
   if (rows == 1 && next && gemv_fold_supported(width) && aligned_to(y.data, 16) && aligned_to(x.data, 16) &&
       aligned_to(xn.data, 16)) {
-    pending_residual_ = PendingResidual{y, x, xn, post, next, width, eps};
+    pending_residual_ = PendingResidual{{y.data, post, x.data, next, xn.data, eps, nullptr}, width};
     return;
   }
   // In a prefill the next block's projections read xn through bf16 GEMMs: its rounding is written in the same pass.
