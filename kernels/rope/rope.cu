@@ -66,12 +66,15 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
   extern __shared__ float4 smem[];
   float2* cos_sin = reinterpret_cast<float2*>(smem);
   float4* staged_rows = smem + head_dim / 4;  // after head_dim / 2 float2
-  wait_for_predecessor();
   const int64_t t = blockIdx.x;
   const int64_t pos = int64_t(*pos0) + t;
   const int half = head_dim / 2;
   const double angle_pos = double(pos) * double(freq_scale);
+  // The angles (double-precision exp2 and sincos: microseconds of latency) are formed while the kernel before
+  // still runs: no kernel writes the position, which the step uploads before its first kernel starts, and a
+  // kernel here starts only after the one two places before it has completed.
   for (int i = threadIdx.x; i < half; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, angle_pos, freq);
+  wait_for_predecessor();
   __syncthreads();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
