@@ -374,7 +374,6 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
 // kSoftcap: the scores are capped (cap_scores); a separate instantiation so kernels without it lose nothing.
 template <typename T, int D, bool kSoftcap>
 __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
-  wait_for_predecessor();  // launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before
   using Cfg = FlashConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
   constexpr bool kQInRegs = Cfg::kQInRegisters;
@@ -415,6 +414,10 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
       mbar_init(empty_bar + 8 * st, Cfg::kWarps);      // one arrival per warp
     }
   __syncthreads();  // barriers initialized before anyone arrives
+  // Launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before, so the block waits for
+  // it only here. The bounds above read the device position, which the step uploads before its first kernel starts
+  // and no kernel writes: that read and the set-up overlap the kernel before.
+  wait_for_predecessor();
 
   // Tile i (i-th of this block) goes to stage i % S; its k-th reuse of that stage is mbarrier phase k.
   const int n_tiles = b.tile_hi - b.tile_lo + 1;
