@@ -128,17 +128,17 @@ int32_t Sampler::draw() {
   const size_t keep = candidates_.size();
   const float mx = candidates_[0].first;
   if (std::isinf(mx)) return candidates_[0].second;  // as draw_nucleus: no finite weights, the best candidate
-  std::vector<double> probs(keep);
+  probs_.resize(keep);
   double sum = 0;
-  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((candidates_[i].first - mx) / p_.temperature);
+  for (size_t i = 0; i < keep; ++i) sum += probs_[i] = std::exp((candidates_[i].first - mx) / p_.temperature);
   // top-p: the smallest prefix whose mass reaches top_p
   double mass = 0;
   size_t cut = keep;
   for (size_t i = 0; i < keep; ++i) {
-    mass += probs[i] / sum;
+    mass += probs_[i] / sum;
     if (mass >= p_.top_p) { cut = i + 1; break; }
   }
-  std::discrete_distribution<size_t> pick(probs.begin(), probs.begin() + static_cast<std::ptrdiff_t>(cut));
+  std::discrete_distribution<size_t> pick(probs_.begin(), probs_.begin() + static_cast<std::ptrdiff_t>(cut));
   return candidates_[pick(rng_)].second;
 }
 

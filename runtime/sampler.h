@@ -33,7 +33,7 @@ class Sampler {
   SamplerParams p_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
-  std::vector<double> probs_;
+  std::vector<double> probs_;  // the candidates' weights, best first (draw, draw_nucleus): reused across tokens
   std::vector<float> weights_;  // draw_nucleus: exp((logit - max) / temperature) per vocabulary entry
 };
 
