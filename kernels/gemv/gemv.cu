@@ -7,6 +7,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device_limits.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/elementwise/vec.cuh"
 #include "kernels/gemv/gemv.cuh"
 
 namespace swrun::cuda {
@@ -15,11 +16,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kThreads = 256;
 constexpr int kMaxRegisterChunks = 8;  // 8 chunks of 8 floats per lane: rows of up to 2048 columns
-
-__device__ inline float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 __device__ inline float dot8(uint4 raw, float4 a, float4 b, float acc) {
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);

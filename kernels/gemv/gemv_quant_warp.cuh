@@ -9,17 +9,13 @@
 #include <cstdint>
 
 #include "kernels/dequant/block_decode.cuh"
+#include "kernels/elementwise/vec.cuh"
 
 namespace swrun::cuda::gemv {
 
 constexpr int kWarp = 32;
 constexpr int kStageBytes = 2048;                 // whole blocks of one row per warp and pass
 constexpr int kStageVecs = kStageBytes / 16 + 1;  // + the skew of a row start aligned down to 16 bytes
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Blocks [b0, b0 + nb) of a row as the 16-byte loads that cover them: rows sit at any even offset, so the span
 // starts `skew` bytes before the first block.

@@ -16,11 +16,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kWarpRowsPerBlock = 4;
 
-__device__ inline float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // blockDim = (threads per row, rows per block); rows per block > 1 only when threads per row == 32, so the
 // block-wide reduction below is taken by whole blocks or not at all.
 template <int kVec>
@@ -39,7 +34,7 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, Bf
     if (c < cols4) {
       v[i] = xr[c];
       g[i] = w[c];
-      ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+      ss += sum_of_squares(v[i]);
     }
   }
   ss = warp_sum(ss);
@@ -49,13 +44,12 @@ __global__ void rmsnorm_kernel(const float4* x, const float4* w, float4* out, Bf
     ss = 0.f;
     for (int i = 0; i < int(blockDim.x / kWarp); ++i) ss += partial[i];
   }
-  const float scale = rsqrtf(ss * inv_cols + eps);
+  const float scale = rms_scale(ss, inv_cols, eps);
 #pragma unroll
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
-      const float4 o = make_float4(v[i].x * scale * g[i].x, v[i].y * scale * g[i].y, v[i].z * scale * g[i].z,
-                                   v[i].w * scale * g[i].w);
+      const float4 o = scaled(v[i], scale, g[i]);
       out[row * cols4 + c] = o;
       if (out16) out16[row * cols4 + c] = to_bf16x4(o);
     }
@@ -79,7 +73,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
 #pragma unroll
     for (int i = 0; i < kVec; ++i)
       if (threadIdx.x + i * blockDim.x < cols4)
-        ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+        ss += sum_of_squares(v[i]);
     ss = warp_sum(ss);
     if (blockDim.x > kWarp) {
       __syncthreads();  // an earlier reduction's readers are done with partial
@@ -88,7 +82,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
       ss = 0.f;
       for (int i = 0; i < int(blockDim.x / kWarp); ++i) ss += partial[i];
     }
-    return rsqrtf(ss * inv_cols + eps);
+    return rms_scale(ss, inv_cols, eps);
   };
   // Every operand first (y, the residual, both norm weights): a load after a reduction would add its latency.
   float4 v[kVec], r[kVec], gp[kVec], gn[kVec];
@@ -107,10 +101,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
       const int c = threadIdx.x + i * blockDim.x;
-      if (c < cols4) {
-        const float4 g = gp[i];
-        v[i] = make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
-      }
+      if (c < cols4) v[i] = scaled(v[i], scale, gp[i]);
     }
   }
 #pragma unroll
@@ -127,9 +118,7 @@ __global__ void residual_norm_kernel(const float4* y, const float4* w_post, floa
   for (int i = 0; i < kVec; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < cols4) {
-      const float4 g = gn[i];
-      const float4 o =
-          make_float4(v[i].x * scale * g.x, v[i].y * scale * g.y, v[i].z * scale * g.z, v[i].w * scale * g.w);
+      const float4 o = scaled(v[i], scale, gn[i]);
       xn[row * cols4 + c] = o;
       if (xn16) xn16[row * cols4 + c] = to_bf16x4(o);
     }

@@ -16,6 +16,7 @@
 #include "kernels/common/device_limits.h"
 #include "kernels/dequant/block_decode.cuh"
 #include "kernels/elementwise/activation.cuh"
+#include "kernels/elementwise/vec.cuh"
 #include "kernels/gemv/gemv_quant_warp.cuh"
 #include "runtime/common.h"
 
@@ -51,18 +52,13 @@ __device__ __forceinline__ int64_t grid_threads() { return int64_t(gridDim.x) * 
 
 // The block's sum of v, on every thread. `scratch` holds kProgramWarps floats.
 __device__ float block_sum(float v, float* scratch) {
-  v = gemv::warp_sum(v);
+  v = warp_sum(v);
   __syncthreads();  // an earlier reduction's readers are done with scratch
   if (lane_id() == 0) scratch[warp_id()] = v;
   __syncthreads();
   float s = 0.f;
   for (int w = 0; w < kProgramWarps; ++w) s += scratch[w];
   return s;
-}
-
-__device__ __forceinline__ float sum_squares(float4 v) { return v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w; }
-__device__ __forceinline__ float4 scale_by(float4 v, float s, float4 g) {
-  return make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
 }
 
 // ---- one-row ops (block 0). Every operand is loaded before the first reduction: a load after a block barrier
@@ -81,13 +77,12 @@ struct RowShare {
   __device__ float sum_squares() const {
     float ss = 0.f;
 #pragma unroll
-    for (int i = 0; i < kNormVec; ++i) ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+    for (int i = 0; i < kNormVec; ++i) ss += sum_of_squares(v[i]);
     return ss;
   }
   __device__ void scale_by(float s, const RowShare& g) {
 #pragma unroll
-    for (int i = 0; i < kNormVec; ++i)
-      v[i] = make_float4(v[i].x * s * g.v[i].x, v[i].y * s * g.v[i].y, v[i].z * s * g.v[i].z, v[i].w * s * g.v[i].w);
+    for (int i = 0; i < kNormVec; ++i) v[i] = scaled(v[i], s, g.v[i]);
   }
   __device__ void store(float* row, int cols4) const {
 #pragma unroll
@@ -99,7 +94,7 @@ struct RowShare {
 };
 
 __device__ float inv_rms(const RowShare& r, int cols, float eps, float* scratch) {
-  return rsqrtf(block_sum(r.sum_squares(), scratch) * (1.f / float(cols)) + eps);
+  return rms_scale(block_sum(r.sum_squares(), scratch), 1.f / float(cols), eps);
 }
 
 __device__ void run_rmsnorm(const ProgramRmsNorm& a, float* scratch) {
@@ -244,7 +239,7 @@ __device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool 
           gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[1]);
       }
       if (a.gated) {
-        const float sum = gated_activate(gemv::warp_sum(acc[0][0]), a.act) * gemv::warp_sum(acc[1][0]);
+        const float sum = gated_activate(warp_sum(acc[0][0]), a.act) * warp_sum(acc[1][0]);
         if (lane_id() == 0) a.out[0][n] = sum;
       } else {
         gemv::store_row<1>(acc[0], 1, a.out[i], a.n_out[i], n);
@@ -279,14 +274,14 @@ __device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float*
       hv[j] = reinterpret_cast<const float4*>(head)[c];
       if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
       if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
-      ss += sum_squares(hv[j]);
+      ss += sum_of_squares(hv[j]);
     }
-    const float scale = g ? rsqrtf(gemv::warp_sum(ss) * (1.f / float(dim)) + a.eps) : 1.f;
+    const float scale = g ? rms_scale(warp_sum(ss), 1.f / float(dim), a.eps) : 1.f;
 #pragma unroll
     for (int j = 0; j < kRopeQuadsPerLane; ++j) {
       const int c = lane + j * kWarp;
       if (c >= quads) break;
-      reinterpret_cast<float4*>(h)[c] = g ? scale_by(hv[j], scale, gv[j]) : hv[j];
+      reinterpret_cast<float4*>(h)[c] = g ? scaled(hv[j], scale, gv[j]) : hv[j];
     }
     __syncwarp();
     __nv_bfloat16* k_row = store ? a.k_cache + (slot * a.k_heads + head_index) * dim : nullptr;
@@ -419,7 +414,7 @@ __device__ void attn_partial(const ProgramAttn& a, float* slots) {
           float s = 0.f;
 #pragma unroll
           for (int e = 0; e < E; ++e) s = fmaf(qg[e], kf[e], s);
-          s = gemv::warp_sum(s) * a.scale;
+          s = warp_sum(s) * a.scale;
           if (a.softcap > 0.f) s = a.softcap * tanhf(s / a.softcap);
           const float m_new = fmaxf(m[g], s);
           const float corr = expf(m[g] - m_new), p = expf(s - m_new);

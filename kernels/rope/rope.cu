@@ -6,6 +6,7 @@
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/launch.cuh"
+#include "kernels/elementwise/vec.cuh"
 #include "kernels/rope/rope.cuh"
 #include "kernels/rope/rope_rotate.cuh"
 
@@ -44,11 +45,6 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
 }
 
 constexpr int kNormRopeMaxWarps = 8;
-
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // One block per token: its threads first turn the token's angles into cos/sin once (one pair per thread; in double,
 // as rope_kernel does per element), then each warp takes head rows of q and k in turn: the row's RMSNorm (when its
@@ -97,17 +93,15 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
       hv[j] = reinterpret_cast<const float4*>(head)[c];
       if (g) gv[j] = reinterpret_cast<const float4*>(g)[c];
       if (v) vv[j] = reinterpret_cast<const float4*>(v)[c];
-      ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
+      ss += sum_of_squares(hv[j]);
     }
-    const float scale = g ? rsqrtf(warp_sum(ss) * (1.f / float(head_dim)) + eps) : 1.f;
+    const float scale = g ? rms_scale(warp_sum(ss), 1.f / float(head_dim), eps) : 1.f;
 #pragma unroll
     for (int j = 0; j < kQuadsPerLane; ++j) {
       const int c = lane + j * 32;
       if (c >= quads) break;
       const float4 x = hv[j];
-      reinterpret_cast<float4*>(h)[c] =
-          g ? make_float4(x.x * scale * gv[j].x, x.y * scale * gv[j].y, x.z * scale * gv[j].z, x.w * scale * gv[j].w)
-            : x;
+      reinterpret_cast<float4*>(h)[c] = g ? scaled(x, scale, gv[j]) : x;
     }
     __syncwarp();
     // Staging targets: the bf16 query row, or this position's cache rows of k and v.

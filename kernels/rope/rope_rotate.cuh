@@ -27,8 +27,9 @@ __device__ inline float2 rope_cos_sin(int pair, double pos, const RopeFreq& f) {
   return make_float2(float(c) * f.attn_factor, float(s) * f.attn_factor);
 }
 
+// With its roundings spelled out, so that every kernel rotating a pair gets the same bits.
 __device__ inline float2 rotate_pair(float a, float b, float2 cs) {
-  return make_float2(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+  return make_float2(__fmaf_rn(a, cs.x, -__fmul_rn(b, cs.y)), __fmaf_rn(a, cs.y, __fmul_rn(b, cs.x)));
 }
 
 __device__ inline float2 rotate(float a, float b, int pair, double pos, const RopeFreq& f) {
