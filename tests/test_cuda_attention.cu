@@ -158,6 +158,7 @@ struct RunOptions {
   bool pack_gqa = false;      // FlashAttnArgs::pack_gqa (variant 14)
   bool ws_d256 = false;       // FlashAttnArgs::ws_d256 (variant 14b)
   bool ws_d64 = false;        // FlashAttnArgs::ws_d64 (variant 15)
+  bool persistent = false;    // FlashAttnArgs::persistent (variant 16)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -212,6 +213,7 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.pack_gqa = opt.pack_gqa;
   a.ws_d256 = opt.ws_d256;
   a.ws_d64 = opt.ws_d64;
+  a.persistent = opt.persistent;
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -526,7 +528,7 @@ TEST(Softcap, NaiveMatchesReference) {
 // (WsD256, WsD64), so a GPU run can give it a timeout of its own.
 
 struct Variant {
-  bool pack_gqa, ws_d256, ws_d64;
+  bool pack_gqa, ws_d256, ws_d64, persistent = false;
 };
 
 RunOptions variant_run(Variant v) {
@@ -534,12 +536,13 @@ RunOptions variant_run(Variant v) {
   o.pack_gqa = v.pack_gqa;
   o.ws_d256 = v.ws_d256;
   o.ws_d64 = v.ws_d64;
+  o.persistent = v.persistent;
   return o;
 }
 
 std::string describe(const Problem& p, Variant v) {
   return describe(p, "flash") + (v.pack_gqa ? " packed" : "") + (v.ws_d256 ? " ws256" : "") +
-         (v.ws_d64 ? " ws64" : "");
+         (v.ws_d64 ? " ws64" : "") + (v.persistent ? " persistent" : "");
 }
 
 struct GqaShape {
@@ -709,6 +712,45 @@ TEST(WsD64, ChunkedRingWrapsSeveralTimes) {
 TEST(WsD64, SmallForSanitizers) {
   SKIP_WITHOUT_GPU();
   for (Variant v : {kWs64, kPackedWs64}) variant_small_for_sanitizers(v, {64});
+}
+
+// Variant 16, the warp-specialized kernel on a persistent grid (a block per SM taking the plain grid's blocks in
+// turn), at every head_dim: more work items than SMs (up to 4097 queries x 16 heads), fewer, and one; partial last
+// tiles, windows, softcapping, later chunks and a wrapped ring.
+constexpr Variant kPersistent128{false, false, false, true}, kPersistent256{true, true, false, true};
+constexpr Variant kPersistent64{false, false, true, true};
+
+TEST(WsPersistent, ShapesLengthsAndWindows) {
+  SKIP_WITHOUT_GPU();
+  variant_shapes_lengths_and_windows(kPersistent256, {{256, 4, 1}, {256, 16, 8}});
+  variant_shapes_lengths_and_windows(kPersistent128, {{128, 8, 2}, {128, 6, 2}});
+  variant_shapes_lengths_and_windows(kPersistent64, {{64, 16, 2}});
+}
+
+TEST(WsPersistent, SoftcapAndLaterChunks) {
+  SKIP_WITHOUT_GPU();
+  for (Variant v : {kPersistent256, kPersistent128, kPersistent64}) {
+    const int d = v.ws_d256 ? 256 : v.ws_d64 ? 64 : 128;
+    variant_softcap(v, {d});
+    variant_later_chunks(v, {make_problem(shape(d, 8, 2, AttnDtype::BF16, true), 1000, 300, 511, 0),
+                             make_problem(shape(d, 8, 2, AttnDtype::FP16), 2000, 129, kInf, 0),
+                             make_problem(shape(d, 16, 2, AttnDtype::BF16, true), 777, 1000, 1023, 0),
+                             make_problem(shape(d, 16, 2, AttnDtype::FP16), 129, 1, kInf, 0)});
+  }
+}
+
+TEST(WsPersistent, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  variant_chunked_ring_d256(kPersistent256);
+  chunked_ring(shape(128, 8, 2), 300, 100, 2050, false, 0.f, 1.f, variant_run(kPersistent128));
+  chunked_ring(shape(64, 8, 2), 1024, 700, 5000, true, 0.f, 1.f, variant_run(kPersistent64));
+}
+
+TEST(WsPersistent, SmallForSanitizers) {
+  SKIP_WITHOUT_GPU();
+  variant_small_for_sanitizers(kPersistent256, {256});
+  variant_small_for_sanitizers(kPersistent128, {128});
+  variant_small_for_sanitizers(kPersistent64, {64});
 }
 
 TEST(Naive, OutOfMemoryIsAnError) {

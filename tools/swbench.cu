@@ -10,8 +10,9 @@
 // --variants runs the dense and sliding rows once per flash kernel variant, on the same inputs in one process
 // (bench/attention_notes.md #14): best (the default; rows keep the plain impl name) is what the CUDA backend runs
 // (use_fastest_variant), base no switch, packed forces GQA packing (FlashAttnArgs::pack_gqa), ws256 and ws64 the
-// warp-specialized kernel at head_dim 256 and 64 (FlashAttnArgs::ws_d256, ws_d64; #14b, #15); switches combine with
-// '+', and such rows are named e.g. sliding-packed+ws256.
+// warp-specialized kernel at head_dim 256 and 64 (FlashAttnArgs::ws_d256, ws_d64; #14b, #15), persistent its
+// persistent grid (FlashAttnArgs::persistent, #16); switches combine with '+', and such rows are named e.g.
+// sliding-packed+ws256+persistent.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
@@ -136,7 +137,8 @@ Options parse_args(int argc, char** argv) {
                 "[--max-n-naive N] [--json FILE] [--csv FILE]\n"
                 "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): best (default,\n"
                 "  plain row names) = what the CUDA backend runs, base = no switch, packed = GQA packing forced,\n"
-                "  ws256 / ws64 = warp-specialized kernel at head_dim 256 / 64; switches combine with '+'.\n"
+                "  ws256 / ws64 = warp-specialized kernel at head_dim 256 / 64, persistent = its persistent grid;\n"
+                "  switches combine with '+'.\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
@@ -174,10 +176,13 @@ Options parse_args(int argc, char** argv) {
       swrun::fail("swbench: unknown impl " + im);
   for (auto& v : o.variants) {
     const auto parts = split(v, '+');
-    const auto known = [](const std::string& x) { return x == "packed" || x == "ws256" || x == "ws64"; };
+    const auto known = [](const std::string& x) {
+      return x == "packed" || x == "ws256" || x == "ws64" || x == "persistent";
+    };
     const bool ok = v == "best" || v == "base" || (!parts.empty() && std::all_of(parts.begin(), parts.end(), known));
     if (!ok)
-      swrun::fail("swbench: unknown variant '" + v + "' (best, base, or packed, ws256, ws64 joined by '+')");
+      swrun::fail("swbench: unknown variant '" + v +
+                  "' (best, base, or packed, ws256, ws64, persistent joined by '+')");
   }
   std::vector<std::string> rows;  // dense and sliding once per variant
   for (const auto& im : o.impls)
@@ -400,6 +405,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   const bool pack_gqa = variant.find("packed") != std::string::npos;
   const bool ws_d256 = variant.find("ws256") != std::string::npos;
   const bool ws_d64 = variant.find("ws64") != std::string::npos;
+  const bool persistent = variant.find("persistent") != std::string::npos;
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
   if (opt.softcap > 0.f) add_note(r, "softcap " + fmt(opt.softcap, "%g"));
@@ -423,6 +429,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
       a.pack_gqa = pack_gqa;
       a.ws_d256 = ws_d256;
       a.ws_d64 = ws_d64;
+      a.persistent = persistent;
     }
     if (naive) swrun::cuda::naive_attention(a, nullptr);
     else if (decode) {

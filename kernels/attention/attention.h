@@ -52,12 +52,18 @@ struct FlashAttnArgs {
   // one-kernel path runs 64 x 64). Off by default until measured (swbench --variants ws64, packed+ws64); ignored at
   // other head_dims and off sm_90a.
   bool ws_d64 = false;
+  // Variant 16: the warp-specialized kernel on a persistent grid, a block per SM taking the work items (the plain
+  // grid's blocks) in turn, so that its producer loads the next item's Q and first K/V tiles while the consumers
+  // finish the current one: a block's prologue and epilogue no longer stand alone, which matters where a block has
+  // few key tiles (short windows). Prefill only, where the warp-specialized kernel runs (use_fastest_variant sets
+  // it for windows under 2048 keys; swbench --variants ...+persistent).
+  bool persistent = false;
 };
 
-// Sets pack_gqa, ws_d256 and ws_d64 to the variants measured fastest (bench/attention_notes.md, 14/14b/15, H200):
-// the warp-specialized kernel at head_dim 256 (at 64 not until measured), and GQA packing where the running
-// kernel's query tile is taller than its key tile (head_dim 256: a block's key span then shrinks towards the
-// window); elsewhere packing measured no gain.
+// Sets pack_gqa, ws_d256, ws_d64 and persistent to the variants measured fastest (bench/attention_notes.md, 14-16,
+// H200): the warp-specialized kernel at head_dim 256, and at 64 for dense or long windows; its persistent grid for
+// windows under 2048 keys (at every head_dim); GQA packing where the running kernel's query tile is taller than its
+// key tile (head_dim 256: a block's key span then shrinks towards the window); elsewhere packing measured no gain.
 void use_fastest_variant(FlashAttnArgs& a);
 
 // What FlashAttnArgs::softcap accepts: 0 (none) or a positive finite cap.

@@ -120,9 +120,14 @@ int heads_per_block(const FlashAttnArgs& a) {
 
 void use_fastest_variant(FlashAttnArgs& a) {
   a.ws_d256 = true;
-  // Variant 15 (bench/attention_notes.md, H200): dense llama64 32K 13.39 -> 10.18 ms, 131K 217.9 -> 160.1 ms; a
-  // 1024-key window unchanged (1.001 vs 1.010 ms): a block's few key tiles leave nothing to overlap.
-  a.ws_d64 = a.left >= 4096;
+  // Variant 16 (bench/attention_notes.md, H200): on windows of a few key tiles a persistent grid hides each block's
+  // prologue and epilogue behind the next: Gemma 3 (W 512) 0.209 -> 0.200 ms at 32K, llama64 (W 1024, d 64) 1.027
+  // -> 0.900 ms (the one-kernel d 64 path: 1.010). Mistral's 4096-key window measured within noise and a dense
+  // causal grid slower (3.52 -> 3.77 ms, Gemma 3 32K): the hardware's own block order balances it better.
+  a.persistent = a.left < 2048;
+  // Variant 15: dense llama64 32K 13.39 -> 10.18 ms, 131K 217.9 -> 160.1 ms; a 1024-key window on its own
+  // unchanged (1.001 vs 1.010 ms): a block's few key tiles leave nothing to overlap, until the grid is persistent.
+  a.ws_d64 = a.left >= 4096 || a.persistent;
   const TileShape t = kernel_tile(a);
   a.pack_gqa = t.block_m > t.block_n;
 }
@@ -158,12 +163,17 @@ FlashParams make_params(const FlashAttnArgs& a) {
   }
   p.o_fp32 = a.o_fp32;
   p.o16 = a.o16;
+  p.persistent = a.persistent && warp_specialized(a);  // set again by flash_attention_decode: no split-K there
   return p;
 }
 
 dim3 grid_of(const FlashParams& p) {
   const int q_tiles = (p.n_q + p.queries_per_block - 1) / p.queries_per_block;
   if (q_tiles > kMaxQueryTiles) fail("flash_attention: n_q " + std::to_string(p.n_q) + " too large for one call");
+  if (p.persistent) {  // a block per SM (one fits at a time), none without an item
+    const int64_t items = int64_t{p.n_head / p.heads_per_block} * q_tiles;
+    return dim3(static_cast<unsigned>(std::min<int64_t>(items, sm_count())));
+  }
   return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
 }
 
@@ -256,6 +266,7 @@ void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* wo
   check_ring(a, a.q_pos0_dev ? max_kv_len : int64_t{a.q_pos0} + a.n_q, "flash_attention_decode");
   FlashParams p = make_params(a);
   p.n_split = decode_splits(a, max_kv_len);
+  p.persistent = false;  // the persistent grid has no splits
   if (p.n_split > 1) {
     if (!workspace) fail("flash_attention_decode: null workspace");
     p.partial_acc = static_cast<float*>(workspace);

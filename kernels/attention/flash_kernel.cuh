@@ -69,6 +69,9 @@ struct FlashParams {
   float cap_exp2, cap_log2;
   bool o_fp32;
   __nv_bfloat16* o16;  // with an fp32 o: its bf16 rounding too (FlashAttnArgs::o16), or null
+  // Warp-specialized kernel only (FlashAttnArgs::persistent, variant 16): the grid is a block per SM, and block b
+  // takes the work items b, b + gridDim.x, ... (a work item is what one block of the plain grid does).
+  bool persistent;
 };
 
 // Which queries and which key tiles one block covers. Key tiles are aligned to absolute positions so a tile
@@ -80,11 +83,14 @@ template <int BN> struct BlockBounds {
   int tile_lo, tile_hi;  // this block's key tiles; empty when tile_hi < tile_lo (split-K leftovers)
 
   __device__ void init(const FlashParams& p) {
+    init(p, gridDim.y - 1 - blockIdx.y, blockIdx.z);  // the heaviest causal tiles start first
+  }
+  // The block of query tile q_tile and split `split` (the grid's coordinates, or a persistent block's work item).
+  __device__ void init(const FlashParams& p, int q_tile, int split) {
     const int q_pos0 = p.q_pos0_dev ? *p.q_pos0_dev : p.q_pos0;
     kv_len = q_pos0 + p.n_q;
     left = min(p.left, kv_len);  // clipping keeps pos - left and pos + right inside int32
     right = min(p.right, kv_len);
-    const int q_tile = gridDim.y - 1 - blockIdx.y;  // the heaviest causal tiles start first
     q_first = q_tile * p.queries_per_block;
     q_last = min(p.n_q, q_first + p.queries_per_block) - 1;
     pos_first = q_pos0 + q_first;
@@ -95,7 +101,7 @@ template <int BN> struct BlockBounds {
     tile_hi = key_hi / BN;
     if (p.n_split > 1) {
       const int per_split = (tile_hi - tile_lo + p.n_split) / p.n_split;
-      tile_lo += blockIdx.z * per_split;
+      tile_lo += split * per_split;
       tile_hi = min(tile_hi, tile_lo + per_split - 1);
     }
   }

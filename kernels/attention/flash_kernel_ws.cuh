@@ -32,11 +32,27 @@ template <int D> struct WsConfig {
   static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
   static_assert(kConsumerWarps == 8, "ping-pong between two consumer warpgroups");
   static_assert(kProducerRegs * kProducerThreads + kConsumerRegs * 32 * kConsumerWarps <= 65536);
-  // Q, the K and V stages, four mbarriers per stage (K full/empty, V full/empty), 1024-byte alignment slack.
-  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 4 * kStages * 8 + 1024;
+  // Q, the K and V stages, four mbarriers per stage (K full/empty, V full/empty) and two for Q (full/empty),
+  // 1024-byte alignment slack.
+  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + (4 * kStages + 2) * 8 + 1024;
 };
 
-template <typename T, int D, bool kSoftcap>
+// A work item: the block of the plain grid (head group blockIdx.x, query tile blockIdx.y, split blockIdx.z), or
+// on the persistent grid item w of the list, heaviest causal tiles first.
+struct WsItem {
+  int head_first, q_tile, split;
+};
+template <bool kPersistent>
+__device__ __forceinline__ WsItem ws_item(const FlashParams& p, int w) {
+  if (!kPersistent) return {int(blockIdx.x) * p.heads_per_block, int(gridDim.y - 1 - blockIdx.y), int(blockIdx.z)};
+  const int head_blocks = p.n_head / p.heads_per_block;
+  const int q_tiles = (p.n_q + p.queries_per_block - 1) / p.queries_per_block;
+  return {w % head_blocks * p.heads_per_block, q_tiles - 1 - w / head_blocks, 0};
+}
+
+// kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
+// registers (the item loop costs the d 256 consumers spills).
+template <typename T, int D, bool kSoftcap, bool kPersistent>
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const FlashParams p) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
@@ -49,79 +65,75 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
   T* sV = sK + S * BN * D;
   const uint32_t full_k = smem_addr(sV + S * BN * D), full_v = full_k + 8 * S;  // 8 bytes per barrier
   const uint32_t empty_k = full_v + 8 * S, empty_v = empty_k + 8 * S;
+  const uint32_t q_full = empty_v + 8 * S, q_empty = q_full + 8;  // the Q tile, one work item after another
 
-  BlockBounds<BN> b;
-  b.init(p);
-  const int head_first = blockIdx.x * p.heads_per_block;
-  const int n_tiles = b.tile_hi - b.tile_lo + 1;
+  // Work items: one per block, or with kPersistent (variant 16) items blockIdx.x, + gridDim.x, ... A persistent
+  // block's producer loads the next item's Q as soon as the consumers' last Q.K of the current one is done, and
+  // its first K/V tiles into the stages the current item frees, so an item's prologue overlaps the previous item's
+  // last products and its epilogue. Tile counters run on across items (stage g % S, phase g / S).
+  const int n_items = kPersistent ? (p.n_head / p.heads_per_block) *
+                                        ((p.n_q + p.queries_per_block - 1) / p.queries_per_block)
+                                  : 1;
+  const int first_item = kPersistent ? int(blockIdx.x) : 0, item_stride = kPersistent ? int(gridDim.x) : 1;
   // Consumer warpgroups whose rows are all padding (small n_q, decode) skip the loop, so the "empty"
-  // barriers count only the warps that compute.
-  auto group_active = [&](int group) { return b.q_first + group * 64 / p.heads_per_block <= b.q_last; };
+  // barriers count only the warps that compute; a persistent grid's items are prefill tiles, where every group
+  // computes (padding rows are zero and never written).
+  BlockBounds<BN> first;
+  first.init(p, ws_item<kPersistent>(p, first_item).q_tile, ws_item<kPersistent>(p, first_item).split);
+  auto group_active = [&](const BlockBounds<BN>& b, int group) {
+    return kPersistent || b.q_first + group * 64 / p.heads_per_block <= b.q_last;
+  };
   int active_warps = 0;
 #pragma unroll
-  for (int g = 0; g < Cfg::kConsumerWarps / 4; ++g) active_warps += group_active(g) ? 4 : 0;
+  for (int g = 0; g < Cfg::kConsumerWarps / 4; ++g) active_warps += group_active(first, g) ? 4 : 0;
 
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
     for (int st = 0; st < S; ++st) {
       mbar_init(full_k + 8 * st, NP);  // one cp.async arrival per producer thread
       mbar_init(full_v + 8 * st, NP);
       mbar_init(empty_k + 8 * st, active_warps);  // one arrival per computing warp
       mbar_init(empty_v + 8 * st, active_warps);
     }
+    mbar_init(q_full, NP);
+    mbar_init(q_empty, active_warps);
+  }
   __syncthreads();  // barriers initialized before anyone arrives
 
   if (threadIdx.x < NP) {
     setmaxnreg_dec<Cfg::kProducerRegs>();
-    // Tile i goes to stage i % S; its k-th reuse of that stage is mbarrier phase k. K and V have their own
-    // barriers so K(i) can be refilled once S(i - S) is done, before P.V(i - S) is.
-    const int kv_head = head_first / p.group;
-    const T* k_head = static_cast<const T*>(p.k) + kv_head * D;
-    const T* v_head = static_cast<const T*>(p.v) + kv_head * D;
-    for (int i = 0; i < n_tiles; ++i) {
-      const int stage = i % S;
-      const uint32_t reuse_phase = (i / S - 1) & 1;
-      if (i >= S) mbar_wait(empty_k + 8 * stage, reuse_phase);
-      if (i == 0) load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, head_first);
-      load_kv_tile<T, D, BN, NP>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
-      cp_async_arrive(full_k + 8 * stage);
-      if (i >= S) mbar_wait(empty_v + 8 * stage, reuse_phase);
-      load_kv_tile<T, D, BN, NP>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
-      cp_async_arrive(full_v + 8 * stage);
+    // Tile g goes to stage g % S; its k-th reuse of that stage is mbarrier phase k. K and V have their own
+    // barriers so K(g) can be refilled once S(g - S) is done, before P.V(g - S) is.
+    int g = 0;
+    for (int w = first_item, k = 0; w < n_items; w += item_stride, ++k) {
+      const WsItem item = ws_item<kPersistent>(p, w);
+      BlockBounds<BN> b;
+      b.init(p, item.q_tile, item.split);
+      const int kv_head = item.head_first / p.group;
+      const T* k_head = static_cast<const T*>(p.k) + kv_head * D;
+      const T* v_head = static_cast<const T*>(p.v) + kv_head * D;
+      if (k > 0) mbar_wait(q_empty, (k - 1) & 1);  // the consumers' last Q.K of the item before is done
+      load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, item.head_first);
+      cp_async_arrive(q_full);
+      for (int i = 0; i < b.tile_hi - b.tile_lo + 1; ++i, ++g) {
+        const int stage = g % S;
+        const uint32_t reuse_phase = (g / S - 1) & 1;
+        if (g >= S) mbar_wait(empty_k + 8 * stage, reuse_phase);
+        load_kv_tile<T, D, BN, NP>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
+        cp_async_arrive(full_k + 8 * stage);
+        if (g >= S) mbar_wait(empty_v + 8 * stage, reuse_phase);
+        load_kv_tile<T, D, BN, NP>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
+        cp_async_arrive(full_v + 8 * stage);
+      }
     }
     cp_async_wait_all();  // no copy outlives its issuing thread
   } else {
     setmaxnreg_inc<Cfg::kConsumerRegs>();
     const int warp = (threadIdx.x - NP) >> 5, lane = threadIdx.x & 31;
     const int warp_row0 = warp * 16, group_row0 = (warp & ~3) * 16;
-    int row_q[2], row_head[2], row_pos[2];
-    bool row_valid[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = warp_row0 + (lane >> 2) + 8 * r;
-      row_q[r] = b.q_first + row / p.heads_per_block;
-      row_head[r] = head_first + row % p.heads_per_block;
-      row_pos[r] = b.pos_first + row / p.heads_per_block;
-      row_valid[r] = row_q[r] <= b.q_last;
-    }
-    float acc[D / 8][4];
-#pragma unroll
-    for (int d = 0; d < D / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-
-    auto wait_full = [&](uint32_t bars, int i) {
-      mbar_wait(bars + 8 * (i % S), (i / S) & 1);
-      fence_proxy_async();  // cp.async wrote through the generic proxy, wgmma reads through the async one
-    };
-    auto release = [&](uint32_t bars, int i) {
-      __syncwarp();
-      if (lane == 0) mbar_arrive(bars + 8 * (i % S));
-    };
-    auto k_tile = [&](int i) { return sK + (i % S) * BN * D; };
-    auto v_tile = [&](int i) { return sV + (i % S) * BN * D; };
-    // Ping-pong (both groups computing): the groups take turns issuing their products (named barriers 1 and
-    // 2), so one group's softmax runs under the other's MMAs. A group's turns: Q.K(0), then Q.K(i) with
-    // P.V(i-1), then P.V(last); group 1 gives group 0 the first turn and keeps its own last one.
     const int group = group_row0 / 64;
+    // Ping-pong (both groups computing): the groups take turns issuing their products (named barriers 1 and
+    // 2), so one group's softmax runs under the other's MMAs. A group's turns in an item: Q.K(0), then Q.K(i)
+    // with P.V(i-1), then P.V(last); group 1 gives group 0 the first turn and keeps its own last one.
     const bool pingpong = active_warps == Cfg::kConsumerWarps;
     auto take_turn = [&] {
       if (pingpong) named_bar_sync(1 + group, 256);
@@ -129,67 +141,109 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
     auto pass_turn = [&](bool last) {
       if (pingpong && !(last && group == 1)) named_bar_arrive(1 + (group ^ 1), 256);
     };
-    auto softmax_tile = [&](float (&s)[BN / 8][4], float (&alpha)[2], int i) {
-      const int tile = b.tile_lo + i;
-      if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
-      if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
-      online_softmax<BN>(s, m, l, alpha, p.scale_log2);
+    auto arrive = [&](uint32_t bar) {
+      __syncwarp();
+      if (lane == 0) mbar_arrive(bar);
     };
+    int g0 = 0;  // the item's first tile in the block's count
+    for (int k = 0; first_item + k * item_stride < n_items; ++k) {
+      const WsItem item = ws_item<kPersistent>(p, first_item + k * item_stride);
+      BlockBounds<BN> b;
+      b.init(p, item.q_tile, item.split);
+      const int n_tiles = b.tile_hi - b.tile_lo + 1;
+      auto row_of = [&](int r) { return warp_row0 + (lane >> 2) + 8 * r; };  // this thread's two rows
+      int row_pos[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) row_pos[r] = b.pos_first + row_of(r) / p.heads_per_block;
+      float acc[D / 8][4];
+#pragma unroll
+      for (int d = 0; d < D / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
+      float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-    if (group_active(group) && n_tiles > 0) {
-      if (pingpong && group == 1) named_bar_arrive(1, 256);
-      float s[BN / 8][4], alpha[2];
-      uint32_t probs[BN / 16][4];
-      wait_full(full_k, 0);
-      take_turn();
-      wgmma_fence();
-      issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile(0), group_row0);
-      wgmma_commit();
-      pass_turn(false);
-      wgmma_wait<0>();
-      pin_registers(s);
-      release(empty_k, 0);
-      softmax_tile(s, alpha, 0);
-      pack_probs<T, BN>(probs, s);
-      // Invariant at the top of iteration i: probs = P(i-1), acc lacks P(i-1).V(i-1) and alpha(i-1).
-      for (int i = 1; i < n_tiles; ++i) {
-        wait_full(full_k, i);
-        wait_full(full_v, i - 1);
+      auto wait_full = [&](uint32_t bars, int i) {
+        mbar_wait(bars + 8 * ((g0 + i) % S), ((g0 + i) / S) & 1);
+        fence_proxy_async();  // cp.async wrote through the generic proxy, wgmma reads through the async one
+      };
+      auto release = [&](uint32_t bars, int i) { arrive(bars + 8 * ((g0 + i) % S)); };
+      // K(i) is free once S(i) is done; after the item's last S, so is Q.
+      auto release_k = [&](int i) {
+        release(empty_k, i);
+        if (i == n_tiles - 1) arrive(q_empty);
+      };
+      auto k_tile = [&](int i) { return sK + ((g0 + i) % S) * BN * D; };
+      auto v_tile = [&](int i) { return sV + ((g0 + i) % S) * BN * D; };
+      auto softmax_tile = [&](float (&s)[BN / 8][4], float (&alpha)[2], int i) {
+        const int tile = b.tile_lo + i;
+        if constexpr (kSoftcap) cap_scores<BN>(s, p.cap_exp2, p.cap_log2);
+        if (b.tile_needs_mask(tile)) mask_scores<BN>(s, b, tile, row_pos);
+        online_softmax<BN>(s, m, l, alpha, p.scale_log2);
+      };
+
+      if (group_active(b, group) && n_tiles > 0) {
+        if (pingpong && group == 1) named_bar_arrive(1, 256);
+        float s[BN / 8][4], alpha[2];
+        uint32_t probs[BN / 16][4];
+        mbar_wait(q_full, k & 1);
+        wait_full(full_k, 0);
         take_turn();
         wgmma_fence();
-        issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile(i), group_row0);
-        wgmma_commit();
-        rescale_rows<D>(acc, alpha);  // under Q.K(i)
-        pin_fragments(probs);
-        pin_registers(acc);
-        wgmma_fence();
-        issue_pv_wgmma<T, D, BN>(acc, probs, v_tile(i - 1));
+        issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile(0), group_row0);
         wgmma_commit();
         pass_turn(false);
-        wgmma_wait<1>();  // S(i) done, P.V(i-1) may still run
+        wgmma_wait<0>();
         pin_registers(s);
-        release(empty_k, i);
-        softmax_tile(s, alpha, i);
+        release_k(0);
+        softmax_tile(s, alpha, 0);
+        pack_probs<T, BN>(probs, s);
+        // Invariant at the top of iteration i: probs = P(i-1), acc lacks P(i-1).V(i-1) and alpha(i-1).
+        for (int i = 1; i < n_tiles; ++i) {
+          wait_full(full_k, i);
+          wait_full(full_v, i - 1);
+          take_turn();
+          wgmma_fence();
+          issue_scores_wgmma<T, D, BM, BN>(s, sQ, k_tile(i), group_row0);
+          wgmma_commit();
+          rescale_rows<D>(acc, alpha);  // under Q.K(i)
+          pin_fragments(probs);
+          pin_registers(acc);
+          wgmma_fence();
+          issue_pv_wgmma<T, D, BN>(acc, probs, v_tile(i - 1));
+          wgmma_commit();
+          pass_turn(false);
+          wgmma_wait<1>();  // S(i) done, P.V(i-1) may still run
+          pin_registers(s);
+          release_k(i);
+          softmax_tile(s, alpha, i);
+          wgmma_wait<0>();
+          pin_registers(acc);
+          pin_fragments(probs);
+          release(empty_v, i - 1);
+          pack_probs<T, BN>(probs, s);
+        }
+        rescale_rows<D>(acc, alpha);
+        wait_full(full_v, n_tiles - 1);
+        pin_fragments(probs);
+        pin_registers(acc);
+        take_turn();
+        wgmma_fence();
+        issue_pv_wgmma<T, D, BN>(acc, probs, v_tile(n_tiles - 1));
+        wgmma_commit();
+        pass_turn(true);
         wgmma_wait<0>();
         pin_registers(acc);
-        pin_fragments(probs);
-        release(empty_v, i - 1);
-        pack_probs<T, BN>(probs, s);
+        release(empty_v, n_tiles - 1);
       }
-      rescale_rows<D>(acc, alpha);
-      wait_full(full_v, n_tiles - 1);
-      pin_fragments(probs);
-      pin_registers(acc);
-      take_turn();
-      wgmma_fence();
-      issue_pv_wgmma<T, D, BN>(acc, probs, v_tile(n_tiles - 1));
-      wgmma_commit();
-      pass_turn(true);
-      wgmma_wait<0>();
-      pin_registers(acc);
-      release(empty_v, n_tiles - 1);
+      int row_q[2], row_head[2];  // formed only now: registers are scarcest in the loop above
+      bool row_valid[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        row_q[r] = b.q_first + row_of(r) / p.heads_per_block;
+        row_head[r] = item.head_first + row_of(r) % p.heads_per_block;
+        row_valid[r] = row_q[r] <= b.q_last;
+      }
+      write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+      g0 += n_tiles;
     }
-    write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
   }
 #endif
 }

@@ -19,14 +19,22 @@ void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
                          "flash_attention_kernel", p);
 }
 
-template <typename T, int D, bool kSoftcap>
-void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
+template <typename T, int D, bool kSoftcap, bool kPersistent>
+void launch_flash_ws_grid(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   using Cfg = WsConfig<D>;
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap>,
+  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
-  launch_overlapped_smem(flash_attention_ws_kernel<T, D, kSoftcap>, grid, WsConfig<D>::kThreads, Cfg::kSmemBytes,
-                         stream, "flash_attention_ws_kernel", p);
+  launch_overlapped_smem(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>, grid, WsConfig<D>::kThreads,
+                         Cfg::kSmemBytes, stream, "flash_attention_ws_kernel", p);
+}
+
+template <typename T, int D, bool kSoftcap>
+void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
+  if (p.persistent)
+    launch_flash_ws_grid<T, D, kSoftcap, true>(p, grid, stream);
+  else
+    launch_flash_ws_grid<T, D, kSoftcap, false>(p, grid, stream);
 }
 
 template <typename T, int D>
