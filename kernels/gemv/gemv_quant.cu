@@ -100,39 +100,15 @@ __device__ void residual_fold(const GemvResidualFold& f, int cols4, float4* row,
   __syncthreads();
 }
 
-// A GEMV block's shared memory for a fold.
+// A GEMV block's shared memory for a fold. A kernel that may fold runs it in each warp's wait for its
+// predecessor, before the warp first reads x; every warp waits once, also one without rows, since the fold
+// synchronizes the block.
 template <bool kMayFold>
-struct FoldingShared {
+struct FoldingWait {
   static constexpr int kRowVecs = kMayFold ? int(kGemvFoldMaxCols / 4) : 1;
   float4 row[kRowVecs];
   float partial[kWarps];
   int last;
-};
-
-// A GEMV warp's wait for its predecessor, run once before the warp first reads x (warp_row_dots calls it), and in
-// a kernel that folds, the block's residual step right after it; x is then the block's copy of xn (x()). Every
-// warp waits once, also one without rows (finish()), since the fold synchronizes the block.
-template <bool kMayFold>
-struct FoldingWait {
-  FoldingShared<kMayFold>& shared;
-  const GemvResidualFold& fold;
-  int cols4;
-  bool folds, waited = false;
-  __device__ FoldingWait(FoldingShared<kMayFold>& s, const GemvResidualFold& f, int64_t cols)
-      : shared(s), fold(f), cols4(int(cols / 4)), folds(kMayFold && f.y) {}
-  __device__ const float* x(const float* given) const {
-    return folds ? reinterpret_cast<const float*>(shared.row) : given;
-  }
-  __device__ void operator()() {
-    if (waited) return;
-    waited = true;
-    wait_for_predecessor();
-    if constexpr (kMayFold)
-      if (folds) residual_fold(fold, cols4, shared.row, shared.partial, &shared.last);
-  }
-  __device__ void finish() {
-    if (folds) (*this)();
-  }
 };
 
 // kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
@@ -142,12 +118,20 @@ __global__ void __launch_bounds__(kThreads)
     gemv_quant_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ w2, int64_t row_bytes,
                       int blocks_per_row, const float* x, int64_t cols, int x_rows, float* out, int64_t n_out,
                       GatedActKind act, GemvResidualFold fold) {
-  constexpr bool kMayFold = kRows == 1 && kMats == 2;  // gate/up after the attention's residual step
   __shared__ uint4 stage[kWarps][kStageVecs];
-  __shared__ FoldingShared<kMayFold> folding;
+  __shared__ FoldingWait<kRows == 1 && kMats == 2> folding;
   const int warp = threadIdx.x / kWarp;
-  FoldingWait<kMayFold> wait_once(folding, fold, cols);
-  x = wait_once.x(x);
+  constexpr bool kMayFold = kRows == 1 && kMats == 2;  // gate/up after the attention's residual step
+  const bool folds = kMayFold && fold.y;
+  if (folds) x = reinterpret_cast<const float*>(folding.row);
+  bool waited = false;
+  auto wait_once = [&] {
+    if (waited) return;
+    waited = true;
+    wait_for_predecessor();
+    if constexpr (kMayFold)
+      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
+  };
   for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
     float acc[kRows], up[kRows];
 #pragma unroll
@@ -164,7 +148,7 @@ __global__ void __launch_bounds__(kThreads)
       store_row<kRows>(acc, x_rows, out, n_out, n);
     }
   }
-  wait_once.finish();
+  if (folds) wait_once();
 }
 
 // Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: warp-row g
@@ -172,16 +156,23 @@ __global__ void __launch_bounds__(kThreads)
 template <int kRows>
 __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, const float* x, int64_t cols,
                                                               int x_rows, GemvResidualFold fold) {
-  constexpr bool kMayFold = kRows == 1;  // q/k/v after the MLP's residual step
   __shared__ uint4 stage[kWarps][kStageVecs];
-  __shared__ FoldingShared<kMayFold> folding;
+  __shared__ FoldingWait<kRows == 1> folding;  // q/k/v after the MLP's residual step
   const int warp = threadIdx.x / kWarp;
-  FoldingWait<kMayFold> wait_once(folding, fold, cols);
-  x = wait_once.x(x);
+  const bool folds = kRows == 1 && fold.y;
+  if (folds) x = reinterpret_cast<const float*>(folding.row);
   // Selects member i without indexing the parameter arrays at run time (which would copy them to local memory).
   auto pick = [](const auto (&v)[kGemvMultiMax], int i) { return i == 0 ? v[0] : i == 1 ? v[1] : v[2]; };
   static_assert(kGemvMultiMax == 3, "pick() lists every slot");
   const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
+  bool waited = false;
+  auto wait_once = [&] {
+    if (waited) return;
+    waited = true;
+    wait_for_predecessor();
+    if constexpr (kRows == 1)
+      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
+  };
   for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
     const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
     const int64_t n = g - (i > 0 ? a.n_out[0] : 0) - (i > 1 ? a.n_out[1] : 0);
@@ -196,7 +187,7 @@ __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, c
     });
     store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
   }
-  wait_once.finish();
+  if (folds) wait_once();
 }
 
 // What a launch of `blocks` blocks folds: `fold` when their re-reads of the row stay small, else nothing, and the
