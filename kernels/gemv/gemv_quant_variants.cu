@@ -372,8 +372,8 @@ BulkPlan plan_bulk_tiles(int64_t row_bytes) {
 }
 
 template <typename D, int kRows, int kWarps>
-void launch_bulk_tiles(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out, int64_t cols,
-                       cudaStream_t stream) {
+void launch_bulk_tiles(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
+                       int64_t cols, cudaStream_t stream) {
   const int blocks_per_row = int(cols / D::kElems);
   const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
   const BulkPlan plan = plan_bulk_tiles<D, kRows, kWarps>(row_bytes);
