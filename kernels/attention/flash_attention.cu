@@ -239,7 +239,7 @@ int decode_splits(const FlashAttnArgs& a, int32_t max_kv_len) {
   // (@ d8192: 1152); this rule: 1421 / 1280 / 1160-1191 (@ d8192: 1237-1267).
   const int64_t wave = (sms + blocks - 1) / blocks;
   const int64_t splits = max_tiles <= 4 ? 1 : max_tiles <= 16 ? max_tiles : (max_tiles + 1) / 2;
-  return static_cast<int>(std::clamp<int64_t>(std::min(wave, splits), 1, 1024));
+  return static_cast<int>(std::clamp<int64_t>(std::min(wave, splits), 1, attn::kMaxSplits));
 }
 
 }  // namespace

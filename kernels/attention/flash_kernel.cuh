@@ -492,33 +492,83 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
   write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
 }
 
-// Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s. One block per (query, head).
+// Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s. Block (query x head,
+// slice of kCombineCols dims): the splits' weights exp2(m_s - M) go to shared memory once, then the threads,
+// kCombineCols / 4 float4 columns x kCombineGroups split groups, sum their splits' slices (group g takes splits g,
+// g + kCombineGroups, ...; the loads of one thread are independent, so several are in flight), and the groups'
+// sums meet in shared memory in group order. A decode step at depth has up to a wave of splits (132 on an H200):
+// one thread walking them all in turn, a load each, was the step's longest kernel at 32K keys.
+constexpr int kCombineThreads = 256, kCombineCols = 64, kCombineLanes = kCombineCols / 4;
+constexpr int kCombineGroups = kCombineThreads / kCombineLanes;
+constexpr int kMaxSplits = 1024;  // decode_splits' cap
+
 template <typename T, int D>
-__global__ void combine_splits_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(kCombineThreads) combine_splits_kernel(const FlashParams p) {
+  static_assert(D % kCombineCols == 0, "whole column slices");
+  __shared__ float weight[kMaxSplits];
+  __shared__ float4 group_sum[kCombineGroups][kCombineLanes];
+  __shared__ float reduce[kCombineThreads / 32];
   wait_for_predecessor();
   const int64_t qh = blockIdx.x;  // query * n_head + head
+  const int col0 = blockIdx.y * kCombineCols;
   const int64_t split_stride = static_cast<int64_t>(p.n_q) * p.n_head;
-  float mx = -INFINITY;
-  for (int s = 0; s < p.n_split; ++s) mx = fmaxf(mx, p.partial_ml[s * split_stride + qh].x);
-  float total = 0.f;
-  for (int s = 0; s < p.n_split; ++s) {
-    const float2 ml = p.partial_ml[s * split_stride + qh];
-    total += ml.x == -INFINITY ? 0.f : exp2f(ml.x - mx) * ml.y;
-  }
-  const int64_t q = qh / p.n_head, head = qh % p.n_head;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float sum = 0.f;
-    for (int s = 0; s < p.n_split; ++s) {
-      const float ms = p.partial_ml[s * split_stride + qh].x;
-      if (ms != -INFINITY) sum += exp2f(ms - mx) * p.partial_acc[(s * split_stride + qh) * D + d];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  auto block_reduce = [&](float v, bool is_max) {
+    for (int o = 16; o > 0; o /= 2) {
+      const float other = __shfl_xor_sync(0xffffffffu, v, o);
+      v = is_max ? fmaxf(v, other) : v + other;
     }
-    const float out = total > 0.f ? sum / total : 0.f;
-    const int64_t off = q * p.o_stride + head * D + d;
-    if (p.o_fp32) {
-      static_cast<float*>(p.o)[off] = out;
-      if (p.o16) p.o16[off] = __float2bfloat16_rn(out);
-    } else
-      static_cast<T*>(p.o)[off] = static_cast<T>(out);
+    __syncthreads();  // an earlier reduction's readers are done with `reduce`
+    if (lane == 0) reduce[warp] = v;
+    __syncthreads();
+    v = reduce[0];
+    for (int w = 1; w < kCombineThreads / 32; ++w) v = is_max ? fmaxf(v, reduce[w]) : v + reduce[w];
+    return v;
+  };
+  float mx = -INFINITY;
+  for (int s = tid; s < p.n_split; s += kCombineThreads) mx = fmaxf(mx, p.partial_ml[s * split_stride + qh].x);
+  mx = block_reduce(mx, true);
+  float total = 0.f;
+  for (int s = tid; s < p.n_split; s += kCombineThreads) {
+    const float2 ml = p.partial_ml[s * split_stride + qh];
+    const float w = ml.x == -INFINITY ? 0.f : exp2f(ml.x - mx);  // an empty split weighs nothing
+    weight[s] = w;
+    total += w * ml.y;
+  }
+  total = block_reduce(total, false);  // its barriers also publish weight[]
+  const int col = tid % kCombineLanes, group = tid / kCombineLanes;
+  float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+  for (int s = group; s < p.n_split; s += kCombineGroups) {
+    const float4 v = reinterpret_cast<const float4*>(p.partial_acc + (s * split_stride + qh) * D + col0)[col];
+    const float w = weight[s];
+    if (w != 0.f)  // every split writes its partial (zeros when empty), but 0 * inf would not be 0
+      sum = make_float4(fmaf(w, v.x, sum.x), fmaf(w, v.y, sum.y), fmaf(w, v.z, sum.z), fmaf(w, v.w, sum.w));
+  }
+  group_sum[group][col] = sum;
+  __syncthreads();
+  if (tid >= kCombineLanes) return;
+  float4 o = group_sum[0][col];
+  for (int g = 1; g < kCombineGroups; ++g) {
+    const float4 v = group_sum[g][col];
+    o = make_float4(o.x + v.x, o.y + v.y, o.z + v.z, o.w + v.w);
+  }
+  const float inv = total > 0.f ? 1.f / total : 0.f;
+  o = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+  const int64_t q = qh / p.n_head, head = qh % p.n_head;
+  const int64_t off = q * p.o_stride + head * D + col0 + 4 * col;
+  if (p.o_fp32) {
+    float* dst = static_cast<float*>(p.o) + off;  // o_stride and head * D are even: 8-byte aligned pairs
+    reinterpret_cast<float2*>(dst)[0] = make_float2(o.x, o.y);
+    reinterpret_cast<float2*>(dst)[1] = make_float2(o.z, o.w);
+    if (p.o16) {
+      reinterpret_cast<__nv_bfloat162*>(p.o16 + off)[0] = __floats2bfloat162_rn(o.x, o.y);
+      reinterpret_cast<__nv_bfloat162*>(p.o16 + off)[1] = __floats2bfloat162_rn(o.z, o.w);
+    }
+  } else {
+    T* dst = static_cast<T*>(p.o) + off;
+    reinterpret_cast<uint32_t*>(dst)[0] = MmaOp<T>::pack(o.x, o.y);
+    reinterpret_cast<uint32_t*>(dst)[1] = MmaOp<T>::pack(o.z, o.w);
   }
 }
 

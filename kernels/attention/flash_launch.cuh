@@ -39,8 +39,9 @@ void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream) {
 
 template <typename T, int D>
 void launch_combine(const FlashParams& p, cudaStream_t stream) {
-  launch_overlapped(combine_splits_kernel<T, D>, static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D,
-                    stream, "flash_attention_decode combine", p);
+  launch_overlapped(combine_splits_kernel<T, D>,
+                    dim3(static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D / kCombineCols),
+                    kCombineThreads, stream, "flash_attention_decode combine", p);
 }
 
 }  // namespace swrun::cuda::attn
