@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -150,6 +151,15 @@ void reference_row(const Problem& p, int i, int h, double* out) {
   }
 }
 
+// A decode step's new position as the q/k/v projection writes it (fp32, before the q/k norm and RoPE), for a
+// decode launch with FlashAttnArgs::fresh. fresh_problem puts what the kernel must stage from it into the Problem:
+// the normed and rotated q and k rows and the v row, computed in fp64 and rounded to the input type.
+struct FreshRows {
+  std::vector<float> q, k, v, q_norm, k_norm, factors;  // norms and factors empty: none
+  float eps = 1e-6f, freq_base = 10000.f, freq_scale = 1.f, attn_factor = 1.f;
+  bool neox = false;
+};
+
 struct RunOptions {
   Impl impl = Impl::Flash;
   int capacity = 0;           // 0: contiguous keys (capacity = kv_len)
@@ -159,6 +169,7 @@ struct RunOptions {
   bool ws_d256 = false;       // FlashAttnArgs::ws_d256 (variant 14b)
   bool ws_d64 = false;        // FlashAttnArgs::ws_d64 (variant 15)
   bool persistent = false;    // FlashAttnArgs::persistent (variant 16)
+  const FreshRows* fresh = nullptr;  // decode from the projection's rows (Impl::Decode, n_q 1)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -178,6 +189,12 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
       ring[(pos % capacity) * kv_row + c] = to_bits(p.k[pos * kv_row + c], s.dtype);
       ring[(size_t(capacity) + pos % capacity) * kv_row + c] = to_bits(p.v[pos * kv_row + c], s.dtype);
     }
+  // With fresh rows the new position's slot is the kernel's to write: NaN there shows a read before the write.
+  if (opt.fresh)
+    for (size_t c = 0; c < kv_row; ++c)
+      for (int kv = 0; kv < 2; ++kv)
+        ring[(size_t(kv) * capacity + (kv_len - 1) % capacity) * kv_row + c] = to_bits(NAN, s.dtype);
+  const std::vector<uint16_t> ring_before = ring;
   std::vector<uint16_t> qbits(p.q.size());
   for (size_t i = 0; i < p.q.size(); ++i) qbits[i] = to_bits(p.q[i], s.dtype);
 
@@ -214,6 +231,21 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.ws_d256 = opt.ws_d256;
   a.ws_d64 = opt.ws_d64;
   a.persistent = opt.persistent;
+  // The fresh rows' device copies (fp32), uploaded only when used.
+  std::vector<std::unique_ptr<DeviceBuffer>> fresh_buffers;
+  auto fresh_ptr = [&](const std::vector<float>& v) -> const float* {
+    if (v.empty()) return nullptr;
+    fresh_buffers.push_back(std::make_unique<DeviceBuffer>(v.size() * 4));
+    void* ptr = fresh_buffers.back()->ptr;
+    EXPECT_EQ(cudaMemcpy(ptr, v.data(), v.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    return static_cast<const float*>(ptr);
+  };
+  if (opt.fresh) {
+    const FreshRows& f = *opt.fresh;
+    a.q = nullptr;  // not read
+    a.fresh = {fresh_ptr(f.q), fresh_ptr(f.k), fresh_ptr(f.v), fresh_ptr(f.q_norm), fresh_ptr(f.k_norm), f.eps,
+               f.freq_base, f.freq_scale, f.attn_factor, fresh_ptr(f.factors), f.neox};
+  }
 
   if (opt.impl == Impl::Flash) {
     swrun::cuda::flash_attention(a, nullptr);
@@ -270,6 +302,91 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
   EXPECT_LE(rel, 1e-2) << "relative error, worst element error " << worst;
   EXPECT_EQ(bad, 0);
+
+  if (!opt.fresh) return;
+  // The cache afterwards: the new slot holds the staged k (the fp64 reference rounded: the kernel's fp32 arithmetic
+  // may round the other way, one unit in the last place) and v (exactly); every other slot is as it was.
+  std::vector<uint16_t> ring_after(ring.size());
+  CUDA_OK(cudaMemcpy(ring_after.data(), dkv.ptr, ring.size() * elt, cudaMemcpyDeviceToHost));
+  const size_t slot = size_t(kv_len - 1) % capacity;
+  int wrong = 0, changed = 0;
+  for (int kv = 0; kv < 2; ++kv)
+    for (size_t r = 0; r < size_t(capacity); ++r)
+      for (size_t c = 0; c < kv_row; ++c) {
+        const size_t i = (size_t(kv) * capacity + r) * kv_row + c;
+        if (r != slot) {
+          changed += ring_after[i] != ring_before[i];
+          continue;
+        }
+        const float want = (kv == 0 ? p.k : p.v)[size_t(kv_len - 1) * kv_row + c];
+        const int ulps = std::abs(int(ring_after[i]) - int(to_bits(want, s.dtype)));
+        if ((kv == 0 ? ulps > 1 : ulps != 0) && wrong++ < 5)
+          ADD_FAILURE() << (kv == 0 ? "k" : "v") << " cache col " << c << ": " << from_bits(ring_after[i], s.dtype)
+                        << " want " << want;
+      }
+  EXPECT_EQ(changed, 0) << "cache slots other than the new position's changed";
+  EXPECT_EQ(wrong, 0);
+}
+
+// RMSNorm (when g is given) and RoPE of one head row in fp64, as norm_rope_f32 defines them.
+std::vector<double> norm_rotate_reference(const float* x, int d, const std::vector<float>& g, const FreshRows& f,
+                                          int64_t pos) {
+  std::vector<double> h(x, x + d);
+  if (!g.empty()) {
+    double ss = 0;
+    for (double e : h) ss += e * e;
+    const double scale = 1.0 / std::sqrt(ss / d + double(f.eps));
+    for (int c = 0; c < d; ++c) h[c] *= scale * g[c];
+  }
+  std::vector<double> out(d);
+  for (int i = 0; i < d / 2; ++i) {
+    double theta = double(pos) * f.freq_scale * std::pow(double(f.freq_base), -2.0 * i / d);
+    if (!f.factors.empty()) theta /= f.factors[i];
+    const double cs = std::cos(theta) * f.attn_factor, sn = std::sin(theta) * f.attn_factor;
+    const int a = f.neox ? i : 2 * i, b = f.neox ? i + d / 2 : 2 * i + 1;
+    out[a] = h[a] * cs - h[b] * sn;
+    out[b] = h[a] * sn + h[b] * cs;
+  }
+  return out;
+}
+
+// Fresh rows for a decode problem (n_q 1), and what the kernel must make of them: p's query and its key and value
+// rows at the new position become the staged rows (fp64, rounded to the input type).
+FreshRows fresh_problem(Problem& p, bool neox, bool q_norm, bool k_norm, bool factors) {
+  const Shape& s = p.s;
+  const int d = s.head_dim;
+  std::normal_distribution<float> spread(0.f, 2.f);
+  std::uniform_real_distribution<float> gain(0.5f, 1.5f), divisor(1.f, 40.f);
+  auto draw = [](size_t n, auto& dist) {
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng());
+    return v;
+  };
+  FreshRows f;
+  f.q = draw(size_t(s.n_head) * d, spread);
+  f.k = draw(size_t(s.n_head_kv) * d, spread);
+  f.v = draw(size_t(s.n_head_kv) * d, spread);
+  if (q_norm) f.q_norm = draw(size_t(d), gain);
+  if (k_norm) f.k_norm = draw(size_t(d), gain);
+  if (factors) f.factors = draw(size_t(d / 2), divisor), f.attn_factor = 1.19f;
+  f.neox = neox;
+  f.freq_base = neox ? 1e6f : 10000.f;
+  f.freq_scale = factors ? 1.f : 0.25f;
+  const int64_t pos = p.kv_len() - 1;
+  const auto round = [&](double x) { return from_bits(to_bits(float(x), s.dtype), s.dtype); };
+  for (int h = 0; h < s.n_head; ++h) {
+    const std::vector<double> r = norm_rotate_reference(&f.q[size_t(h) * d], d, f.q_norm, f, pos);
+    for (int c = 0; c < d; ++c) p.q[size_t(h) * d + c] = round(r[c]);
+  }
+  const size_t kv_row = size_t(s.n_head_kv) * d;
+  for (int h = 0; h < s.n_head_kv; ++h) {
+    const std::vector<double> r = norm_rotate_reference(&f.k[size_t(h) * d], d, f.k_norm, f, pos);
+    for (int c = 0; c < d; ++c) {
+      p.k[pos * kv_row + size_t(h) * d + c] = round(r[c]);
+      p.v[pos * kv_row + size_t(h) * d + c] = round(f.v[size_t(h) * d + c]);
+    }
+  }
+  return f;
 }
 
 Shape shape(int d, int hq, int hkv, AttnDtype t = AttnDtype::BF16, bool o_fp32 = false) {
@@ -751,6 +868,36 @@ TEST(WsPersistent, SmallForSanitizers) {
   variant_small_for_sanitizers(kPersistent256, {256});
   variant_small_for_sanitizers(kPersistent128, {128});
   variant_small_for_sanitizers(kPersistent64, {64});
+}
+
+// Decode from the q/k/v projection's fp32 rows (FlashAttnArgs::fresh): the kernel norms and rotates them, writes
+// the new k and v into the cache (whose slot starts as NaN) and attends. Every head_dim (fresh rows run the plain
+// kernel, d 128 on sm_90a too), GQA groups of 1 to 8, both rotation styles, norms on q, k, both or neither, LongRoPE
+// factors, softcapping, fp16; the new position first in its key tile, last in it, and position 0; dense over
+// split-K (most splits empty) and sliding after the ring wrapped; the device position.
+TEST(Decode, FreshRowsStagedByTheKernel) {
+  SKIP_WITHOUT_GPU();
+  struct Case { int d, hq, hkv, pos, left; bool neox, q_norm, k_norm, factors; float softcap; AttnDtype t; };
+  for (Case c : {Case{256, 4, 1, 4096, kInf, true, true, true, false, 0.f, AttnDtype::BF16},
+                 Case{256, 4, 1, 3071, 511, true, true, true, false, 0.f, AttnDtype::BF16},
+                 Case{256, 8, 4, 700, kInf, true, true, true, false, 50.f, AttnDtype::BF16},
+                 Case{128, 8, 2, 5000, kInf, false, false, false, true, 0.f, AttnDtype::BF16},
+                 Case{128, 8, 1, 2560, 255, true, true, false, false, 0.f, AttnDtype::FP16},
+                 Case{128, 32, 8, 127, kInf, true, false, true, false, 0.f, AttnDtype::BF16},
+                 Case{64, 4, 4, 0, kInf, true, true, true, true, 0.f, AttnDtype::BF16},
+                 Case{64, 16, 2, 1087, 1023, false, true, true, false, 0.f, AttnDtype::BF16},
+                 Case{64, 4, 2, 63, 40, true, false, false, false, 5.f, AttnDtype::FP16}}) {
+    Problem p = make_problem(shape(c.d, c.hq, c.hkv, c.t, true), c.pos, 1, c.left, 0);
+    if (c.softcap > 0.f) p = capped(p, c.softcap, 4.f);
+    const FreshRows f = fresh_problem(p, c.neox, c.q_norm, c.k_norm, c.factors);
+    SCOPED_TRACE(describe(p, "decode, fresh rows") + (c.neox ? " neox" : " normal") + (c.q_norm ? " q_norm" : "") +
+                 (c.k_norm ? " k_norm" : "") + (c.factors ? " factors" : ""));
+    const bool sliding = c.left != kInf;
+    const int max_kv = sliding ? 8192 : std::max(2 * c.pos + 2, 1024);
+    RunOptions opt{Impl::Decode, sliding ? c.left + 1 + 8 : max_kv, true, max_kv};
+    opt.fresh = &f;
+    run_and_check(p, opt);
+  }
 }
 
 TEST(Naive, OutOfMemoryIsAnError) {

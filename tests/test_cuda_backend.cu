@@ -757,6 +757,84 @@ TEST_F(CudaBackendTest, AttentionSoftcapMatchesTheCpuBackend) {
     }
 }
 
+// A decode step's q/k norm + RoPE and attention: the flash kernel stages the projection's fp32 rows itself
+// (FlashAttnArgs::fresh) on layer 0; layer 1 gets the same rows through the separate norm + RoPE launch and its
+// staging (forced apart by reading q in between) and must agree bit for bit, in the outputs and so in the cache
+// rows later steps read; the CPU backend runs the same steps. Positions run over several key tiles (split-K), the
+// sliding rings wrap, and the cases cover every flash head_dim, GQA groups of 1 to 8, both rotation styles, norms
+// on q, k, both or neither, softcapping and LongRoPE factors. (At d 128 on sm_90a the backend keeps the separate
+// launch, flash_decode_stages_fresh_rows: both layers then take the same path.)
+TEST_F(CudaBackendTest, DecodeAttentionStagingItsOwnRowsEqualsTheSeparateLaunch) {
+  struct Case { int n_head, n_head_kv, head_dim; RopeStyle style; bool q_norm, k_norm; AttnPolicy policy; int total;
+                float softcap; bool factors; };
+  for (Case c : {Case{4, 1, 256, RopeStyle::NeoX, true, true, AttnPolicy::dense(), 300, 0.f, false},
+                 Case{4, 1, 256, RopeStyle::NeoX, true, true, AttnPolicy::sliding(100), 300, 0.f, false},
+                 Case{8, 2, 128, RopeStyle::Normal, false, false, AttnPolicy::dense(), 700, 30.f, true},
+                 Case{8, 2, 128, RopeStyle::NeoX, true, true, AttnPolicy::sliding(200), 450, 0.f, false},
+                 Case{8, 8, 64, RopeStyle::NeoX, true, false, AttnPolicy::dense(), 330, 0.f, false},
+                 Case{16, 2, 64, RopeStyle::Normal, false, true, AttnPolicy::sliding(50), 200, 0.f, true}}) {
+    const std::string what = std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" +
+                             std::to_string(c.head_dim) + " " + describe(c.policy) +
+                             (c.style == RopeStyle::NeoX ? " neox" : " normal");
+    SCOPED_TRACE(what);
+    const int first = 5, hd = c.head_dim;  // a prefill chunk, then one decode step per position
+    auto cpu = make_cpu_backend(2);
+    const KvLayerSpec spec{c.policy.windowed() ? c.policy.left + first : c.total, c.n_head_kv, hd};
+    be_->init_kv({spec, spec});
+    cpu->init_kv({spec});
+    const std::vector<float> gq = normal(size_t(hd)), gk = normal(size_t(hd));
+    std::vector<float> factors(size_t(hd / 2));
+    std::uniform_real_distribution<float> divisor(1.f, 40.f);
+    for (float& x : factors) x = divisor(rng_);
+    RopeParams rope{.freq_base = c.style == RopeStyle::NeoX ? 1e6f : 10000.f, .freq_scale = 1.f, .style = c.style};
+    RopeParams cpu_rope = rope;
+    if (c.factors) {
+      rope.attn_factor = cpu_rope.attn_factor = 1.19f;
+      rope.freq_factors = upload_vector("rope_factors_long", factors);
+      cpu_rope.freq_factors = upload(*cpu, "rope_factors_long", GgmlType::F32, {hd / 2}, factors.data(), hd * 2);
+    }
+    const Weight wq = upload_vector("q_norm", gq), wk = upload_vector("k_norm", gk);
+    const Weight cq = upload(*cpu, "q_norm", GgmlType::F32, {hd}, gq.data(), hd * 4);
+    const Weight ck = upload(*cpu, "k_norm", GgmlType::F32, {hd}, gk.data(), hd * 4);
+    AttnParams p{c.n_head, c.n_head_kv, hd, 1.f / std::sqrt(float(hd)), c.policy};
+    p.softcap = c.softcap;
+    const size_t qrow = size_t(c.n_head) * hd, kvrow = size_t(c.n_head_kv) * hd;
+    Buffer q[2] = {be_->alloc(first * qrow), be_->alloc(first * qrow)};
+    Buffer k[2] = {be_->alloc(first * kvrow), be_->alloc(first * kvrow)};
+    Buffer v = be_->alloc(first * kvrow), out[2] = {be_->alloc(first * qrow), be_->alloc(first * qrow)};
+    Buffer cpu_out = cpu->alloc(first * qrow);
+    std::vector<float> q_seen(first * qrow);
+    for (int32_t pos = 0; pos < c.total;) {
+      const int n = pos == 0 ? first : 1;
+      const std::vector<float> qh = normal(n * qrow), kh = normal(n * kvrow), vh = normal(n * kvrow);
+      std::vector<int32_t> tokens(size_t(n), 0);
+      be_->begin_batch(tokens.data(), pos, n);
+      cpu->begin_batch(tokens.data(), pos, n);
+      for (int layer = 0; layer < 2; ++layer) {
+        EXPECT_EQ(cudaMemcpy(q[layer].data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(k[layer].data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        poison(out[layer]);
+        be_->qk_norm_rope(q[layer], k[layer], c.q_norm ? &wq : nullptr, c.k_norm ? &wk : nullptr, n, c.n_head,
+                          c.n_head_kv, hd, 1e-6f, rope);
+        if (layer == 1) be_->read(q[layer], 0, n * qrow, q_seen.data());
+        be_->attention(layer, q[layer], k[layer], v, out[layer], p);
+      }
+      const Buffer qc = cpu_copy(*cpu, qh), kc = cpu_copy(*cpu, kh);
+      cpu->qk_norm_rope(qc, kc, c.q_norm ? &cq : nullptr, c.k_norm ? &ck : nullptr, n, c.n_head, c.n_head_kv, hd,
+                        1e-6f, cpu_rope);
+      cpu->attention(0, qc, kc, cpu_copy(*cpu, vh), cpu_out, p);
+      const std::vector<float> fresh = fetch(out[0], n * qrow), separate = fetch(out[1], n * qrow);
+      ASSERT_EQ(fresh, separate) << "staged in the kernel and staged apart differ at pos " << pos << " (seed "
+                                 << seed_ << ")";
+      expect_close(fresh, std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2, 2e-2,
+                   "against the CPU backend at pos " + std::to_string(pos));
+      if (HasFailure()) return;
+      pos += n;
+    }
+  }
+}
+
 // A tiny decoder layer + logits, run as a decode step: plainly on one backend, through run_captured on another.
 struct TinyModel {
   static constexpr int kVocab = 96, kDim = 256, kHeads = 4, kKvHeads = 1, kHeadDim = 64, kFfn = 512;

@@ -58,6 +58,24 @@ struct FlashAttnArgs {
   // few key tiles (short windows). Prefill only, where the warp-specialized kernel runs (use_fastest_variant sets
   // it for windows under 2048 keys; swbench --variants ...+persistent).
   bool persistent = false;
+  // Decode only (flash_attention_decode, n_q 1): the new position's q, k and v as the q/k/v projection wrote them,
+  // fp32. The kernel then does what norm_rope_f32 with an AttnStage would have done before it, with the same
+  // values: each block RMSNorms (when a norm is given) and rotates its query rows into shared memory, and the
+  // block whose keys end at the new position writes that position's rotated k and its v into the cache before it
+  // reads them. q and q_stride are then not read. One launch per layer and step fewer. The plain flash kernel
+  // does this (a decode with fresh rows runs it even where the warp-specialized one would run: d 128 on sm_90a).
+  struct FreshRows {
+    const float* q = nullptr;  // [n_head, head_dim]; null: off
+    const float* k = nullptr;  // [n_head_kv, head_dim]
+    const float* v = nullptr;  // [n_head_kv, head_dim]
+    const float* q_norm = nullptr;  // [head_dim], or null: no norm
+    const float* k_norm = nullptr;
+    float eps = 0.f;
+    // RoPE as rope_f32 takes it (kernels/rope/rope.cuh).
+    float freq_base = 10000.f, freq_scale = 1.f, attn_factor = 1.f;
+    const float* freq_factors = nullptr;
+    bool neox = false;
+  } fresh;
 };
 
 // Sets pack_gqa, ws_d256, ws_d64 and persistent to the variants measured fastest (bench/attention_notes.md, 14-16,
@@ -76,6 +94,10 @@ void flash_attention(const FlashAttnArgs& a, cudaStream_t stream);
 // flash_decode_workspace_bytes(a) bytes. Usable inside CUDA-graph capture (no host sync, no allocation).
 size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len);
 void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* workspace, cudaStream_t stream);
+// Whether the decode kernel these arguments run without fresh rows is the one that stages them (the plain kernel:
+// not d 128 on sm_90a, which runs the warp-specialized one). The CUDA backend hands fresh rows over only then, so
+// that no model's decode kernel changes with them.
+bool flash_decode_stages_fresh_rows(const FlashAttnArgs& a);
 
 // Baseline: S = QK^T via cuBLAS into an n_q x kv_len fp32 matrix per head, masked softmax kernel, O = PV via
 // cuBLAS. Requires capacity >= kv_len (contiguous keys). Allocates its own workspace and throws swrun::Error

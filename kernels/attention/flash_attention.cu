@@ -54,7 +54,7 @@ bool sm90a_device() {
 // when ws_d256 / ws_d64 asks for it.
 bool warp_specialized(const FlashAttnArgs& a) {
   const bool wanted = a.head_dim == 128 || (a.head_dim == 256 && a.ws_d256) || (a.head_dim == 64 && a.ws_d64);
-  return wanted && sm90a_device();
+  return wanted && sm90a_device() && !a.fresh.q;  // fresh rows: the plain kernel stages them
 }
 
 // The tile of the kernel that runs the call; the block's rows (queries_per_block) must match it.
@@ -69,7 +69,8 @@ TileShape kernel_tile(const FlashAttnArgs& a) {
 
 void check_args(const FlashAttnArgs& a, const char* fn) {
   auto bad = [&](const std::string& what) { fail(std::string(fn) + ": " + what); };
-  if (!a.q || !a.k || !a.v || !a.o) bad("null q/k/v/o pointer");
+  const bool fresh = a.fresh.q != nullptr;
+  if ((!a.q && !fresh) || !a.k || !a.v || !a.o) bad("null q/k/v/o pointer");
   if (a.n_q < 0) bad("n_q " + std::to_string(a.n_q) + " < 0");
   if (a.head_dim != 64 && a.head_dim != 128 && a.head_dim != 256)
     bad("head_dim " + std::to_string(a.head_dim) + " not supported (64, 128 or 256)");
@@ -84,6 +85,15 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
     bad("row strides must be multiples of 8 elements (q, k, v) and 2 (o)");
   for (const void* p : {a.q, a.k, a.v})
     if (reinterpret_cast<uintptr_t>(p) % 16) bad("q/k/v must be 16-byte aligned");
+  if (fresh) {
+    for (const void* p : {static_cast<const void*>(a.fresh.q), static_cast<const void*>(a.fresh.k),
+                          static_cast<const void*>(a.fresh.v), static_cast<const void*>(a.fresh.q_norm),
+                          static_cast<const void*>(a.fresh.k_norm)})
+      if (reinterpret_cast<uintptr_t>(p) % 16) bad("fresh rows and norms must be 16-byte aligned");
+    if (!a.fresh.k || !a.fresh.v) bad("fresh rows need k and v");
+    if (a.n_q != 1) bad("fresh rows are one decode position (n_q " + std::to_string(a.n_q) + ")");
+    if (!(a.fresh.freq_base > 0.f)) bad("fresh rows: freq_base must be positive");
+  }
   if (reinterpret_cast<uintptr_t>(a.o) % 8) bad("o must be 8-byte aligned");
   if (a.o16 && (!a.o_fp32 || reinterpret_cast<uintptr_t>(a.o16) % 4)) bad("o16 needs an fp32 o and 4-byte alignment");
   if (a.capacity <= 0) bad("capacity " + std::to_string(a.capacity) + " <= 0");
@@ -164,6 +174,10 @@ FlashParams make_params(const FlashAttnArgs& a) {
   p.o_fp32 = a.o_fp32;
   p.o16 = a.o16;
   p.persistent = a.persistent && warp_specialized(a);  // set again by flash_attention_decode: no split-K there
+  const FlashAttnArgs::FreshRows& f = a.fresh;
+  // The cache the kernel reads is the one it writes the new position's rows into.
+  p.fresh = {f.q, f.k, f.v, f.q_norm, f.k_norm, const_cast<void*>(a.k), const_cast<void*>(a.v), f.eps,
+             f.freq_scale, rope_freq(f.freq_base, a.head_dim, f.freq_factors, f.attn_factor), f.neox};
   return p;
 }
 
@@ -246,6 +260,7 @@ int decode_splits(const FlashAttnArgs& a, int32_t max_kv_len) {
 
 void flash_attention(const FlashAttnArgs& a, cudaStream_t stream) {
   check_args(a, "flash_attention");
+  if (a.fresh.q) fail("flash_attention: fresh rows are for flash_attention_decode");
   if (a.n_q == 0) return;
   if (!a.q_pos0_dev) check_ring(a, int64_t{a.q_pos0} + a.n_q, "flash_attention");
   launch(a, make_params(a), stream);
@@ -255,6 +270,12 @@ size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len) 
   const int splits = decode_splits(a, max_kv_len);
   if (splits == 1) return 0;
   return static_cast<size_t>(splits) * a.n_q * a.n_head * (a.head_dim + 2) * sizeof(float);
+}
+
+bool flash_decode_stages_fresh_rows(const FlashAttnArgs& a) {
+  FlashAttnArgs without = a;
+  without.fresh = {};
+  return !warp_specialized(without);
 }
 
 void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* workspace, cudaStream_t stream) {

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/attention/flash_fresh_rows.cuh"
 #include "kernels/attention/mma_sm80.cuh"
 #include "kernels/attention/wgmma_sm90.cuh"
 #include "kernels/common/launch.cuh"
@@ -40,8 +41,9 @@ template <int D> struct FlashConfig {
   // mma.sync only: at 256 the Q fragments would cost 64 registers, so they are re-read from shared memory.
   static constexpr bool kQInRegisters = !kWgmmaPath && D <= 128;
   static constexpr int kStages = FlashTile<D>::kStages;
-  // Q, the K and V stages, the mbarriers, and slack to align the tiles to 1024 bytes.
-  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 2 * kStages * 8 + 1024;
+  // Q, the K and V stages, the mbarriers, a decode's cos/sin table (FreshRows), and slack to align the tiles to
+  // 1024 bytes.
+  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 2 * kStages * 8 + D / 2 * 8 + 1024;
   static_assert(kWarps % 4 == 0, "whole warpgroups");
 };
 
@@ -72,6 +74,7 @@ struct FlashParams {
   // Warp-specialized kernel only (FlashAttnArgs::persistent, variant 16): the grid is a block per SM, and block b
   // takes the work items b, b + gridDim.x, ... (a work item is what one block of the plain grid does).
   bool persistent;
+  FreshRows fresh;     // decode from the projection's fp32 rows (FlashAttnArgs::fresh); fresh.q null: off
 };
 
 // Which queries and which key tiles one block covers. Key tiles are aligned to absolute positions so a tile
@@ -112,7 +115,27 @@ template <int BN> struct BlockBounds {
   __device__ bool visible(int key, int pos) const {
     return key >= pos - left && key <= pos + right && key < kv_len;
   }
+  // Decode with fresh rows (n_q 1): whether this block's last key tile holds the new position, whose cache rows
+  // it writes; and whether a key tile lies wholly before it, so that no kernel of this step writes its rows and
+  // it can be loaded before the kernel waits for its predecessor.
+  __device__ bool owns_new_position() const { return tile_lo <= tile_hi && tile_hi == (kv_len - 1) / BN; }
+  __device__ bool tile_before_new_position(int tile) const { return (tile + 1) * BN < kv_len; }
 };
+
+// The fresh rows of a decode block, once its cos/sin table is formed: its query rows into sQ, and the new
+// position's k and v into the cache if its keys end there (flash_fresh_rows.cuh). Then the block synchronizes: the
+// rows are read by the tile loads and the products that follow.
+template <typename T, int D, int BM, int BN>
+__device__ __forceinline__ void stage_fresh_block(const FlashParams& p, const BlockBounds<BN>& b, T* sQ,
+                                                  int head_first, const float2* cos_sin) {
+  __syncthreads();  // the table is complete
+  const int kv_head = head_first / p.group;
+  const int64_t cache_off = int64_t((b.kv_len - 1) % p.capacity) * p.kv_stride + int64_t(kv_head) * D;
+  stage_fresh_rows<T, D, BM>(p.fresh, p.heads_per_block, head_first, kv_head, b.owns_new_position(), cache_off, sQ,
+                             cos_sin);
+  fence_proxy_async();  // written through the generic proxy, read by wgmma through the async one
+  __syncthreads();
+}
 
 // K or V rows of key tile `tile` into shared memory. Row r holds position tile*BN + r from ring slot
 // pos % capacity (rows of one tile may wrap); positions outside [key_lo, key_hi] are zero-filled so stale
@@ -377,8 +400,10 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
   }
 }
 
-// kSoftcap: the scores are capped (cap_scores); a separate instantiation so kernels without it lose nothing.
-template <typename T, int D, bool kSoftcap>
+// kSoftcap: the scores are capped (cap_scores); kFresh: a decode from the projection's rows (FlashParams::fresh).
+// Separate instantiations, so kernels without them lose nothing (the fresh rows' double-precision angles alone
+// would give every instance a stack frame).
+template <typename T, int D, bool kSoftcap, bool kFresh>
 __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
   using Cfg = FlashConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
@@ -390,6 +415,7 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
   T* sK = sQ + BM * D;          // stage s at sK + s * BN * D
   T* sV = sK + S * BN * D;
   const uint32_t full_bar = smem_addr(sV + S * BN * D), empty_bar = full_bar + 8 * S;  // 8 bytes each
+  float2* cos_sin = reinterpret_cast<float2*>(reinterpret_cast<unsigned char*>(sV + S * BN * D) + 16 * S);
 
   BlockBounds<BN> b;
   b.init(p);
@@ -420,22 +446,30 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
       mbar_init(empty_bar + 8 * st, Cfg::kWarps);      // one arrival per warp
     }
   __syncthreads();  // barriers initialized before anyone arrives
-  // Launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before, so the block waits for
-  // it only here. The bounds above read the device position, which the step uploads before its first kernel starts
-  // and no kernel writes: that read and the set-up overlap the kernel before.
-  wait_for_predecessor();
 
   // Tile i (i-th of this block) goes to stage i % S; its k-th reuse of that stage is mbarrier phase k.
   const int n_tiles = b.tile_hi - b.tile_lo + 1;
   auto issue_tile = [&](int i) {
     const int stage = i % S;
     if (i >= S) mbar_wait(empty_bar + 8 * stage, (i / S - 1) & 1);  // every warp is done with tile i - S
-    if (i == 0) load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
+    if (i == 0 && !kFresh) load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
     load_kv_tile<T, D, BN, NT>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
     load_kv_tile<T, D, BN, NT>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
     cp_async_arrive(full_bar + 8 * stage);
   };
-  for (int i = 0; i < S - 1 && i < n_tiles; ++i) issue_tile(i);
+  int issued = 0;
+  if constexpr (kFresh) {
+    for (; issued < S - 1 && issued < n_tiles && b.tile_before_new_position(b.tile_lo + issued); ++issued)
+      issue_tile(issued);
+    fresh_angles<D>(cos_sin, p.fresh, b.kv_len - 1);
+  }
+  // Launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before, so the block waits for
+  // it only here. The bounds above read the device position, which the step uploads before its first kernel starts
+  // and no kernel writes: that read and the set-up overlap the kernel before. So do a decode's angles and its
+  // loads of cache rows older than the new position, which only earlier steps wrote.
+  wait_for_predecessor();
+  if constexpr (kFresh) stage_fresh_block<T, D, BM, BN>(p, b, sQ, head_first, cos_sin);
+  for (; issued < S - 1 && issued < n_tiles; ++issued) issue_tile(issued);
 
   uint32_t qf[kQInRegs ? D / 16 : 1][4];
   float acc[D / 8][4];

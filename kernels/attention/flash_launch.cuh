@@ -8,15 +8,23 @@
 
 namespace swrun::cuda::attn {
 
-template <typename T, int D, bool kSoftcap>
-void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
+template <typename T, int D, bool kSoftcap, bool kFresh>
+void launch_flash_instance(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   using Cfg = FlashConfig<D>;
   // Above 48 KiB a kernel must opt in to dynamic shared memory; once per instantiation is enough.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D, kSoftcap>,
+  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D, kSoftcap, kFresh>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in");
-  launch_overlapped_smem(flash_attention_kernel<T, D, kSoftcap>, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
+  launch_overlapped_smem(flash_attention_kernel<T, D, kSoftcap, kFresh>, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
                          "flash_attention_kernel", p);
+}
+
+template <typename T, int D, bool kSoftcap>
+void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
+  if (p.fresh.q)
+    launch_flash_instance<T, D, kSoftcap, true>(p, grid, stream);
+  else
+    launch_flash_instance<T, D, kSoftcap, false>(p, grid, stream);
 }
 
 template <typename T, int D, bool kSoftcap, bool kPersistent>

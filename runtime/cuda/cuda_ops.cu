@@ -172,7 +172,8 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
          std::to_string(n_) + " needs " + std::to_string(std::max<int64_t>(visible, n_)) +
          " cache rows, the cache has " + std::to_string(s.capacity));
   if (n_ == 1 && p.policy.kind != AttnKind::DenseNaive && record_attention(q, k, v, out, cache, p)) return;
-  // The q/k norm + RoPE just before, on these q and k, is launched with the staging folded in.
+  // The q/k norm + RoPE just before, on these q and k, is done with the staging: in the decode kernel itself, or
+  // in one launch before a prefill's.
   std::optional<PendingNormRope> rotate;
   if (pending_norm_rope_ && pending_norm_rope_->q.data == q.data && pending_norm_rope_->k.data == k.data &&
       pending_norm_rope_->n_head == p.n_head && pending_norm_rope_->n_head_kv == p.n_head_kv &&
@@ -182,17 +183,26 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
   }
   if (!launching()) return;
 
-  __nv_bfloat16* q16 = bf16_scratch(q_elems);
-  if (rotate) {
-    const AttnStage stage{q16, v.data, cache.k, cache.v, s.capacity};
-    launch_norm_rope(*rotate, &stage);
-  } else {
-    stage_attention_bf16(q.data, q16, q_elems, k.data, v.data, cache.k, cache.v, n_,
-                         int64_t(p.n_head_kv) * p.head_dim, s.capacity, pos0_dev(), stream_);
-  }
-
   FlashAttnArgs a;
-  a.q = q16;
+  a.head_dim = p.head_dim;
+  // A decode step's plain flash kernel takes the norm + RoPE rows as the projection wrote them and stages them
+  // itself.
+  const bool fresh = rotate && n_ == 1 && p.policy.kind != AttnKind::DenseNaive && flash_decode_stages_fresh_rows(a);
+  if (fresh) {
+    const PendingNormRope& r = *rotate;
+    a.fresh = {q.data, k.data, v.data, r.q_norm, r.k_norm, r.eps, r.rope.freq_base, r.rope.freq_scale,
+               r.rope.attn_factor, r.factors, r.rope.style == RopeStyle::NeoX};
+  } else {
+    __nv_bfloat16* q16 = bf16_scratch(q_elems);
+    if (rotate) {
+      const AttnStage stage{q16, v.data, cache.k, cache.v, s.capacity};
+      launch_norm_rope(*rotate, &stage);
+    } else {
+      stage_attention_bf16(q.data, q16, q_elems, k.data, v.data, cache.k, cache.v, n_,
+                           int64_t(p.n_head_kv) * p.head_dim, s.capacity, pos0_dev(), stream_);
+    }
+    a.q = q16;
+  }
   a.k = cache.k;
   a.v = cache.v;
   a.o = out.data;
