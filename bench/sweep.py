@@ -165,7 +165,8 @@ def placeholder(shape, n, impl, source, status, note):
 # ---------------------------------------------------------------- swbench
 
 # A row of swbench's stdout table: shape impl N ms TFLOP/s vs-dense vs-naive MiB reps check note.
-SWBENCH_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s?(.*)$")
+# shape, impl, N, ms, TFLOP/s, KV-GB/s, vs-dense, vs-naive, MiB, reps, check, note
+SWBENCH_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s?(.*)$")
 
 
 def num_or_none(text):
@@ -197,12 +198,12 @@ def salvage_stdout(shape, text):
         m = SWBENCH_LINE.match(line)
         if not m or line.startswith("shape ") or m.group(1) != shape:
             continue
-        mib = num_or_none(m.group(8))
+        mib = num_or_none(m.group(9))
         rows.append(swbench_row(shape, dict(
             N=int(m.group(3)), impl=m.group(2), ms=num_or_none(m.group(4)), tflops=num_or_none(m.group(5)),
-            vs_dense=num_or_none(m.group(6)), vs_naive=num_or_none(m.group(7)),
-            bytes=None if mib is None else mib * 1048576, reps=int(m.group(9)), check=m.group(10),
-            note=(m.group(11).strip() + " (salvaged from stdout)").strip())))
+            vs_dense=num_or_none(m.group(7)), vs_naive=num_or_none(m.group(8)),
+            bytes=None if mib is None else mib * 1048576, reps=int(m.group(10)), check=m.group(11),
+            note=(m.group(12).strip() + " (salvaged from stdout)").strip())))
     return rows
 
 

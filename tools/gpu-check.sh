@@ -86,6 +86,12 @@ if [ -x "$bin/swbench" ]; then
     --anchor-n "$anchors" --swbench-budget-s 100 --anchor-budget-s 130 >"$out/sweep.txt" 2>&1 || status=1
   { sed -n '/^## Headline/,/^## All rows/p' "$out/sweep/sweep.md" | sed '$d'; cat "$out/sweep.txt"; } >>"$rec"
 fi
+if [ -x "$bin/swbench" ]; then  # decode attention (split-K): K/V bytes per step against HBM bandwidth (issue 9)
+  echo >>"$rec"; echo "## decode attention, one query against the cache (swbench decode rows, KV-GB/s)" >>"$rec"
+  timeout 120 "$bin/swbench" --shapes gemma3,mistral,llama64 --impls decode-dense,decode-sliding \
+    --n 8192,32768,131072 --csv "$out/decode.csv" >"$out/decode.txt" 2>&1 || status=1
+  { echo '```'; cat "$out/decode.txt"; echo '```'; } >>"$rec"
+fi
 if [ -x "$bin/gemm_bench" ]; then  # the prefill projections' cuBLAS GEMMs (bench/prefill_notes.md)
   echo >>"$rec"; echo "## prefill GEMM shapes through cuBLAS (gemm_bench)" >>"$rec"
   timeout 120 "$bin/gemm_bench" --rows 4096,16384,32768 --reps 20 >"$out/gemm_bench.txt" 2>&1 || status=1

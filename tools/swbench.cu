@@ -72,7 +72,7 @@ struct Options {
 struct Row {
   std::string shape, impl, check = "-", note;
   int n = 0, reps = 0;
-  double ms = NAN, tflops = NAN, vs_dense = NAN, vs_naive = NAN, max_rel_err = NAN;
+  double ms = NAN, tflops = NAN, kv_gbs = NAN, vs_dense = NAN, vs_naive = NAN, max_rel_err = NAN;
   double bytes = 0, peak_bytes = NAN;
 };
 
@@ -472,7 +472,11 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     sample_memory();
     r.reps = int(times.size());
     r.ms = median(times);
-    r.tflops = useful_flops(base.q_pos0, n_q, n, base.left, base.right, s.d, s.hq) / (r.ms * 1e-3) / 1e12;
+    const double flops = useful_flops(base.q_pos0, n_q, n, base.left, base.right, s.d, s.hq);
+    r.tflops = flops / (r.ms * 1e-3) / 1e12;
+    // Decode reads every visible key's K and V row once (at the shape's own head_dim): memory-bound, so its rate
+    // is bytes per second (issue 9's bar: 80% of the HBM bandwidth).
+    if (decode) r.kv_gbs = flops / (4.0 * s.d * s.hq) * s.hkv * s.d * 2.0 * 2.0 / (r.ms * 1e-3) / 1e9;
     r.peak_bytes = double(free_before - std::min(lowest_free, free_before));
     if (opt.check_rows > 0) {
       call(0);
@@ -529,10 +533,10 @@ void replace_file(const std::string& path, const std::string& text) {
 void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::string& device) {
   if (!opt.csv.empty()) {
     std::ostringstream f;
-    f << "device,shape,impl,N,ms,tflops,vs_dense,vs_naive,bytes,peak_bytes,reps,check,max_rel_err,note\n";
+    f << "device,shape,impl,N,ms,tflops,kv_gbs,vs_dense,vs_naive,bytes,peak_bytes,reps,check,max_rel_err,note\n";
     for (auto& r : rows)
       f << '"' << device << "\"," << r.shape << ',' << r.impl << ',' << r.n << ',' << fmt(r.ms, "%.5f") << ','
-        << fmt(r.tflops, "%.2f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive) << ',' << fmt(r.bytes, "%.0f")
+        << fmt(r.tflops, "%.2f") << ',' << fmt(r.kv_gbs, "%.1f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive) << ',' << fmt(r.bytes, "%.0f")
         << ',' << fmt(r.peak_bytes, "%.0f") << ',' << r.reps << ',' << r.check << ','
         << fmt(r.max_rel_err, "%.2e") << ",\"" << r.note << "\"\n";
     replace_file(opt.csv, f.str());
@@ -549,7 +553,7 @@ void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       f << "  {\"shape\": \"" << r.shape << "\", \"impl\": \"" << r.impl << "\", \"N\": " << r.n
-        << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f")
+        << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f") << ", \"kv_gbs\": " << num(r.kv_gbs, "%.1f")
         << ", \"vs_dense\": " << num(r.vs_dense, "%.3f") << ", \"vs_naive\": " << num(r.vs_naive, "%.3f")
         << ", \"bytes\": " << fmt(r.bytes, "%.0f") << ", \"peak_bytes\": " << num(r.peak_bytes, "%.0f")
         << ", \"reps\": " << r.reps << ", \"check\": \"" << r.check
@@ -572,8 +576,8 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
     std::mt19937 rng(12345);
     std::vector<Row> rows;
-    std::printf("%-9s %-20s %7s %10s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
-                "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
+    std::printf("%-9s %-20s %7s %10s %8s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
+                "KV-GB/s", "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
     for (const Shape& s : opt.shapes)
       for (int n : opt.ns) {
         const size_t first = rows.size();
@@ -603,8 +607,9 @@ int main(int argc, char** argv) {
         compare_within_group(rows, first);
         for (size_t i = first; i < rows.size(); ++i) {
           const Row& r = rows[i];
-          std::printf("%-9s %-20s %7d %10s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
-                      fmt(r.ms, "%.4f").c_str(), fmt(r.tflops, "%.1f").c_str(), fmt(r.vs_dense, "%.2f").c_str(),
+          std::printf("%-9s %-20s %7d %10s %8s %8s %8s %8s %10s %5d %-5s %s\n", r.shape.c_str(), r.impl.c_str(), r.n,
+                      fmt(r.ms, "%.4f").c_str(), fmt(r.tflops, "%.1f").c_str(), fmt(r.kv_gbs, "%.0f").c_str(),
+                      fmt(r.vs_dense, "%.2f").c_str(),
                       fmt(r.vs_naive, "%.2f").c_str(), fmt(r.bytes / 1048576.0, "%.0f").c_str(), r.reps,
                       r.check.c_str(), r.note.c_str());
         }
