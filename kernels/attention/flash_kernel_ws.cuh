@@ -78,8 +78,9 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
   // Consumer warpgroups whose rows are all padding (small n_q, decode) skip the loop, so the "empty"
   // barriers count only the warps that compute; a persistent grid's items are prefill tiles, where every group
   // computes (padding rows are zero and never written).
+  const WsItem first_work = ws_item<kPersistent>(p, first_item);
   BlockBounds<BN> first;
-  first.init(p, ws_item<kPersistent>(p, first_item).q_tile, ws_item<kPersistent>(p, first_item).split);
+  first.init(p, first_work.q_tile, first_work.split);
   auto group_active = [&](const BlockBounds<BN>& b, int group) {
     return kPersistent || b.q_first + group * 64 / p.heads_per_block <= b.q_last;
   };

@@ -267,19 +267,20 @@ constexpr int kBulkMaxStages = 8;
 // A stage holds a tile and the up to 16 bytes a lane's last span read may run past its row, 128-byte aligned.
 inline int64_t bulk_stage_bytes(int64_t row_bytes) { return (kWarp * row_bytes + 16 + 127) / 128 * 128; }
 
-template <int kWarps, int kRows>
+template <int kWarps>
 constexpr size_t bulk_fixed_bytes() {
-  return kBulkMaxStages * sizeof(uint64_t) + 2 * size_t(kWarps) * kRows * kWarp * sizeof(float);
+  return kBulkMaxStages * sizeof(uint64_t) + 2 * size_t(kWarps) * kWarp * sizeof(float);
 }
 
-template <typename D, int kRows, int kWarps>
+// One activation row (launch_gemv_bulk_tiles gives several rows to the staged lane kernel).
+template <typename D, int kWarps>
 __global__ void __launch_bounds__(kWarp * kWarps)
     gemv_bulk_tiles_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row, const float* x,
-                           int64_t cols, int x_rows, float* out, int64_t n_out, int stages, int64_t stage_bytes) {
+                           int64_t cols, float* out, int64_t n_out, int stages, int64_t stage_bytes) {
   using Span = gemv::LaneSpan<D>;
   extern __shared__ __align__(128) uint8_t smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem + stages * stage_bytes);  // one mbarrier per stage
-  auto* partial = reinterpret_cast<float(*)[kWarps][kRows][kWarp]>(full + kBulkMaxStages);  // [tile parity]
+  auto* partial = reinterpret_cast<float(*)[kWarps][kWarp]>(full + kBulkMaxStages);  // [tile parity]
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t tiles = (n_out + kWarp - 1) / kWarp;
   const int64_t mine = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;  // tiles of this block
@@ -307,31 +308,25 @@ __global__ void __launch_bounds__(kWarp * kWarps)
     const int s = int(j % stages);
     attn::mbar_wait(full0 + 8 * s, uint32_t(j / stages) & 1);
     const uint8_t* row = smem + s * stage_bytes + lane * row_bytes;  // rows past n_out decode stale bytes, unstored
-    float acc[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
+    float acc[1] = {0.f};
     for (int b0 = b_begin; b0 < b_end; b0 += Span::kBlocks) {
       const int nb = min(Span::kBlocks, b_end - b0);
       uint32_t words[Span::kWords];
       gemv::gather_span<D>(row + int64_t(b0) * D::kBytes, nb, [](const uint4* p) { return *p; }, words);
-      gemv::lane_span_dots<D, kRows>(words, nb, x + int64_t(b0) * D::kElems, cols, x_rows, acc);
+      gemv::lane_span_dots<D, 1>(words, nb, x + int64_t(b0) * D::kElems, cols, 1, acc);
     }
     auto& mine_partial = partial[j & 1];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) mine_partial[warp][r][lane] = acc[r];
+    mine_partial[warp][lane] = acc[0];
     // Every warp is done with stage s, and the partials of tile j are complete. The partials of tile j + 1 go to
     // the other buffer; tile j + 2's reuse this one after the next barrier, which warp 0 reaches after its sums.
     __syncthreads();
     if (threadIdx.x == 0) issue(j + stages);
     if (warp == 0) {
       const int64_t n = (blockIdx.x + j * gridDim.x) * kWarp + lane;
+      float sum = mine_partial[0][lane];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        float sum = mine_partial[0][r][lane];
-#pragma unroll
-        for (int k = 1; k < kWarps; ++k) sum += mine_partial[k][r][lane];
-        if (n < n_out && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-      }
+      for (int k = 1; k < kWarps; ++k) sum += mine_partial[k][lane];
+      if (n < n_out) out[n] = sum;
     }
   }
 }
@@ -345,11 +340,11 @@ struct BulkPlan {
 // As many resident blocks per SM as two stages each allow (more warps decoding: measured faster than deeper
 // pipelines, bench/gemv_notes.md), then as many stages (up to kBulkMaxStages) as keep that many; per row length,
 // as the launch sees it.
-template <typename D, int kRows, int kWarps>
+template <typename D, int kWarps>
 BulkPlan plan_bulk_tiles(int64_t row_bytes) {
   static std::unordered_map<int64_t, BulkPlan> plans;
   if (auto it = plans.find(row_bytes); it != plans.end()) return it->second;
-  auto kernel = gemv_bulk_tiles_kernel<D, kRows, kWarps>;
+  auto kernel = gemv_bulk_tiles_kernel<D, kWarps>;
   int device = 0, optin = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory");
@@ -358,7 +353,7 @@ BulkPlan plan_bulk_tiles(int64_t row_bytes) {
   BulkPlan plan;
   int most_per_sm = 0;
   for (int stages = 2; stages <= kBulkMaxStages; ++stages) {
-    const size_t bytes = size_t(stages * bulk_stage_bytes(row_bytes)) + bulk_fixed_bytes<kWarps, kRows>();
+    const size_t bytes = size_t(stages * bulk_stage_bytes(row_bytes)) + bulk_fixed_bytes<kWarps>();
     if (bytes > size_t(optin)) break;
     int per_sm = 0;
     check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarp * kWarps, bytes),
@@ -371,18 +366,18 @@ BulkPlan plan_bulk_tiles(int64_t row_bytes) {
   return plan;
 }
 
-template <typename D, int kRows, int kWarps>
-void launch_bulk_tiles(GgmlType type, const uint8_t* w, const float* x, float* out, int x_rows, int64_t n_out,
-                       int64_t cols, cudaStream_t stream) {
+template <typename D, int kWarps>
+void launch_bulk_tiles(GgmlType type, const uint8_t* w, const float* x, float* out, int64_t n_out, int64_t cols,
+                       cudaStream_t stream) {
   const int blocks_per_row = int(cols / D::kElems);
   const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
-  const BulkPlan plan = plan_bulk_tiles<D, kRows, kWarps>(row_bytes);
+  const BulkPlan plan = plan_bulk_tiles<D, kWarps>(row_bytes);
   if (plan.stages == 0)  // rows too long for two tiles in shared memory
-    return launch_gemv_lane_rows_staged(type, w, x, out, x_rows, n_out, cols, stream);
+    return launch_gemv_lane_rows_staged(type, w, x, out, 1, n_out, cols, stream);
   const int64_t tiles = (n_out + kWarp - 1) / kWarp;
-  launch_overlapped_smem(gemv_bulk_tiles_kernel<D, kRows, kWarps>, unsigned(std::min(plan.blocks, tiles)),
-                         kWarp * kWarps, plan.smem_bytes, stream, "gemv_quant bulk tiles", w, row_bytes,
-                         blocks_per_row, x, cols, x_rows, out, n_out, plan.stages, bulk_stage_bytes(row_bytes));
+  launch_overlapped_smem(gemv_bulk_tiles_kernel<D, kWarps>, unsigned(std::min(plan.blocks, tiles)), kWarp * kWarps,
+                         plan.smem_bytes, stream, "gemv_quant bulk tiles", w, row_bytes, blocks_per_row, x, cols, out,
+                         n_out, plan.stages, bulk_stage_bytes(row_bytes));
 }
 
 }  // namespace
@@ -436,8 +431,8 @@ void launch_gemv_bulk_tiles(GgmlType type, int warps, const uint8_t* w, const fl
                             int64_t n_out, int64_t cols, cudaStream_t stream) {
   if (x_rows != 1) return launch_gemv_lane_rows_staged(type, w, x, out, x_rows, n_out, cols, stream);
   with_block_decoder(type, [&]<typename D>() {
-    if (warps == 8) launch_bulk_tiles<D, 1, 8>(type, w, x, out, x_rows, n_out, cols, stream);
-    else launch_bulk_tiles<D, 1, 4>(type, w, x, out, x_rows, n_out, cols, stream);
+    if (warps == 8) launch_bulk_tiles<D, 8>(type, w, x, out, n_out, cols, stream);
+    else launch_bulk_tiles<D, 4>(type, w, x, out, n_out, cols, stream);
   });
 }
 
