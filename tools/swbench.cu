@@ -219,11 +219,12 @@ float to_float(uint16_t bits, AttnDtype t) {
   return __half2float(__half(h));
 }
 
-double useful_flops(int64_t q_pos0, int64_t n_q, int64_t kv_len, int32_t left, int32_t right, int d, int hq) {
+// The keys the queries q_pos0 .. q_pos0 + n_q - 1 see, summed over the queries.
+double visible_keys(int64_t q_pos0, int64_t n_q, int64_t kv_len, int32_t left, int32_t right) {
   double keys = 0;
   for (int64_t i = q_pos0; i < q_pos0 + n_q; ++i)
     keys += double(std::min<int64_t>(kv_len - 1, i + right) - std::max<int64_t>(0, i - left) + 1);
-  return 4.0 * d * hq * keys;
+  return keys;
 }
 
 struct Inputs {
@@ -472,11 +473,11 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     sample_memory();
     r.reps = int(times.size());
     r.ms = median(times);
-    const double flops = useful_flops(base.q_pos0, n_q, n, base.left, base.right, s.d, s.hq);
-    r.tflops = flops / (r.ms * 1e-3) / 1e12;
+    const double keys = visible_keys(base.q_pos0, n_q, n, base.left, base.right);
+    r.tflops = 4.0 * s.d * s.hq * keys / (r.ms * 1e-3) / 1e12;
     // Decode reads every visible key's K and V row once (at the shape's own head_dim): memory-bound, so its rate
     // is bytes per second (issue 9's bar: 80% of the HBM bandwidth).
-    if (decode) r.kv_gbs = flops / (4.0 * s.d * s.hq) * s.hkv * s.d * 2.0 * 2.0 / (r.ms * 1e-3) / 1e9;
+    if (decode) r.kv_gbs = keys * s.hkv * s.d * 2.0 * 2.0 / (r.ms * 1e-3) / 1e9;
     r.peak_bytes = double(free_before - std::min(lowest_free, free_before));
     if (opt.check_rows > 0) {
       call(0);
@@ -536,7 +537,8 @@ void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::
     f << "device,shape,impl,N,ms,tflops,kv_gbs,vs_dense,vs_naive,bytes,peak_bytes,reps,check,max_rel_err,note\n";
     for (auto& r : rows)
       f << '"' << device << "\"," << r.shape << ',' << r.impl << ',' << r.n << ',' << fmt(r.ms, "%.5f") << ','
-        << fmt(r.tflops, "%.2f") << ',' << fmt(r.kv_gbs, "%.1f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive) << ',' << fmt(r.bytes, "%.0f")
+        << fmt(r.tflops, "%.2f") << ',' << fmt(r.kv_gbs, "%.1f") << ',' << fmt(r.vs_dense) << ',' << fmt(r.vs_naive)
+        << ',' << fmt(r.bytes, "%.0f")
         << ',' << fmt(r.peak_bytes, "%.0f") << ',' << r.reps << ',' << r.check << ','
         << fmt(r.max_rel_err, "%.2e") << ",\"" << r.note << "\"\n";
     replace_file(opt.csv, f.str());
@@ -553,7 +555,8 @@ void write_outputs(const Options& opt, const std::vector<Row>& rows, const std::
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       f << "  {\"shape\": \"" << r.shape << "\", \"impl\": \"" << r.impl << "\", \"N\": " << r.n
-        << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f") << ", \"kv_gbs\": " << num(r.kv_gbs, "%.1f")
+        << ", \"ms\": " << num(r.ms, "%.5f") << ", \"tflops\": " << num(r.tflops, "%.2f")
+        << ", \"kv_gbs\": " << num(r.kv_gbs, "%.1f")
         << ", \"vs_dense\": " << num(r.vs_dense, "%.3f") << ", \"vs_naive\": " << num(r.vs_naive, "%.3f")
         << ", \"bytes\": " << fmt(r.bytes, "%.0f") << ", \"peak_bytes\": " << num(r.peak_bytes, "%.0f")
         << ", \"reps\": " << r.reps << ", \"check\": \"" << r.check
