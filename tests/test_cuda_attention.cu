@@ -874,10 +874,17 @@ TEST(WsPersistent, SmallForSanitizers) {
 // the new k and v into the cache (whose slot starts as NaN) and attends. Every head_dim (fresh rows run the plain
 // kernel, d 128 on sm_90a too), GQA groups of 1 to 8, both rotation styles, norms on q, k, both or neither, LongRoPE
 // factors, softcapping, fp16; the new position first in its key tile, last in it, and position 0; dense over
-// split-K (most splits empty) and sliding after the ring wrapped; the device position.
+// split-K (most splits empty) and sliding after the ring wrapped; the device position; a short cache whose keys are
+// one block of more key tiles than it has stages (max_kv 192), so the tiles loaded before the wait are not all.
 TEST(Decode, FreshRowsStagedByTheKernel) {
   SKIP_WITHOUT_GPU();
-  struct Case { int d, hq, hkv, pos, left; bool neox, q_norm, k_norm, factors; float softcap; AttnDtype t; };
+  struct Case {
+    int d, hq, hkv, pos, left;
+    bool neox, q_norm, k_norm, factors;
+    float softcap;
+    AttnDtype t;
+    int max_kv = 0;  // 0: twice the position, at least 1024 (dense), or 8192 (sliding)
+  };
   for (Case c : {Case{256, 4, 1, 4096, kInf, true, true, true, false, 0.f, AttnDtype::BF16},
                  Case{256, 4, 1, 3071, 511, true, true, true, false, 0.f, AttnDtype::BF16},
                  Case{256, 8, 4, 700, kInf, true, true, true, false, 50.f, AttnDtype::BF16},
@@ -886,14 +893,16 @@ TEST(Decode, FreshRowsStagedByTheKernel) {
                  Case{128, 32, 8, 127, kInf, true, false, true, false, 0.f, AttnDtype::BF16},
                  Case{64, 4, 4, 0, kInf, true, true, true, true, 0.f, AttnDtype::BF16},
                  Case{64, 16, 2, 1087, 1023, false, true, true, false, 0.f, AttnDtype::BF16},
-                 Case{64, 4, 2, 63, 40, true, false, false, false, 5.f, AttnDtype::FP16}}) {
+                 Case{64, 4, 2, 63, 40, true, false, false, false, 5.f, AttnDtype::FP16},
+                 Case{256, 4, 1, 170, kInf, true, true, true, false, 0.f, AttnDtype::BF16, 192},
+                 Case{64, 8, 2, 150, kInf, false, true, true, false, 0.f, AttnDtype::BF16, 192}}) {
     Problem p = make_problem(shape(c.d, c.hq, c.hkv, c.t, true), c.pos, 1, c.left, 0);
     if (c.softcap > 0.f) p = capped(p, c.softcap, 4.f);
     const FreshRows f = fresh_problem(p, c.neox, c.q_norm, c.k_norm, c.factors);
     SCOPED_TRACE(describe(p, "decode, fresh rows") + (c.neox ? " neox" : " normal") + (c.q_norm ? " q_norm" : "") +
                  (c.k_norm ? " k_norm" : "") + (c.factors ? " factors" : ""));
     const bool sliding = c.left != kInf;
-    const int max_kv = sliding ? 8192 : std::max(2 * c.pos + 2, 1024);
+    const int max_kv = c.max_kv ? c.max_kv : sliding ? 8192 : std::max(2 * c.pos + 2, 1024);
     RunOptions opt{Impl::Decode, sliding ? c.left + 1 + 8 : max_kv, true, max_kv};
     opt.fresh = &f;
     run_and_check(p, opt);

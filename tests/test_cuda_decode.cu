@@ -403,8 +403,11 @@ TEST_F(CudaDecode, GatedMatmulFusedEqualsUnfused) {
 }
 
 // Several projections in one launch (CUDA matmuls: q, k, v of mixed types) against one matmul each on the same
-// backend: every row's dot is the same code, so the results must be identical; 12 rows take the default.
-TEST_F(CudaDecode, MatmulsInOneLaunchEqualSeparateMatmuls) {
+// backend: every row's dot is the same code, so with several activation rows the results must be identical; with
+// one, a launch may split each row between more warps than the other (the split follows the launch's rows: RowParts
+// in gemv_quant.cu), which moves the rounding of the parts' sum, so they agree to 1e-5 of the output's scale;
+// 12 rows take the default.
+TEST_F(CudaDecode, MatmulsInOneLaunchMatchSeparateMatmuls) {
   struct Mat { GgmlType type; int64_t n_out; };
   struct Case { int64_t cols; std::vector<Mat> mats; };
   for (const Case& c : {Case{640, {{GgmlType::Q5_0, 1024}, {GgmlType::Q5_0, 256}, {GgmlType::Q8_0, 256}}},
@@ -437,9 +440,14 @@ TEST_F(CudaDecode, MatmulsInOneLaunchEqualSeparateMatmuls) {
         be->read(fused[i], 0, got.size(), got.data());
         be->read(separate[i], 0, want.size(), want.data());
         be->synchronize();
+        double mean_square = 0;
+        for (float v : want) mean_square += double(v) * v;
+        const double scale = std::sqrt(mean_square / double(want.size())), tolerance = rows == 1 ? 1e-5 : 0.0;
         size_t differ = 0, first = 0;
         for (size_t j = 0; j < got.size(); ++j)
-          if (std::memcmp(&got[j], &want[j], 4) != 0 && differ++ == 0) first = j;
+          if (!(std::fabs(double(got[j]) - want[j]) <= tolerance * std::max(std::fabs(double(want[j])), scale)) &&
+              differ++ == 0)
+            first = j;
         EXPECT_EQ(differ, 0u) << what << " rows " << rows << ": matrix " << i << " differs at " << differ
                               << " outputs, first " << first << ": " << got[first] << " vs " << want[first];
       }

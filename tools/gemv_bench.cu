@@ -2,7 +2,7 @@
 // shape x activation rows x variant: checked, then timed. Every variant is forced through gemv_quant_variant; the
 // one the public gemv_quant picks for the shape is in the `default` column.
 //
-//   gemv_bench [--shapes NOUTxCOLS:TYPE,...] [--variants 1,2,...,7] [--rows 1,2,...] [--reps R] [--warmup W]
+//   gemv_bench [--shapes NOUTxCOLS:TYPE,...] [--variants 1,2,...,8] [--rows 1,2,...] [--reps R] [--warmup W]
 //
 // Inputs: random GGUF blocks with finite scales (tests/quant_random_blocks.h, seed printed) and N(0,1)
 // activations. Check: the output is poisoned (NaN) first, then every element is compared with an fp64 dot of the
@@ -52,7 +52,7 @@ struct Options {
   std::vector<std::string> shapes{"262144x640:Q8_0", "2048x640:Q8_0", "2048x640:Q5_0",  "1024x640:Q8_0",
                                   "1024x640:Q5_0",   "640x2048:Q4_K", "640x2048:Q6_K",  "4096x4096:Q4_K",
                                   "14336x4096:Q4_K", "128256x4096:Q6_K"};
-  std::vector<int> variants{1, 2, 3, 4, 5, 6, 7};
+  std::vector<int> variants{1, 2, 3, 4, 5, 6, 7, 8};
   std::vector<int> rows{1};
   int reps = 100, warmup = 10;
 };

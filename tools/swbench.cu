@@ -5,8 +5,11 @@
 //
 //   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
 //           sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] [--n 4096,...]
-//           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] [--max-n-naive N]
-//           [--json FILE] [--csv FILE]
+//           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--decode-batch B] [--check-rows K]
+//           [--max-n-naive N] [--json FILE] [--csv FILE]
+// Decode rows (one query against N cached keys) time B calls back to back per sample (default 20) and report the
+// time per call: a decode step launches each kernel under the one before it, so a lone call's launch latency is not
+// what a step pays. Their input sets rotate through at least twice the L2 in K/V bytes, so K and V come from memory.
 // --variants runs the dense and sliding rows once per flash kernel variant, on the same inputs in one process
 // (bench/attention_notes.md #14): best (the default; rows keep the plain impl name) is what the CUDA backend runs
 // (use_fastest_variant), base no switch, packed forces GQA packing (FlashAttnArgs::pack_gqa), ws256 and ws64 the
@@ -64,6 +67,7 @@ struct Options {
   float softcap = 0.f;  // 0: none
   int max_reps = 50;
   double target_ms = 300;  // timing budget per row, before max_reps caps it
+  int decode_batch = 20;    // decode calls per timed sample
   int check_rows = 3;
   int64_t max_n_naive = INT64_MAX;
   std::string json, csv;
@@ -133,8 +137,9 @@ Options parse_args(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
                 "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] "
-                "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--check-rows K] "
-                "[--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--decode-batch B] "
+                "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
+                "  --decode-batch B: decode rows time B calls back to back per sample (default 20), time per call.\n"
                 "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): best (default,\n"
                 "  plain row names) = what the CUDA backend runs, base = no switch, packed = GQA packing forced,\n"
                 "  ws256 / ws64 = warp-specialized kernel at head_dim 256 / 64, persistent = its persistent grid;\n"
@@ -164,6 +169,7 @@ Options parse_args(int argc, char** argv) {
         swrun::fail("swbench: --softcap must be a finite number >= 0, not '" + val + "'");
     } else if (flag == "--reps") o.max_reps = std::max(1, to_int(val, "--reps"));
     else if (flag == "--target-ms") o.target_ms = to_int(val, "--target-ms");
+    else if (flag == "--decode-batch") o.decode_batch = std::max(1, to_int(val, "--decode-batch"));
     else if (flag == "--check-rows") o.check_rows = to_int(val, "--check-rows");
     else if (flag == "--max-n-naive") o.max_n_naive = to_int(val, "--max-n-naive");
     else if (flag == "--json") o.json = val;
@@ -280,14 +286,17 @@ double row_bytes(const Shape& s, int n, int pitch, bool naive) {
   return input_set_bytes(s, n, pitch) + (naive ? double(swrun::cuda::naive_attention_workspace_bytes(a)) : 0.0);
 }
 
-// Throws OutOfMemory when the device cannot hold the inputs; what was allocated is freed with `in`.
-void alloc_inputs(Inputs& in, const Shape& s, int n, int pitch, int l2_bytes, AttnDtype dt) {
+// Throws OutOfMemory when the device cannot hold the inputs; what was allocated is freed with `in`. A call reads
+// the whole set, or with `decode` its K and V alone: enough sets that a rotation through them reads at least twice
+// the L2 keeps a call from finding what an earlier one left there.
+void alloc_inputs(Inputs& in, const Shape& s, int n, int pitch, int l2_bytes, AttnDtype dt, bool decode) {
   in.n = n;
   in.pitch = pitch;
   in.q_elems = size_t(n) * s.hq * pitch;
   in.kv_elems = size_t(n) * s.hkv * pitch;
   in.bytes = input_set_bytes(s, n, pitch);
-  in.sets = in.bytes < 2.0 * l2_bytes ? std::min(8, int(2.0 * l2_bytes / in.bytes) + 1) : 1;
+  const double read = decode ? 2.0 * 2.0 * double(in.kv_elems) : in.bytes;
+  in.sets = read < 2.0 * l2_bytes ? std::min(16, int(2.0 * l2_bytes / read) + 1) : 1;
   for (int i = 0; i < in.sets; ++i) {
     in.q.push_back(device_alloc(in.q_elems * 2, "q"));
     in.k.push_back(device_alloc(in.kv_elems * 2, "k"));
@@ -439,7 +448,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     } else swrun::cuda::flash_attention(a, nullptr);
   };
   try {
-    if (&in == &packed) alloc_inputs(packed, s, n, s.d, l2_bytes, opt.dtype);
+    if (&in == &packed) alloc_inputs(packed, s, n, s.d, l2_bytes, opt.dtype, false);
     const FlashAttnArgs base = make_args(s, in, 0, opt, windowed, n_q);
     if (naive)  // the baseline reports a failed workspace allocation like any error: probing tells OOM apart
       check_cuda(cudaFree(device_alloc(swrun::cuda::naive_attention_workspace_bytes(base),
@@ -459,16 +468,21 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
     call(0);  // warm-up: module load, cuBLAS handle, workspace
     check_cuda(cudaDeviceSynchronize(), ("swbench: " + impl + " warm-up").c_str());
     sample_memory();
-    int reps = opt.max_reps;
+    // A decode call is a few microseconds, as long as launching it: as in a decode step, where each kernel's launch
+    // overlaps the one before (programmatic dependent launch), a sample times a batch of calls back to back.
+    const int batch = decode ? opt.decode_batch : 1;
+    if (batch > 1) add_note(r, "per call of " + std::to_string(batch) + " back to back");
+    int reps = opt.max_reps, set = 0;
     for (int i = 0; i < reps; ++i) {
       check_cuda(cudaEventRecord(e0), "swbench: record");
-      call(i % in.sets);
+      for (int j = 0; j < batch; ++j) call(set++ % in.sets);
       check_cuda(cudaEventRecord(e1), "swbench: record");
       check_cuda(cudaEventSynchronize(e1), ("swbench: " + impl).c_str());
       float ms = 0;
       check_cuda(cudaEventElapsedTime(&ms, e0, e1), "swbench: elapsed");
-      times.push_back(ms);
-      if (i == 0) reps = std::clamp(int(opt.target_ms / std::max(ms, 1e-3f)), 5, opt.max_reps);
+      times.push_back(ms / float(batch));
+      if (i == 0)
+        reps = std::clamp(int(opt.target_ms / std::max(ms, 1e-3f)), std::min(5, opt.max_reps), opt.max_reps);
     }
     sample_memory();
     r.reps = int(times.size());
@@ -581,6 +595,8 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     std::printf("%-9s %-20s %7s %10s %8s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
                 "KV-GB/s", "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
+    const bool any_decode = std::any_of(opt.impls.begin(), opt.impls.end(),
+                                        [](const std::string& im) { return im.rfind("decode", 0) == 0; });
     for (const Shape& s : opt.shapes)
       for (int n : opt.ns) {
         const size_t first = rows.size();
@@ -589,7 +605,7 @@ int main(int argc, char** argv) {
           Inputs in;
           std::string input_status, input_failure;
           try {
-            alloc_inputs(in, s, n, s.d_fused, prop.l2CacheSize, opt.dtype);
+            alloc_inputs(in, s, n, s.d_fused, prop.l2CacheSize, opt.dtype, any_decode);
           } catch (const OutOfMemory& e) {
             input_status = "OOM", input_failure = e.what();
           } catch (const std::exception& e) {

@@ -91,7 +91,10 @@ inline bool valid_softcap(float softcap) { return softcap == 0.f || (softcap > 0
 void flash_attention(const FlashAttnArgs& a, cudaStream_t stream);
 
 // Decode: n_q small (1 per sequence step), key range split across blocks and combined. `workspace` must hold
-// flash_decode_workspace_bytes(a) bytes. Usable inside CUDA-graph capture (no host sync, no allocation).
+// flash_decode_workspace_bytes(a) bytes. Usable inside CUDA-graph capture (no host sync, no allocation). The
+// kernels may load the cache rows older than the first query position before they wait for the kernel launched
+// just before them (programmatic dependent launch): that kernel may write q and the new positions' rows, not
+// older ones.
 size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len);
 void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* workspace, cudaStream_t stream);
 // Whether the decode kernel these arguments run without fresh rows is the one that stages them (the plain kernel:

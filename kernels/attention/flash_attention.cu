@@ -288,6 +288,7 @@ void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* wo
   FlashParams p = make_params(a);
   p.n_split = decode_splits(a, max_kv_len);
   p.persistent = false;  // the persistent grid has no splits
+  p.settled_rows = true;
   if (p.n_split > 1) {
     if (!workspace) fail("flash_attention_decode: null workspace");
     p.partial_acc = static_cast<float*>(workspace);

@@ -41,9 +41,10 @@ template <int D> struct FlashConfig {
   // mma.sync only: at 256 the Q fragments would cost 64 registers, so they are re-read from shared memory.
   static constexpr bool kQInRegisters = !kWgmmaPath && D <= 128;
   static constexpr int kStages = FlashTile<D>::kStages;
-  // Q, the K and V stages, the mbarriers, a decode's cos/sin table (FreshRows), and slack to align the tiles to
-  // 1024 bytes.
-  static constexpr int kSmemBytes = (kBlockM + 2 * kStages * kBlockN) * D * 2 + 2 * kStages * 8 + D / 2 * 8 + 1024;
+  // Q, the K and V stages, the mbarriers (full and empty per stage, Q's own), a decode's cos/sin table
+  // (FreshRows), and slack to align the tiles to 1024 bytes.
+  static constexpr int kSmemBytes =
+      (kBlockM + 2 * kStages * kBlockN) * D * 2 + (2 * kStages + 1) * 8 + D / 2 * 8 + 1024;
   static_assert(kWarps % 4 == 0, "whole warpgroups");
 };
 
@@ -75,6 +76,11 @@ struct FlashParams {
   // takes the work items b, b + gridDim.x, ... (a work item is what one block of the plain grid does).
   bool persistent;
   FreshRows fresh;     // decode from the projection's fp32 rows (FlashAttnArgs::fresh); fresh.q null: off
+  // Decode (flash_attention_decode): the kernel launched before this one writes no cache row older than the first
+  // query position, so the plain kernel loads key tiles wholly before it ahead of its wait for that kernel
+  // (BlockBounds::tile_settled), under that kernel's tail; Q, which that kernel writes, after. (The warp-specialized
+  // kernel measured 1% slower so: Mistral's shape at 131K keys, bench/attention_notes.md.)
+  bool settled_rows;
 };
 
 // Which queries and which key tiles one block covers. Key tiles are aligned to absolute positions so a tile
@@ -116,10 +122,12 @@ template <int BN> struct BlockBounds {
     return key >= pos - left && key <= pos + right && key < kv_len;
   }
   // Decode with fresh rows (n_q 1): whether this block's last key tile holds the new position, whose cache rows
-  // it writes; and whether a key tile lies wholly before it, so that no kernel of this step writes its rows and
-  // it can be loaded before the kernel waits for its predecessor.
+  // it writes.
   __device__ bool owns_new_position() const { return tile_lo <= tile_hi && tile_hi == (kv_len - 1) / BN; }
-  __device__ bool tile_before_new_position(int tile) const { return (tile + 1) * BN < kv_len; }
+  // Decode (FlashParams::settled_rows): whether a key tile lies wholly before the block's first query position,
+  // so that no kernel of this step writes its rows and it can be loaded before the kernel waits for its
+  // predecessor.
+  __device__ bool tile_settled(int tile) const { return (tile + 1) * BN <= pos_first; }
 };
 
 // The fresh rows of a decode block, once its cos/sin table is formed: its query rows into sQ, and the new
@@ -415,7 +423,8 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
   T* sK = sQ + BM * D;          // stage s at sK + s * BN * D
   T* sV = sK + S * BN * D;
   const uint32_t full_bar = smem_addr(sV + S * BN * D), empty_bar = full_bar + 8 * S;  // 8 bytes each
-  float2* cos_sin = reinterpret_cast<float2*>(reinterpret_cast<unsigned char*>(sV + S * BN * D) + 16 * S);
+  const uint32_t q_bar = empty_bar + 8 * S;  // Q on its own when the first K/V tiles load before the wait
+  float2* cos_sin = reinterpret_cast<float2*>(reinterpret_cast<unsigned char*>(sV + S * BN * D) + 16 * S + 8);
 
   BlockBounds<BN> b;
   b.init(p);
@@ -440,36 +449,44 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
   const int unit_row0 = kWgmmaPath ? (warp & ~3) * 16 : warp_row0;
   const bool active = b.q_first + unit_row0 / p.heads_per_block <= b.q_last;
 
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
     for (int st = 0; st < S; ++st) {
       mbar_init(full_bar + 8 * st, NT);                // one cp.async arrival per thread
       mbar_init(empty_bar + 8 * st, Cfg::kWarps);      // one arrival per warp
     }
+    mbar_init(q_bar, NT);
+  }
   __syncthreads();  // barriers initialized before anyone arrives
 
-  // Tile i (i-th of this block) goes to stage i % S; its k-th reuse of that stage is mbarrier phase k.
+  // Tile i (i-th of this block) goes to stage i % S; its k-th reuse of that stage is mbarrier phase k. Q comes
+  // with tile 0, unless tile 0 loads before the wait (q_apart).
   const int n_tiles = b.tile_hi - b.tile_lo + 1;
-  auto issue_tile = [&](int i) {
+  auto issue_tile = [&](int i, bool with_q) {
     const int stage = i % S;
     if (i >= S) mbar_wait(empty_bar + 8 * stage, (i / S - 1) & 1);  // every warp is done with tile i - S
-    if (i == 0 && !kFresh) load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
+    if (with_q) load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
     load_kv_tile<T, D, BN, NT>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
     load_kv_tile<T, D, BN, NT>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
     cp_async_arrive(full_bar + 8 * stage);
   };
+  // Settled tiles load before the wait, while every stage is free.
   int issued = 0;
-  if constexpr (kFresh) {
-    for (; issued < S - 1 && issued < n_tiles && b.tile_before_new_position(b.tile_lo + issued); ++issued)
-      issue_tile(issued);
-    fresh_angles<D>(cos_sin, p.fresh, b.kv_len - 1);
-  }
+  if (kFresh || p.settled_rows)
+    for (; issued < S && issued < n_tiles && b.tile_settled(b.tile_lo + issued); ++issued)
+      issue_tile(issued, false);
+  const bool q_apart = issued > 0 && !kFresh;
+  if constexpr (kFresh) fresh_angles<D>(cos_sin, p.fresh, b.kv_len - 1);
   // Launched overlapped (kernels/common/launch.cuh): q and K/V come from the kernel before, so the block waits for
   // it only here. The bounds above read the device position, which the step uploads before its first kernel starts
   // and no kernel writes: that read and the set-up overlap the kernel before. So do a decode's angles and its
-  // loads of cache rows older than the new position, which only earlier steps wrote.
+  // loads of cache rows older than its queries, which only earlier steps wrote.
   wait_for_predecessor();
   if constexpr (kFresh) stage_fresh_block<T, D, BM, BN>(p, b, sQ, head_first, cos_sin);
-  for (; issued < S - 1 && issued < n_tiles; ++issued) issue_tile(issued);
+  if (q_apart) {
+    load_q_tile<T, D, BM, NT>(sQ, p, b.q_first, b.q_last, head_first);
+    cp_async_arrive(q_bar);
+  }
+  for (; issued < S - 1 && issued < n_tiles; ++issued) issue_tile(issued, issued == 0 && !kFresh);
 
   uint32_t qf[kQInRegs ? D / 16 : 1][4];
   float acc[D / 8][4];
@@ -478,10 +495,11 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
   for (int i = 0; i < n_tiles; ++i) {
-    if (i + S - 1 < n_tiles) issue_tile(i + S - 1);  // S - 1 tiles ahead of the one computed
+    if (issued < n_tiles && issued == i + S - 1) issue_tile(issued++, false);  // S - 1 ahead of tile i
     const int stage = i % S, tile = b.tile_lo + i;
     const T* k_tile = sK + stage * BN * D;
     const T* v_tile = sV + stage * BN * D;
+    if (i == 0 && q_apart) mbar_wait(q_bar, 0);
     mbar_wait(full_bar + 8 * stage, (i / S) & 1);
     if constexpr (kWgmmaPath) fence_proxy_async();  // cp.async wrote through the generic proxy
     if constexpr (kQInRegs) {

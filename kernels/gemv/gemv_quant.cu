@@ -25,6 +25,7 @@ using gemv::kStageVecs;
 using gemv::kWarp;
 using gemv::store_row;
 using gemv::warp_row_dots;
+using gemv::warp_row_pair_dots;
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarp * kWarps;
 
@@ -46,15 +47,20 @@ __device__ __forceinline__ float block_sum(float v, float* partial) {
 }
 
 // The residual step of `f` on a row of cols4 float4, by every thread of the block: xn lands in `row` (shared
-// memory) for the block's dots. All operands are loaded at once. The last block to have read the residual
-// writes the new residual and xn, once every block has read the old one (counted in f.arrivals).
-__device__ void residual_fold(const GemvResidualFold& f, int cols4, float4* row, float* partial, int* last) {
+// memory), where the block's dots read it, and the thread's float4 of the new residual in `residual`. All operands
+// are loaded at once. Returns, in thread 0, the block's ticket: how many blocks had read the old residual before
+// this one. The block with the last ticket writes x and xn at its end (residual_fold_finish), when every block has
+// read the old x. The ticket is not waited for here: its round trip to L2 (and the fence before it) overlaps the
+// block's dots instead of delaying them.
+__device__ __forceinline__ int residual_fold(const GemvResidualFold& f, int cols4, float4* row,
+                                             float4 (&residual)[kFoldVecs], float* partial) {
   const auto* y = reinterpret_cast<const float4*>(f.y);
   const auto* post = reinterpret_cast<const float4*>(f.w_post);
-  auto* x = reinterpret_cast<float4*>(f.x);
+  const auto* x = reinterpret_cast<const float4*>(f.x);
   const auto* next = reinterpret_cast<const float4*>(f.w_next);
   const float inv_cols = 1.f / float(cols4 * 4);
-  float4 v[kFoldVecs], r[kFoldVecs], gp[kFoldVecs], gn[kFoldVecs];
+  float4 (&v)[kFoldVecs] = residual;
+  float4 r[kFoldVecs], gp[kFoldVecs], gn[kFoldVecs];
   float ss = 0.f;
 #pragma unroll
   for (int i = 0; i < kFoldVecs; ++i) {
@@ -78,116 +84,219 @@ __device__ void residual_fold(const GemvResidualFold& f, int cols4, float4* row,
       ss += sum_of_squares(v[i]);
     }
   }
-  const float next_scale = rms_scale(block_sum(ss, partial), inv_cols, f.eps);  // its barrier: every x read here
+  // Its barrier: every thread's reads of x are done (their values are in the sums).
+  const float next_scale = rms_scale(block_sum(ss, partial), inv_cols, f.eps);
+  int ticket = 0;
   if (threadIdx.x == 0) {
     __threadfence();
-    *last = atomicAdd(f.arrivals, 1) == int(gridDim.x) - 1;
+    ticket = atomicAdd(f.arrivals, 1);
+  }
+#pragma unroll
+  for (int i = 0; i < kFoldVecs; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < cols4) row[c] = scaled(v[i], next_scale, gn[i]);
   }
   __syncthreads();
-  const bool writes = *last;
+  return ticket;
+}
+
+// The end of a folding block (every thread, after all of the block's dots): the block with the last ticket writes
+// the new residual and xn, and puts the counter back to 0 for the next fold, which runs after this grid completes.
+__device__ __forceinline__ void residual_fold_finish(const GemvResidualFold& f, int cols4, const float4* row,
+                                                     const float4 (&residual)[kFoldVecs], int ticket, int* last) {
+  if (threadIdx.x == 0) *last = ticket == int(gridDim.x) - 1;
+  __syncthreads();
+  if (!*last) return;
 #pragma unroll
   for (int i = 0; i < kFoldVecs; ++i) {
     const int c = threadIdx.x + i * kThreads;
     if (c < cols4) {
-      row[c] = scaled(v[i], next_scale, gn[i]);
-      if (writes) {
-        x[c] = v[i];
-        reinterpret_cast<float4*>(f.xn)[c] = row[c];
-      }
+      reinterpret_cast<float4*>(f.x)[c] = residual[i];
+      reinterpret_cast<float4*>(f.xn)[c] = row[c];
     }
   }
-  if (writes && threadIdx.x == 0) *f.arrivals = 0;  // for the next fold, which runs after this grid completes
-  __syncthreads();
+  if (threadIdx.x == 0) *f.arrivals = 0;
 }
 
-// A GEMV block's shared memory for a fold. A kernel that may fold runs it in each warp's wait for its
-// predecessor, before the warp first reads x; every warp waits once, also one without rows, since the fold
-// synchronizes the block.
-template <bool kMayFold>
-struct FoldingWait {
-  static constexpr int kRowVecs = kMayFold ? int(kGemvFoldMaxCols / 4) : 1;
-  float4 row[kRowVecs];
+// A GEMV block's shared memory for its one row of x: the fold's xn, or x copied (gemv::stage_row). A kernel runs
+// either in each warp's wait for its predecessor, before the warp first reads x; every warp waits once, also one
+// without rows, since both synchronize the block.
+template <bool kOneRow>
+struct SharedRow {
+  static_assert(kGemvFoldMaxCols == gemv::kStagedRowMaxCols, "one row buffer for both");
+  static constexpr int kRowVecs = kOneRow ? int(kGemvFoldMaxCols / 4) : 1;
+  float4 row[kRowVecs];  // the block's x
   float partial[kWarps];
   int last;
 };
 
+// A row's blocks split between `split` warps of a block (row_split: one row of x only): a warp alone on a row
+// of 2048 columns walks 16 passes of its item loop one after another while the decode step waits for it (the down
+// projections measured 5.6 us a launch on Q4_K and 8.2 on Q6_K in the graph, against 3.0 for 1024 columns). Warp w
+// takes part w % split of row slot w / split; the parts' sums meet in shared memory in part order, so the sums are
+// deterministic (the split depends on the shape and the device only).
+struct RowParts {
+  int split, part, slot, rows_per_block;
+  __device__ explicit RowParts(int split_)
+      : split(split_), part(int(threadIdx.x) / kWarp % split_), slot(int(threadIdx.x) / kWarp / split_),
+        rows_per_block(kWarps / split_) {}
+  // This warp's blocks [begin, end) of a row of nb blocks.
+  __device__ int begin(int nb) const { return min(nb, part * ((nb + split - 1) / split)); }
+  __device__ int end(int nb) const { return min(nb, (part + 1) * ((nb + split - 1) / split)); }
+  // The row's sums from every part's (warp-summed) sums: called by every warp of the block alike (two barriers
+  // when split); the total is good in the part-0 warp.
+  __device__ float2 total(float2 mine, float2* parts) const {
+    if (split == 1) return mine;
+    const int warp = int(threadIdx.x) / kWarp;
+    if (threadIdx.x % kWarp == 0) parts[warp] = mine;
+    __syncthreads();
+    const float2* row = parts + slot * split;
+    float2 sum = row[0];
+    for (int p = 1; p < split; ++p) sum = make_float2(sum.x + row[p].x, sum.y + row[p].y);
+    __syncthreads();  // every warp has read parts before the next round refills it
+    return sum;
+  }
+};
+
 // kMats = 2 (gated): row n of w and of w2 (same shape and type) against the same x, combined as
-// act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it.
+// act(x . w_n) * (x . w2_n); each dot is computed exactly as the plain kernel computes it, the two rows staged
+// together (warp_row_pair_dots). `split`: RowParts (1 unless kRows is 1).
 template <typename D, int kRows, int kMats>
 __global__ void __launch_bounds__(kThreads)
     gemv_quant_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ w2, int64_t row_bytes,
                       int blocks_per_row, const float* x, int64_t cols, int x_rows, float* out, int64_t n_out,
-                      GatedActKind act, GemvResidualFold fold) {
+                      GatedActKind act, GemvResidualFold fold, int split) {
   __shared__ uint4 stage[kWarps][kStageVecs];
-  __shared__ FoldingWait<kRows == 1 && kMats == 2> folding;
+  __shared__ uint4 stage_up[kMats == 2 ? kWarps : 1][kStageVecs];  // the gated kernel's second row
+  __shared__ SharedRow<kRows == 1> shared_row;
+  __shared__ float2 parts[kWarps];
   const int warp = threadIdx.x / kWarp;
   constexpr bool kMayFold = kRows == 1 && kMats == 2;  // gate/up after the attention's residual step
   const bool folds = kMayFold && fold.y;
-  if (folds) x = reinterpret_cast<const float*>(folding.row);
+  // One row of x goes to shared memory: computed there by the fold, else copied (gemv::stage_row).
+  const bool stages_x = kRows == 1 && !folds && gemv::row_stageable(x, cols);
+  const float* x_global = x;
+  if (folds || stages_x) x = reinterpret_cast<const float*>(shared_row.row);
   bool waited = false;
+  int ticket = 0;            // thread 0's, read only at the end (residual_fold)
+  float4 residual[kFoldVecs];  // the thread's part of the new residual
   auto wait_once = [&] {
     if (waited) return;
     waited = true;
     wait_for_predecessor();
-    if constexpr (kMayFold)
-      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
+    if constexpr (kRows == 1) {
+      if (stages_x) gemv::stage_row<kThreads>(x_global, cols, shared_row.row);
+      if constexpr (kMayFold)
+        if (folds) ticket = residual_fold(fold, int(cols / 4), shared_row.row, residual, shared_row.partial);
+    }
   };
-  for (int64_t n = int64_t(blockIdx.x) * kWarps + warp; n < n_out; n += int64_t(gridDim.x) * kWarps) {
+  const RowParts rp(kRows == 1 ? split : 1);
+  const int b_begin = rp.begin(blocks_per_row), b_end = rp.end(blocks_per_row);
+  // Every warp runs every round (RowParts::total synchronizes the block); one whose row is past the end, or whose
+  // part is empty, only waits.
+  for (int64_t base = int64_t(blockIdx.x) * rp.rows_per_block; base < n_out;
+       base += int64_t(gridDim.x) * rp.rows_per_block) {
+    const int64_t n = base + rp.slot;
+    const bool live = n < n_out;
     float acc[kRows], up[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r] = up[r] = 0.f;
-    warp_row_dots<D, kRows>(w + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], wait_once, acc);
-    if constexpr (kMats == 2) {
-      warp_row_dots<D, kRows>(w2 + n * row_bytes, blocks_per_row, x, cols, x_rows, stage[warp], wait_once, up);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const float sum = gated_activate(warp_sum(acc[r]), act) * warp_sum(up[r]);
-        if (threadIdx.x % kWarp == 0 && (kRows == 1 || r < x_rows)) out[r * n_out + n] = sum;
-      }
+    if (live && b_begin < b_end) {
+      if constexpr (kMats == 2)
+        warp_row_pair_dots<D, kRows>(w + n * row_bytes, w2 + n * row_bytes, b_begin, b_end, x, cols, x_rows,
+                                     stage[warp], stage_up[warp], wait_once, acc, up);
+      else
+        warp_row_dots<D, kRows>(w + n * row_bytes, b_begin, b_end, x, cols, x_rows, stage[warp], wait_once, acc);
     } else {
-      store_row<kRows>(acc, x_rows, out, n_out, n);
+      wait_once();
+    }
+    if constexpr (kRows == 1) {
+      const float2 sum = rp.total(make_float2(warp_sum(acc[0]), kMats == 2 ? warp_sum(up[0]) : 0.f), parts);
+      if (live && rp.part == 0 && threadIdx.x % kWarp == 0)
+        out[n] = kMats == 2 ? gated_activate(sum.x, act) * sum.y : sum.x;
+    } else if (live) {
+      if constexpr (kMats == 2) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          const float sum = gated_activate(warp_sum(acc[r]), act) * warp_sum(up[r]);
+          if (threadIdx.x % kWarp == 0 && r < x_rows) out[r * n_out + n] = sum;
+        }
+      } else {
+        store_row<kRows>(acc, x_rows, out, n_out, n);
+      }
     }
   }
-  if (folds) wait_once();
+  if (stages_x) wait_once();  // the copy synchronizes the block: warps without rows take part too
+  if (folds) {
+    wait_once();
+    residual_fold_finish(fold, int(cols / 4), shared_row.row, residual, ticket, &shared_row.last);
+  }
 }
 
-// Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: warp-row g
-// belongs to the matrix whose range holds it, whose decoder is picked per row.
+// Up to kGemvMultiMax matrices of any decodable types against the same x, their rows concatenated: row slot g
+// belongs to the matrix whose range holds it, whose decoder is picked per row. `split` as gemv_quant_kernel's.
 template <int kRows>
 __global__ void __launch_bounds__(kThreads) gemv_multi_kernel(GemvMultiArgs a, const float* x, int64_t cols,
-                                                              int x_rows, GemvResidualFold fold) {
+                                                              int x_rows, GemvResidualFold fold, int split) {
   __shared__ uint4 stage[kWarps][kStageVecs];
-  __shared__ FoldingWait<kRows == 1> folding;  // q/k/v after the MLP's residual step
+  __shared__ SharedRow<kRows == 1> shared_row;  // q/k/v after the MLP's residual step
+  __shared__ float2 parts[kWarps];
   const int warp = threadIdx.x / kWarp;
   const bool folds = kRows == 1 && fold.y;
-  if (folds) x = reinterpret_cast<const float*>(folding.row);
+  const bool stages_x = kRows == 1 && !folds && gemv::row_stageable(x, cols);  // as gemv_quant_kernel
+  const float* x_global = x;
+  if (folds || stages_x) x = reinterpret_cast<const float*>(shared_row.row);
   // Selects member i without indexing the parameter arrays at run time (which would copy them to local memory).
   auto pick = [](const auto (&v)[kGemvMultiMax], int i) { return i == 0 ? v[0] : i == 1 ? v[1] : v[2]; };
   static_assert(kGemvMultiMax == 3, "pick() lists every slot");
   const int64_t total = a.n_out[0] + (a.count > 1 ? a.n_out[1] : 0) + (a.count > 2 ? a.n_out[2] : 0);
   bool waited = false;
+  int ticket = 0;            // thread 0's, read only at the end (residual_fold)
+  float4 residual[kFoldVecs];  // the thread's part of the new residual
   auto wait_once = [&] {
     if (waited) return;
     waited = true;
     wait_for_predecessor();
-    if constexpr (kRows == 1)
-      if (folds) residual_fold(fold, int(cols / 4), folding.row, folding.partial, &folding.last);
+    if constexpr (kRows == 1) {
+      if (stages_x) gemv::stage_row<kThreads>(x_global, cols, shared_row.row);
+      if (folds) ticket = residual_fold(fold, int(cols / 4), shared_row.row, residual, shared_row.partial);
+    }
   };
-  for (int64_t g = int64_t(blockIdx.x) * kWarps + warp; g < total; g += int64_t(gridDim.x) * kWarps) {
+  const RowParts rp(kRows == 1 ? split : 1);
+  for (int64_t base = int64_t(blockIdx.x) * rp.rows_per_block; base < total;
+       base += int64_t(gridDim.x) * rp.rows_per_block) {
+    const int64_t g = base + rp.slot;
+    const bool live = g < total;
     const int i = g < a.n_out[0] ? 0 : g < a.n_out[0] + a.n_out[1] ? 1 : 2;
     const int64_t n = g - (i > 0 ? a.n_out[0] : 0) - (i > 1 ? a.n_out[1] : 0);
     float acc[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
-    const uint8_t* w = pick(a.w, i);
-    with_block_decoder(pick(a.type, i), [&]<typename D>() {
-      const int blocks_per_row = int(cols / D::kElems);
-      warp_row_dots<D, kRows>(w + n * int64_t(blocks_per_row) * D::kBytes, blocks_per_row, x, cols, x_rows,
-                              stage[warp], wait_once, acc);
-    });
-    store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
+    bool dotted = false;
+    if (live) {
+      const uint8_t* w = pick(a.w, i);
+      with_block_decoder(pick(a.type, i), [&]<typename D>() {
+        const int blocks_per_row = int(cols / D::kElems), b_begin = rp.begin(blocks_per_row);
+        const int b_end = rp.end(blocks_per_row);
+        if (b_begin == b_end) return;
+        warp_row_dots<D, kRows>(w + n * int64_t(blocks_per_row) * D::kBytes, b_begin, b_end, x, cols, x_rows,
+                                stage[warp], wait_once, acc);
+        dotted = true;
+      });
+    }
+    if (!dotted) wait_once();
+    if constexpr (kRows == 1) {
+      const float sum = rp.total(make_float2(warp_sum(acc[0]), 0.f), parts).x;
+      if (live && rp.part == 0 && threadIdx.x % kWarp == 0) pick(a.out, i)[n] = sum;
+    } else if (live) {
+      store_row<kRows>(acc, x_rows, pick(a.out, i), pick(a.n_out, i), n);
+    }
   }
-  if (folds) wait_once();
+  if (stages_x) wait_once();
+  if (folds) {
+    wait_once();
+    residual_fold_finish(fold, int(cols / 4), shared_row.row, residual, ticket, &shared_row.last);
+  }
 }
 
 // What a launch of `blocks` blocks folds: `fold` when their re-reads of the row stay small, else nothing, and the
@@ -199,18 +308,33 @@ GemvResidualFold fold_or_launch(const GemvResidualFold* fold, int64_t blocks, in
   return {};
 }
 
+// Warps per row (RowParts) for one row of x of `cols`: a part of at most 256 columns a warp (two passes of a K-quant
+// block's 64 items per lane), up to 4 parts, as long as the launch's `rows` still fit one wave of `max_blocks`
+// blocks: rows of a second round are not staged before the wait, and that cost more than the split gained (the
+// gate/up and q/k/v GEMVs of a Gemma 3 270M step, 2048 and 1536 rows of 640 at two blocks an SM: 5.5 -> 11.3 and
+// 3.7 -> 6.9 us in the graph at 4 parts).
+int row_split(int64_t cols, int x_rows, int64_t rows, int64_t max_blocks) {
+  if (x_rows != 1) return 1;
+  int split = 1;
+  while (split < 4 && int64_t(split) * 256 < cols && (rows * 2 * split + kWarps - 1) / kWarps <= max_blocks)
+    split *= 2;
+  return split;
+}
+
 template <typename D, int kRows, int kMats>
 void launch_gemv(const uint8_t* w, const uint8_t* w2, const float* x, float* out, int x_rows, int64_t n_out,
-                 int64_t cols, GatedActKind act, cudaStream_t stream, const GemvResidualFold* fold) {
-  // Enough blocks to fill every SM; more rows than warps are strided over.
+                 int64_t cols, GatedActKind act, cudaStream_t stream, const GemvResidualFold* fold, bool split_rows) {
+  // Enough blocks to fill every SM; more rows than a round of blocks takes are strided over.
   static const int64_t max_blocks =
       resident_blocks(gemv_quant_kernel<D, kRows, kMats>, kThreads, "gemv_quant: occupancy");
+  const int split = split_rows ? row_split(cols, x_rows, n_out, max_blocks) : 1;
   const int blocks_per_row = int(cols / D::kElems);
   const int64_t row_bytes = int64_t(blocks_per_row) * D::kBytes;
-  const int64_t blocks = std::min(max_blocks, (n_out + kWarps - 1) / kWarps);
+  const int64_t rows_per_block = kWarps / split;
+  const int64_t blocks = std::min(max_blocks, (n_out + rows_per_block - 1) / rows_per_block);
   launch_overlapped(gemv_quant_kernel<D, kRows, kMats>, unsigned(blocks), kThreads, stream, "gemv_quant", w, w2,
                     row_bytes, blocks_per_row, x, cols, x_rows, out, n_out, act,
-                    fold_or_launch(fold, blocks, cols, stream));
+                    fold_or_launch(fold, blocks, cols, stream), split);
 }
 
 // Threads over (token, block, item) of the looked-up rows.
@@ -236,9 +360,11 @@ void launch_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t co
       resident_blocks(gemv_multi_kernel<kRows>, kThreads, "gemv_quant_multi: occupancy");
   int64_t total = 0;
   for (int i = 0; i < a.count; ++i) total += a.n_out[i];
-  const int64_t blocks = std::min(max_blocks, (total + kWarps - 1) / kWarps);
+  const int split = row_split(cols, x_rows, total, max_blocks);
+  const int64_t rows_per_block = kWarps / split;
+  const int64_t blocks = std::min(max_blocks, (total + rows_per_block - 1) / rows_per_block);
   launch_overlapped(gemv_multi_kernel<kRows>, unsigned(blocks), kThreads, stream, "gemv_quant_multi", a, x, cols,
-                    x_rows, fold_or_launch(fold, blocks, cols, stream));
+                    x_rows, fold_or_launch(fold, blocks, cols, stream), split);
 }
 
 void check_gemv_args(const char* what, GgmlType type, const void* w, const void* w2, int x_rows, int64_t cols) {
@@ -268,12 +394,12 @@ void check_fold(const char* what, const GemvResidualFold* fold, const float* x, 
 template <int kMats>
 void dispatch_gemv(GgmlType type, const void* w, const void* w2, const float* x, float* out, int x_rows,
                    int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream,
-                   const GemvResidualFold* fold) {
+                   const GemvResidualFold* fold, bool split_rows) {
   const auto* a = static_cast<const uint8_t*>(w);
   const auto* b = static_cast<const uint8_t*>(w2);
   with_block_decoder(type, [&]<typename D>() {
     with_rows_bucket(x_rows, [&]<int kRows>() {
-      launch_gemv<D, kRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream, fold);
+      launch_gemv<D, kRows, kMats>(a, b, x, out, x_rows, n_out, cols, act, stream, fold, split_rows);
     });
   });
 }
@@ -300,6 +426,7 @@ const char* gemv_variant_name(GemvVariant v) {
     case GemvVariant::LaneRowsStaged: return "lane-rows-staged";
     case GemvVariant::BulkTiles4: return "bulk-tiles-4";
     case GemvVariant::BulkTiles8: return "bulk-tiles-8";
+    case GemvVariant::WarpSplit: return "warp-split";
   }
   return "unknown";
 }
@@ -307,15 +434,16 @@ const char* gemv_variant_name(GemvVariant v) {
 // Measured on an H200 with tools/gemv_bench, one activation row (bench/gemv_notes.md): a lane per row wins from a
 // few thousand rows up, whole tiles by bulk copy on the output projections (262144x640 Q8_0: 63.5 us bulk-tiles-4,
 // 78 staged, 82 lane-rows, 147 warp; 128256x4096 Q6_K: 281 bulk-tiles-8, 315 lane-rows, 626 warp; 4096x4096 Q4_K:
-// 14.3 lane-rows vs 22.2), a warp per row below (1024-2048 rows of 640: 5.5 us vs 9-13), except Q6_K rows,
-// where the pipelined warp was faster (640x2048: 8.3 vs 11.2 us). Several activation rows keep the warp per row:
+// 14.3 lane-rows vs 22.2), warps per row below (1024-2048 rows of 640: 5.5 us vs 9-13), their rows split between
+// warps (WarpSplit, bench/gemv_notes.md #8: in a decode step's graph the down projections of 640 x 2048 took 5.6
+// us as one warp per row on Q4_K and 8.2 us pipelined on Q6_K). Several activation rows keep the warp per row:
 // the lane-per-row variants are built for one.
 GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t, int x_rows) {
   if (x_rows != 1) return GemvVariant::Warp;
   if (n_out >= 65536 && type == GgmlType::Q8_0) return GemvVariant::BulkTiles4;  // the measured output projections
   if (n_out >= 65536 && type == GgmlType::Q6_K) return GemvVariant::BulkTiles8;
   if (n_out >= 4096) return GemvVariant::LaneRows;
-  return type == GgmlType::Q6_K ? GemvVariant::WarpPipelined : GemvVariant::Warp;
+  return GemvVariant::WarpSplit;
 }
 
 void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float* x, float* out, int x_rows,
@@ -325,7 +453,9 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
   const auto* weights = static_cast<const uint8_t*>(w);
   switch (v) {
     case GemvVariant::Warp:
-      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream, nullptr);
+      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream, nullptr, false);
+    case GemvVariant::WarpSplit:
+      return dispatch_gemv<1>(type, w, w, x, out, x_rows, n_out, cols, GatedActKind::Silu, stream, nullptr, true);
     case GemvVariant::WarpPipelined:
       return launch_gemv_pipelined(type, weights, x, out, x_rows, n_out, cols, stream);
     case GemvVariant::LaneRows:
@@ -357,7 +487,7 @@ void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const
     if (fold) gemv_residual_step(*fold, cols, stream);
     return;
   }
-  dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream, fold);
+  dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream, fold, true);
 }
 
 void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_t cols, cudaStream_t stream,

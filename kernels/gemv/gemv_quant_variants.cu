@@ -42,6 +42,7 @@ __global__ void __launch_bounds__(kWarp * kPipeWarps)
     gemv_pipelined_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int blocks_per_row, const float* x,
                           int64_t cols, int x_rows, float* out, int64_t n_out) {
   __shared__ uint4 stage[kPipeWarps][kPipeStages][kStageVecs];
+  __shared__ float4 x_row[kRows == 1 ? gemv::kStagedRowMaxCols / 4 : 1];  // gemv::stage_row
   constexpr int kChunkBlocks = kStageBytes / D::kBytes;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int chunks_per_row = (blocks_per_row + kChunkBlocks - 1) / kChunkBlocks;
@@ -69,13 +70,19 @@ __global__ void __launch_bounds__(kWarp * kPipeWarps)
   };
 #pragma unroll
   for (int c = 0; c < kPipeStages - 1; ++c) issue(c);
+  // The first chunks are in flight: the block waits for the kernel that writes x, then copies one row of it.
+  wait_for_predecessor();
+  if constexpr (kRows == 1)
+    if (gemv::row_stageable(x, cols)) {
+      gemv::stage_row<kWarp * kPipeWarps>(x, cols, x_row);
+      x = reinterpret_cast<const float*>(x_row);
+    }
   float acc[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = 0.f;
   for (int64_t c = 0; c < chunks; ++c) {
     cp_async_wait<kPipeStages - 2>();  // this lane's copies of chunk c have landed
     __syncwarp();                      // ... and every lane's; all lanes are done with chunk c - 1's stage
-    if (c == 0) wait_for_predecessor();
     issue(c + kPipeStages - 1);        // into chunk c - 1's stage
     int64_t n;
     int b0, nb;

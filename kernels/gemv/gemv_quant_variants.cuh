@@ -21,8 +21,9 @@ enum class GemvVariant : int {
   LaneRowsStaged = 5,      // LaneRows with coalesced copies through shared memory (double-buffered cp.async)
   BulkTiles4 = 6,          // a lane per row, whole 32-row tiles by bulk copy, 4 warps sharing each tile
   BulkTiles8 = 7,          // BulkTiles4 with 8 warps per tile
+  WarpSplit = 8,           // Warp with a row's blocks split between up to 4 warps (one activation row)
 };
-constexpr int kGemvVariantCount = 7;
+constexpr int kGemvVariantCount = 8;
 
 const char* gemv_variant_name(GemvVariant v);
 

@@ -47,26 +47,82 @@ __device__ __forceinline__ void warp_chunk_dots(const uint8_t* blocks, int b0, i
   }
 }
 
-// Adds x[r] . W_row to acc[r] for r < x_rows, W_row being one weight row of `blocks_per_row` blocks of D at
-// `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
+// Adds x[r] . W_row[blocks b_begin .. b_end) to acc[r] for r < x_rows, W_row being one weight row of blocks of D
+// at `row`: whole blocks are staged into this warp's `stage` with 16-byte loads and decoded item by item, lane by
 // lane. `after_first_stage()` runs once the first blocks are staged and before x is read: the standalone kernels
 // wait there for the kernel that writes x (the weights do not depend on it).
 template <typename D, int kRows, typename AfterFirstStage>
-__device__ __forceinline__ void warp_row_dots(const uint8_t* row, int blocks_per_row, const float* x, int64_t cols,
-                                              int x_rows, uint4* stage, AfterFirstStage&& after_first_stage,
-                                              float (&acc)[kRows]) {
+__device__ __forceinline__ void warp_row_dots(const uint8_t* row, int b_begin, int b_end, const float* x,
+                                              int64_t cols, int x_rows, uint4* stage,
+                                              AfterFirstStage&& after_first_stage, float (&acc)[kRows]) {
   static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
   constexpr int kChunkBlocks = kStageBytes / D::kBytes;
   const int lane = threadIdx.x % kWarp;
-  for (int b0 = 0; b0 < blocks_per_row; b0 += kChunkBlocks) {
-    const int nb = min(kChunkBlocks, blocks_per_row - b0);
+  for (int b0 = b_begin; b0 < b_end; b0 += kChunkBlocks) {
+    const int nb = min(kChunkBlocks, b_end - b0);
     const StageSpan span = stage_span(row, b0, nb, D::kBytes);
     for (int v = lane; v < span.vecs; v += kWarp) stage[v] = __ldg(span.aligned + v);
     __syncwarp();
-    if (b0 == 0) after_first_stage();
+    if (b0 == b_begin) after_first_stage();
     warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage) + span.skew, b0, nb, x, cols, x_rows, acc);
     __syncwarp();  // the stage is refilled next pass
   }
+}
+
+// warp_row_dots over two rows of the same decoder and length (a gated MLP's gate and up rows), their chunks staged
+// together into two stages: the second row's first blocks are in shared memory before the wait for the
+// predecessor too, where one row after the other would fetch them from memory after it. Each row's sum follows
+// warp_row_dots' order (the same chunks), so the bits are its.
+template <typename D, int kRows, typename AfterFirstStage>
+__device__ __forceinline__ void warp_row_pair_dots(const uint8_t* row_a, const uint8_t* row_b, int b_begin, int b_end,
+                                                   const float* x, int64_t cols, int x_rows, uint4* stage_a,
+                                                   uint4* stage_b, AfterFirstStage&& after_first_stage,
+                                                   float (&acc_a)[kRows], float (&acc_b)[kRows]) {
+  static_assert(D::kBytes <= kStageBytes, "a block must fit the stage");
+  constexpr int kChunkBlocks = kStageBytes / D::kBytes;
+  const int lane = threadIdx.x % kWarp;
+  for (int b0 = b_begin; b0 < b_end; b0 += kChunkBlocks) {
+    const int nb = min(kChunkBlocks, b_end - b0);
+    const StageSpan a = stage_span(row_a, b0, nb, D::kBytes), b = stage_span(row_b, b0, nb, D::kBytes);
+    for (int v = lane; v < max(a.vecs, b.vecs); v += kWarp) {  // both loads in flight before either store waits
+      uint4 va, vb;
+      if (v < a.vecs) va = __ldg(a.aligned + v);
+      if (v < b.vecs) vb = __ldg(b.aligned + v);
+      if (v < a.vecs) stage_a[v] = va;
+      if (v < b.vecs) stage_b[v] = vb;
+    }
+    __syncwarp();
+    if (b0 == b_begin) after_first_stage();
+    warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage_a) + a.skew, b0, nb, x, cols, x_rows, acc_a);
+    warp_chunk_dots<D, kRows>(reinterpret_cast<const uint8_t*>(stage_b) + b.skew, b0, nb, x, cols, x_rows, acc_b);
+    __syncwarp();  // the stages are refilled next pass
+  }
+}
+
+// One activation row of up to kStagedRowMaxCols floats, copied into shared memory by the whole block once it may
+// read it: the decoders then read x from shared memory, where reading it from global memory item by item costs an
+// L2 round trip on every pass of a lane's item loop (a Q4_K row of 1024 columns is 8 passes per lane).
+constexpr int kStagedRowMaxCols = 2048;
+__device__ __forceinline__ bool row_stageable(const float* x, int64_t cols) {
+  return cols <= kStagedRowMaxCols && cols % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+}
+// Every thread of a block of kThreads calls it; all of the thread's loads are in flight before its first store.
+template <int kThreads>
+__device__ __forceinline__ void stage_row(const float* x, int64_t cols, float4* row) {
+  constexpr int kPerThread = (kStagedRowMaxCols / 4 + kThreads - 1) / kThreads;
+  const int vecs = int(cols / 4);
+  float4 v[kPerThread];
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < vecs) v[i] = reinterpret_cast<const float4*>(x)[c];
+  }
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < vecs) row[c] = v[i];
+  }
+  __syncthreads();
 }
 
 // Writes the warp's sums of acc[r] (lane 0) to out[r * n_out + n].

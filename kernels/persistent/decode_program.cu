@@ -234,9 +234,10 @@ __device__ __noinline__ void run_gemv(const ProgramGemv& a, uint4* stages, bool 
         }
       } else {
         uint4* stage = mine;  // past the staged slots' use: this warp's slot 0 is free again
-        gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[0]);
+        gemv::warp_row_dots<D, 1>(a.w[i] + n * row_bytes, 0, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[0]);
         if (a.gated)
-          gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, blocks_per_row, x, a.cols, 1, stage, no_wait, acc[1]);
+          gemv::warp_row_dots<D, 1>(a.w[1] + n * row_bytes, 0, blocks_per_row, x, a.cols, 1, stage, no_wait,
+                                    acc[1]);
       }
       if (a.gated) {
         const float sum = gated_activate(warp_sum(acc[0][0]), a.act) * warp_sum(acc[1][0]);
