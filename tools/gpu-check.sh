@@ -92,6 +92,12 @@ if [ -x "$bin/swbench" ]; then  # decode attention (split-K): K/V bytes per step
     --n 8192,32768,131072 --csv "$out/decode.csv" >"$out/decode.txt" 2>&1 || status=1
   { echo '```'; cat "$out/decode.txt"; echo '```'; } >>"$rec"
 fi
+if [ -x "$bin/gemv_bench" ]; then  # a Gemma 3 270M decode step's GEMV shapes, isolated (bench/gemv_notes.md)
+  echo >>"$rec"; echo "## decode GEMV shapes, isolated (gemv_bench; variants 1 warp, 2 warp-pipelined, 8 warp-split)" >>"$rec"
+  timeout 120 "$bin/gemv_bench" --shapes 640x1024:Q4_K,640x2048:Q4_K,640x2048:Q6_K,2048x640:Q5_0,1536x640:Q5_0 \
+    --variants 1,2,8 >"$out/gemv_bench.txt" 2>&1 || status=1
+  { echo '```'; cat "$out/gemv_bench.txt"; echo '```'; } >>"$rec"
+fi
 if [ -x "$bin/gemm_bench" ]; then  # the prefill projections' cuBLAS GEMMs (bench/prefill_notes.md)
   echo >>"$rec"; echo "## prefill GEMM shapes through cuBLAS (gemm_bench)" >>"$rec"
   timeout 120 "$bin/gemm_bench" --rows 4096,16384,32768 --reps 20 >"$out/gemm_bench.txt" 2>&1 || status=1
