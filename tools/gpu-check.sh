@@ -131,6 +131,14 @@ if has model && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   echo "- no CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
   line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --temp 0 2>&1 >/dev/null | grep '^swrun: load')
   echo "- CUDA graph, short prompt: ${line#swrun: }" >>"$rec"
+  if [ -f "$bin/lib/libkernel_trace.so" ]; then  # what each kernel adds to a decode step as its graph runs it
+    CUDA_INJECTION64_PATH="$bin/lib/libkernel_trace.so" KERNEL_TRACE_OUT="$out/kernel-trace.txt" \
+      "$bin/swrun" bench -m "$SWRUN_MODEL" -p 0 -n 32 -r 1 >/dev/null 2>&1 || status=1
+    python3 tools/decode_step_trace.py "$out/kernel-trace.txt" --kernels 12 >"$out/decode-step-trace.txt" 2>&1 || status=1
+    gzip -f "$out/kernel-trace.txt"
+    { echo; echo "### a decode step's kernels in its CUDA graph (kernel_trace, tg32 at depth 0)"; echo '```';
+      cat "$out/decode-step-trace.txt"; echo '```'; } >>"$rec"
+  fi
   # What `swrun -p` does by default: temperature 0.8, top-k 40 (reduced on the GPU), top-p 0.95; EOS may end it early.
   for seed in 1 2 3; do
     line=$("$bin/swrun" -m "$SWRUN_MODEL" -p "The capital of France is" -n 128 --seed $seed 2>&1 >/dev/null | grep '^swrun: load')
