@@ -1,7 +1,8 @@
-// Quantized GEMV kernels: one warp per output row at a time (grid-stride over rows), each row computed by the
-// warp-level core of gemv_quant_warp.cuh (variant 1; gemv_quant runs the variant gemv_quant_pick_variant picks,
-// the others are in gemv_quant_variants.cu). Weights never change, so the first row is staged before the kernel
-// waits for its predecessor (programmatic dependent launch).
+// Quantized GEMV kernels: a warp per output row at a time (grid-stride over rows), or with one activation row up to
+// 4 warps sharing a row (RowParts), each part computed by the warp-level core of gemv_quant_warp.cuh (variants 1 and
+// 8; gemv_quant runs the variant gemv_quant_pick_variant picks, the others are in gemv_quant_variants.cu). Weights
+// never change, so the first blocks of each warp's row are staged before the kernel waits for its predecessor
+// (programmatic dependent launch); one row of x is copied into shared memory after it.
 #include "kernels/gemv/gemv_quant.cuh"
 
 #include <algorithm>
