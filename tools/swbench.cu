@@ -73,6 +73,9 @@ struct Options {
   std::string json, csv;
 };
 
+// The decode impls (decode-dense, decode-sliding): one query against the cache.
+bool is_decode(const std::string& impl) { return impl.rfind("decode", 0) == 0; }
+
 struct Row {
   std::string shape, impl, check = "-", note;
   int n = 0, reps = 0;
@@ -408,7 +411,7 @@ Row row_of(const Shape& s, int n, const std::string& impl) {
 Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::string& impl, int l2_bytes,
              size_t free_before, std::mt19937& rng) {
   const bool naive = impl == "naive";
-  const bool decode = impl.rfind("decode", 0) == 0;
+  const bool decode = is_decode(impl);
   const bool windowed = impl.rfind("sliding", 0) == 0 || impl == "decode-sliding";
   // Prefill variants (parse_args): the switches named after the impl's dash, e.g. sliding-packed+ws256.
   const std::string variant = decode || impl.find('-') == std::string::npos ? "" : impl.substr(impl.find('-'));
@@ -528,7 +531,7 @@ void compare_within_group(std::vector<Row>& rows, size_t first) {
   }
   for (size_t i = first; i < rows.size(); ++i) {
     Row& r = rows[i];
-    const bool dec = r.impl.rfind("decode", 0) == 0;
+    const bool dec = is_decode(r.impl);
     r.vs_dense = (dec ? decode_dense : dense) / r.ms;
     if (!dec) r.vs_naive = naive / r.ms;
   }
@@ -595,8 +598,7 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     std::printf("%-9s %-20s %7s %10s %8s %8s %8s %8s %10s %5s %-5s %s\n", "shape", "impl", "N", "ms", "TFLOP/s",
                 "KV-GB/s", "vs-dense", "vs-naive", "MiB", "reps", "check", "note");
-    const bool any_decode = std::any_of(opt.impls.begin(), opt.impls.end(),
-                                        [](const std::string& im) { return im.rfind("decode", 0) == 0; });
+    const bool any_decode = std::any_of(opt.impls.begin(), opt.impls.end(), is_decode);
     for (const Shape& s : opt.shapes)
       for (int n : opt.ns) {
         const size_t first = rows.size();
