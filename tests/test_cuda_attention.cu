@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -170,6 +171,8 @@ struct RunOptions {
   bool ws_d64 = false;        // FlashAttnArgs::ws_d64 (variant 15)
   bool persistent = false;    // FlashAttnArgs::persistent (variant 16)
   const FreshRows* fresh = nullptr;  // decode from the projection's rows (Impl::Decode, n_q 1)
+  int q_pad = 0, o_pad = 0;   // elements past each q / output row's heads (row strides n_head * d + pad)
+  bool o16 = false;           // with an fp32 output: its bf16 rounding too (FlashAttnArgs::o16), checked exactly
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -195,16 +198,22 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
       for (int kv = 0; kv < 2; ++kv)
         ring[(size_t(kv) * capacity + (kv_len - 1) % capacity) * kv_row + c] = to_bits(NAN, s.dtype);
   const std::vector<uint16_t> ring_before = ring;
-  std::vector<uint16_t> qbits(p.q.size());
-  for (size_t i = 0; i < p.q.size(); ++i) qbits[i] = to_bits(p.q[i], s.dtype);
+  // q rows at their stride, the padding NaN (never read)
+  const size_t q_row = size_t(s.n_head) * d, q_stride = q_row + opt.q_pad, o_stride = q_row + opt.o_pad;
+  std::vector<uint16_t> qbits(size_t(p.n_q) * q_stride, to_bits(NAN, s.dtype));
+  for (size_t i = 0; i < size_t(p.n_q); ++i)
+    for (size_t c = 0; c < q_row; ++c) qbits[i * q_stride + c] = to_bits(p.q[i * q_row + c], s.dtype);
 
-  DeviceBuffer dq(qbits.size() * elt), dkv(ring.size() * elt), dout(size_t(p.n_q) * s.n_head * d * out_elt),
-      dpos(sizeof(int32_t));
-  ASSERT_TRUE(dq.ptr && dkv.ptr && dout.ptr && dpos.ptr);
+  const size_t out_bytes = size_t(p.n_q) * o_stride * out_elt, out16_bytes = size_t(p.n_q) * o_stride * 2;
+  const bool with_o16 = opt.o16 && s.o_fp32;
+  DeviceBuffer dq(std::max<size_t>(qbits.size() * elt, 16)), dkv(ring.size() * elt), dout(out_bytes),
+      dout16(with_o16 ? out16_bytes : 16), dpos(sizeof(int32_t));
+  ASSERT_TRUE(dq.ptr && dkv.ptr && dout.ptr && dout16.ptr && dpos.ptr);
   CUDA_OK(cudaMemcpy(dq.ptr, qbits.data(), qbits.size() * elt, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dkv.ptr, ring.data(), ring.size() * elt, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dpos.ptr, &p.q_pos0, sizeof(int32_t), cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemset(dout.ptr, 0xFF, size_t(p.n_q) * s.n_head * d * out_elt));  // NaN in every output type
+  CUDA_OK(cudaMemset(dout.ptr, 0xFF, out_bytes));  // NaN in every output type
+  if (with_o16) CUDA_OK(cudaMemset(dout16.ptr, 0xFF, out16_bytes));
 
   FlashAttnArgs a;
   a.q = dq.ptr;
@@ -213,9 +222,10 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.o = dout.ptr;
   a.o_fp32 = s.o_fp32;
   a.dtype = s.dtype;
-  a.q_stride = int64_t{s.n_head} * d;
+  a.q_stride = int64_t(q_stride);
   a.kv_stride = int64_t(kv_row);
-  a.o_stride = int64_t{s.n_head} * d;
+  a.o_stride = int64_t(o_stride);
+  if (with_o16) a.o16 = static_cast<__nv_bfloat16*>(dout16.ptr);
   a.n_q = p.n_q;
   a.n_head = s.n_head;
   a.n_head_kv = s.n_head_kv;
@@ -261,18 +271,41 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   }
   CUDA_OK(cudaDeviceSynchronize());
 
-  const size_t n_out = size_t(p.n_q) * s.n_head * d;
+  // The output rows without their padding (which must still hold the poison: nothing wrote past the heads).
+  const size_t n_out = size_t(p.n_q) * q_row;
   std::vector<float> out(n_out);
+  size_t padding_written = 0;
   if (s.o_fp32) {
-    CUDA_OK(cudaMemcpy(out.data(), dout.ptr, n_out * 4, cudaMemcpyDeviceToHost));
+    std::vector<uint32_t> bits(size_t(p.n_q) * o_stride);
+    CUDA_OK(cudaMemcpy(bits.data(), dout.ptr, out_bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < size_t(p.n_q); ++i) {
+      std::memcpy(&out[i * q_row], &bits[i * o_stride], q_row * 4);
+      for (size_t c = q_row; c < o_stride; ++c) padding_written += bits[i * o_stride + c] != 0xFFFFFFFFu;
+    }
   } else {
-    std::vector<uint16_t> bits(n_out);
-    CUDA_OK(cudaMemcpy(bits.data(), dout.ptr, n_out * 2, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < n_out; ++i) out[i] = from_bits(bits[i], s.dtype);
+    std::vector<uint16_t> bits(size_t(p.n_q) * o_stride);
+    CUDA_OK(cudaMemcpy(bits.data(), dout.ptr, out_bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < size_t(p.n_q); ++i) {
+      for (size_t c = 0; c < q_row; ++c) out[i * q_row + c] = from_bits(bits[i * o_stride + c], s.dtype);
+      for (size_t c = q_row; c < o_stride; ++c) padding_written += bits[i * o_stride + c] != 0xFFFFu;
+    }
   }
+  EXPECT_EQ(padding_written, 0u) << "output row padding overwritten";
   size_t unwritten = 0;
   for (float x : out) unwritten += !std::isfinite(x);
   ASSERT_EQ(unwritten, 0u) << "outputs left NaN/inf (unwritten or corrupted)";
+  if (with_o16) {  // the bf16 copy: exactly the rounding of the fp32 output, nothing past the heads
+    std::vector<uint16_t> bits(size_t(p.n_q) * o_stride);
+    CUDA_OK(cudaMemcpy(bits.data(), dout16.ptr, out16_bytes, cudaMemcpyDeviceToHost));
+    size_t wrong = 0, padding16 = 0;
+    for (size_t i = 0; i < size_t(p.n_q); ++i) {
+      for (size_t c = 0; c < q_row; ++c)
+        wrong += bits[i * o_stride + c] != to_bits(out[i * q_row + c], AttnDtype::BF16);
+      for (size_t c = q_row; c < o_stride; ++c) padding16 += bits[i * o_stride + c] != 0xFFFFu;
+    }
+    EXPECT_EQ(wrong, 0u) << "o16 elements that are not the bf16 rounding of the fp32 output";
+    EXPECT_EQ(padding16, 0u) << "o16 row padding overwritten";
+  }
 
   // Queries to check: all of them when cheap, else the first and last 8 and 32 random ones in between.
   std::vector<int> queries;
@@ -483,6 +516,8 @@ TEST(Decode, DenseSplitKAndNeutralSplits) {
   run_and_check(make_problem(shape(128, 32, 8), 5000, 1, kInf, 0), {Impl::Decode, 6000, false, 6000});
   run_and_check(make_problem(shape(64, 32, 4, AttnDtype::FP16, true), 777, 3, kInf, 0), {Impl::Decode, 0, false, 0});
   run_and_check(make_problem(shape(128, 4, 4), 0, 1, kInf, 0), {Impl::Decode, 64, true, 64});  // first token
+  // 32 blocks of one KV head each: a few splits of 13-14 key tiles each, many times the kernel's stages.
+  run_and_check(make_problem(shape(64, 32, 32), 3000, 1, kInf, 0), {Impl::Decode, 4096, true, 4096});
 }
 
 TEST(Naive, MatchesReference) {
@@ -870,12 +905,56 @@ TEST(WsPersistent, SmallForSanitizers) {
   variant_small_for_sanitizers(kPersistent64, {64});
 }
 
+// q and output rows at padded strides, the fp32 output's bf16 copy (FlashAttnArgs::o16) checked bit for bit, and
+// nothing written past a row's heads: the warp-specialized kernel loads Q through a tensor map that carries the q
+// stride (TMA), and every epilogue stores 16-byte column runs where the output rows are 16-byte aligned (pads of
+// 8 elements, or 4 for fp32 alone) and column pairs where they are not (pad 2). Every kernel kind: warp-specialized
+// at each head_dim (plain and persistent grid, packed or not), the one-kernel path, decode with one split and
+// with split-K; partial last query tiles; fp16 inputs.
+TEST(Prefill, PaddedRowsAndBf16Copy) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    Variant v;
+    int d, hq, hkv, n, left, q_pad, o_pad;
+    bool fp32, o16;
+    AttnDtype t;
+  };
+  const Variant kBase{false, false, false};
+  for (Case c : {Case{kPersistent256, 256, 4, 1, 1000, 511, 8, 8, true, true, AttnDtype::BF16},
+                 Case{kWs256, 256, 8, 2, 301, kInf, 16, 2, true, true, AttnDtype::BF16},
+                 Case{kBase, 256, 4, 1, 300, 100, 8, 8, true, true, AttnDtype::FP16},
+                 Case{kPersistent64, 64, 16, 2, 777, 1023, 24, 8, false, false, AttnDtype::BF16},
+                 Case{kWs64, 64, 8, 2, 129, kInf, 8, 2, false, false, AttnDtype::FP16},
+                 Case{kBase, 64, 8, 8, 200, kInf, 8, 8, false, false, AttnDtype::BF16},
+                 Case{kBase, 128, 8, 2, 1000, kInf, 8, 8, true, true, AttnDtype::BF16},
+                 Case{kPersistent128, 128, 6, 2, 513, 300, 8, 4, true, false, AttnDtype::BF16}}) {
+    const Problem p = make_problem(shape(c.d, c.hq, c.hkv, c.t, c.fp32), 0, c.n, c.left, 0);
+    SCOPED_TRACE(describe(p, c.v) + " q pad " + std::to_string(c.q_pad) + " o pad " + std::to_string(c.o_pad) +
+                 (c.o16 ? " o16" : ""));
+    RunOptions opt = variant_run(c.v);
+    opt.q_pad = c.q_pad;
+    opt.o_pad = c.o_pad;
+    opt.o16 = c.o16;
+    run_and_check(p, opt);
+  }
+  for (auto [d, pos, max_kv, o_pad] : {std::tuple{256, 100, 192, 8}, std::tuple{128, 5000, 6000, 2}}) {
+    const Problem p = make_problem(shape(d, 8, 2, AttnDtype::BF16, true), pos, 1, kInf, 0);
+    SCOPED_TRACE(describe(p, "decode") + " o pad " + std::to_string(o_pad) + " o16");
+    RunOptions opt{Impl::Decode, max_kv, true, max_kv};
+    opt.q_pad = 8;
+    opt.o_pad = o_pad;
+    opt.o16 = true;
+    run_and_check(p, opt);
+  }
+}
+
 // Decode from the q/k/v projection's fp32 rows (FlashAttnArgs::fresh): the kernel norms and rotates them, writes
 // the new k and v into the cache (whose slot starts as NaN) and attends. Every head_dim (fresh rows run the plain
 // kernel, d 128 on sm_90a too), GQA groups of 1 to 8, both rotation styles, norms on q, k, both or neither, LongRoPE
 // factors, softcapping, fp16; the new position first in its key tile, last in it, and position 0; dense over
 // split-K (most splits empty) and sliding after the ring wrapped; the device position; a short cache whose keys are
-// one block of more key tiles than it has stages (max_kv 192), so the tiles loaded before the wait are not all.
+// one block of more key tiles than it has stages (max_kv 192 at d 64; at d 256, a 192-key window straddling four
+// tiles), so the tiles loaded before the wait are not all.
 TEST(Decode, FreshRowsStagedByTheKernel) {
   SKIP_WITHOUT_GPU();
   struct Case {
@@ -895,6 +974,7 @@ TEST(Decode, FreshRowsStagedByTheKernel) {
                  Case{64, 16, 2, 1087, 1023, false, true, true, false, 0.f, AttnDtype::BF16},
                  Case{64, 4, 2, 63, 40, true, false, false, false, 5.f, AttnDtype::FP16},
                  Case{256, 4, 1, 170, kInf, true, true, true, false, 0.f, AttnDtype::BF16, 192},
+                 Case{256, 4, 1, 1000, 191, true, true, true, false, 0.f, AttnDtype::BF16},
                  Case{64, 8, 2, 150, kInf, false, true, true, false, 0.f, AttnDtype::BF16, 192}}) {
     Problem p = make_problem(shape(c.d, c.hq, c.hkv, c.t, true), c.pos, 1, c.left, 0);
     if (c.softcap > 0.f) p = capped(p, c.softcap, 4.f);

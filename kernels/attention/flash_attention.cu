@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -181,6 +183,30 @@ FlashParams make_params(const FlashAttnArgs& a) {
   return p;
 }
 
+// The warp-specialized kernel's Q tensor map (FlashParams::q_map): the driver's encoder, reached through the
+// runtime so that nothing links libcuda itself.
+void encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
+  static const auto encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found),
+               "flash_attention: cuTensorMapEncodeTiled");
+    if (found != cudaDriverEntryPointSuccess || !fn) fail("flash_attention: the driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  const cuuint64_t elem = 2;  // bf16 and fp16
+  const cuuint64_t dims[3] = {cuuint64_t(a.head_dim), cuuint64_t(a.n_head), cuuint64_t(a.n_q)};
+  const cuuint64_t strides[2] = {a.head_dim * elem, cuuint64_t(a.q_stride) * elem};
+  const cuuint32_t box[3] = {64, cuuint32_t(p.heads_per_block), cuuint32_t(p.queries_per_block)};
+  const cuuint32_t steps[3] = {1, 1, 1};
+  const CUresult r = encode(&p.q_map, a.dtype == AttnDtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                            3, const_cast<void*>(a.q), dims, strides, box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) fail("flash_attention: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
+  p.tma_q = true;
+}
+
 dim3 grid_of(const FlashParams& p) {
   const int q_tiles = (p.n_q + p.queries_per_block - 1) / p.queries_per_block;
   if (q_tiles > kMaxQueryTiles) fail("flash_attention: n_q " + std::to_string(p.n_q) + " too large for one call");
@@ -263,7 +289,9 @@ void flash_attention(const FlashAttnArgs& a, cudaStream_t stream) {
   if (a.fresh.q) fail("flash_attention: fresh rows are for flash_attention_decode");
   if (a.n_q == 0) return;
   if (!a.q_pos0_dev) check_ring(a, int64_t{a.q_pos0} + a.n_q, "flash_attention");
-  launch(a, make_params(a), stream);
+  FlashParams p = make_params(a);
+  if (warp_specialized(a)) encode_q_map(a, p);
+  launch(a, p, stream);
 }
 
 size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len) {

@@ -7,6 +7,7 @@
 // Measured against the one-kernel path: bench/attention_notes.md #12-#15.
 #pragma once
 #include "kernels/attention/flash_kernel.cuh"
+#include "kernels/common/bulk_copy.cuh"
 
 namespace swrun::cuda::attn {
 
@@ -53,7 +54,7 @@ __device__ __forceinline__ WsItem ws_item(const FlashParams& p, int w) {
 // kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
 // registers (the item loop costs the d 256 consumers spills).
 template <typename T, int D, bool kSoftcap, bool kPersistent>
-__global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const __grid_constant__ FlashParams p) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
   wait_for_predecessor();  // launched overlapped, as flash_attention_kernel
@@ -95,7 +96,7 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
       mbar_init(empty_k + 8 * st, active_warps);  // one arrival per computing warp
       mbar_init(empty_v + 8 * st, active_warps);
     }
-    mbar_init(q_full, NP);
+    mbar_init(q_full, p.tma_q ? 1 : NP);  // the TMA: one arrival that expects the tile's bytes
     mbar_init(q_empty, active_warps);
   }
   __syncthreads();  // barriers initialized before anyone arrives
@@ -113,8 +114,19 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
       const T* k_head = static_cast<const T*>(p.k) + kv_head * D;
       const T* v_head = static_cast<const T*>(p.v) + kv_head * D;
       if (k > 0) mbar_wait(q_empty, (k - 1) & 1);  // the consumers' last Q.K of the item before is done
-      load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, item.head_first);
-      cp_async_arrive(q_full);
+      if (p.tma_q) {
+        // One thread and D / 64 instructions where the producer's cp.async spent ~12K cycles on the Gemma 3
+        // sliding shape (bench/attention_notes.md #18); positions past the last query arrive as zeros.
+        if (threadIdx.x == 0) {
+          mbar_arrive_expect_tx(q_full, BM * D * sizeof(T));
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c)
+            tma_load_3d(smem_addr(sQ + c * BM * 64), &p.q_map, c * 64, item.head_first, b.q_first, q_full);
+        }
+      } else {
+        load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, item.head_first);
+        cp_async_arrive(q_full);
+      }
       for (int i = 0; i < b.tile_hi - b.tile_lo + 1; ++i, ++g) {
         const int stage = g % S;
         const uint32_t reuse_phase = (g / S - 1) & 1;

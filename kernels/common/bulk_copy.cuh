@@ -27,4 +27,16 @@ __device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* sr
       : "memory");
 }
 
+// Copies box (c0, c1, c2) of the 3-D tensor that `tensor_map` (a __grid_constant__ kernel parameter's address)
+// describes to the shared address dst, laid out and swizzled as the map says, and completes it on `bar`; elements
+// outside the tensor arrive as zeros (and count as bytes).
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tensor_map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+      "[%5];\n" ::"r"(dst),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
 }  // namespace swrun::cuda
