@@ -1,5 +1,6 @@
 // Host side of the flash kernels: argument checks, tile/grid choice, split-K sizing for decode.
 #include <algorithm>
+#include <mutex>
 #include <cmath>
 #include <string>
 
@@ -184,8 +185,23 @@ FlashParams make_params(const FlashAttnArgs& a) {
 }
 
 // The warp-specialized kernel's Q tensor map (FlashParams::q_map): the driver's encoder, reached through the
-// runtime so that nothing links libcuda itself.
-void encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
+// runtime so that nothing links libcuda itself. A model's prefill attends from the same q buffer in every layer,
+// so the last map is kept and reused while its inputs are the same.
+CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
+  struct Key {
+    const void* q;
+    int64_t q_stride;
+    int n_q, n_head, head_dim, heads_per_block, queries_per_block;
+    AttnDtype dtype;
+    bool operator==(const Key&) const = default;
+  };
+  static std::mutex mutex;
+  static Key last_key{};
+  static CUtensorMap last_map{};
+  const Key key{a.q, a.q_stride, a.n_q, a.n_head, a.head_dim, p.heads_per_block, p.queries_per_block, a.dtype};
+  std::lock_guard<std::mutex> lock(mutex);
+  p.tma_q = true;
+  if (key == last_key) return last_map;
   static const auto encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
@@ -199,12 +215,15 @@ void encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
   const cuuint64_t strides[2] = {a.head_dim * elem, cuuint64_t(a.q_stride) * elem};
   const cuuint32_t box[3] = {64, cuuint32_t(p.heads_per_block), cuuint32_t(p.queries_per_block)};
   const cuuint32_t steps[3] = {1, 1, 1};
-  const CUresult r = encode(&p.q_map, a.dtype == AttnDtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+  CUtensorMap map;
+  const CUresult r = encode(&map, a.dtype == AttnDtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                             3, const_cast<void*>(a.q), dims, strides, box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE,
                             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) fail("flash_attention: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
-  p.tma_q = true;
+  last_key = key;
+  last_map = map;
+  return map;
 }
 
 dim3 grid_of(const FlashParams& p) {
@@ -218,26 +237,27 @@ dim3 grid_of(const FlashParams& p) {
 }
 
 template <typename T, bool kSoftcap>
-void launch_typed(const FlashParams& p, int head_dim, bool ws, cudaStream_t stream, bool combine) {
+void launch_typed(const FlashParams& p, const CUtensorMap& q_map, int head_dim, bool ws, cudaStream_t stream,
+                  bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64:
       if (ws)
-        attn::launch_flash_ws<T, 64, kSoftcap>(p, grid, stream);
+        attn::launch_flash_ws<T, 64, kSoftcap>(p, q_map, grid, stream);
       else
         attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 64>(p, stream);
       break;
     case 128:
       if (ws)
-        attn::launch_flash_ws<T, 128, kSoftcap>(p, grid, stream);
+        attn::launch_flash_ws<T, 128, kSoftcap>(p, q_map, grid, stream);
       else
         attn::launch_flash<T, 128, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 128>(p, stream);
       break;
     default:
       if (ws)
-        attn::launch_flash_ws<T, 256, kSoftcap>(p, grid, stream);
+        attn::launch_flash_ws<T, 256, kSoftcap>(p, q_map, grid, stream);
       else
         attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 256>(p, stream);
@@ -246,20 +266,22 @@ void launch_typed(const FlashParams& p, int head_dim, bool ws, cudaStream_t stre
 }
 
 template <typename T>
-void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream, bool combine) {
+void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, const CUtensorMap& q_map, cudaStream_t stream,
+                          bool combine) {
   const bool ws = warp_specialized(a);
   if (a.softcap > 0.f)
-    launch_typed<T, true>(p, a.head_dim, ws, stream, combine);
+    launch_typed<T, true>(p, q_map, a.head_dim, ws, stream, combine);
   else
-    launch_typed<T, false>(p, a.head_dim, ws, stream, combine);
+    launch_typed<T, false>(p, q_map, a.head_dim, ws, stream, combine);
 }
 
-void launch(const FlashAttnArgs& a, const FlashParams& p, cudaStream_t stream) {
+// q_map: Q's tensor map where p.tma_q, else not read.
+void launch(const FlashAttnArgs& a, const FlashParams& p, const CUtensorMap& q_map, cudaStream_t stream) {
   const bool combine = p.n_split > 1;
   if (a.dtype == AttnDtype::BF16)
-    launch_capped_or_not<__nv_bfloat16>(a, p, stream, combine);
+    launch_capped_or_not<__nv_bfloat16>(a, p, q_map, stream, combine);
   else
-    launch_capped_or_not<__half>(a, p, stream, combine);
+    launch_capped_or_not<__half>(a, p, q_map, stream, combine);
 }
 
 // The split count depends only on static shapes and max_kv_len, never on the runtime position, so a captured
@@ -290,8 +312,8 @@ void flash_attention(const FlashAttnArgs& a, cudaStream_t stream) {
   if (a.n_q == 0) return;
   if (!a.q_pos0_dev) check_ring(a, int64_t{a.q_pos0} + a.n_q, "flash_attention");
   FlashParams p = make_params(a);
-  if (warp_specialized(a)) encode_q_map(a, p);
-  launch(a, p, stream);
+  const CUtensorMap q_map = warp_specialized(a) ? encode_q_map(a, p) : CUtensorMap{};
+  launch(a, p, q_map, stream);
 }
 
 size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len) {
@@ -322,7 +344,7 @@ void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* wo
     p.partial_acc = static_cast<float*>(workspace);
     p.partial_ml = reinterpret_cast<float2*>(p.partial_acc + static_cast<size_t>(p.n_split) * a.n_q * a.n_head * a.head_dim);
   }
-  launch(a, p, stream);
+  launch(a, p, CUtensorMap{}, stream);  // decode: Q by cp.async (one position; no map per graph node)
 }
 
 }  // namespace swrun::cuda

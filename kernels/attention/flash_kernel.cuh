@@ -6,7 +6,6 @@
 #pragma once
 #include <cstdint>
 
-#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include "kernels/attention/flash_fresh_rows.cuh"
@@ -76,12 +75,10 @@ struct FlashParams {
   // Warp-specialized kernel only (FlashAttnArgs::persistent, variant 16): the grid is a block per SM, and block b
   // takes the work items b, b + gridDim.x, ... (a work item is what one block of the plain grid does).
   bool persistent;
-  FreshRows fresh;     // decode from the projection's fp32 rows (FlashAttnArgs::fresh); fresh.q null: off
-  // Warp-specialized prefill (variant 18): Q as a 3-D tensor (column, head, position) for the TMA engine, 128-byte
-  // swizzle, box = one 64-column block of a block's rows (heads_per_block heads x its positions); tma_q false: the
-  // producer's cp.async loads Q.
+  // Warp-specialized prefill (variant 18): the producer loads Q with the TMA through the kernel's tensor map
+  // (flash_attention_ws_kernel's q_map); false: with cp.async.
   bool tma_q;
-  CUtensorMap q_map;  // 64-byte aligned by its type
+  FreshRows fresh;     // decode from the projection's fp32 rows (FlashAttnArgs::fresh); fresh.q null: off
   // Decode (flash_attention_decode): the kernel launched before this one writes no cache row older than the first
   // query position, so the plain kernel loads key tiles wholly before it ahead of its wait for that kernel
   // (BlockBounds::tile_settled), under that kernel's tail; Q, which that kernel writes, after. (The warp-specialized
@@ -400,54 +397,15 @@ __device__ __forceinline__ void gather_column_runs(float (&acc)[D / 8][4]) {
 
 // Final rows: normalized output, or for split-K the unnormalized partial with its (max, sum).
 template <typename T, int D>
-__device__ __forceinline__ void write_rows(const FlashParams& p, float (&acc)[D / 8][4], const float (&m)[2],
+__device__ __forceinline__ void write_rows(const FlashParams& p, const float (&acc)[D / 8][4], const float (&m)[2],
                                            float (&l)[2], const int (&row_q)[2], const int (&row_head)[2],
                                            bool (&row_valid)[2]) {
   const int quad = threadIdx.x & 3;
-  // A warp's 4-byte stores of a row's column pairs touch 8 rows x 16 bytes each: on the Gemma 3 sliding shape
-  // (d 256) the epilogue took ~7K cycles per block, the stores queued with the next item's loads
-  // (bench/attention_notes.md #18). 16-byte runs need the output rows 16-byte aligned.
-  const int64_t o_bytes = p.o_fp32 ? 4 : 2;
-  const bool runs = p.n_split == 1 &&
-                    ((reinterpret_cast<uintptr_t>(p.o) | reinterpret_cast<uintptr_t>(p.o16) |
-                      uintptr_t(p.o_stride * (p.o16 ? 2 : o_bytes))) & 15) == 0;
-  if (runs) gather_column_runs<D>(acc);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     if (!row_valid[r]) continue;
-    if (runs) {
-      const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // no visible key: 0, not NaN
-      const int64_t row = row_q[r] * p.o_stride + row_head[r] * D;
-#pragma unroll
-      for (int m4 = 0; m4 < D / 32; ++m4) {
-        float v[8];
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          v[2 * s] = acc[4 * m4 + s][2 * r] * inv;
-          v[2 * s + 1] = acc[4 * m4 + s][2 * r + 1] * inv;
-        }
-        const int64_t off = row + 8 * (4 * m4 + quad);
-        if (p.o_fp32) {
-          float4* dst = reinterpret_cast<float4*>(static_cast<float*>(p.o) + off);
-          dst[0] = make_float4(v[0], v[1], v[2], v[3]);
-          dst[1] = make_float4(v[4], v[5], v[6], v[7]);
-          if (p.o16) {
-            const __nv_bfloat162 b0 = __floats2bfloat162_rn(v[0], v[1]), b1 = __floats2bfloat162_rn(v[2], v[3]);
-            const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[4], v[5]), b3 = __floats2bfloat162_rn(v[6], v[7]);
-            *reinterpret_cast<uint4*>(p.o16 + off) =
-                make_uint4(*reinterpret_cast<const uint32_t*>(&b0), *reinterpret_cast<const uint32_t*>(&b1),
-                           *reinterpret_cast<const uint32_t*>(&b2), *reinterpret_cast<const uint32_t*>(&b3));
-          }
-        } else {
-          *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + off) =
-              make_uint4(MmaOp<T>::pack(v[0], v[1]), MmaOp<T>::pack(v[2], v[3]), MmaOp<T>::pack(v[4], v[5]),
-                         MmaOp<T>::pack(v[6], v[7]));
-        }
-      }
-      continue;
-    }
     if (p.n_split > 1) {
       const int64_t row = (static_cast<int64_t>(blockIdx.z) * p.n_q + row_q[r]) * p.n_head + row_head[r];
       float* dst = p.partial_acc + row * D + 2 * quad;
@@ -475,6 +433,61 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, float (&acc)[D 
 #pragma unroll
       for (int d = 0; d < D / 8; ++d)
         *reinterpret_cast<uint32_t*>(dst + d * 8) = MmaOp<T>::pack(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+    }
+  }
+}
+
+// write_rows for the warp-specialized kernel (prefill): where every row of the warp is a query and the output rows
+// are 16-byte aligned, the columns go out 16 bytes at a time (gather_column_runs); otherwise as write_rows. A warp's
+// 4-byte stores of column pairs touch 8 rows x 16 bytes each: on the Gemma 3 sliding shape (d 256) the epilogue
+// took ~7K cycles per work item, its stores queued with the next item's loads (bench/attention_notes.md #18).
+// (The one-kernel path, which decode runs, keeps write_rows: the exchange measured slower there.)
+template <typename T, int D>
+__device__ __forceinline__ void write_rows_in_runs(const FlashParams& p, float (&acc)[D / 8][4], const float (&m)[2],
+                                                   float (&l)[2], const int (&row_q)[2], const int (&row_head)[2],
+                                                   bool (&row_valid)[2]) {
+  const int64_t o_bytes = p.o_fp32 ? 4 : 2;
+  const bool runs = p.n_split == 1 &&
+                    ((reinterpret_cast<uintptr_t>(p.o) | reinterpret_cast<uintptr_t>(p.o16) |
+                      uintptr_t(p.o_stride * (p.o16 ? 2 : o_bytes))) & 15) == 0 &&
+                    __all_sync(0xffffffffu, row_valid[0] && row_valid[1]);
+  if (!runs) {
+    write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+    return;
+  }
+  gather_column_runs<D>(acc);
+  const int quad = threadIdx.x & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // no visible key: 0, not NaN
+    const int64_t row = row_q[r] * p.o_stride + row_head[r] * D;
+#pragma unroll
+    for (int m4 = 0; m4 < D / 32; ++m4) {
+      float v[8];
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        v[2 * s] = acc[4 * m4 + s][2 * r] * inv;
+        v[2 * s + 1] = acc[4 * m4 + s][2 * r + 1] * inv;
+      }
+      const int64_t off = row + 8 * (4 * m4 + quad);
+      if (p.o_fp32) {
+        float4* dst = reinterpret_cast<float4*>(static_cast<float*>(p.o) + off);
+        dst[0] = make_float4(v[0], v[1], v[2], v[3]);
+        dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+        if (p.o16) {
+          const __nv_bfloat162 b0 = __floats2bfloat162_rn(v[0], v[1]), b1 = __floats2bfloat162_rn(v[2], v[3]);
+          const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[4], v[5]), b3 = __floats2bfloat162_rn(v[6], v[7]);
+          *reinterpret_cast<uint4*>(p.o16 + off) =
+              make_uint4(*reinterpret_cast<const uint32_t*>(&b0), *reinterpret_cast<const uint32_t*>(&b1),
+                         *reinterpret_cast<const uint32_t*>(&b2), *reinterpret_cast<const uint32_t*>(&b3));
+        }
+      } else {
+        *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + off) =
+            make_uint4(MmaOp<T>::pack(v[0], v[1]), MmaOp<T>::pack(v[2], v[3]), MmaOp<T>::pack(v[4], v[5]),
+                       MmaOp<T>::pack(v[6], v[7]));
+      }
     }
   }
 }

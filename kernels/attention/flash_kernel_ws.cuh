@@ -6,6 +6,8 @@
 // their MMAs (ping-pong). Block bounds, tile loads, mask, softmax and epilogue are the ones of flash_kernel.cuh.
 // Measured against the one-kernel path: bench/attention_notes.md #12-#15.
 #pragma once
+#include <cuda.h>
+
 #include "kernels/attention/flash_kernel.cuh"
 #include "kernels/common/bulk_copy.cuh"
 
@@ -54,7 +56,10 @@ __device__ __forceinline__ WsItem ws_item(const FlashParams& p, int w) {
 // kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
 // registers (the item loop costs the d 256 consumers spills).
 template <typename T, int D, bool kSoftcap, bool kPersistent>
-__global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_kernel(const __grid_constant__ FlashParams p) {
+// q_map: Q's tensor map when p.tma_q (FlashParams::tma_q), a kernel parameter of its own so that the TMA can read it
+// there (the other kernels' FlashParams stay as they were).
+__global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
+    flash_attention_ws_kernel(const FlashParams p, const __grid_constant__ CUtensorMap q_map) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
   wait_for_predecessor();  // launched overlapped, as flash_attention_kernel
@@ -121,7 +126,7 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
           mbar_arrive_expect_tx(q_full, BM * D * sizeof(T));
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
-            tma_load_3d(smem_addr(sQ + c * BM * 64), &p.q_map, c * 64, item.head_first, b.q_first, q_full);
+            tma_load_3d(smem_addr(sQ + c * BM * 64), &q_map, c * 64, item.head_first, b.q_first, q_full);
         }
       } else {
         load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, item.head_first);
@@ -254,13 +259,14 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1) flash_attention_ws_k
         row_head[r] = item.head_first + row_of(r) % p.heads_per_block;
         row_valid[r] = row_q[r] <= b.q_last;
       }
-      write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+      write_rows_in_runs<T, D>(p, acc, m, l, row_q, row_head, row_valid);
       g0 += n_tiles;
     }
   }
 #endif
 }
 
-template <typename T, int D, bool kSoftcap> void launch_flash_ws(const FlashParams& p, dim3 grid, cudaStream_t stream);
+template <typename T, int D, bool kSoftcap>
+void launch_flash_ws(const FlashParams& p, const CUtensorMap& q_map, dim3 grid, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn
