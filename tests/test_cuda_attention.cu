@@ -907,10 +907,10 @@ TEST(WsPersistent, SmallForSanitizers) {
 
 // q and output rows at padded strides, the fp32 output's bf16 copy (FlashAttnArgs::o16) checked bit for bit, and
 // nothing written past a row's heads: the warp-specialized kernel loads Q through a tensor map that carries the q
-// stride (TMA), and every epilogue stores 16-byte column runs where the output rows are 16-byte aligned (pads of
-// 8 elements, or 4 for fp32 alone) and column pairs where they are not (pad 2). Every kernel kind: warp-specialized
-// at each head_dim (plain and persistent grid, packed or not), the one-kernel path, decode with one split and
-// with split-K; partial last query tiles; fp16 inputs.
+// stride (TMA), and its epilogue stores 16-byte column runs where the output rows are 16-byte aligned (pads of 8
+// elements, or 4 for fp32 alone) and column pairs where they are not (pad 2), as the other kernels always do.
+// Every kernel kind: warp-specialized at each head_dim (plain and persistent grid, packed or not), the one-kernel
+// path, decode with one split and with split-K; partial last query tiles; fp16 inputs.
 TEST(Prefill, PaddedRowsAndBf16Copy) {
   SKIP_WITHOUT_GPU();
   struct Case {

@@ -1,7 +1,7 @@
-// Host side of the flash kernels: argument checks, tile/grid choice, split-K sizing for decode.
+// Host side of the flash kernels: argument checks, tile/grid choice, Q's tensor map, split-K sizing for decode.
 #include <algorithm>
-#include <mutex>
 #include <cmath>
+#include <mutex>
 #include <string>
 
 #include <cuda.h>
@@ -184,9 +184,11 @@ FlashParams make_params(const FlashAttnArgs& a) {
   return p;
 }
 
-// The warp-specialized kernel's Q tensor map (FlashParams::q_map): the driver's encoder, reached through the
-// runtime so that nothing links libcuda itself. A model's prefill attends from the same q buffer in every layer,
-// so the last map is kept and reused while its inputs are the same.
+// The warp-specialized kernel's Q tensor map (its q_map parameter; sets p.tma_q): a 3-D tensor (column, head,
+// position) with the q stride, 128-byte swizzle, box = one 64-column block of a block's rows (heads_per_block heads
+// x its positions), so the tile lands as wgmma reads it. The driver's encoder is reached through the runtime so that
+// nothing links libcuda itself. A model's prefill attends from the same q buffer in every layer, so the last map is
+// kept and reused while its inputs are the same.
 CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
   struct Key {
     const void* q;
