@@ -54,10 +54,9 @@ __device__ __forceinline__ WsItem ws_item(const FlashParams& p, int w) {
 }
 
 // kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
-// registers (the item loop costs the d 256 consumers spills).
+// registers (the item loop costs the d 256 consumers spills). q_map: Q's tensor map when p.tma_q, a kernel parameter
+// of its own so that the TMA can read it there (the other kernels' FlashParams stay as they were).
 template <typename T, int D, bool kSoftcap, bool kPersistent>
-// q_map: Q's tensor map when p.tma_q (FlashParams::tma_q), a kernel parameter of its own so that the TMA can read it
-// there (the other kernels' FlashParams stay as they were).
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
     flash_attention_ws_kernel(const FlashParams p, const __grid_constant__ CUtensorMap q_map) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
