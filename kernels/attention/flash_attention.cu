@@ -1,7 +1,6 @@
 // Host side of the flash kernels: argument checks, tile/grid choice, Q's tensor map, split-K sizing for decode.
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <string>
 
 #include <cuda.h>
@@ -187,23 +186,8 @@ FlashParams make_params(const FlashAttnArgs& a) {
 // The warp-specialized kernel's Q tensor map (its q_map parameter; sets p.tma_q): a 3-D tensor (column, head,
 // position) with the q stride, 128-byte swizzle, box = one 64-column block of a block's rows (heads_per_block heads
 // x its positions), so the tile lands as wgmma reads it. The driver's encoder is reached through the runtime so that
-// nothing links libcuda itself. A model's prefill attends from the same q buffer in every layer, so the last map is
-// kept and reused while its inputs are the same.
+// nothing links libcuda itself.
 CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
-  struct Key {
-    const void* q;
-    int64_t q_stride;
-    int n_q, n_head, head_dim, heads_per_block, queries_per_block;
-    AttnDtype dtype;
-    bool operator==(const Key&) const = default;
-  };
-  static std::mutex mutex;
-  static Key last_key{};
-  static CUtensorMap last_map{};
-  const Key key{a.q, a.q_stride, a.n_q, a.n_head, a.head_dim, p.heads_per_block, p.queries_per_block, a.dtype};
-  std::lock_guard<std::mutex> lock(mutex);
-  p.tma_q = true;
-  if (key == last_key) return last_map;
   static const auto encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
@@ -223,8 +207,7 @@ CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
                             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) fail("flash_attention: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
-  last_key = key;
-  last_map = map;
+  p.tma_q = true;
   return map;
 }
 

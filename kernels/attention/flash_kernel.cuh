@@ -477,11 +477,9 @@ __device__ __forceinline__ void write_rows_in_runs(const FlashParams& p, float (
         dst[0] = make_float4(v[0], v[1], v[2], v[3]);
         dst[1] = make_float4(v[4], v[5], v[6], v[7]);
         if (p.o16) {
-          const __nv_bfloat162 b0 = __floats2bfloat162_rn(v[0], v[1]), b1 = __floats2bfloat162_rn(v[2], v[3]);
-          const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[4], v[5]), b3 = __floats2bfloat162_rn(v[6], v[7]);
-          *reinterpret_cast<uint4*>(p.o16 + off) =
-              make_uint4(*reinterpret_cast<const uint32_t*>(&b0), *reinterpret_cast<const uint32_t*>(&b1),
-                         *reinterpret_cast<const uint32_t*>(&b2), *reinterpret_cast<const uint32_t*>(&b3));
+          using Bf16 = MmaOp<__nv_bfloat16>;
+          *reinterpret_cast<uint4*>(p.o16 + off) = make_uint4(Bf16::pack(v[0], v[1]), Bf16::pack(v[2], v[3]),
+                                                              Bf16::pack(v[4], v[5]), Bf16::pack(v[6], v[7]));
         }
       } else {
         *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + off) =
