@@ -1,4 +1,4 @@
-// Host side of the flash kernels: argument checks, tile/grid choice, Q's tensor map, split-K sizing for decode.
+// Host side of the flash kernels: argument checks, tile/grid choice, the TMA's tensor maps, split-K sizing for decode.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -183,11 +183,8 @@ FlashParams make_params(const FlashAttnArgs& a) {
   return p;
 }
 
-// The warp-specialized kernel's Q tensor map (its q_map parameter; sets p.tma_q): a 3-D tensor (column, head,
-// position) with the q stride, 128-byte swizzle, box = one 64-column block of a block's rows (heads_per_block heads
-// x its positions), so the tile lands as wgmma reads it. The driver's encoder is reached through the runtime so that
-// nothing links libcuda itself.
-CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
+// The driver's tensor-map encoder, reached through the runtime so that nothing links libcuda itself.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const auto encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
@@ -196,19 +193,38 @@ CUtensorMap encode_q_map(const FlashAttnArgs& a, FlashParams& p) {
     if (found != cudaDriverEntryPointSuccess || !fn) fail("flash_attention: the driver has no cuTensorMapEncodeTiled");
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();
+  return encode;
+}
+
+// A 3-D tensor of 16-bit elements (column, head, row) with the given row stride, 128-byte swizzle, box = one
+// 64-column block of `heads` heads x `rows` rows: a tile lands as wgmma reads it.
+CUtensorMap encode_map(AttnDtype dtype, const void* base, int head_dim, int n_heads, int64_t n_rows,
+                       int64_t row_stride, int heads, int rows) {
   const cuuint64_t elem = 2;  // bf16 and fp16
-  const cuuint64_t dims[3] = {cuuint64_t(a.head_dim), cuuint64_t(a.n_head), cuuint64_t(a.n_q)};
-  const cuuint64_t strides[2] = {a.head_dim * elem, cuuint64_t(a.q_stride) * elem};
-  const cuuint32_t box[3] = {64, cuuint32_t(p.heads_per_block), cuuint32_t(p.queries_per_block)};
+  const cuuint64_t dims[3] = {cuuint64_t(head_dim), cuuint64_t(n_heads), cuuint64_t(n_rows)};
+  const cuuint64_t strides[2] = {head_dim * elem, cuuint64_t(row_stride) * elem};
+  const cuuint32_t box[3] = {64, cuuint32_t(heads), cuuint32_t(rows)};
   const cuuint32_t steps[3] = {1, 1, 1};
   CUtensorMap map;
-  const CUresult r = encode(&map, a.dtype == AttnDtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                            3, const_cast<void*>(a.q), dims, strides, box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult r = tensor_map_encoder()(
+      &map, dtype == AttnDtype::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
+      const_cast<void*>(base), dims, strides, box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) fail("flash_attention: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
-  p.tma_q = true;
   return map;
+}
+
+// The warp-specialized kernel's tensor maps (its WsMaps parameter; sets p.tma): Q (column, head, position; a box is
+// a block's rows: heads_per_block heads x its positions) and the K and V caches (column, KV head, ring slot; a box is
+// a key tile).
+attn::WsMaps encode_maps(const FlashAttnArgs& a, FlashParams& p) {
+  const int block_n = kernel_tile(a).block_n;
+  attn::WsMaps maps;
+  maps.q = encode_map(a.dtype, a.q, a.head_dim, a.n_head, a.n_q, a.q_stride, p.heads_per_block, p.queries_per_block);
+  maps.k = encode_map(a.dtype, a.k, a.head_dim, a.n_head_kv, a.capacity, a.kv_stride, 1, block_n);
+  maps.v = encode_map(a.dtype, a.v, a.head_dim, a.n_head_kv, a.capacity, a.kv_stride, 1, block_n);
+  p.tma = true;
+  return maps;
 }
 
 dim3 grid_of(const FlashParams& p) {
@@ -222,27 +238,27 @@ dim3 grid_of(const FlashParams& p) {
 }
 
 template <typename T, bool kSoftcap>
-void launch_typed(const FlashParams& p, const CUtensorMap& q_map, int head_dim, bool ws, cudaStream_t stream,
+void launch_typed(const FlashParams& p, const attn::WsMaps& maps, int head_dim, bool ws, cudaStream_t stream,
                   bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64:
       if (ws)
-        attn::launch_flash_ws<T, 64, kSoftcap>(p, q_map, grid, stream);
+        attn::launch_flash_ws<T, 64, kSoftcap>(p, maps, grid, stream);
       else
         attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 64>(p, stream);
       break;
     case 128:
       if (ws)
-        attn::launch_flash_ws<T, 128, kSoftcap>(p, q_map, grid, stream);
+        attn::launch_flash_ws<T, 128, kSoftcap>(p, maps, grid, stream);
       else
         attn::launch_flash<T, 128, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 128>(p, stream);
       break;
     default:
       if (ws)
-        attn::launch_flash_ws<T, 256, kSoftcap>(p, q_map, grid, stream);
+        attn::launch_flash_ws<T, 256, kSoftcap>(p, maps, grid, stream);
       else
         attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
       if (combine) attn::launch_combine<T, 256>(p, stream);
@@ -251,22 +267,22 @@ void launch_typed(const FlashParams& p, const CUtensorMap& q_map, int head_dim, 
 }
 
 template <typename T>
-void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, const CUtensorMap& q_map, cudaStream_t stream,
+void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, const attn::WsMaps& maps, cudaStream_t stream,
                           bool combine) {
   const bool ws = warp_specialized(a);
   if (a.softcap > 0.f)
-    launch_typed<T, true>(p, q_map, a.head_dim, ws, stream, combine);
+    launch_typed<T, true>(p, maps, a.head_dim, ws, stream, combine);
   else
-    launch_typed<T, false>(p, q_map, a.head_dim, ws, stream, combine);
+    launch_typed<T, false>(p, maps, a.head_dim, ws, stream, combine);
 }
 
-// q_map: Q's tensor map where p.tma_q, else not read.
-void launch(const FlashAttnArgs& a, const FlashParams& p, const CUtensorMap& q_map, cudaStream_t stream) {
+// maps: the TMA's tensor maps where p.tma, else not read.
+void launch(const FlashAttnArgs& a, const FlashParams& p, const attn::WsMaps& maps, cudaStream_t stream) {
   const bool combine = p.n_split > 1;
   if (a.dtype == AttnDtype::BF16)
-    launch_capped_or_not<__nv_bfloat16>(a, p, q_map, stream, combine);
+    launch_capped_or_not<__nv_bfloat16>(a, p, maps, stream, combine);
   else
-    launch_capped_or_not<__half>(a, p, q_map, stream, combine);
+    launch_capped_or_not<__half>(a, p, maps, stream, combine);
 }
 
 // The split count depends only on static shapes and max_kv_len, never on the runtime position, so a captured
@@ -297,8 +313,8 @@ void flash_attention(const FlashAttnArgs& a, cudaStream_t stream) {
   if (a.n_q == 0) return;
   if (!a.q_pos0_dev) check_ring(a, int64_t{a.q_pos0} + a.n_q, "flash_attention");
   FlashParams p = make_params(a);
-  const CUtensorMap q_map = warp_specialized(a) ? encode_q_map(a, p) : CUtensorMap{};
-  launch(a, p, q_map, stream);
+  const attn::WsMaps maps = warp_specialized(a) ? encode_maps(a, p) : attn::WsMaps{};
+  launch(a, p, maps, stream);
 }
 
 size_t flash_decode_workspace_bytes(const FlashAttnArgs& a, int32_t max_kv_len) {
@@ -329,7 +345,7 @@ void flash_attention_decode(const FlashAttnArgs& a, int32_t max_kv_len, void* wo
     p.partial_acc = static_cast<float*>(workspace);
     p.partial_ml = reinterpret_cast<float2*>(p.partial_acc + static_cast<size_t>(p.n_split) * a.n_q * a.n_head * a.head_dim);
   }
-  launch(a, p, CUtensorMap{}, stream);  // decode: Q by cp.async (one position; no map per graph node)
+  launch(a, p, attn::WsMaps{}, stream);  // decode: cp.async (one position; no maps per graph node)
 }
 
 }  // namespace swrun::cuda

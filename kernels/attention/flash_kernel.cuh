@@ -75,9 +75,9 @@ struct FlashParams {
   // Warp-specialized kernel only (FlashAttnArgs::persistent, variant 16): the grid is a block per SM, and block b
   // takes the work items b, b + gridDim.x, ... (a work item is what one block of the plain grid does).
   bool persistent;
-  // Warp-specialized prefill (variant 18): the producer loads Q with the TMA through the kernel's tensor map
-  // (flash_attention_ws_kernel's q_map); false: with cp.async.
-  bool tma_q;
+  // Warp-specialized prefill (variants 18, 19): the producer loads Q and the interior K/V tiles with the TMA
+  // through the kernel's tensor maps (flash_attention_ws_kernel's WsMaps); false: everything with cp.async.
+  bool tma;
   FreshRows fresh;     // decode from the projection's fp32 rows (FlashAttnArgs::fresh); fresh.q null: off
   // Decode (flash_attention_decode): the kernel launched before this one writes no cache row older than the first
   // query position, so the plain kernel loads key tiles wholly before it ahead of its wait for that kernel

@@ -53,12 +53,19 @@ __device__ __forceinline__ WsItem ws_item(const FlashParams& p, int w) {
   return {w % head_blocks * p.heads_per_block, q_tiles - 1 - w / head_blocks, 0};
 }
 
+// The TMA's tensor maps (FlashParams::tma): Q (column, head, position; box = one 64-column block of a block's
+// rows) and the K and V caches (column, KV head, ring slot; box = one 64-column block of a key tile), all with the
+// 128-byte swizzle, so that tiles land as wgmma reads them.
+struct WsMaps {
+  CUtensorMap q, k, v;
+};
+
 // kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
-// registers (the item loop costs the d 256 consumers spills). q_map: Q's tensor map when p.tma_q, a kernel parameter
-// of its own so that the TMA can read it there (the other kernels' FlashParams stay as they were).
+// registers (the item loop costs the d 256 consumers spills). maps: a kernel parameter of its own so that the TMA can
+// read the maps there (the other kernels' FlashParams stay as they were).
 template <typename T, int D, bool kSoftcap, bool kPersistent>
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
-    flash_attention_ws_kernel(const FlashParams p, const __grid_constant__ CUtensorMap q_map) {
+    flash_attention_ws_kernel(const FlashParams p, const __grid_constant__ WsMaps maps) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(SWRUN_ATTN_MMA_SYNC_ONLY)
   wait_for_predecessor();  // launched overlapped, as flash_attention_kernel
@@ -100,7 +107,7 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
       mbar_init(empty_k + 8 * st, active_warps);  // one arrival per computing warp
       mbar_init(empty_v + 8 * st, active_warps);
     }
-    mbar_init(q_full, p.tma_q ? 1 : NP);  // the TMA: one arrival that expects the tile's bytes
+    mbar_init(q_full, p.tma ? 1 : NP);  // the TMA: one arrival that expects the tile's bytes
     mbar_init(q_empty, active_warps);
   }
   __syncthreads();  // barriers initialized before anyone arrives
@@ -118,28 +125,45 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
       const T* k_head = static_cast<const T*>(p.k) + kv_head * D;
       const T* v_head = static_cast<const T*>(p.v) + kv_head * D;
       if (k > 0) mbar_wait(q_empty, (k - 1) & 1);  // the consumers' last Q.K of the item before is done
-      if (p.tma_q) {
+      if (p.tma) {
         // One thread and D / 64 instructions where the producer's cp.async spent ~12K cycles on the Gemma 3
         // sliding shape (bench/attention_notes.md #18); positions past the last query arrive as zeros.
         if (threadIdx.x == 0) {
           mbar_arrive_expect_tx(q_full, BM * D * sizeof(T));
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
-            tma_load_3d(smem_addr(sQ + c * BM * 64), &q_map, c * 64, item.head_first, b.q_first, q_full);
+            tma_load_3d(smem_addr(sQ + c * BM * 64), &maps.q, c * 64, item.head_first, b.q_first, q_full);
         }
       } else {
         load_q_tile<T, D, BM, NP>(sQ, p, b.q_first, b.q_last, item.head_first);
         cp_async_arrive(q_full);
       }
+      // A key tile wholly inside the keys present and in consecutive ring slots comes through the TMA (thread 0
+      // arrives expecting its bytes, the others plainly); the edge tiles, whose rows outside the window must be
+      // zeros and not stale ring rows, and tiles across the ring's end through the threads' cp.async.
+      auto load_tile = [&](T* dst, const T* head, const CUtensorMap* map, uint32_t full, int tile) {
+        const int slot_first = tile * BN % p.capacity;
+        if (p.tma && tile * BN >= b.key_lo && tile * BN + BN - 1 <= b.key_hi && slot_first + BN <= p.capacity) {
+          if (threadIdx.x == 0) {
+            mbar_arrive_expect_tx(full, BN * D * sizeof(T));
+#pragma unroll
+            for (int c = 0; c < D / 64; ++c)
+              tma_load_3d(smem_addr(dst + c * BN * 64), map, c * 64, kv_head, slot_first, full);
+          } else {
+            mbar_arrive(full);
+          }
+        } else {
+          load_kv_tile<T, D, BN, NP>(dst, head, p.kv_stride, tile, b, p.capacity);
+          cp_async_arrive(full);
+        }
+      };
       for (int i = 0; i < b.tile_hi - b.tile_lo + 1; ++i, ++g) {
         const int stage = g % S;
         const uint32_t reuse_phase = (g / S - 1) & 1;
         if (g >= S) mbar_wait(empty_k + 8 * stage, reuse_phase);
-        load_kv_tile<T, D, BN, NP>(sK + stage * BN * D, k_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
-        cp_async_arrive(full_k + 8 * stage);
+        load_tile(sK + stage * BN * D, k_head, &maps.k, full_k + 8 * stage, b.tile_lo + i);
         if (g >= S) mbar_wait(empty_v + 8 * stage, reuse_phase);
-        load_kv_tile<T, D, BN, NP>(sV + stage * BN * D, v_head, p.kv_stride, b.tile_lo + i, b, p.capacity);
-        cp_async_arrive(full_v + 8 * stage);
+        load_tile(sV + stage * BN * D, v_head, &maps.v, full_v + 8 * stage, b.tile_lo + i);
       }
     }
     cp_async_wait_all();  // no copy outlives its issuing thread
@@ -266,6 +290,6 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
 }
 
 template <typename T, int D, bool kSoftcap>
-void launch_flash_ws(const FlashParams& p, const CUtensorMap& q_map, dim3 grid, cudaStream_t stream);
+void launch_flash_ws(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn

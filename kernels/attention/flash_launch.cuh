@@ -28,21 +28,21 @@ void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
 }
 
 template <typename T, int D, bool kSoftcap, bool kPersistent>
-void launch_flash_ws_grid(const FlashParams& p, const CUtensorMap& q_map, dim3 grid, cudaStream_t stream) {
+void launch_flash_ws_grid(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream) {
   using Cfg = WsConfig<D>;
   static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>,
                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
   launch_overlapped_smem(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>, grid, WsConfig<D>::kThreads,
-                         Cfg::kSmemBytes, stream, "flash_attention_ws_kernel", p, q_map);
+                         Cfg::kSmemBytes, stream, "flash_attention_ws_kernel", p, maps);
 }
 
 template <typename T, int D, bool kSoftcap>
-void launch_flash_ws(const FlashParams& p, const CUtensorMap& q_map, dim3 grid, cudaStream_t stream) {
+void launch_flash_ws(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream) {
   if (p.persistent)
-    launch_flash_ws_grid<T, D, kSoftcap, true>(p, q_map, grid, stream);
+    launch_flash_ws_grid<T, D, kSoftcap, true>(p, maps, grid, stream);
   else
-    launch_flash_ws_grid<T, D, kSoftcap, false>(p, q_map, grid, stream);
+    launch_flash_ws_grid<T, D, kSoftcap, false>(p, maps, grid, stream);
 }
 
 template <typename T, int D>
@@ -61,9 +61,9 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
   template void launch_flash<T, 64, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);            \
   template void launch_flash<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
   template void launch_flash<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
-  template void launch_flash_ws<T, 64, SOFTCAP>(const FlashParams&, const CUtensorMap&, dim3, cudaStream_t);         \
-  template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, const CUtensorMap&, dim3, cudaStream_t);        \
-  template void launch_flash_ws<T, 256, SOFTCAP>(const FlashParams&, const CUtensorMap&, dim3, cudaStream_t);        \
+  template void launch_flash_ws<T, 64, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);         \
+  template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);        \
+  template void launch_flash_ws<T, 256, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);        \
   }
 #define SWRUN_INSTANTIATE_FLASH_COMBINE(T)                                                       \
   namespace swrun::cuda::attn {                                                                  \
