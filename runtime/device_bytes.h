@@ -1,0 +1,146 @@
+// Device bytes of the CUDA backend's allocations, as rules in one place: the memory plan (runtime/memory_plan.cpp)
+// counts with them before anything is allocated, and the CUDA backend (runtime/cuda/) can size its allocations
+// with the same calls, so that the two cannot drift apart. Header-only and free of CUDA, so that CPU-only builds
+// (`swrun fit` on a machine without a GPU) and .cu files can both include it.
+//
+// Beside every rule: the allocation it mirrors (file and name). Whoever changes one of those allocations changes
+// the rule here with it; tests/test_memory_plan.cpp checks the plan against these rules, and on a GPU the plan's
+// total against the backend's tracked peak (DeviceMemory::peak_bytes).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/ggml_types.h"
+
+namespace swrun::device_bytes {
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kGiB = size_t{1} << 30;
+
+// ---- weights (CudaBackend::upload, runtime/cuda/cuda_backend.cu) ---------------------------------------------
+
+// Elements per block of the device's block decoders (kernels/dequant/block_decode.cuh, block_decoder_elems): 32 for
+// F32/F16/BF16 and the 32-element quant types, 256 for the K-quants; 0 for a type no decoder reads.
+inline int decoder_block_elems(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16:
+    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
+      return 32;
+    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+      return 256;
+    default:
+      return 0;
+  }
+}
+
+// Whether a matrix with rows of `cols` elements stays on the device as the file's blocks, read by the block
+// decoders of the GEMVs and the prefill GEMMs' dequantization (kernels/gemv/gemv_quant.cu, gemv_quant_supported).
+inline bool keeps_file_blocks(GgmlType type, int64_t cols) {
+  const int elems = decoder_block_elems(type);
+  return elems > 0 && cols > 0 && cols % elems == 0 && cols / elems <= INT32_MAX;
+}
+
+// The file's blocks are padded to 16 bytes for the kernels' vector loads (kernels/gemv/gemv_quant.cuh,
+// gemv_quant_padded_bytes).
+constexpr size_t kWeightPadding = 16;
+inline size_t padded_weight_bytes(size_t file_bytes) {
+  return (file_bytes + kWeightPadding - 1) / kWeightPadding * kWeightPadding;
+}
+
+// Device bytes of one uploaded tensor of `type` and shape `ne` (ne[0] the row length):
+// - a 1-D tensor (norms, biases, rope factors): an fp32 copy, elems x 4;
+// - a matrix whose rows hold whole decoder blocks: its GGUF bytes padded to 16, no other copy;
+// - any other matrix (rare odd widths): a bf16 copy, elems x 2.
+// Small weights share 16 MiB chunks (weight_memory, kWeightChunkBytes): that granularity is not counted.
+inline size_t weight_bytes(GgmlType type, const std::vector<int64_t>& ne) {
+  int64_t elems = 1;
+  for (int64_t d : ne) elems *= d;
+  if (ne.size() <= 1) return size_t(elems) * 4;
+  if (keeps_file_blocks(type, ne[0]))
+    return padded_weight_bytes(ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(type)), elems));
+  return size_t(elems) * 2;
+}
+
+// ---- KV cache (CudaBackend::init_kv) -------------------------------------------------------------------------
+
+// One layer: K and V, capacity x n_head_kv x head_dim each, bf16.
+inline size_t kv_layer_bytes(const KvLayerSpec& s) {
+  return 2 * size_t(s.capacity) * size_t(s.n_head_kv) * size_t(s.head_dim) * 2;
+}
+
+// ---- activations ---------------------------------------------------------------------------------------------
+
+// An activation buffer of `floats` fp32 values (CudaBackend::alloc).
+inline size_t activation_bytes(size_t floats) { return floats * 4; }
+
+// Batches of more rows than this go through GEMMs with bf16 operands; up to this many rows run the quantized GEMV
+// (kernels/gemv/gemv_quant.cuh, kGemvQuantMaxRows).
+constexpr int kGemvMaxRows = 8;
+
+// A buffer that only grows (runtime/cuda/device_memory.cpp, GrowingBuffer::ensure): a request beyond its size
+// allocates max(request, size * 1.5) and retires the old allocation, which stays allocated until the backend's
+// next release_retired() (the end of a step's synchronize while no CUDA graph exists, or init_kv). `live()` is
+// what such a buffer holds on the device after a sequence of ensure() calls with no release in between.
+struct GrowingBytes {
+  size_t have = 0, retired = 0;
+  void ensure(size_t need) {
+    if (need <= have && have > 0) return;
+    const size_t grown = std::max(need, have + have / 2);
+    retired += have;
+    have = grown;
+  }
+  size_t live() const { return have + retired; }
+};
+
+// ---- workspace -----------------------------------------------------------------------------------------------
+
+// cuBLAS's workspace, allocated with the backend (cuda_backend.cu, kCublasWorkspaceBytes: Hopper's default).
+constexpr size_t kCublasWorkspaceBytes = 32 * kMiB;
+
+// The prefill GEMMs dequantize a weight matrix into a scratch of at most this many elements at a time.
+constexpr int64_t kDequantScratchMaxElems = int64_t{64} << 20;
+// Scratch bytes for a prefill GEMM on a matrix of `elems` elements of `type`: fp32 for F16/F32 weights, bf16
+// for the others.
+inline size_t dequant_scratch_bytes(GgmlType type, int64_t elems) {
+  const size_t elem_bytes = type == GgmlType::F32 || type == GgmlType::F16 ? 4 : 2;
+  return size_t(std::min(elems, kDequantScratchMaxElems)) * elem_bytes;
+}
+
+// The top-k's level buffers for k best of n entries (kernels/sample/top_k.cu, top_k_workspace_bytes; its kSpan is
+// kThreads 256 x kPerThread 16, halved for k = 1) and its candidates (cuda_backend.cu top_k: top_k_out_, always
+// kMaxDeviceTopK ids and values; the workspace is always sized for k = kMaxDeviceTopK).
+inline size_t top_k_workspace_bytes(int64_t n, int k) {
+  const int64_t span = k == 1 ? 2048 : 4096;
+  auto spans_of = [&](int64_t m) { return (m + span - 1) / span; };
+  size_t entries = 0;
+  for (int64_t m = n; m > span; m = spans_of(m) * k) entries += size_t(spans_of(m)) * size_t(k);
+  return entries * (sizeof(float) + sizeof(int32_t));
+}
+constexpr size_t kTopKOutBytes = size_t(kMaxDeviceTopK) * 8;
+
+// Split-K decode attention partials (kernels/attention/flash_attention.cu, flash_decode_workspace_bytes; the
+// backend's decode_workspace_): splits x n_q x n_head x (head_dim + 2) floats. The split count depends on the
+// GPU's SM count (at most one wave of blocks), so the plan bounds it by kPlanSmCount splits (H100 SXM and H200
+// have 132 SMs).
+constexpr int kPlanSmCount = 132;
+inline size_t decode_workspace_bytes(int n_head, int head_dim, int splits = kPlanSmCount) {
+  return size_t(splits) * size_t(n_head) * size_t(head_dim + 2) * 4;
+}
+
+// The dense-naive baseline's materialized scores (kernels/attention/naive_attention.cu,
+// naive_attention_workspace_bytes: fp32 scores S, then bf16 probabilities P on a 256-byte boundary), counted by
+// the backend as a transient (DeviceMemory::note_transient).
+inline size_t naive_attention_bytes(int n_head, int64_t n_q, int64_t kv_len) {
+  const size_t scores = size_t(n_head) * size_t(n_q) * size_t(kv_len);
+  return (scores * 4 + 255) / 256 * 256 + scores * 2;
+}
+
+// Device memory the CUDA context itself takes (module code loaded lazily, cuBLAS handles, the driver's own
+// allocations, CUDA graphs), which DeviceMemory does not see: not part of a plan's total, kept back from the
+// budget instead (budget = GPU memory - this).
+constexpr size_t kContextReserveBytes = 1 * kGiB;
+
+}  // namespace swrun::device_bytes
