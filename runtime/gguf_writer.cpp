@@ -3,13 +3,18 @@
 // tensor, which makes every strict prefix of a written file invalid (the truncation tests rely on it).
 #include "runtime/gguf_writer.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <mutex>
+#include <thread>
 
 #include "runtime/common.h"
 
@@ -176,7 +181,16 @@ void GgufWriter::add_tensor(const std::string& name, GgmlType type, const std::v
     fail("GgufWriter: tensor '" + name + "': " + std::to_string(nbytes) + " bytes given, the shape needs " +
          std::to_string(expected));
   const auto* p = static_cast<const uint8_t*>(data);
-  tensors_.push_back({name, type, ne, std::vector<uint8_t>(p, p + nbytes)});
+  tensors_.push_back({name, type, ne, std::vector<uint8_t>(p, p + nbytes), nullptr, nbytes});
+}
+
+void GgufWriter::add_tensor_fill(const std::string& name, GgmlType type, const std::vector<int64_t>& ne,
+                                 TensorFill fill) {
+  for (const Tensor& t : tensors_)
+    if (t.name == name) fail("GgufWriter: tensor '" + name + "': added twice");
+  if (!fill) fail("GgufWriter: tensor '" + name + "': no fill function");
+  const size_t size = checked_tensor_bytes(name, type, ne);
+  tensors_.push_back({name, type, ne, {}, std::move(fill), size});
 }
 
 void GgufWriter::add_tensor_f32(const std::string& name, GgmlType type, const std::vector<int64_t>& ne,
@@ -190,7 +204,14 @@ void GgufWriter::add_tensor_f32(const std::string& name, GgmlType type, const st
   add_tensor(name, type, ne, bytes.data(), bytes.size());
 }
 
-void GgufWriter::write(const std::string& path) const {
+struct GgufWriter::Layout {
+  std::vector<uint8_t> head;      // header, metadata and tensor table
+  std::vector<uint64_t> offsets;  // of each tensor's data, relative to data_start
+  uint64_t data_start = 0;
+  uint64_t file_size = 0;
+};
+
+GgufWriter::Layout GgufWriter::layout() const {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0)
     fail("GgufWriter: alignment " + std::to_string(alignment_) + " is not a positive power of two");
 
@@ -218,50 +239,161 @@ void GgufWriter::write(const std::string& path) const {
     head.put(static_cast<uint32_t>(value.type));
     put_payload(head, value, key);
   }
-  std::vector<uint64_t> offsets;
+  Layout out;
   uint64_t data_size = 0;
   for (const Tensor& t : tensors_) {
     data_size = align_up(data_size, alignment_);
-    offsets.push_back(data_size);
-    data_size += t.bytes.size();
+    out.offsets.push_back(data_size);
+    data_size += t.size;
     head.put_string(t.name);
     head.put<uint32_t>(t.ne.size());
     for (int64_t d : t.ne) head.put<uint64_t>(d);
     head.put(static_cast<uint32_t>(t.type));
-    head.put(offsets.back());
+    head.put(out.offsets.back());
   }
-  const uint64_t data_start = align_up(head.data().size(), alignment_);
+  out.head = head.data();
+  out.data_start = align_up(out.head.size(), alignment_);
+  // The file ends right after the last tensor (no padding after it).
+  out.file_size = out.data_start + data_size;
+  return out;
+}
+
+uint64_t GgufWriter::file_size() const { return layout().file_size; }
+
+namespace {
+
+// pwrite until all n bytes are written; false (errno set) on failure.
+bool pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t offset) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, std::min<size_t>(n, size_t{1} << 30), static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (w == 0) {
+      errno = EIO;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+void GgufWriter::write(const std::string& path, const GgufWriteOptions& options) const {
+  const Layout lay = layout();
+  if (options.chunk_bytes == 0) fail("GgufWriter: chunk_bytes must be positive");
+
+  // The pieces to write: the header, then every tensor in chunks. Gaps between them (alignment padding) are
+  // never written: the file is sized first, and unwritten ranges read as zeros.
+  struct Piece {
+    int64_t tensor;  // -1: the header
+    uint64_t offset;  // within the tensor (or the header)
+    size_t n;
+  };
+  std::vector<Piece> pieces{{-1, 0, lay.head.size()}};
+  uint64_t to_write = lay.head.size();
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    for (uint64_t off = 0; off < tensors_[i].size; off += options.chunk_bytes)
+      pieces.push_back({static_cast<int64_t>(i), off,
+                        static_cast<size_t>(std::min<uint64_t>(options.chunk_bytes, tensors_[i].size - off))});
+    to_write += tensors_[i].size;
+  }
 
   std::string tmp = path + ".XXXXXX";
   const int fd = mkstemp(tmp.data());
   if (fd < 0) fail(path + ": cannot create a temporary file next to it: " + std::strerror(errno));
   (void)fchmod(fd, 0644);  // mkstemp creates 0600; a model file is meant to be shared
-  std::FILE* f = fdopen(fd, "wb");
-  if (!f) {
+  auto give_up = [&](const std::string& what) {
     ::close(fd);
     std::remove(tmp.c_str());
-    fail(path + ": cannot open the temporary file: " + std::strerror(errno));
-  }
-  const std::vector<uint8_t> zeros(alignment_ < 4096 ? 4096 : alignment_, 0);
-  uint64_t pos = 0;
-  bool ok = true;
-  auto emit = [&](const void* p, size_t n) {
-    ok = ok && std::fwrite(p, 1, n, f) == n;
-    pos += n;
+    fail(path + ": " + what);
   };
-  auto pad_to = [&](uint64_t target) {
-    while (pos < target) emit(zeros.data(), std::min<uint64_t>(target - pos, zeros.size()));
-  };
-  emit(head.data().data(), head.data().size());
-  pad_to(data_start);
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    pad_to(data_start + offsets[i]);
-    emit(tensors_[i].bytes.data(), tensors_[i].bytes.size());
+  // Reserve the whole file first where the file system can (a full disk fails here, before any data is written).
+  if (lay.file_size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(lay.file_size)) != 0) {
+    if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+      give_up("cannot reserve " + std::to_string(lay.file_size) + " bytes: " + std::strerror(errno));
+    if (::ftruncate(fd, static_cast<off_t>(lay.file_size)) != 0)
+      give_up(std::string("cannot size the file: ") + std::strerror(errno));
   }
-  const int write_errno = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = ok ? errno : write_errno;
+
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;  // guards the fields below and serializes progress calls
+  int write_errno = 0;
+  std::exception_ptr fill_error;
+  bool interrupted = false;
+  uint64_t written = 0;
+
+  auto worker = [&] {
+    std::vector<uint8_t> buf;
+    while (!stop.load(std::memory_order_relaxed)) {
+      const size_t i = next.fetch_add(1);
+      if (i >= pieces.size()) return;
+      if (options.cancel && options.cancel->load()) {
+        std::lock_guard<std::mutex> lock(mu);
+        interrupted = true;
+        stop = true;
+        return;
+      }
+      const Piece& p = pieces[i];
+      const uint8_t* src;
+      uint64_t file_offset;
+      if (p.tensor < 0) {
+        src = lay.head.data();
+        file_offset = 0;
+      } else {
+        const Tensor& t = tensors_[static_cast<size_t>(p.tensor)];
+        file_offset = lay.data_start + lay.offsets[static_cast<size_t>(p.tensor)] + p.offset;
+        if (t.fill) {
+          if (buf.size() < p.n) buf.resize(p.n);
+          try {
+            t.fill(p.offset, buf.data(), p.n);
+          } catch (...) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!fill_error) fill_error = std::current_exception();
+            stop = true;
+            return;
+          }
+          src = buf.data();
+        } else {
+          src = t.bytes.data() + p.offset;
+        }
+      }
+      if (!pwrite_all(fd, src, p.n, file_offset)) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!write_errno) write_errno = errno;
+        stop = true;
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      written += p.n;
+      if (options.progress) options.progress(written, to_write);
+    }
+  };
+  const int n_threads = std::max(1, std::min<int>(options.threads, static_cast<int>(pieces.size())));
+  std::vector<std::thread> threads;
+  for (int t = 1; t < n_threads; ++t) threads.emplace_back(worker);
+  worker();
+  for (std::thread& t : threads) t.join();
+
+  if (fill_error) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    std::rethrow_exception(fill_error);
+  }
+  if (interrupted) give_up("interrupted; nothing was written under this name");
+  if (write_errno) give_up(std::string("cannot write: ") + std::strerror(write_errno));
+  if (::close(fd) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    fail(path + ": cannot write: " + std::strerror(err));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
     std::remove(tmp.c_str());
     fail(path + ": cannot write: " + std::strerror(err));
   }

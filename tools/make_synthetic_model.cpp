@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/common.h"
+#include "runtime/gguf_vocab_copy.h"
 #include "runtime/gguf_writer.h"
 
 namespace {
@@ -102,17 +103,13 @@ void common_keys(swrun::GgufWriter& w, const std::string& arch, const Shape& s, 
   w.set_u32(arch + ".attention.head_count_kv", s.n_head_kv);
   w.set_u32(arch + ".attention.key_length", s.head_dim);
   w.set_u32(arch + ".attention.value_length", s.head_dim);
-  if (!vocab_path.empty()) {
-    auto vocab = swrun::GgufFile::open(vocab_path);
-    for (const auto& [key, value] : vocab->metadata())
-      if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, value);
-  }
+  if (!vocab_path.empty()) swrun::copy_tokenizer(*swrun::GgufFile::open(vocab_path), w);
 }
 
 // Vocabulary size: the --vocab file's token count, else a small synthetic one.
 int vocab_size(const std::string& vocab_path) {
   if (vocab_path.empty()) return 1024;
-  return static_cast<int>(swrun::GgufFile::open(vocab_path)->get_array("tokenizer.ggml.tokens").items.size());
+  return static_cast<int>(swrun::vocab_token_count(*swrun::GgufFile::open(vocab_path)));
 }
 
 void attention_weights(SyntheticModel& m, const std::string& p, const Shape& s, float qk_gain) {
