@@ -100,13 +100,23 @@ struct GrowingBytes {
 // cuBLAS's workspace, allocated with the backend (cuda_backend.cu, kCublasWorkspaceBytes: Hopper's default).
 constexpr size_t kCublasWorkspaceBytes = 32 * kMiB;
 
-// The prefill GEMMs dequantize a weight matrix into a scratch of at most this many elements at a time.
-constexpr int64_t kDequantScratchMaxElems = int64_t{64} << 20;
-// Scratch bytes for a prefill GEMM on a matrix of `elems` elements of `type`: fp32 for F16/F32 weights, bf16
-// for the others.
-inline size_t dequant_scratch_bytes(GgmlType type, int64_t elems) {
-  const size_t elem_bytes = type == GgmlType::F32 || type == GgmlType::F16 ? 4 : 2;
-  return size_t(std::min(elems, kDequantScratchMaxElems)) * elem_bytes;
+// The prefill GEMMs on a matrix kept in its blocks dequantize it a slice of whole rows at a time, at most
+// kWeightSliceElems elements, into a scratch (cuda_backend.h kWeightSliceElems; cuda_ops.cu matmul_weight_slices,
+// weight_slice_): fp32 slices multiplied in TF32 for F16/F32 weights (cuda_backend.h slices_in_tf32), bf16 slices
+// for the quantized types.
+constexpr int64_t kWeightSliceElems = int64_t{64} << 20;
+inline bool weight_slices_in_tf32(GgmlType type) { return type == GgmlType::F16 || type == GgmlType::F32; }
+// Slice bytes of a prefill GEMM on a [rows x cols] matrix of `type`; 0 where the GEMM reads the matrix as it is
+// (a BF16 matrix's blocks are its bf16 copy; a matrix of odd width has a bf16 copy).
+inline size_t weight_slice_bytes(GgmlType type, int64_t rows, int64_t cols) {
+  if (type == GgmlType::BF16 || !keeps_file_blocks(type, cols)) return 0;
+  const int64_t slice_rows = std::min(rows, std::max<int64_t>(1, kWeightSliceElems / cols));
+  return size_t(slice_rows) * size_t(cols) * (weight_slices_in_tf32(type) ? 4 : 2);
+}
+// Whether a prefill GEMM on such a matrix reads the bf16 rounding of its input (gemm_operand_buf_); F16/F32 slices
+// multiply the fp32 activations themselves (TF32).
+inline bool gemm_reads_bf16_operand(GgmlType type, int64_t cols) {
+  return !(keeps_file_blocks(type, cols) && weight_slices_in_tf32(type));
 }
 
 // The top-k's level buffers for k best of n entries (kernels/sample/top_k.cu, top_k_workspace_bytes; its kSpan is

@@ -16,6 +16,7 @@ namespace db = device_bytes;
 
 // What the planning backend knows of an uploaded tensor (Weight::impl points at one).
 struct PlannedWeight {
+  std::string name;
   GgmlType type = GgmlType::F32;
   int64_t rows = 0, cols = 0;
   size_t bytes = 0;     // device bytes (0 for a view)
@@ -46,6 +47,7 @@ class PlanningBackend final : public Backend {
       fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
            " elements of type " + ti.name);
     PlannedWeight p;
+    p.name = t.name;
     p.type = t.type();
     p.cols = t.ne[0];
     p.rows = elems / t.ne[0];
@@ -117,6 +119,12 @@ class PlanningBackend final : public Backend {
   size_t weight_bytes() const override { return weight_bytes_; }
 
   const std::deque<PlannedWeight>& weights() const { return weights_; }
+  // Whether the file has its own output projection (else the embedding table is also the output).
+  bool has_output() const {
+    for (const PlannedWeight& w : weights_)
+      if (w.name == "output.weight") return true;
+    return false;
+  }
   size_t activation_floats() const { return floats_; }
   const std::vector<KvLayerSpec>& kv_layers() const { return kv_; }
 
@@ -129,11 +137,9 @@ class PlanningBackend final : public Backend {
   size_t kv_bytes_ = 0;
 };
 
-std::string gib(size_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f GiB", double(bytes) / double(db::kGiB));
-  return text;
-}
+std::string gib(size_t bytes) { return human_bytes(double(bytes)); }
+
+std::string layers(size_t count) { return std::to_string(count) + (count == 1 ? " layer" : " layers"); }
 
 std::string times(int count, const std::string& what, int64_t rows) {
   return std::to_string(count) + " " + what + (count == 1 ? "" : "s") + " x " + std::to_string(rows);
@@ -192,11 +198,9 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
     const std::string heads = " (" + std::to_string(c.n_head_kv) + (c.n_head_kv == 1 ? " KV head" : " KV heads") +
                               " x " + std::to_string(c.head_dim) + ", bf16 K and V)";
     if (!dense_caps.empty())
-      add("kv", "KV dense", p.kv_dense,
-          std::to_string(dense_caps.size()) + " layers x " + capacity_text(dense_caps) + heads);
+      add("kv", "KV dense", p.kv_dense, layers(dense_caps.size()) + " x " + capacity_text(dense_caps) + heads);
     if (!ring_caps.empty())
-      add("kv", "KV rings", p.kv_rings,
-          std::to_string(ring_caps.size()) + " layers x " + capacity_text(ring_caps) + heads);
+      add("kv", "KV rings", p.kv_rings, layers(ring_caps.size()) + " x " + capacity_text(ring_caps) + heads);
   }
 
   const size_t n = static_cast<size_t>(r.batch);
@@ -215,11 +219,18 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   // from the attention pre-norm (rmsnorm: batch x dim), the attention output (attention's o16: batch x q heads x
   // head_dim), the residual step's next norm (residual_norm: batch x dim) to the gated product (gated_mlp:
   // batch x ffn); what it grew from stays allocated (retired) until that forward's synchronize.
+  // The gated product is a bf16 operand where the down projection's GEMM reads one (not F16/F32 weights, which
+  // multiply fp32 activations in TF32).
   if (gemm) {
+    bool ff_operand = false;
+    for (const PlannedWeight& w : be.weights())
+      if (w.matrix && w.name.find("ffn_down") != std::string::npos)
+        ff_operand |= db::gemm_reads_bf16_operand(w.type, w.cols);
     db::GrowingBytes operand;
-    for (size_t width : {dim, qd, dim, ff}) operand.ensure(n * width * 2);
+    for (size_t width : {dim, qd, dim}) operand.ensure(n * width * 2);
+    if (ff_operand) operand.ensure(n * ff * 2);
     p.activations += add("activations", "bf16 GEMM operand", operand.live(),
-                         std::to_string(r.batch) + " x " + std::to_string(std::max({dim, qd, ff})) +
+                         std::to_string(r.batch) + " x " + std::to_string(operand.have / 2 / n) +
                              " bf16 (gemm_operand_buf_, with the smaller buffers it grew from)");
   }
   // The attention's bf16 queries (cuda_ops.cu attention: bf16_scratch, scratch_bf16_).
@@ -230,21 +241,23 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
 
   // Workspace.
   p.workspace += add("workspace", "cuBLAS workspace", db::kCublasWorkspaceBytes, "kCublasWorkspaceBytes");
-  // The prefill GEMMs' weight dequantization scratch: the largest matrix (or row view) a GEMM reads; the
-  // embedding/output table only with all-position logits (a last-position logit row runs the GEMV).
+  // The prefill GEMMs' dequantized weight slices (weight_slice_, a GrowingBuffer): grown matrix by matrix in the
+  // order a forward multiplies them (the upload order: each layer's q, k, v, o, gate, up, down; row views of fused
+  // tensors in place of the tensor), the embedding/output table last and only for all-position logits (a last
+  // position's logits run the GEMV); what it grew from stays allocated until the forward's synchronize.
   if (gemm) {
-    size_t scratch = 0;
-    int64_t largest = 0;
-    for (const PlannedWeight& w : be.weights()) {
-      if (!w.matrix || w.viewed || (w.table && !r.all_logits)) continue;
-      const size_t bytes = db::dequant_scratch_bytes(w.type, w.rows * w.cols);
-      if (bytes > scratch) {
-        scratch = bytes;
-        largest = w.rows * w.cols;
-      }
-    }
-    p.workspace += add("workspace", "weight dequantization", scratch,
-                       "min(" + std::to_string(largest) + ", 64 Mi) elements of the largest matrix a GEMM reads");
+    db::GrowingBytes slices;
+    auto grow = [&](const PlannedWeight& w) {
+      if (const size_t bytes = db::weight_slice_bytes(w.type, w.rows, w.cols)) slices.ensure(bytes);
+    };
+    for (const PlannedWeight& w : be.weights())
+      if (w.matrix && !w.viewed && !w.table) grow(w);
+    if (r.all_logits)
+      for (const PlannedWeight& w : be.weights())
+        if (w.matrix && w.table && (w.name == "output.weight" || !be.has_output())) grow(w);
+    p.workspace += add("workspace", "weight slices", slices.live(),
+                       "dequantized rows for the prefill GEMMs, at most 64 Mi elements (weight_slice_, with the "
+                       "smaller slices it grew from)");
   }
   // Split-K decode attention partials (decode_workspace_), bounded by one split per SM.
   p.workspace += add("workspace", "decode attention", db::decode_workspace_bytes(c.n_head, c.head_dim),
