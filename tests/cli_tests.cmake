@@ -19,3 +19,8 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_load_log.py $<TARGET_FILE:swrun>
                    $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_load_log)
 endif()
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_fit
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_fit.py $<TARGET_FILE:swrun>
+                   $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_fit)
+endif()

@@ -8,7 +8,9 @@
 
 #include "runtime/backend.h"
 #include "runtime/common.h"
+#include "runtime/gguf.h"
 #include "runtime/load_log.h"
+#include "runtime/memory_plan.h"
 
 namespace swrun {
 
@@ -66,16 +68,18 @@ class BackendStart {
   std::future<std::unique_ptr<Backend>> result_;
 };
 
-// Prefill chunk when -b is not given. On a GPU: big enough that one chunk's attention fills the chip (4096 queries
-// x heads in 128-row tiles). Bigger chunks run the projections' GEMMs nearer their large-M rate
-// (bench/prefill_notes.md): 16384 on a GPU with 40 GiB or more, for activation buffers of ~16384 x 200 KB = 3.3 GB
-// on a Llama-8B-sized model, and 32768 from 75 GiB (an 80 GB H100 reports 79 GiB), where Gemma 3 270M's 32K
-// prompt runs in one chunk (34.7 ms against 36.0 at 16384 on the H200). Chunks never exceed the prompt, so short
-// prompts allocate no more. Small on the CPU, where it only bounds the activation buffers.
-inline int default_ubatch(const Backend& be) {
-  if (be.name() != "cuda") return 512;
-  const size_t gib = size_t{1} << 30;
-  return be.device_memory_bytes() >= 75 * gib ? 32768 : be.device_memory_bytes() >= 40 * gib ? 16384 : 4096;
+// The prefill chunk of a run on `be`: -b when given (ubatch_flag > 0), else the backend's default. On the CPU the
+// default is 512 (it only bounds the activation buffers, in host memory). On CUDA the chunk comes from the memory
+// plan (runtime/memory_plan.h) of `job` on this GPU: the default is the largest power of two from 32768 down to
+// 512 that fits and keeps activations + workspace within 2.5 GiB (plan_default_ubatch), and a run that does not
+// fit, at the default or at the -b given, fails here, before anything is loaded, with the part that does not fit
+// and the flag that would help. Chunks never exceed the prompt, so short prompts allocate no more.
+inline int choose_ubatch(const Backend& be, const GgufFile& f, int ubatch_flag, MemoryJob job) {
+  if (be.name() != "cuda") return ubatch_flag > 0 ? ubatch_flag : 512;
+  job.memory_bytes = be.device_memory_bytes();
+  const JobPlan plan = ubatch_flag > 0 ? plan_job(f, job, ubatch_flag) : plan_default_ubatch(f, job);
+  if (!plan.fits) fail(not_fit_message(f, job, plan));
+  return plan.ubatch;
 }
 
 }  // namespace swrun

@@ -1,6 +1,7 @@
 // swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors;
 // `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
-// `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp).
+// `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp). `swrun fit -m FILE -c CTX` prints the
+// GPU memory plan of a run and whether it fits (tools/swrun_fit.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include "tools/cli_backend.h"
 #include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
+#include "tools/swrun_fit.h"
 #include "tools/swrun_tokenize.h"
 
 namespace swrun {
@@ -66,7 +68,15 @@ void check_common(const Options& o) {
   if (o.repeat < 1) fail("--repeat must be >= 1");
 }
 
-int ubatch_for(const Options& o, const Backend& be) { return o.ubatch > 0 ? o.ubatch : default_ubatch(be); }
+// The memory job of a run over `n_prompt` prompt tokens with a context of `ctx` (runtime/memory_plan.h).
+MemoryJob memory_job(int ctx, int n_prompt, std::vector<AttnSpec> specs) {
+  MemoryJob job;
+  job.ctx = ctx;
+  job.longest_prefill = n_prompt;
+  job.min_ctx = n_prompt;
+  job.specs = std::move(specs);
+  return job;
+}
 
 // The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
 std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
@@ -78,13 +88,16 @@ std::vector<int32_t> prompt_tokens(const Options& o, const Tokenizer& tok) {
 }
 
 // Context for a job of n_prompt + n_predict tokens: -c when given (checked), else exactly what the job needs.
-int context_for(const Options& o, const ModelConfig& c, int n_prompt, int n_predict) {
+int context_for(const Options& o, int n_prompt, int n_predict) {
   int ctx = o.ctx ? o.ctx : n_prompt + n_predict;
   if (n_prompt > ctx)
     fail("prompt has " + std::to_string(n_prompt) + " tokens, longer than -c " + std::to_string(ctx));
+  return ctx;
+}
+
+void note_context(int ctx, const ModelConfig& c) {
   if (ctx > c.ctx_train)
     std::fprintf(stderr, "swrun: note: context %d is beyond the model's training context %d\n", ctx, c.ctx_train);
-  return ctx;
 }
 
 void write_outputs(const Options& o, const std::function<std::string(ReportFormat)>& render_as) {
@@ -134,7 +147,8 @@ int run_generate(const Options& o) {
   std::snprintf(detail, sizeof detail, "%s (%s): set-up %.2f ms on its own thread, beside the phases above",
                 backend->name().c_str(), backend->device_name().c_str(), start.setup_ms());
   phase_done("backend init (wait)", detail);
-  const int ubatch = ubatch_for(o, *backend);
+  const int ctx = context_for(o, n_prompt, o.n_predict);
+  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, memory_job(ctx, n_prompt, {spec}));
   const int batch = std::min(ubatch, n_prompt);
   backend->attach_load_log(verbose_log);
   auto model = load_model(*file, *backend, spec, batch);
@@ -142,7 +156,7 @@ int run_generate(const Options& o) {
   backend->attach_load_log(nullptr);
   phase_done("weights", backend->weight_bytes() ? megabytes(backend->weight_bytes()) + " on the device"
                                                 : "read in place from the file mapping");
-  const int ctx = context_for(o, model->config(), n_prompt, o.n_predict);
+  note_context(ctx, model->config());
   model->init_kv(ctx, batch);
   phase_done("KV cache", human_bytes(static_cast<double>(backend->kv_bytes())) + " for " + std::to_string(ctx) +
                              " tokens");
@@ -203,10 +217,12 @@ int run_profile(const Options& o) {
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n = static_cast<int>(prompt.size());
   auto backend = pick_backend(o);
-  const int ubatch = ubatch_for(o, *backend);
+  const int ctx = context_for(o, n, 0);
+  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, memory_job(ctx, n, {spec}));
   const int batch = std::min(ubatch, n);
   auto model = load_model(*file, *backend, spec, batch);
-  model->init_kv(context_for(o, model->config(), n, 0), batch);
+  note_context(ctx, model->config());
+  model->init_kv(ctx, batch);
   print_attention_table(model->config());
   const ProfileResult r = profile_prefill(*model, prompt, profile_options(o, ubatch, o.attn));
   std::fputs(render(r.profile, ReportFormat::Table).c_str(), stdout);
@@ -226,11 +242,16 @@ int run_ab(const Options& o) {
   const int n = static_cast<int>(prompt.size());
   // Two backends so both configurations keep their KV caches while the quality pass walks the text once.
   auto backend_a = pick_backend(o), backend_b = pick_backend(o);
-  const int ubatch = ubatch_for(o, *backend_a);
+  const int ctx = context_for(o, n, o.n_predict);
+  // Both models on the GPU at once, and the quality pass reads the logits of every position.
+  MemoryJob job = memory_job(ctx, n, {spec_a, spec_b});
+  job.side_by_side = true;
+  job.all_logits = true;
+  const int ubatch = choose_ubatch(*backend_a, *file, o.ubatch, job);
   const int batch = std::min(ubatch, n);
   auto model_a = load_model(*file, *backend_a, spec_a, batch);
   auto model_b = load_model(*file, *backend_b, spec_b, batch);
-  const int ctx = context_for(o, model_a->config(), n, o.n_predict);
+  note_context(ctx, model_a->config());
   model_a->init_kv(ctx, batch);
   model_b->init_kv(ctx, batch);
   std::fprintf(stderr, "A = %s\n", text_a.c_str());
@@ -272,7 +293,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("--attn", o.attn,
                  "attention per layer: model | dense | dense-naive | sliding[:W] | list like "
                  "0-4:sliding:512,5:dense,6-:sliding:1024")->capture_default_str();
-  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: on CUDA 32768 from 75 GiB, 16384 from 40 GiB, else 4096; 512 on CPU)")->capture_default_str();
+  app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: on CUDA the largest power of two from 32768 down to 512 that the memory plan fits, with activations + workspace <= 2.5 GiB; 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
   app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr; generation mode)");
@@ -290,12 +311,16 @@ int main_impl(int argc, char** argv) {
   BenchCli bench_cli;
   CLI::App* bench = add_bench_subcommand(app, bench_cli);
   TokenizeCommand tokenize(app);
+  FitCommand fit(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);
+    // `swrun fit` answers bad input with its own status, apart from "does not fit" (1).
+    return code != 0 && argc > 1 && std::string(argv[1]) == "fit" ? FitCommand::kBadInput : code;
   }
+  if (fit.chosen()) return fit.run();
   if (*inspect) return run_inspect(inspect_path);
   if (*bench) return run_bench_subcommand(bench_cli);
   if (tokenize.chosen()) return tokenize.run();

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "models/model.h"
@@ -26,7 +27,7 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchCli& cli) {
   cmd->add_option("-r,--repetitions", cli.repetitions, "timed repetitions per test")->capture_default_str();
   cmd->add_option("--attn", cli.attn, "attention specs to compare, comma-separated (model, dense, sliding:512, "
                   "a per-layer list, ...)")->capture_default_str();
-  cmd->add_option("-b,--ubatch", cli.ubatch, "prefill chunk size in tokens (0: on CUDA 32768 from 75 GiB, 16384 from 40 GiB, else 4096; 512 on CPU)")
+  cmd->add_option("-b,--ubatch", cli.ubatch, "prefill chunk size in tokens (0: on CUDA the largest power of two from 32768 down to 512 that the memory plan fits, with activations + workspace <= 2.5 GiB; 512 on CPU)")
       ->capture_default_str();
   cmd->add_option("-o,--output", cli.output, "output format: md, csv or json")->capture_default_str();
   cmd->add_option("--backend", cli.backend, "auto, cpu or cuda")
@@ -54,7 +55,18 @@ int run_bench_subcommand(const BenchCli& cli) {
   auto file = GgufFile::open(cli.model);
   auto tok = Tokenizer::from_gguf(*file);
   auto backend = start.get(nullptr);
-  opt.ubatch = cli.ubatch > 0 ? cli.ubatch : default_ubatch(*backend);
+  // The memory plan of the whole run: the largest context and prefill of any test, each spec in turn on one backend.
+  MemoryJob job;
+  job.ctx = 1;
+  job.longest_prefill = 1;
+  for (const BenchTest& t : opt.tests) {
+    job.ctx = std::max(job.ctx, t.n_depth + t.n_prompt + t.n_gen);
+    job.longest_prefill = std::max({job.longest_prefill, t.n_prompt, t.n_depth});
+  }
+  job.specs.clear();
+  for (const std::string& spec : opt.attn_specs) job.specs.push_back(AttnSpec::parse(spec));
+  job.ctx_flag = "";  // the tests' sizes set the context
+  opt.ubatch = choose_ubatch(*backend, *file, cli.ubatch, job);
   auto model = load_model(*file, *backend, AttnSpec::parse(opt.attn_specs[0]), bench_max_batch(opt));
   backend->finish_uploads();
   const double load_ms = now_ms() - t_load;
