@@ -160,7 +160,7 @@ TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
     Weight wd = upload(*be_, std::string("w.") + info.name, type, {k, n_out}, bytes.data(), bytes.size());
     ASSERT_EQ(wd.rows, n_out);
     ASSERT_EQ(wd.cols, k);
-    for (int64_t rows : {1, 5, 12}) {  // quantized GEMV up to 8 rows, cuBLAS on the bf16 copy beyond
+    for (int64_t rows : {1, 5, 12}) {  // quantized GEMV up to 8 rows, cuBLAS on dequantized slices beyond
       std::vector<float> x = normal(size_t(rows * k));
       Buffer out = poisoned(size_t(rows * n_out));
       be_->matmul(device_copy(x), wd, rows, out);
@@ -385,7 +385,7 @@ TEST_F(CudaBackendTest, UnsupportedTensorTypeIsAClearError) {
 // Every SWRUN_UPLOAD path (runtime/cuda/host_upload.h) delivers the file's bytes: a BF16 matrix of 9 MB (several
 // pinned chunks, a device allocation of its own), a small Q4_K matrix and an F32 vector (sharing an allocation),
 // all at unaligned host addresses, read back exactly through a one-hot matmul (the raw blocks' GEMV for one row,
-// the bf16 copy through cuBLAS for 12) and a bias add.
+// cuBLAS on the BF16 bytes or a dequantized bf16 slice for 12) and a bias add.
 TEST_F(CudaBackendTest, EveryUploadPathDeliversTheFileBytes) {
   const int64_t big_cols = 4096, big_rows = 1100, q_cols = 256, q_rows = 24, vec = 640;
   std::vector<uint8_t> q4k = testing::random_blocks(GgmlType::Q4_K, q_rows * q_cols / 256, rng_);
@@ -428,7 +428,7 @@ TEST_F(CudaBackendTest, EveryUploadPathDeliversTheFileBytes) {
         size_t bad = 0;
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t o = 0; o < c.rows; ++o) {
-            // The bf16 copy of a Q4_K matrix (12 rows) rounds its values to bf16, within one bf16 step of the
+            // The bf16 slice of a Q4_K matrix (12 rows) rounds its values to bf16, within one bf16 step of the
             // CPU's rounding; the raw blocks' decoders and BF16 weights give the file's values to fp32 rounding.
             const bool rounded = rows > 1 && c.w == &w_q;
             const float want = rounded ? float(to_bf16(c.at(o, (r * 37) % c.cols))) : c.at(o, (r * 37) % c.cols);

@@ -198,6 +198,7 @@ TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
         std::vector<float> warp_bits;
         for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
           const auto variant = cuda::GemvVariant(v);
+          if (!cuda::gemv_variant_applies(variant, type, sh.cols, rows)) continue;
           const std::string what = std::string(cuda::gemv_variant_name(variant)) + " " + info.name + " cols " +
                                    std::to_string(sh.cols) + " n_out " + std::to_string(sh.n_out) + " rows " +
                                    std::to_string(rows);
@@ -234,6 +235,7 @@ TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
       const GemvReference ref = gemv_reference(m.w, x, rows, c.n_out, c.cols);
       for (int v = 1; v <= cuda::kGemvVariantCount; ++v) {
         const auto variant = cuda::GemvVariant(v);
+        if (!cuda::gemv_variant_applies(variant, c.type, c.cols, rows)) continue;
         const std::string what = std::string(cuda::gemv_variant_name(variant)) + " " +
                                  ggml_type_name(uint32_t(c.type)) + " n_out " + std::to_string(c.n_out) + " rows " +
                                  std::to_string(rows);
@@ -359,8 +361,10 @@ TEST_F(CudaDecode, MatmulAgainstQuantizedOnlyTable) {
 // the same arithmetic, so only the activation's rounding may differ. 12 rows take the unfused default.
 TEST_F(CudaDecode, GatedMatmulFusedEqualsUnfused) {
   struct Case { GgmlType type; int64_t cols, n_out; };
+  // (2304 and 4352 columns: past the rows the warp variants stage, one activation row takes the wide variant)
   for (Case c : {Case{GgmlType::Q5_0, 640, 2051}, Case{GgmlType::Q4_K, 1024, 300}, Case{GgmlType::Q6_K, 512, 77},
-                 Case{GgmlType::Q8_0, 96, 1}, Case{GgmlType::F16, 64, 33}}) {
+                 Case{GgmlType::Q8_0, 96, 1}, Case{GgmlType::F16, 64, 33}, Case{GgmlType::Q4_K, 2304, 301},
+                 Case{GgmlType::Q6_K, 4352, 77}, Case{GgmlType::Q8_0, 2080, 6}}) {
     const GgmlTypeInfo info = ggml_type_info(uint32_t(c.type));
     const int64_t blocks = c.cols * c.n_out / random_block_elems(c.type);
     const std::vector<uint8_t> gate_bytes = testing::random_blocks(c.type, blocks, rng());
@@ -412,7 +416,8 @@ TEST_F(CudaDecode, MatmulsInOneLaunchMatchSeparateMatmuls) {
   struct Case { int64_t cols; std::vector<Mat> mats; };
   for (const Case& c : {Case{640, {{GgmlType::Q5_0, 1024}, {GgmlType::Q5_0, 256}, {GgmlType::Q8_0, 256}}},
                         Case{512, {{GgmlType::Q4_K, 37}, {GgmlType::Q6_K, 5}, {GgmlType::F16, 300}}},
-                        Case{256, {{GgmlType::Q5_K, 3}, {GgmlType::BF16, 70}}}, Case{96, {{GgmlType::Q4_1, 9}}}}) {
+                        Case{256, {{GgmlType::Q5_K, 3}, {GgmlType::BF16, 70}}}, Case{96, {{GgmlType::Q4_1, 9}}},
+                        Case{2304, {{GgmlType::Q4_K, 301}, {GgmlType::Q6_K, 5}, {GgmlType::Q4_K, 38}}}}) {
     auto be = make_cuda_backend(0);
     std::vector<Weight> ws;
     std::string what = "cols " + std::to_string(c.cols);

@@ -62,6 +62,12 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
 }
 
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
 
 // mbarriers (sm_80+) let each warp wait for exactly the tile it needs instead of a block-wide barrier.
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {

@@ -15,6 +15,7 @@
 #include "kernels/elementwise/vec.cuh"
 #include "kernels/gemv/gemv_quant_variants.cuh"
 #include "kernels/gemv/gemv_quant_warp.cuh"
+#include "kernels/gemv/gemv_wide.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 #include "kernels/elementwise/activation.cuh"
 #include "runtime/common.h"
@@ -428,6 +429,7 @@ const char* gemv_variant_name(GemvVariant v) {
     case GemvVariant::BulkTiles4: return "bulk-tiles-4";
     case GemvVariant::BulkTiles8: return "bulk-tiles-8";
     case GemvVariant::WarpSplit: return "warp-split";
+    case GemvVariant::Wide: return "wide";
   }
   return "unknown";
 }
@@ -439,7 +441,18 @@ const char* gemv_variant_name(GemvVariant v) {
 // warps (WarpSplit, bench/gemv_notes.md #8: in a decode step's graph the down projections of 640 x 2048 took 5.6
 // us as one warp per row on Q4_K and 8.2 us pipelined on Q6_K). Several activation rows keep the warp per row:
 // the lane-per-row variants are built for one.
-GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t, int x_rows) {
+// Rows wider than the activation row the warp variants stage in shared memory (every layer matrix of a 7B+ model)
+// take the wide variant where it decodes the type.
+static bool takes_wide(GgmlType type, int64_t cols, int x_rows) {
+  return x_rows == 1 && cols > gemv::kStagedRowMaxCols && gemv_wide_supported(type, cols);
+}
+
+bool gemv_variant_applies(GemvVariant v, GgmlType type, int64_t cols, int x_rows) {
+  return v != GemvVariant::Wide || (x_rows == 1 && gemv_wide_supported(type, cols));
+}
+
+GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t cols, int x_rows) {
+  if (takes_wide(type, cols, x_rows)) return GemvVariant::Wide;
   if (x_rows != 1) return GemvVariant::Warp;
   if (n_out >= 65536 && type == GgmlType::Q8_0) return GemvVariant::BulkTiles4;  // the measured output projections
   if (n_out >= 65536 && type == GgmlType::Q6_K) return GemvVariant::BulkTiles8;
@@ -469,6 +482,11 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
     case GemvVariant::BulkTiles8:
       return launch_gemv_bulk_tiles(type, v == GemvVariant::BulkTiles8 ? 8 : 4, weights, x, out, x_rows, n_out, cols,
                                     stream);
+    case GemvVariant::Wide: {
+      if (x_rows != 1) fail("gemv_quant: the wide variant takes one activation row, not " + std::to_string(x_rows));
+      const GemvWideSeg seg{weights, out, n_out};
+      return gemv_wide(type, &seg, 1, x, cols, stream);
+    }
   }
   fail("gemv_quant: no variant " + std::to_string(int(v)));
 }
@@ -488,6 +506,9 @@ void gemv_quant_gated(GgmlType type, const void* w_gate, const void* w_up, const
     if (fold) gemv_residual_step(*fold, cols, stream);
     return;
   }
+  if (!fold && takes_wide(type, cols, x_rows))
+    return gemv_wide_gated(type, static_cast<const uint8_t*>(w_gate), static_cast<const uint8_t*>(w_up), x, out, n_out,
+                           cols, act, stream);
   dispatch_gemv<2>(type, w_gate, w_up, x, out, x_rows, n_out, cols, act, stream, fold, true);
 }
 
@@ -502,6 +523,22 @@ void gemv_quant_multi(const GemvMultiArgs& a, const float* x, int x_rows, int64_
            std::to_string(a.n_out[i]) + " rows of " + std::to_string(cols) + ") is not supported");
   }
   check_fold("gemv_quant_multi", fold, x, x_rows, cols);
+  static_assert(kGemvWideMaxSegs >= kGemvMultiMax, "a wide launch takes every matrix of one type");
+  bool wide = !fold;
+  for (int i = 0; wide && i < a.count; ++i) wide = takes_wide(a.type[i], cols, x_rows);
+  if (wide) {  // one launch per type among the matrices (Q4_K_M files keep some v projections in Q6_K)
+    for (int i = 0; i < a.count; ++i) {
+      bool first_of_type = true;
+      for (int j = 0; j < i; ++j) first_of_type = first_of_type && a.type[j] != a.type[i];
+      if (!first_of_type) continue;
+      GemvWideSeg segs[kGemvMultiMax];
+      int n = 0;
+      for (int j = i; j < a.count; ++j)
+        if (a.type[j] == a.type[i]) segs[n++] = {a.w[j], a.out[j], a.n_out[j]};
+      gemv_wide(a.type[i], segs, n, x, cols, stream);
+    }
+    return;
+  }
   with_rows_bucket(x_rows, [&]<int kRows>() { launch_multi<kRows>(a, x, x_rows, cols, stream, fold); });
 }
 

@@ -28,11 +28,8 @@ using gemv::kWarp;
 constexpr int kPipeWarps = 4;   // 4 warps x 3 stages x 2 KiB: 25 KiB of static shared memory per block
 constexpr int kPipeStages = 3;  // chunks in flight per warp while it decodes one
 
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
+using attn::cp_async_commit;
+using attn::cp_async_wait;
 
 // Each warp walks its rows (grid-stride) as a sequence of chunks of kStageBytes of whole blocks, the chunking of
 // warp_row_dots, and copies chunk c + kPipeStages - 1 (cp.async, L2 only) while it decodes chunk c with

@@ -22,10 +22,15 @@ enum class GemvVariant : int {
   BulkTiles4 = 6,          // a lane per row, whole 32-row tiles by bulk copy, 4 warps sharing each tile
   BulkTiles8 = 7,          // BulkTiles4 with 8 warps per tile
   WarpSplit = 8,           // Warp with a row's blocks split between up to 4 warps (one activation row)
+  Wide = 9,                // 32-weight units of 4 rows per warp, quants summed before scales (gemv_wide.cuh)
 };
-constexpr int kGemvVariantCount = 8;
+constexpr int kGemvVariantCount = 9;
 
 const char* gemv_variant_name(GemvVariant v);
+
+// Whether variant v is defined for these arguments: every variant is, except Wide, which takes one activation row
+// and the types gemv_wide decodes.
+bool gemv_variant_applies(GemvVariant v, GgmlType type, int64_t cols, int x_rows);
 
 // The variant gemv_quant runs for this shape: the one place the choice is made.
 GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t cols, int x_rows);

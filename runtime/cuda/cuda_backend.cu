@@ -60,6 +60,11 @@ CudaBackend::CudaBackend(int device, LoadLog* log) {
   device_memory_bytes_ = props.totalGlobalMem;
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cuda(cudaEventCreateWithFlags(&batch_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
+  check_cuda(cudaStreamCreateWithFlags(&slice_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  for (WeightSlice& w : slices_) {
+    check_cuda(cudaEventCreateWithFlags(&w.ready, cudaEventDisableTiming), "cudaEventCreate");
+    check_cuda(cudaEventCreateWithFlags(&w.read, cudaEventDisableTiming), "cudaEventCreate");
+  }
   phase_done("properties, stream", device_name_);
   check_cublas(cublasCreate(&cublas_), "cublasCreate");
   check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
@@ -74,6 +79,12 @@ CudaBackend::~CudaBackend() {
   for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
   cublasDestroy(cublas_);
   cudaEventDestroy(batch_uploaded_);
+  cudaStreamSynchronize(slice_stream_);
+  for (WeightSlice& w : slices_) {
+    cudaEventDestroy(w.ready);
+    cudaEventDestroy(w.read);
+  }
+  cudaStreamDestroy(slice_stream_);
   cudaStreamDestroy(stream_);
 }
 
@@ -107,11 +118,9 @@ void* CudaBackend::weight_memory(size_t bytes, const std::string& what) {
   return p;
 }
 
-// The embedding/output table (GGUF names, facts of the format) is the largest matrix and is only ever read a
-// few rows at a time (lookups, last-position logits), so it keeps no bf16 copy; the rare all-position logits
-// dequantize it in chunks (matmul_dequantized_chunks).
-static bool is_token_table(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
-
+// Matrices are kept once, as the file stores them: decode GEMVs read the blocks, prefill GEMMs dequantize slices of
+// them into a scratch buffer (matmul_weight_slices). Only a matrix no block decoder reads (a row length that is not
+// a whole number of decoder blocks) gets a bf16 copy instead; a BF16 matrix's bytes are its own bf16 copy.
 Weight CudaBackend::upload(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)
@@ -153,7 +162,7 @@ Weight CudaBackend::upload(const GgufTensor& t) {
     }
     if (type == GgmlType::BF16 && dw.raw) {
       dw.data = const_cast<void*>(dw.raw);  // the file's bytes are the bf16 copy
-    } else if (!(dw.raw && is_token_table(t.name))) {
+    } else if (!dw.raw) {
       void* dst = weight_memory(size_t(elems) * sizeof(__nv_bfloat16), "weight " + t.name + " (bf16)");
       if (!src) src = upload_staging(t);
       if (type == GgmlType::BF16)

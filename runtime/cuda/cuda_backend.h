@@ -1,6 +1,6 @@
-// The CUDA backend (runtime/backend.h on one GPU): weight matrices kept in the file's GGUF blocks for the
-// quantized GEMV of decode steps (kernels/gemv/gemv_quant) plus a bf16 copy dequantized on the device at load
-// for the prefill GEMMs (except the embedding/output table, which stays quantized only), fp32 activations and
+// The CUDA backend (runtime/backend.h on one GPU): weight matrices kept once, in the file's GGUF blocks, read by the
+// quantized GEMV of decode steps (kernels/gemv/gemv_quant) and dequantized a slice at a time into a scratch buffer
+// for the prefill GEMMs (bf16 for quantized blocks, fp32 multiplied in TF32 for F16/F32), fp32 activations and
 // residual stream, cuBLAS projections with fp32 accumulation, bf16 KV caches per layer, our attention kernels
 // (kernels/attention), sampling candidates reduced on the device, and decode steps captured once and replayed
 // as CUDA graphs.
@@ -30,8 +30,15 @@
 
 namespace swrun::cuda {
 
-// What Weight::impl points at: fp32 for 1-D tensors (norm weights); for matrices the file's blocks (`raw`,
-// where a block decoder reads the type) and/or a bf16 [rows, cols] copy (`data`).
+// What Weight::impl points at: fp32 for 1-D tensors (norm weights); for matrices the file's blocks (`raw`, where a
+// block decoder reads the rows), or a bf16 [rows, cols] copy (`data`) where none does; a BF16 matrix's blocks are
+// both.
+// Bytes of each of the two buffers a prefill GEMM dequantizes a matrix into, a slice of whole rows at a time
+// (matmul_weight_slices): fixed, so the memory plan (runtime/device_bytes.h) knows them.
+constexpr size_t kWeightSliceBytes = size_t(64) << 20;
+// Whether a prefill GEMM multiplies slices of a `type` matrix in TF32 (fp32 slices), not bf16.
+inline bool slices_in_tf32(GgmlType type) { return type == GgmlType::F16 || type == GgmlType::F32; }
+
 struct DeviceWeight {
   void* data = nullptr;
   bool fp32 = false;
@@ -200,10 +207,15 @@ class CudaBackend final : public Backend {
   void* reserve_read_staging(size_t words);
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
-  void matmul_dequantized_chunks(Buffer x, const Weight& w, const DeviceWeight& d, int64_t rows, Buffer out);
-  // out^T = w x^T through cuBLAS: xb [rows, cols] bf16 (a GEMM operand), w [n_out, cols], out fp32 row stride ldo.
-  void gemm_bf16(const __nv_bfloat16* xb, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo, int64_t rows,
-                 float* out, const std::string& name);
+  // out^T = w x^T through cuBLAS: x [rows, cols], w [n_out, cols], both bf16 or (tf32) both fp32; out fp32 with
+  // row stride ldo.
+  void gemm(const void* x, const void* w, bool tf32, int64_t n_out, int64_t cols, int ldo, int64_t rows, float* out,
+            const std::string& name);
+  // out [rows, w.rows] = x w^T for a prefill of bf16 operand xb: on w's bf16 copy, or on slices of its blocks.
+  void gemm_weight(const __nv_bfloat16* xb, const Weight& w, const DeviceWeight& d, int64_t rows, float* out);
+  // The GEMM on slices of w's blocks (cuda_ops.cu): xb for quantized types, the fp32 x32 for F16/F32 (TF32).
+  void matmul_weight_slices(const __nv_bfloat16* xb, const float* x32, const Weight& w, const DeviceWeight& d,
+                            int64_t rows, float* out);
   void forget_operand_under(Buffer out, size_t count);  // a GEMM wrote count floats at out: over the operand's source?
   void finish_step();  // waits for the stream, hands reads to their host buffers
   void release_load_staging();
@@ -230,7 +242,15 @@ class CudaBackend final : public Backend {
   GrowingBuffer gemm_operand_buf_{true, "bf16 GEMM operand"};
   GemmOperand gemm_operand_;
   GrowingBuffer decode_workspace_{true, "attention decode workspace"};
-  GrowingBuffer table_chunk_{true, "bf16 chunk of a quantized-only matrix"};
+  // Two slice buffers taken in turn: a slice is dequantized on slice_stream_ while the GEMM of the one before runs.
+  struct WeightSlice {
+    GrowingBuffer buffer{true, "dequantized slice of a weight matrix (prefill GEMMs)"};
+    cudaEvent_t ready = nullptr;  // slice_stream_: the slice is written
+    cudaEvent_t read = nullptr;   // stream_: the GEMM that read it is done
+  };
+  WeightSlice slices_[2];
+  int slice_turn_ = 0;
+  cudaStream_t slice_stream_ = nullptr;
   GrowingBuffer top_k_workspace_{true, "top-k workspace"};
   GrowingBuffer top_k_out_{true, "top-k candidates"};
   GrowingBuffer batch_dev_{true, "batch tokens"};     // [pos0, tokens...]

@@ -70,17 +70,15 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
     gemv_quant(w.type, d.raw, x.data, out.data, int(rows), w.rows, w.cols, stream_);
     return;
   }
-  if (!d.data) {
-    matmul_dequantized_chunks(x, w, d, rows, out);
+  if (d.data && rows == 1 && gemv_bf16_supported(x.data, static_cast<const __nv_bfloat16*>(d.data), w.cols)) {
+    gemv_bf16(x.data, static_cast<const __nv_bfloat16*>(d.data), out.data, w.rows, w.cols, stream_);
     return;
   }
-  const auto* weights = static_cast<const __nv_bfloat16*>(d.data);
-  if (rows == 1 && gemv_bf16_supported(x.data, weights, w.cols)) {
-    gemv_bf16(x.data, weights, out.data, w.rows, w.cols, stream_);
-    return;
-  }
-  gemm_bf16(gemm_operand(x.data, size_t(rows) * size_t(w.cols)), weights, w.rows, w.cols, int(w.rows), rows,
-            out.data, w.name);
+  const size_t n_in = size_t(rows) * size_t(w.cols);
+  if (!d.data && slices_in_tf32(w.type))
+    matmul_weight_slices(nullptr, x.data, w, d, rows, out.data);
+  else
+    gemm_weight(gemm_operand(x.data, n_in), w, d, rows, out.data);
   forget_operand_under(out, size_t(rows) * size_t(w.rows));
 }
 
@@ -89,34 +87,60 @@ void CudaBackend::forget_operand_under(Buffer out, size_t count) {
 }
 
 // cuBLAS is column-major: out^T [n_out x rows] (leading dimension ldo) = W [stored as cols x n_out, transposed]
-// * xb^T [cols x rows] (x's bf16 operand), with fp32 accumulation.
-void CudaBackend::gemm_bf16(const __nv_bfloat16* xb, const __nv_bfloat16* w, int64_t n_out, int64_t cols, int ldo,
-                            int64_t rows, float* out, const std::string& name) {
+// * x^T [cols x rows], with fp32 accumulation. bf16 operands, or fp32 ones multiplied in TF32.
+void CudaBackend::gemm(const void* x, const void* w, bool tf32, int64_t n_out, int64_t cols, int ldo, int64_t rows,
+                       float* out, const std::string& name) {
   const float alpha = 1.f, beta = 0.f;
+  const cudaDataType_t t = tf32 ? CUDA_R_32F : CUDA_R_16BF;
   const cublasStatus_t status =
-      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n_out), int(rows), int(cols), &alpha, w, CUDA_R_16BF,
-                   int(cols), xb, CUDA_R_16BF, int(cols), &beta, out, CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F,
+      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n_out), int(rows), int(cols), &alpha, w, t, int(cols), x, t,
+                   int(cols), &beta, out, CUDA_R_32F, ldo, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
                    CUBLAS_GEMM_DEFAULT);
   if (status != CUBLAS_STATUS_SUCCESS) check_cublas(status, ("matmul " + name).c_str());
 }
 
-// Many rows against a matrix kept only in its blocks (the token table's all-position logits): bf16 slices of
-// the matrix, dequantized one at a time into a scratch buffer, each through cuBLAS into its columns of out.
-void CudaBackend::matmul_dequantized_chunks(Buffer x, const Weight& w, const DeviceWeight& d, int64_t rows,
-                                            Buffer out) {
-  constexpr int64_t kChunkElems = int64_t(16) << 20;  // 32 MiB of bf16
-  const int64_t chunk_rows = std::max<int64_t>(1, kChunkElems / w.cols);
+void CudaBackend::gemm_weight(const __nv_bfloat16* xb, const Weight& w, const DeviceWeight& d, int64_t rows,
+                              float* out) {
+  if (d.data)
+    gemm(xb, d.data, false, w.rows, w.cols, int(w.rows), rows, out, w.name);
+  else
+    matmul_weight_slices(xb, nullptr, w, d, rows, out);
+}
+
+// Many rows against a matrix kept only in its blocks: slices of it dequantized one at a time into a scratch buffer,
+// each multiplied through cuBLAS into its columns of out. Quantized blocks become bf16 slices against the bf16
+// operand xb; F16/F32 become fp32 slices multiplied in TF32 against the fp32 activations x32 themselves: TF32 holds
+// an F16 weight's 11 significant bits exactly, and the activations keep 11 bits where bf16 keeps 8.
+void CudaBackend::matmul_weight_slices(const __nv_bfloat16* xb, const float* x32, const Weight& w,
+                                       const DeviceWeight& d, int64_t rows, float* out) {
+  const bool tf32 = slices_in_tf32(w.type);
+  const size_t elem_bytes = tf32 ? sizeof(float) : sizeof(__nv_bfloat16);
+  const int64_t slice_rows = std::max<int64_t>(1, int64_t(kWeightSliceBytes / (size_t(w.cols) * elem_bytes)));
   const size_t row_bytes = ggml_row_bytes(ggml_type_info(uint32_t(w.type)), w.cols);
-  auto* chunk = static_cast<__nv_bfloat16*>(
-      table_chunk_.ensure(mem_, size_t(std::min(chunk_rows, w.rows) * w.cols) * sizeof(__nv_bfloat16)));
-  const __nv_bfloat16* xb = gemm_operand(x.data, size_t(rows) * size_t(w.cols));
-  for (int64_t r0 = 0; r0 < w.rows; r0 += chunk_rows) {
-    const int64_t n = std::min(chunk_rows, w.rows - r0);
-    dequantize_to_bf16(w.type, static_cast<const uint8_t*>(d.raw) + size_t(r0) * row_bytes, chunk, n * w.cols,
-                       stream_);
-    gemm_bf16(xb, chunk, n, w.cols, int(w.rows), rows, out.data + r0, w.name);
+  // The slices alternate between two buffers, dequantized on a stream of their own: a buffer is rewritten once the
+  // GEMM that read it is done, and each GEMM waits for its slice. Dequantizing needs nothing the main stream writes
+  // (weights never change), so the next slice, of this matrix or the next one, is ready when its GEMM starts.
+  // Inside a captured step (never a prefill in practice) everything stays on the one stream.
+  const bool overlap = mode_ == Mode::Plain;
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
+    const int64_t n = std::min(slice_rows, w.rows - r0);
+    WeightSlice& slice = slices_[slice_turn_];
+    slice_turn_ ^= 1;
+    void* buf = slice.buffer.ensure(mem_, std::max(kWeightSliceBytes, size_t(n * w.cols) * elem_bytes));
+    cudaStream_t dq = overlap ? slice_stream_ : stream_;
+    if (overlap) check_cuda(cudaStreamWaitEvent(dq, slice.read), "weight slice");
+    const uint8_t* blocks = static_cast<const uint8_t*>(d.raw) + size_t(r0) * row_bytes;
+    if (tf32)
+      dequantize_to_f32(w.type, blocks, buf, n * w.cols, dq);
+    else
+      dequantize_to_bf16(w.type, blocks, buf, n * w.cols, dq);
+    if (overlap) {
+      check_cuda(cudaEventRecord(slice.ready, dq), "weight slice");
+      check_cuda(cudaStreamWaitEvent(stream_, slice.ready), "weight slice");
+    }
+    gemm(tf32 ? static_cast<const void*>(x32) : xb, buf, tf32, n, w.cols, int(w.rows), rows, out + r0, w.name);
+    if (overlap) check_cuda(cudaEventRecord(slice.read, stream_), "weight slice");
   }
-  forget_operand_under(out, size_t(rows) * size_t(w.rows));
 }
 
 const float* CudaBackend::device_vector(const Weight* w, int64_t length, const char* op) const {
@@ -273,9 +297,11 @@ void CudaBackend::gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, 
   const DeviceWeight& u = device_weight(w_up, "gated_mlp");
   const DeviceWeight& dn = device_weight(w_down, "gated_mlp");
   const int64_t ff = w_gate.rows;
-  // A prefill on bf16 copies: the product goes straight into the down projection's bf16 operand.
-  const bool prefill = rows > kGemvQuantMaxRows && g.data && u.data && dn.data && !g.fp32 && !u.fp32 && !dn.fp32 &&
-                       w_up.rows == ff && w_up.cols == w_gate.cols && w_down.cols == ff;
+  // A prefill whose three GEMMs take bf16 operands: the product goes straight into the down projection's bf16
+  // operand. (F16/F32 weights multiply in TF32 against fp32 activations, so their product is written in fp32.)
+  auto bf16_gemm = [](const Weight& w, const DeviceWeight& d) { return !d.fp32 && (d.data || !slices_in_tf32(w.type)); };
+  const bool prefill = rows > kGemvQuantMaxRows && bf16_gemm(w_gate, g) && bf16_gemm(w_up, u) &&
+                       bf16_gemm(w_down, dn) && w_up.rows == ff && w_up.cols == w_gate.cols && w_down.cols == ff;
   if (!prefill) return Backend::gated_mlp(x, w_gate, w_up, w_down, rows, act, gate, up, out);
   const size_t n_in = size_t(rows) * size_t(w_gate.cols), n_ff = size_t(rows) * size_t(ff);
   require_floats(x, n_in, "gated_mlp", "input");
@@ -284,13 +310,12 @@ void CudaBackend::gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, 
   require_floats(out, size_t(rows) * size_t(w_down.rows), "gated_mlp", "output");
   if (!launching(x.data)) return;
   const __nv_bfloat16* xb = gemm_operand(x.data, n_in);
-  gemm_bf16(xb, static_cast<const __nv_bfloat16*>(g.data), ff, w_gate.cols, int(ff), rows, gate.data, w_gate.name);
-  gemm_bf16(xb, static_cast<const __nv_bfloat16*>(u.data), ff, w_up.cols, int(ff), rows, up.data, w_up.name);
+  gemm_weight(xb, w_gate, g, rows, gate.data);
+  gemm_weight(xb, w_up, u, rows, up.data);
   __nv_bfloat16* product = gemm_operand_target(n_ff);  // the rounding of no fp32 buffer: recorded as none
   gated_activation_bf16(gate.data, up.data, product, n_ff,
                         act == GatedAct::Silu ? GatedActKind::Silu : GatedActKind::GeluTanh, stream_);
-  gemm_bf16(product, static_cast<const __nv_bfloat16*>(dn.data), w_down.rows, ff, int(w_down.rows), rows, out.data,
-            w_down.name);
+  gemm_weight(product, w_down, dn, rows, out.data);
 }
 
 void CudaBackend::matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
