@@ -100,19 +100,42 @@ struct GrowingBytes {
 // cuBLAS's workspace, allocated with the backend (cuda_backend.cu, kCublasWorkspaceBytes: Hopper's default).
 constexpr size_t kCublasWorkspaceBytes = 32 * kMiB;
 
-// The prefill GEMMs on a matrix kept in its blocks dequantize it a slice of whole rows at a time, at most
-// kWeightSliceElems elements, into a scratch (cuda_backend.h kWeightSliceElems; cuda_ops.cu matmul_weight_slices,
-// weight_slice_): fp32 slices multiplied in TF32 for F16/F32 weights (cuda_backend.h slices_in_tf32), bf16 slices
-// for the quantized types.
-constexpr int64_t kWeightSliceElems = int64_t{64} << 20;
+// The prefill GEMMs on a matrix kept in its blocks dequantize it a slice of whole rows at a time (weight_slice_rows)
+// into one of two buffers taken in turn, the turn carrying over from matrix
+// to matrix (cuda_backend.h kWeightSliceBytes, slices_[2]; cuda_ops.cu matmul_weight_slices): each buffer holds
+// max(kWeightSliceBytes, the slice). fp32 slices multiplied in TF32 for F16/F32 weights (cuda_backend.h
+// slices_in_tf32), bf16 slices for the quantized types; none where the GEMM reads the matrix as it is (a BF16
+// matrix's blocks are its bf16 copy; a matrix of odd width has a bf16 copy).
+constexpr size_t kWeightSliceBytes = 64 * kMiB;
+constexpr int kWeightSliceBuffers = 2;
 inline bool weight_slices_in_tf32(GgmlType type) { return type == GgmlType::F16 || type == GgmlType::F32; }
-// Slice bytes of a prefill GEMM on a [rows x cols] matrix of `type`; 0 where the GEMM reads the matrix as it is
-// (a BF16 matrix's blocks are its bf16 copy; a matrix of odd width has a bf16 copy).
-inline size_t weight_slice_bytes(GgmlType type, int64_t rows, int64_t cols) {
-  if (type == GgmlType::BF16 || !keeps_file_blocks(type, cols)) return 0;
-  const int64_t slice_rows = std::min(rows, std::max<int64_t>(1, kWeightSliceElems / cols));
-  return size_t(slice_rows) * size_t(cols) * (weight_slices_in_tf32(type) ? 4 : 2);
+inline bool gemm_slices_weight(GgmlType type, int64_t cols) {
+  return type != GgmlType::BF16 && keeps_file_blocks(type, cols);
 }
+inline size_t weight_slice_elem_bytes(GgmlType type) { return weight_slices_in_tf32(type) ? 4 : 2; }
+// Rows of a slice: as many as fit kWeightSliceBytes, rounded down to a multiple of 128 (aligned output columns for
+// cuBLAS) where that many fit, at least one.
+inline int64_t weight_slice_rows(GgmlType type, int64_t cols) {
+  const int64_t fit = int64_t(kWeightSliceBytes / (size_t(cols) * weight_slice_elem_bytes(type)));
+  return fit >= 128 ? fit / 128 * 128 : std::max<int64_t>(1, fit);
+}
+// The slice buffers after prefill GEMMs on a sequence of matrices (call add() per matrix in the order a forward
+// multiplies them): what the two GrowingBuffers hold, retired allocations included.
+struct WeightSliceBuffers {
+  GrowingBytes buffers[kWeightSliceBuffers];
+  int turn = 0;
+  void add(GgmlType type, int64_t rows, int64_t cols) {
+    if (!gemm_slices_weight(type, cols)) return;
+    const int64_t slice_rows = weight_slice_rows(type, cols);
+    for (int64_t r0 = 0; r0 < rows; r0 += slice_rows) {
+      const size_t slice = size_t(std::min(slice_rows, rows - r0)) * size_t(cols) * weight_slice_elem_bytes(type);
+      buffers[turn].ensure(std::max(kWeightSliceBytes, slice));
+      turn ^= 1;
+    }
+  }
+  size_t live() const { return buffers[0].live() + buffers[1].live(); }
+};
+
 // Whether a prefill GEMM on such a matrix reads the bf16 rounding of its input (gemm_operand_buf_); F16/F32 slices
 // multiply the fp32 activations themselves (TF32).
 inline bool gemm_reads_bf16_operand(GgmlType type, int64_t cols) {

@@ -241,23 +241,19 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
 
   // Workspace.
   p.workspace += add("workspace", "cuBLAS workspace", db::kCublasWorkspaceBytes, "kCublasWorkspaceBytes");
-  // The prefill GEMMs' dequantized weight slices (weight_slice_, a GrowingBuffer): grown matrix by matrix in the
-  // order a forward multiplies them (the upload order: each layer's q, k, v, o, gate, up, down; row views of fused
-  // tensors in place of the tensor), the embedding/output table last and only for all-position logits (a last
-  // position's logits run the GEMV); what it grew from stays allocated until the forward's synchronize.
+  // The prefill GEMMs' dequantized weight slices (slices_[2]): matrix by matrix in the order a forward multiplies
+  // them (the upload order: each layer's q, k, v, o, gate, up, down; row views of fused tensors in place of the
+  // tensor), the embedding/output table last and only for all-position logits (a last position's logits run the
+  // GEMV). Two 64 MiB buffers once two slices have been taken.
   if (gemm) {
-    db::GrowingBytes slices;
-    auto grow = [&](const PlannedWeight& w) {
-      if (const size_t bytes = db::weight_slice_bytes(w.type, w.rows, w.cols)) slices.ensure(bytes);
-    };
+    db::WeightSliceBuffers slices;
     for (const PlannedWeight& w : be.weights())
-      if (w.matrix && !w.viewed && !w.table) grow(w);
+      if (w.matrix && !w.viewed && !w.table) slices.add(w.type, w.rows, w.cols);
     if (r.all_logits)
       for (const PlannedWeight& w : be.weights())
-        if (w.matrix && w.table && (w.name == "output.weight" || !be.has_output())) grow(w);
+        if (w.matrix && w.table && (w.name == "output.weight" || !be.has_output())) slices.add(w.type, w.rows, w.cols);
     p.workspace += add("workspace", "weight slices", slices.live(),
-                       "dequantized rows for the prefill GEMMs, at most 64 Mi elements (weight_slice_, with the "
-                       "smaller slices it grew from)");
+                       "dequantized rows for the prefill GEMMs: two buffers of at least 64 MiB (slices_)");
   }
   // Split-K decode attention partials (decode_workspace_), bounded by one split per SM.
   p.workspace += add("workspace", "decode attention", db::decode_workspace_bytes(c.n_head, c.head_dim),

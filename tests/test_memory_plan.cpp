@@ -427,15 +427,37 @@ TEST(MemoryPlan, OddWidthsKeepABf16CopyAndFusedTensorsCountOnce) {
     const MemoryPlan p = plan_memory(*file, request(256, 64, 8 * kGiB));
     EXPECT_EQ(p.weights, expected) << dim;
     EXPECT_EQ(p.dense_layers, 2);
-    // The prefill GEMMs' weight slices (fp32 for F32 weights, TF32) grow over the matrices in the order a forward
-    // multiplies them: row views of the fused tensors (q: dim x dim, then gate: 2 dim x dim), never the fused
-    // tensor, never the embedding table; the retired q-sized slice stays until the forward ends. At width 80 only
-    // ffn_down (rows of 160) has whole blocks: the others are bf16 copies, multiplied as they are.
+    // The prefill GEMMs' weight slices: two 64 MiB buffers taken in turn once two slices have been dequantized (at
+    // width 80 only ffn_down, rows of 160, has whole blocks: one slice per layer, two layers).
     size_t slices = 0;
     for (const MemoryPart& part : p.parts)
       if (part.name == "weight slices") slices = part.bytes;
-    EXPECT_EQ(slices, (dim == 96 ? 3 : 2) * size_t(d * d) * 4) << dim;
+    EXPECT_EQ(slices, 2 * db::kWeightSliceBytes) << dim;
+    // A batch of up to 8 rows runs GEMVs: no slices.
+    for (const MemoryPart& part : plan_memory(*file, request(256, 8, 8 * kGiB)).parts)
+      EXPECT_NE(part.name, "weight slices");
   }
+}
+
+TEST(MemoryPlan, WeightSlicesAlternateBetweenTwoBuffers) {
+  db::WeightSliceBuffers one;
+  one.add(GgmlType::Q4_K, 64, 256);  // one small slice: one buffer of 64 MiB
+  EXPECT_EQ(one.live(), db::kWeightSliceBytes);
+  one.add(GgmlType::BF16, 4096, 4096);  // read as it is: no slice
+  EXPECT_EQ(one.live(), db::kWeightSliceBytes);
+  // 21504 x 5376 Q4_K (Gemma 3 27B's gate): bf16 slices of 6144 rows (64 MiB / 10752 bytes = 6241, down to a
+  // multiple of 128), 4 of them.
+  db::WeightSliceBuffers big;
+  big.add(GgmlType::Q4_K, 21504, 5376);
+  EXPECT_EQ(db::weight_slice_rows(GgmlType::Q4_K, 5376), 6144);
+  EXPECT_EQ(big.live(), 2 * db::kWeightSliceBytes);
+  EXPECT_EQ(big.turn, 0);
+  // F16 rows go through fp32 slices: half the rows per slice.
+  EXPECT_EQ(db::weight_slice_rows(GgmlType::F16, 5376), 3072);
+  // A row wider than a slice takes a slice of its own size.
+  db::WeightSliceBuffers wide;
+  wide.add(GgmlType::F32, 2, int64_t{32} << 20);
+  EXPECT_EQ(wide.live(), 2 * (size_t{128} << 20));
 }
 
 TEST(MemoryPlan, MemorySizes) {
