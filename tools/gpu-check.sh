@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: every GPU test, compute-sanitizer (memcheck, racecheck) on the kernel tests, the
 # attention benchmark beside the PyTorch anchors, end-to-end generation speed, and a short record of it all.
-# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]   phases: tests sanitize bench model peer load (default: all)
+# Usage: tools/gpu-check.sh BIN_DIR OUT_DIR [PHASE...]
+#        phases: tests sanitize bench model peer load sizes sizes-peer (default: all)
 # BIN_DIR is what tools/pack-gpu.sh packed (.carry). The record goes to OUT_DIR/record-<phases>.md.
 # Env: SWRUN_MODEL (the example model; the model phase needs it), ATTN_SANITIZE_FILTER (gtest filter for the
 #      attention test under the sanitizers, which run it ~10x slower), NO_AB=1 (skip the 32K A/B, the slowest step),
 #      LLAMA_BIN (llama.cpp's CUDA build/bin with llama-bench and llama-completion, shared/peer/llama-build.sh; the
-#      peer phase needs it and SWRUN_MODEL), SWEEP_NS (lengths of the sweep's own rows, e.g. 8192,32768,131072).
+#      peer phase needs it and SWRUN_MODEL), SWEEP_NS (lengths of the sweep's own rows, e.g. 8192,32768,131072),
+#      LAYOUTS (the sizes phase: full-size files "layout:vocab ...", e.g. "qwen2.5-7b:qwen2 gemma3-27b:gemma3",
+#      written by make_layout_model from VOCABS/<vocab>.gguf into LAYOUT_DIR, default /root/layouts).
 set -u
 bin=$1
 out=$2
 shift 2
-phases=${*:-tests sanitize bench model peer load}
+phases=${*:-tests sanitize bench model peer load sizes sizes-peer}
 has() { case " $phases " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$out"
 rec="$out/record-${phases// /-}.md"
@@ -204,6 +207,71 @@ if has load && [ -n "$SWRUN_MODEL" ] && [ -x "$bin/swrun" ]; then
   python3 "$root/tests/cli_load_log.py" "$bin/swrun" "$bin/make_synthetic_model" "$out/cli_load_log" \
     >"$out/cli_load_log.txt" 2>&1 || status=1
   echo "- tests/cli_load_log.py (CPU and CUDA): $(tail -1 "$out/cli_load_log.txt")" >>"$rec"
+fi
+
+if has sizes && [ -x "$bin/swrun" ] && [ -x "$bin/make_layout_model" ] && [ -n "${LAYOUTS:-}" ]; then
+  # Real-size models (issue 21): full-size random-weight Q4_K_M files of published layouts, swrun bench beside
+  # llama-bench on the same file, peak memory against the plan (swrun fit), 32K and 128K contexts with default flags.
+  echo >>"$rec"; echo "## real-size layouts (make_layout_model, Q4_K_M, random weights)" >>"$rec"
+  dir=${LAYOUT_DIR:-/root/layouts}
+  mkdir -p "$dir"
+  text="The river runs past the old mill and under the stone bridge, where children count the boats in summer."
+  for spec in $LAYOUTS; do
+    layout=${spec%%:*} vocab=${spec#*:}
+    file="$dir/$layout.gguf"
+    [ -s "$file" ] || "$bin/make_layout_model" --layout "$layout" --type q4_k_m --vocab "$VOCABS/$vocab.gguf" \
+      -o "$file" 2>"$out/make-$layout.err" || { status=1; continue; }
+    echo >>"$rec"; echo "### $layout ($(du -h "$file" | cut -f1))" >>"$rec"
+    {
+      echo; echo '```'
+      "$bin/swrun" fit -m "$file" -c 32768
+      echo '```'
+      echo; echo "swrun bench (default ubatch from the plan):"; echo
+      "$bin/swrun" bench -m "$file" -p 512,8192,32768 -n 0 -r 3 -o json >"$out/bench-$layout-pp.json" \
+        2>"$out/bench-$layout-pp.err"
+      "$bin/swrun" bench -m "$file" -p 0 -n 128 -d 0,32768 -r 3 -o json >"$out/bench-$layout-tg.json" \
+        2>"$out/bench-$layout-tg.err"
+      python3 - "$out/bench-$layout-pp.json" "$out/bench-$layout-tg.json" <<'PY'
+import json, sys
+print("| test | ubatch | t/s | peak GiB | load ms |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for path in sys.argv[1:]:
+    for r in json.load(open(path)):
+        test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
+        if r["n_depth"]: test += f" @ d{r['n_depth']}"
+        print(f"| {test} | {r['n_ubatch']} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
+              f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['load_ms']:.0f} |")
+PY
+      for ctx in 32768 131072; do  # default flags: the plan picks the ubatch
+        line=$("$bin/swrun" -m "$file" -p "$text" --prompt-len $ctx -n 16 --temp 0 2>&1 >/dev/null |
+               grep -E '^swrun: (load|error)|^swrun:.*(does not fit|error)' | head -2 | tr '\n' ' ')
+        echo "- swrun, $ctx-token prompt, default flags: ${line#swrun: }"
+      done
+    } >>"$rec" 2>&1 || status=1
+  done
+fi
+
+if has sizes-peer && [ -x "${LLAMA_BIN:-}/llama-bench" ] && [ -n "${LAYOUTS:-}" ]; then
+  # llama.cpp on the same full-size files (written by the sizes phase, in the same session).
+  echo >>"$rec"; echo "## real-size layouts beside llama.cpp" >>"$rec"
+  dir=${LAYOUT_DIR:-/root/layouts}
+  text="The river runs past the old mill and under the stone bridge, where children count the boats in summer."
+  for spec in $LAYOUTS; do
+    layout=${spec%%:*}
+    file="$dir/$layout.gguf"
+    [ -s "$file" ] || continue
+    {
+      echo; echo "### $layout: llama-bench (CUDA, flash attention on)"; echo
+      "$LLAMA_BIN/llama-bench" -m "$file" -ngl 99 -fa 1 -p 512,8192,32768 -n 0 -ub 2048 -b 2048 -r 2 \
+        2>"$out/llama-bench-$layout-pp.err"
+      "$LLAMA_BIN/llama-bench" -m "$file" -ngl 99 -fa 1 -p 0 -n 128 -d 0,32768 -r 2 \
+        2>"$out/llama-bench-$layout-tg.err" | tail -n +3
+      echo; echo "llama.cpp's own memory report at -c 32768 (llama-completion):"; echo '```'
+      "$LLAMA_BIN/llama-completion" -m "$file" -ngl 99 -fa on -c 32768 -p "$text" -n 1 -no-cnv </dev/null 2>&1 |
+        grep -E "buffer size|memory breakdown|CUDA0" | head -12
+      echo '```'
+    } >>"$rec" 2>&1 || status=1
+  done
 fi
 
 cat "$rec"

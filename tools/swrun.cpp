@@ -188,8 +188,9 @@ int run_generate(const Options& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   std::fprintf(stderr, "swrun: load %.0f ms | prompt %d tokens %.1f ms (%.1f tok/s) | generated %d tokens %.1f ms "
-               "(%.1f tok/s%s)\n", load_ms, st.n_prompt, st.prompt_ms, st.prompt_tok_s(), st.n_generated,
-               st.generate_ms, st.generate_tok_s(), st.graph_used ? ", CUDA graph" : "");
+               "(%.1f tok/s%s) | ubatch %d | peak %s\n", load_ms, st.n_prompt, st.prompt_ms, st.prompt_tok_s(),
+               st.n_generated, st.generate_ms, st.generate_tok_s(), st.graph_used ? ", CUDA graph" : "", ubatch,
+               backend->peak_memory_bytes() ? human_bytes(double(backend->peak_memory_bytes())).c_str() : "n/a");
   return 0;
 }
 

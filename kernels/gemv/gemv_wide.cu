@@ -46,6 +46,13 @@ __device__ __forceinline__ float byte_value(uint32_t v, int k, float bias_plus_2
 }
 constexpr float k2Pow23 = 8388608.f;
 
+// Byte k of v, which holds 0x80 | m (m < 128), as the float whose bits are 0x3F800000 | m << 16: 1 + m / 128, exact,
+// in one byte permute. With m = q << 3 (4-bit q) that is 1 + q/16, with m = q << 1 (6-bit q) 1 + q/64. A dot then
+// needs no subtraction per weight: sum((1 + q/s) x) = sum(x) + sum(q x)/s.
+__device__ __forceinline__ float one_plus(uint32_t v, int k) {
+  return __uint_as_float(__byte_perm(v, 0x3F000000u, 0x7044u | (uint32_t(k) << 8)));
+}
+
 __device__ __forceinline__ float half_lo(uint32_t v) { return __half2float(__ushort_as_half(uint16_t(v & 0xFFFF))); }
 __device__ __forceinline__ float half_hi(uint32_t v) { return __half2float(__ushort_as_half(uint16_t(v >> 16))); }
 
@@ -55,10 +62,20 @@ __device__ __forceinline__ void load8(const float* x, float* v) {
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
+// Sum of n floats in four interleaved chains (n a multiple of 4), for the latency of one.
+template <int N>
+__device__ __forceinline__ float sum_of(const float* v) {
+  float s[4] = {v[0], v[1], v[2], v[3]};
+#pragma unroll
+  for (int i = 4; i < N; ++i) s[i % 4] += v[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 // ---- units: a type's 32-weight piece of a block, its activations, and its dot with them ----
 
 // Q4_K unit u = 2g + h: qs bytes 32g + 16h .. +16, whose low nibbles are elements 64g + 16h + i of sub-block 2g and
-// high nibbles elements 64g + 32 + 16h + i of sub-block 2g + 1 (i < 16).
+// high nibbles elements 64g + 32 + 16h + i of sub-block 2g + 1 (i < 16). Q4_K rows are whole 144-byte blocks, so
+// every block of a 16-byte aligned matrix is 16-byte aligned: the header and the unit's qs are one 16-byte load each.
 struct UnitQ4_K {
   static constexpr int kBlockBytes = 144, kBlockElems = 256, kUnitsPerBlock = 8;
   struct X {
@@ -68,27 +85,25 @@ struct UnitQ4_K {
   __device__ static void load_x(const float* xb, int u, X& x) {
     const float* p = xb + 64 * (u / 2) + 16 * (u % 2);
     load8(p, x.lo), load8(p + 8, x.lo + 8), load8(p + 32, x.hi), load8(p + 40, x.hi + 8);
-    x.sum_lo = x.sum_hi = 0.f;
-#pragma unroll
-    for (int i = 0; i < 16; ++i) x.sum_lo += x.lo[i], x.sum_hi += x.hi[i];
+    x.sum_lo = sum_of<16>(x.lo), x.sum_hi = sum_of<16>(x.hi);
   }
   __device__ static float dot(const uint8_t* block, int u, const X& x) {
-    uint32_t hdr[4], qs[4];
-    lds_words<4>(block, hdr);  // d, dmin | the 12 scale bytes (quant::k_scale_min's packing)
-    lds_words<4>(block + 16 + 16 * u, qs);
-    float sum_lo = 0.f, sum_hi = 0.f;
+    const uint4 hdr = *reinterpret_cast<const uint4*>(block);  // d, dmin | the 12 scale bytes (quant::k_scale_min)
+    const uint4 qv = *reinterpret_cast<const uint4*>(block + 16 + 16 * u);
+    const uint32_t qs[4] = {qv.x, qv.y, qv.z, qv.w};
+    float f_lo = 0.f, f_hi = 0.f;  // sums of (1 + q/16) x
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
-      const uint32_t lo = qs[w] & 0x0F0F0F0Fu, hi = (qs[w] >> 4) & 0x0F0F0F0Fu;
+      const uint32_t lo = ((qs[w] << 3) & 0x78787878u) | 0x80808080u, hi = ((qs[w] >> 1) & 0x78787878u) | 0x80808080u;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        sum_lo = fmaf(byte_value(lo, k, k2Pow23), x.lo[4 * w + k], sum_lo);
-        sum_hi = fmaf(byte_value(hi, k, k2Pow23), x.hi[4 * w + k], sum_hi);
+        f_lo = fmaf(one_plus(lo, k), x.lo[4 * w + k], f_lo);
+        f_hi = fmaf(one_plus(hi, k), x.hi[4 * w + k], f_hi);
       }
     }
     // Sub-blocks j = 2g, 2g + 1 share byte j & 3 of each scale word; j >= 4 (g >= 2) takes the packed form.
     const uint32_t shift = 8 * ((2 * (u / 2)) & 3);
-    const uint32_t b0 = hdr[1] >> shift, b1 = hdr[2] >> shift, b2 = hdr[3] >> shift;  // bytes j', j'+4, j'+8
+    const uint32_t b0 = hdr.y >> shift, b1 = hdr.z >> shift, b2 = hdr.w >> shift;  // bytes j', j'+4, j'+8
     uint32_t sc_lo, m_lo, sc_hi, m_hi;
     if (u < 4) {
       sc_lo = b0 & 63, m_lo = b1 & 63, sc_hi = (b0 >> 8) & 63, m_hi = (b1 >> 8) & 63;
@@ -96,24 +111,27 @@ struct UnitQ4_K {
       sc_lo = (b2 & 0xF) | (((b0 >> 6) & 3) << 4), m_lo = ((b2 >> 4) & 0xF) | (((b1 >> 6) & 3) << 4);
       sc_hi = ((b2 >> 8) & 0xF) | (((b0 >> 14) & 3) << 4), m_hi = ((b2 >> 12) & 0xF) | (((b1 >> 14) & 3) << 4);
     }
-    const float d = half_lo(hdr[0]), dmin = half_hi(hdr[0]);
-    const float lo = __fmul_rn(d, float(sc_lo)) * sum_lo - __fmul_rn(dmin, float(m_lo)) * x.sum_lo;
-    return fmaf(__fmul_rn(d, float(sc_hi)), sum_hi, lo) - __fmul_rn(dmin, float(m_hi)) * x.sum_hi;
+    // d*sc * sum(q x) - dmin*m * sum(x) with sum(q x) = 16 (f - sum(x)).
+    const float d = half_lo(hdr.x), dmin = half_hi(hdr.x);
+    const float s_lo = 16.f * __fmul_rn(d, float(sc_lo)), s_hi = 16.f * __fmul_rn(d, float(sc_hi));
+    const float lo = fmaf(s_lo, f_lo, -(s_lo + __fmul_rn(dmin, float(m_lo))) * x.sum_lo);
+    return lo + fmaf(s_hi, f_hi, -(s_hi + __fmul_rn(dmin, float(m_hi))) * x.sum_hi);
   }
 };
 
 // Q6_K unit u: half h = u / 4, l0 = 8 * (u % 4); elements 128h + 32k + l0 + i (k < 4, i < 8) from ql[64h + l0 + i]
 // (k = 0 low nibble, 2 high), ql[64h + 32 + l0 + i] (k = 1 low, 3 high) and bit pair k of qh[32h + l0 + i];
-// group k's scale is scales[8h + l0/16 + 2k].
+// group k's scale is scales[8h + l0/16 + 2k]. Blocks are 210 bytes: at 2-byte offsets, read as shifted words.
 struct UnitQ6_K {
   static constexpr int kBlockBytes = 210, kBlockElems = 256, kUnitsPerBlock = 8;
   struct X {
     float v[4][8];
+    float sum[4];
   };
   __device__ static void load_x(const float* xb, int u, X& x) {
     const float* p = xb + 128 * (u / 4) + 8 * (u % 4);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) load8(p + 32 * k, x.v[k]);
+    for (int k = 0; k < 4; ++k) load8(p + 32 * k, x.v[k]), x.sum[k] = sum_of<8>(x.v[k]);
   }
   __device__ static float dot(const uint8_t* block, int u, const X& x) {
     const int h = u / 4, l0 = 8 * (u % 4);
@@ -123,24 +141,26 @@ struct UnitQ6_K {
     lds_words<2>(block + 128 + 32 * h + l0, q);
     lds_words<2>(block + 192 + 8 * h + l0 / 16, s);  // scales for k = 0..3 at bytes 0, 2, 4, 6
     lds_words<1>(block + 208, dw);
-    float sum[4] = {0.f, 0.f, 0.f, 0.f};
+    float f[4] = {0.f, 0.f, 0.f, 0.f};  // sums of (1 + q/64) x per group
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
-      const uint32_t v[4] = {(a[w] & 0x0F0F0F0Fu) | ((q[w] << 4) & 0x30303030u),
-                             (b[w] & 0x0F0F0F0Fu) | ((q[w] << 2) & 0x30303030u),
-                             ((a[w] >> 4) & 0x0F0F0F0Fu) | (q[w] & 0x30303030u),
-                             ((b[w] >> 4) & 0x0F0F0F0Fu) | ((q[w] >> 2) & 0x30303030u)};
+      // Each byte 0x80 | q << 1: the nibble in bits 1-4, the qh pair in bits 5-6.
+      const uint32_t v[4] = {((a[w] << 1) & 0x1E1E1E1Eu) | ((q[w] << 5) & 0x60606060u) | 0x80808080u,
+                             ((b[w] << 1) & 0x1E1E1E1Eu) | ((q[w] << 3) & 0x60606060u) | 0x80808080u,
+                             ((a[w] >> 3) & 0x1E1E1E1Eu) | ((q[w] << 1) & 0x60606060u) | 0x80808080u,
+                             ((b[w] >> 3) & 0x1E1E1E1Eu) | ((q[w] >> 1) & 0x60606060u) | 0x80808080u};
 #pragma unroll
       for (int k = 0; k < 4; ++k)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) sum[k] = fmaf(byte_value(v[k], j, k2Pow23 + 32.f), x.v[k][4 * w + j], sum[k]);
+        for (int j = 0; j < 4; ++j) f[k] = fmaf(one_plus(v[k], j), x.v[k][4 * w + j], f[k]);
     }
+    // d*sc * sum((q - 32) x) with sum(q x) = 64 (f - sum(x)): d*sc * (64 f - 96 sum(x)).
     const float d = half_lo(dw[0]);
     float acc = 0.f;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int sc = int(int8_t(uint8_t(s[k / 2] >> (16 * (k % 2)))));
-      acc = fmaf(__fmul_rn(d, float(sc)), sum[k], acc);
+      acc = fmaf(__fmul_rn(d, float(sc)), fmaf(64.f, f[k], -96.f * x.sum[k]), acc);
     }
     return acc;
   }
@@ -193,55 +213,70 @@ struct WidePlan {
   static constexpr size_t kSmemBytes = size_t(kWarps) * kWarpVecs * 16;
 };
 
-// The weight rows of tile t: row pointers (null past a segment's end), where each row's dot goes.
-template <bool kGated>
+// Tile t: its first weight row (and the up matrix's, gated), where its outputs go, how many of its rows exist.
+// Row r of the tile is output row r % kOutRows of the gate/plain matrix (r < kOutRows) or of the up matrix.
 struct Tile {
-  const uint8_t* row[kTileRows];
-  float* out;      // the segment's output
-  int64_t first;   // first output row
-  int64_t valid;   // output rows in this tile
+  const uint8_t* w;
+  const uint8_t* up;
+  float* out;
+  int valid;
 };
 
 template <bool kGated>
-__device__ __forceinline__ Tile<kGated> tile_rows(const WideArgs& a, int64_t t) {
-  Tile<kGated> tile{};
+constexpr int kOutRows = kGated ? kTileRows / 2 : kTileRows;
+
+template <bool kGated>
+__device__ __forceinline__ Tile tile_at(const WideArgs& a, int64_t t) {
   int s = 0;
   while (s + 1 < a.count && t >= a.seg_tiles[s]) t -= a.seg_tiles[s++];
-  constexpr int kOutRows = kGated ? kTileRows / 2 : kTileRows;
-  tile.out = a.seg[s].out;
-  tile.first = t * kOutRows;
-  tile.valid = min(int64_t(kOutRows), a.seg[s].n_out - tile.first);
-#pragma unroll
-  for (int r = 0; r < kTileRows; ++r) {
-    const int o = kGated ? r % kOutRows : r;
-    const uint8_t* base = kGated && r >= kOutRows ? a.up : a.seg[s].w;
-    tile.row[r] = o < tile.valid ? base + (tile.first + o) * a.row_bytes : nullptr;
-  }
-  return tile;
+  const int64_t first = t * kOutRows<kGated>;
+  return {a.seg[s].w + first * a.row_bytes, kGated ? a.up + first * a.row_bytes : nullptr, a.seg[s].out + first,
+          int(min(int64_t(kOutRows<kGated>), a.seg[s].n_out - first))};
+}
+
+// Row r of a tile, or null past its valid rows.
+template <bool kGated>
+__device__ __forceinline__ const uint8_t* tile_row(const Tile& t, int r, int64_t row_bytes) {
+  const int o = r % kOutRows<kGated>;
+  if (o >= t.valid) return nullptr;
+  return (kGated && r >= kOutRows<kGated> ? t.up : t.w) + o * row_bytes;
 }
 
 template <typename U, bool kGated>
-__global__ void __launch_bounds__(kThreads) gemv_wide_kernel(WideArgs a, const float* __restrict__ x) {
+__global__ void __launch_bounds__(kThreads, 3) gemv_wide_kernel(WideArgs a, const float* __restrict__ x) {
   using Plan = WidePlan<U>;
   extern __shared__ uint4 smem[];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   uint4* stages = smem + warp * Plan::kWarpVecs;
   const int64_t warp_id = int64_t(blockIdx.x) * kWarps + warp, warp_stride = int64_t(gridDim.x) * kWarps;
-  const int64_t my_tiles = warp_id < a.tiles ? (a.tiles - warp_id + warp_stride - 1) / warp_stride : 0;
-  const int64_t steps = my_tiles * a.passes;
   const int blocks_per_row = a.units_per_row / U::kUnitsPerBlock;
 
-  // Step s = (tile warp_id + (s / passes) * warp_stride, pass s % passes) goes to stage s % kStages.
-  auto issue = [&](int64_t s) {
-    if (s < steps) {
-      const Tile<kGated> tile = tile_rows<kGated>(a, warp_id + (s / a.passes) * warp_stride);
-      const int b0 = int(s % a.passes) * Plan::kPassBlocks;
+  // The warp's steps: its tiles warp_id, warp_id + warp_stride, ... and each tile's passes in order. Two cursors walk
+  // them: the copies run kStages - 1 steps ahead of the decoding; step s goes to stage s % kStages.
+  struct Cursor {
+    int64_t tile;
+    int pass, stage;
+    Tile rows;
+  };
+  auto start = [&](int64_t tile) { return Cursor{tile, 0, 0, tile < a.tiles ? tile_at<kGated>(a, tile) : Tile{}}; };
+  auto advance = [&](Cursor& c) {
+    c.stage = c.stage + 1 == kStages ? 0 : c.stage + 1;
+    if (++c.pass == a.passes) {
+      c.pass = 0;
+      c.tile += warp_stride;
+      if (c.tile < a.tiles) c.rows = tile_at<kGated>(a, c.tile);
+    }
+  };
+  auto issue = [&](const Cursor& c) {
+    if (c.tile < a.tiles) {
+      const int b0 = c.pass * Plan::kPassBlocks;
       const int bytes = min(Plan::kPassBlocks, blocks_per_row - b0) * U::kBlockBytes;
-      uint4* stage = stages + int(s % kStages) * kTileRows * Plan::kRowVecs;
+      uint4* stage = stages + c.stage * kTileRows * Plan::kRowVecs;
 #pragma unroll
       for (int r = 0; r < kTileRows; ++r) {
-        if (!tile.row[r]) continue;
-        const uint8_t* src = tile.row[r] + int64_t(b0) * U::kBlockBytes;
+        const uint8_t* row = tile_row<kGated>(c.rows, r, a.row_bytes);
+        if (!row) continue;
+        const uint8_t* src = row + int64_t(b0) * U::kBlockBytes;
         const int skew = int(reinterpret_cast<uintptr_t>(src) & 15);
         const auto* aligned = reinterpret_cast<const uint4*>(src - skew);
         const int vecs = (skew + bytes + 15) / 16;
@@ -251,44 +286,43 @@ __global__ void __launch_bounds__(kThreads) gemv_wide_kernel(WideArgs a, const f
     attn::cp_async_commit();  // an empty group past the last step keeps the wait count uniform
   };
 
+  Cursor ahead = start(warp_id);
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  for (int s = 0; s < kStages - 1; ++s) issue(ahead), advance(ahead);
   wait_for_predecessor();  // x is the predecessor's output; the weights above never change
 
   float acc[kTileRows];
-  for (int64_t s = 0; s < steps; ++s) {
-    issue(s + kStages - 1);
+  for (Cursor c = start(warp_id); c.tile < a.tiles; advance(c)) {
+    issue(ahead), advance(ahead);
     attn::cp_async_wait<kStages - 1>();
     __syncwarp();
-    const int pass = int(s % a.passes);
-    const Tile<kGated> tile = tile_rows<kGated>(a, warp_id + (s / a.passes) * warp_stride);
-    if (pass == 0) {
+    if (c.pass == 0) {
 #pragma unroll
       for (int r = 0; r < kTileRows; ++r) acc[r] = 0.f;
     }
-    const int unit = pass * kWarp + lane;
+    const int unit = c.pass * kWarp + lane;
     if (unit < a.units_per_row) {
-      const int b0 = pass * Plan::kPassBlocks, block = unit / U::kUnitsPerBlock, sub = unit % U::kUnitsPerBlock;
+      const int b0 = c.pass * Plan::kPassBlocks, block = unit / U::kUnitsPerBlock, sub = unit % U::kUnitsPerBlock;
       typename U::X xu;
       U::load_x(x + int64_t(block) * U::kBlockElems, sub, xu);
-      const auto* stage = reinterpret_cast<const uint8_t*>(stages + int(s % kStages) * kTileRows * Plan::kRowVecs);
+      const auto* stage = reinterpret_cast<const uint8_t*>(stages + c.stage * kTileRows * Plan::kRowVecs);
 #pragma unroll
       for (int r = 0; r < kTileRows; ++r) {
-        if (!tile.row[r]) continue;
-        const int skew = int(reinterpret_cast<uintptr_t>(tile.row[r] + int64_t(b0) * U::kBlockBytes) & 15);
+        const uint8_t* row = tile_row<kGated>(c.rows, r, a.row_bytes);
+        if (!row) continue;
+        const int skew = int(reinterpret_cast<uintptr_t>(row + int64_t(b0) * U::kBlockBytes) & 15);
         acc[r] += U::dot(stage + r * Plan::kRowVecs * 16 + skew + (block - b0) * U::kBlockBytes, sub, xu);
       }
     }
     __syncwarp();  // the stage is refilled kStages - 1 steps from now
-    if (pass == a.passes - 1) {
+    if (c.pass == a.passes - 1) {
 #pragma unroll
       for (int r = 0; r < kTileRows; ++r) acc[r] = warp_sum(acc[r]);
       if (lane == 0) {
-        constexpr int kOutRows = kGated ? kTileRows / 2 : kTileRows;
 #pragma unroll
-        for (int o = 0; o < kOutRows; ++o)
-          if (o < tile.valid)
-            tile.out[tile.first + o] = kGated ? gated_activate(acc[o], a.act) * acc[o + kOutRows] : acc[o];
+        for (int o = 0; o < kOutRows<kGated>; ++o)
+          if (o < c.rows.valid)
+            c.rows.out[o] = kGated ? gated_activate(acc[o], a.act) * acc[o + kOutRows<kGated>] : acc[o];
       }
     }
   }
@@ -321,8 +355,8 @@ void launch_wide(WideArgs& a, const float* x, int64_t cols, cudaStream_t stream)
   a.passes = (a.units_per_row + kWarp - 1) / kWarp;
   a.row_bytes = cols / U::kBlockElems * U::kBlockBytes;
   a.tiles = 0;
-  constexpr int kOutRows = kGated ? kTileRows / 2 : kTileRows;
-  for (int i = 0; i < a.count; ++i) a.tiles += a.seg_tiles[i] = (a.seg[i].n_out + kOutRows - 1) / kOutRows;
+  for (int i = 0; i < a.count; ++i)
+    a.tiles += a.seg_tiles[i] = (a.seg[i].n_out + kOutRows<kGated> - 1) / kOutRows<kGated>;
   if (a.tiles == 0) return;
   const int64_t blocks = std::min(resident, (a.tiles + kWarps - 1) / kWarps);
   launch_overlapped_smem(kernel, dim3(unsigned(blocks)), dim3(kThreads), Plan::kSmemBytes, stream, "gemv_wide", a, x);
