@@ -9,7 +9,8 @@
 #      LLAMA_BIN (llama.cpp's CUDA build/bin with llama-bench and llama-completion, shared/peer/llama-build.sh; the
 #      peer phase needs it and SWRUN_MODEL), SWEEP_NS (lengths of the sweep's own rows, e.g. 8192,32768,131072),
 #      LAYOUTS (the sizes phase: full-size files "layout:vocab ...", e.g. "qwen2.5-7b:qwen2 gemma3-27b:gemma3",
-#      written by make_layout_model from VOCABS/<vocab>.gguf into LAYOUT_DIR, default /root/layouts).
+#      written by make_layout_model from VOCABS/<vocab>.gguf into LAYOUT_DIR, default /root/layouts; SIZES_PP,
+#      SIZES_DEPTHS, SIZES_REPS and SIZES_CTX narrow its tests: defaults 512,8192,32768 / 0,32768 / 3 / "32768 131072").
 set -u
 bin=$1
 out=$2
@@ -227,10 +228,10 @@ if has sizes && [ -x "$bin/swrun" ] && [ -x "$bin/make_layout_model" ] && [ -n "
       "$bin/swrun" fit -m "$file" -c 32768
       echo '```'
       echo; echo "swrun bench (default ubatch from the plan):"; echo
-      "$bin/swrun" bench -m "$file" -p 512,8192,32768 -n 0 -r 3 -o json >"$out/bench-$layout-pp.json" \
-        2>"$out/bench-$layout-pp.err"
-      "$bin/swrun" bench -m "$file" -p 0 -n 128 -d 0,32768 -r 3 -o json >"$out/bench-$layout-tg.json" \
-        2>"$out/bench-$layout-tg.err"
+      "$bin/swrun" bench -m "$file" -p "${SIZES_PP:-512,8192,32768}" -n 0 -r "${SIZES_REPS:-3}" -o json \
+        >"$out/bench-$layout-pp.json" 2>"$out/bench-$layout-pp.err"
+      "$bin/swrun" bench -m "$file" -p 0 -n 128 -d "${SIZES_DEPTHS:-0,32768}" -r "${SIZES_REPS:-3}" -o json \
+        >"$out/bench-$layout-tg.json" 2>"$out/bench-$layout-tg.err"
       python3 - "$out/bench-$layout-pp.json" "$out/bench-$layout-tg.json" <<'PY'
 import json, sys
 print("| test | ubatch | t/s | peak GiB | load ms |")
@@ -242,7 +243,7 @@ for path in sys.argv[1:]:
         print(f"| {test} | {r['n_ubatch']} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
               f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['load_ms']:.0f} |")
 PY
-      for ctx in 32768 131072; do  # default flags: the plan picks the ubatch
+      for ctx in ${SIZES_CTX:-32768 131072}; do  # default flags: the plan picks the ubatch
         line=$("$bin/swrun" -m "$file" -p "$text" --prompt-len $ctx -n 16 --temp 0 2>&1 >/dev/null |
                grep -E '^swrun: (load|error)|^swrun:.*(does not fit|error)' | head -2 | tr '\n' ' ')
         echo "- swrun, $ctx-token prompt, default flags: ${line#swrun: }"
