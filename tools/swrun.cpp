@@ -1,7 +1,8 @@
 // swrun: generate text from a GGUF model; `swrun inspect FILE` prints a GGUF file's metadata and tensors;
 // `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
 // `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp). `swrun fit -m FILE -c CTX` prints the
-// GPU memory plan of a run and whether it fits (tools/swrun_fit.cpp).
+// GPU memory plan of a run and whether it fits (tools/swrun_fit.cpp). `swrun perplexity -m FILE -f TEXT` is
+// llama-perplexity's perplexity and KL divergence (tools/swrun_perplexity.cpp, engine/perplexity.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -25,6 +26,7 @@
 #include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
 #include "tools/swrun_fit.h"
+#include "tools/swrun_perplexity.h"
 #include "tools/swrun_tokenize.h"
 
 namespace swrun {
@@ -313,6 +315,7 @@ int main_impl(int argc, char** argv) {
   CLI::App* bench = add_bench_subcommand(app, bench_cli);
   TokenizeCommand tokenize(app);
   FitCommand fit(app);
+  PerplexityCommand perplexity(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -325,6 +328,7 @@ int main_impl(int argc, char** argv) {
   if (*inspect) return run_inspect(inspect_path);
   if (*bench) return run_bench_subcommand(bench_cli);
   if (tokenize.chosen()) return tokenize.run();
+  if (perplexity.chosen()) return perplexity.run();
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");

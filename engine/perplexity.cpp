@@ -1,0 +1,420 @@
+#include "engine/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "models/model.h"
+#include "runtime/common.h"
+
+namespace swrun {
+namespace {
+
+// Round to nearest, ties to even (llama.cpp's nearest_int under the default rounding mode).
+inline int nearest(float v) { return static_cast<int>(std::nearbyint(v)); }
+
+// Runs chunk `c` of `tokens` (n_ctx tokens from c * n_ctx, the first replaced by bos when bos >= 0) through the
+// model in batches, and calls on_rows(logits, row0, rows) for each batch's scored rows: logits of positions
+// first + row0 .. first + row0 + rows - 1 ([rows, vocab]).
+void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
+               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows) {
+  const int n_ctx = opt.n_ctx, first = n_ctx / 2, vocab = model.config().vocab;
+  std::vector<int32_t> chunk(tokens.begin() + size_t(c) * n_ctx, tokens.begin() + size_t(c + 1) * n_ctx);
+  if (bos >= 0) chunk[0] = bos;
+  for (int p0 = 0; p0 < n_ctx; p0 += opt.ubatch) {
+    const int len = std::min(opt.ubatch, n_ctx - p0);
+    const int lo = std::max(p0, first), hi = std::min(p0 + len, n_ctx - 1);  // scored positions [lo, hi)
+    model.forward(chunk.data() + p0, p0, len, hi > lo ? LogitsMode::All : LogitsMode::None, buf.data());
+    if (hi > lo) on_rows(buf.data() + size_t(lo - p0) * vocab, lo - first, hi - lo);
+  }
+}
+
+void print_eta(const char* who, double chunk_ms, int n_chunk) {
+  const double t_total = chunk_ms / 1e3;
+  std::fprintf(stderr, "%s: %.2f seconds per pass - ETA ", who, t_total);
+  int total_seconds = static_cast<int>(t_total * n_chunk);
+  if (total_seconds >= 60 * 60) {
+    std::fprintf(stderr, "%d hours ", total_seconds / (60 * 60));
+    total_seconds %= 60 * 60;
+  }
+  std::fprintf(stderr, "%.2f minutes\n", total_seconds / 60.0);
+}
+
+std::pair<double, double> mean_and_uncertainty(double sum, double sum2, size_t count) {
+  if (count < 1) return {0., 0.};
+  const double f = sum / count;
+  double df = sum2 / count - f * f;
+  df = df > 0 && count > 10 ? std::sqrt(df / (count - 1)) : 0.;
+  return {f, df};
+}
+
+double covariance(double suma, double sumb, double sumab, size_t count) {
+  if (count < 10) return 0.0;
+  double var = sumab / count - (suma / count) * (sumb / count);
+  return var / (count - 1);
+}
+
+// Linear interpolation between the sorted values around fraction * (n - 1), as llama-perplexity's percentile.
+float percentile(const std::vector<float>& values, float fraction) {
+  if (fraction <= 0) return values.front();
+  if (fraction >= 1) return values.back();
+  float p = fraction * (values.size() - 1);
+  const size_t ip = size_t(p);
+  p -= ip;
+  return (1 - p) * values[ip] + p * values[std::min(ip + 1, values.size() - 1)];
+}
+
+float median(const std::vector<float>& v) {
+  const size_t n = v.size();
+  return n % 2 == 0 ? 0.5f * (v[n / 2] + v[n / 2 - 1]) : v[n / 2];
+}
+
+void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t n) {
+  const int vocab = model.config().vocab;
+  for (size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab)
+      fail("token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+           " is outside the model's vocabulary of " + std::to_string(vocab));
+}
+
+}  // namespace
+
+double row_nll(int n_vocab, const float* logits, int tok) {
+  float max_logit = logits[0];
+  for (int i = 1; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
+  double sum_exp = 0.0;
+  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
+  return -(logits[tok] - max_logit - std::log(sum_exp));
+}
+
+double compress_row(int n_vocab, const float* logits, int tok, uint16_t* out) {
+  float max_logit = logits[0], min_logit = logits[0];
+  for (int i = 1; i < n_vocab; ++i) {
+    max_logit = std::max(max_logit, logits[i]);
+    min_logit = std::min(min_logit, logits[i]);
+  }
+  min_logit = std::max(min_logit, max_logit - 16);
+  double sum_exp = 0.0;
+  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
+  const float log_sum_exp = static_cast<float>(std::log(sum_exp));
+  const float min_log_prob = min_logit - max_logit - log_sum_exp;
+  const float scale = (max_logit - min_logit) / 65535.f;
+  std::memcpy(out, &scale, sizeof(float));
+  std::memcpy(out + 2, &min_log_prob, sizeof(float));
+  uint16_t* q = out + 4;
+  std::fill(q, out + kl_row_width(n_vocab), uint16_t(0));
+  if (scale != 0.f) {
+    const float inv_scale = 1 / scale;
+    for (int i = 0; i < n_vocab; ++i)
+      q[i] = logits[i] > min_logit ? static_cast<uint16_t>(nearest(inv_scale * (logits[i] - min_logit))) : 0;
+  }
+  return max_logit + log_sum_exp - logits[tok];
+}
+
+void KlSums::add(const KlSums& o) {
+  sum_nll += o.sum_nll;
+  sum_nll2 += o.sum_nll2;
+  sum_nll_base += o.sum_nll_base;
+  sum_nll_base2 += o.sum_nll_base2;
+  sum_nll_nll_base += o.sum_nll_nll_base;
+  sum_kld += o.sum_kld;
+  sum_kld2 += o.sum_kld2;
+  sum_p_diff += o.sum_p_diff;
+  sum_p_diff2 += o.sum_p_diff2;
+  sum_p_diff4 += o.sum_p_diff4;
+  n_same_top += o.n_same_top;
+  max_p_diff = std::max(max_p_diff, o.max_p_diff);
+  count += o.count;
+}
+
+std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t* base, int tok, KlSums& k) {
+  float max_logit = logits[0];
+  int imax = 0;
+  for (int i = 1; i < n_vocab; ++i)
+    if (logits[i] > max_logit) {
+      max_logit = logits[i];
+      imax = i;
+    }
+  double sum_exp = 0.0;
+  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
+  const float log_sum_exp = static_cast<float>(std::log(sum_exp));
+  float scale, min_log_prob;
+  std::memcpy(&scale, base, sizeof(float));
+  std::memcpy(&min_log_prob, base + 2, sizeof(float));
+  const uint16_t* q = base + 4;
+
+  const float nll = max_logit + log_sum_exp - logits[tok];
+  k.sum_nll += nll;
+  k.sum_nll2 += nll * nll;
+  const float nll_base = -(scale * q[tok] + min_log_prob);
+  k.sum_nll_base += nll_base;
+  k.sum_nll_base2 += nll_base * nll_base;
+  k.sum_nll_nll_base += nll * nll_base;
+
+  const float log_norm = max_logit + log_sum_exp;
+  double sum = 0;
+  int imax_base = -1;
+  float p_log_base_max = 0;
+  for (int i = 0; i < n_vocab; ++i) {
+    const float p_log_base = scale * q[i] + min_log_prob;
+    if (i == 0 || p_log_base > p_log_base_max) {
+      p_log_base_max = p_log_base;
+      imax_base = i;
+    }
+    if (p_log_base > -16.f) sum += std::exp(p_log_base) * (p_log_base - logits[i] + log_norm);
+  }
+  k.sum_kld += sum;
+  k.sum_kld2 += sum * sum;
+  ++k.count;
+  if (imax == imax_base) ++k.n_same_top;
+
+  const float p_diff = std::exp(-nll) - std::exp(-nll_base);
+  k.sum_p_diff += p_diff;
+  const double p_diff2 = p_diff * p_diff;
+  k.sum_p_diff2 += p_diff2;
+  k.sum_p_diff4 += p_diff2 * p_diff2;
+  k.max_p_diff = std::max(k.max_p_diff, std::fabs(p_diff));
+  return {sum, p_diff};
+}
+
+void print_kl_chunk_line(int chunk, const KlSums& k, FILE* out) {
+  std::fprintf(out, "%4d", chunk);
+  const auto log_ppl = mean_and_uncertainty(k.sum_nll, k.sum_nll2, k.count);
+  const double ppl_val = std::exp(log_ppl.first);
+  std::fprintf(out, "    %9.4lf ± %9.4lf", ppl_val, ppl_val * log_ppl.second);
+  const auto log_ppl_base = mean_and_uncertainty(k.sum_nll_base, k.sum_nll_base2, k.count);
+  const double cov = covariance(k.sum_nll, k.sum_nll_base, k.sum_nll_nll_base, k.count);
+  std::fprintf(out, "    %10.5lf ± %10.5lf", log_ppl.first - log_ppl_base.first,
+               std::sqrt(log_ppl.second * log_ppl.second + log_ppl_base.second * log_ppl_base.second - 2.0 * cov));
+  const auto kl_div = mean_and_uncertainty(k.sum_kld, k.sum_kld2, k.count);
+  std::fprintf(out, "    %10.5lf ± %10.5lf", kl_div.first, kl_div.second);
+  const auto mse = mean_and_uncertainty(k.sum_p_diff2, k.sum_p_diff4, k.count);
+  const double rms = std::sqrt(mse.first);
+  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * rms, 100.0 * 0.5 / rms * mse.second);
+  const double top = 1. * k.n_same_top / k.count;
+  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * top, 100.0 * std::sqrt(top * (1 - top) / (k.count - 1)));
+  std::fprintf(out, "\n");
+  std::fflush(out);
+}
+
+void print_kl_statistics(const KlSums& k, std::vector<float> kld_values, std::vector<float> p_diff_values, FILE* out) {
+  if (k.count < 100) return;  // llama.cpp: no statistics on so few values
+  std::sort(kld_values.begin(), kld_values.end());
+  std::sort(p_diff_values.begin(), p_diff_values.end());
+
+  std::fprintf(out, "====== Perplexity statistics ======\n");
+  const auto log_ppl = mean_and_uncertainty(k.sum_nll, k.sum_nll2, k.count);
+  const double ppl_val = std::exp(log_ppl.first), ppl_unc = ppl_val * log_ppl.second;
+  std::fprintf(out, "Mean PPL(Q)                   : %10.6lf ± %10.6lf\n", ppl_val, ppl_unc);
+  const auto log_ppl_base = mean_and_uncertainty(k.sum_nll_base, k.sum_nll_base2, k.count);
+  const double ppl_base_val = std::exp(log_ppl_base.first), ppl_base_unc = ppl_base_val * log_ppl_base.second;
+  std::fprintf(out, "Mean PPL(base)                : %10.6lf ± %10.6lf\n", ppl_base_val, ppl_base_unc);
+  const double log_ppl_cov = covariance(k.sum_nll, k.sum_nll_base, k.sum_nll_nll_base, k.count);
+  const double log_ppl_cor = log_ppl_cov / (log_ppl.second * log_ppl_base.second);
+  std::fprintf(out, "Cor(ln(PPL(Q)), ln(PPL(base))): %6.2lf%%\n", 100.0 * log_ppl_cor);
+  const double ratio_log = log_ppl.first - log_ppl_base.first;
+  const double ratio_log_unc = std::sqrt(log_ppl.second * log_ppl.second +
+                                         log_ppl_base.second * log_ppl_base.second - 2.0 * log_ppl_cov);
+  std::fprintf(out, "Mean ln(PPL(Q)/PPL(base))     : %10.6lf ± %10.6lf\n", ratio_log, ratio_log_unc);
+  const double ratio = std::exp(ratio_log);
+  std::fprintf(out, "Mean PPL(Q)/PPL(base)         : %10.6lf ± %10.6lf\n", ratio, ratio * ratio_log_unc);
+  const double ppl_cov = ppl_val * ppl_base_val * log_ppl_cov;
+  std::fprintf(out, "Mean PPL(Q)-PPL(base)         : %10.6lf ± %10.6lf\n", ppl_val - ppl_base_val,
+               std::sqrt(ppl_unc * ppl_unc + ppl_base_unc * ppl_base_unc - 2.0 * ppl_cov));
+  std::fprintf(out, "\n");
+
+  std::fprintf(out, "====== KL divergence statistics ======\n");
+  const auto kl_div = mean_and_uncertainty(k.sum_kld, k.sum_kld2, k.count);
+  std::fprintf(out, "Mean    KLD: %10.6lf ± %10.6lf\n", kl_div.first, kl_div.second);
+  std::fprintf(out, "Maximum KLD: %10.6f\n", kld_values.back());
+  std::fprintf(out, "99.9%%   KLD: %10.6f\n", percentile(kld_values, 0.999f));
+  std::fprintf(out, "99.0%%   KLD: %10.6f\n", percentile(kld_values, 0.990f));
+  std::fprintf(out, "95.0%%   KLD: %10.6f\n", percentile(kld_values, 0.950f));
+  std::fprintf(out, "90.0%%   KLD: %10.6f\n", percentile(kld_values, 0.900f));
+  std::fprintf(out, "Median  KLD: %10.6f\n", median(kld_values));
+  std::fprintf(out, "10.0%%   KLD: %10.6f\n", percentile(kld_values, 0.100f));
+  std::fprintf(out, " 5.0%%   KLD: %10.6f\n", percentile(kld_values, 0.050f));
+  std::fprintf(out, " 1.0%%   KLD: %10.6f\n", percentile(kld_values, 0.010f));
+  std::fprintf(out, " 0.1%%   KLD: %10.6f\n", percentile(kld_values, 0.001f));
+  std::fprintf(out, "Minimum KLD: %10.6f\n", kld_values.front());
+  std::fprintf(out, "\n");
+
+  std::fprintf(out, "====== Token probability statistics ======\n");
+  const auto p_diff = mean_and_uncertainty(k.sum_p_diff, k.sum_p_diff2, k.count);
+  std::fprintf(out, "Mean    Δp: %6.3lf ± %5.3lf %%\n", 100.0 * p_diff.first, 100.0 * p_diff.second);
+  std::fprintf(out, "Maximum Δp: %6.3lf%%\n", 100.0 * p_diff_values.back());
+  const std::pair<const char*, float> levels[] = {{"99.9%   Δp", 0.999f}, {"99.0%   Δp", 0.990f},
+                                                  {"95.0%   Δp", 0.950f}, {"90.0%   Δp", 0.900f},
+                                                  {"75.0%   Δp", 0.750f}};
+  for (const auto& [label, f] : levels) {
+    std::fprintf(out, "%s: %6.3lf%%\n", label, 100.0 * percentile(p_diff_values, f));
+  }
+  std::fprintf(out, "Median  Δp: %6.3lf%%\n", 100.0 * median(p_diff_values));
+  const std::pair<const char*, float> low[] = {{"25.0%   Δp", 0.250f}, {"10.0%   Δp", 0.100f},
+                                               {" 5.0%   Δp", 0.050f}, {" 1.0%   Δp", 0.010f},
+                                               {" 0.1%   Δp", 0.001f}};
+  for (const auto& [label, f] : low) {
+    std::fprintf(out, "%s: %6.3lf%%\n", label, 100.0 * percentile(p_diff_values, f));
+  }
+  std::fprintf(out, "Minimum Δp: %6.3lf%%\n", 100.0 * p_diff_values.front());
+  const auto mse = mean_and_uncertainty(k.sum_p_diff2, k.sum_p_diff4, k.count);
+  const double rms = std::sqrt(mse.first);
+  std::fprintf(out, "RMS Δp    : %6.3lf ± %5.3lf %%\n", 100.0 * rms, 100.0 * 0.5 / rms * mse.second);
+  const double same_top = 1.0 * k.n_same_top / k.count;
+  std::fprintf(out, "Same top p: %6.3lf ± %5.3lf %%\n", 100.0 * same_top,
+               100.0 * std::sqrt(same_top * (1.0 - same_top) / (k.count - 1)));
+}
+
+KlBase read_kl_base_header(FILE* in, const std::string& path) {
+  char magic[8];
+  if (std::fread(magic, 1, 8, in) != 8 || std::memcmp(magic, "_logits_", 8) != 0)
+    fail(path + " is not a KL-divergence base file (no \"_logits_\" header)");
+  KlBase b;
+  if (std::fread(&b.n_ctx, 4, 1, in) != 1 || std::fread(&b.n_vocab, 4, 1, in) != 1 ||
+      std::fread(&b.n_chunk, 4, 1, in) != 1)
+    fail(path + ": truncated header (n_ctx, n_vocab, n_chunk)");
+  if (b.n_ctx < 8 || b.n_ctx > (1u << 24) || b.n_vocab <= 0 || b.n_chunk <= 0)
+    fail(path + ": implausible header (n_ctx " + std::to_string(b.n_ctx) + ", n_vocab " + std::to_string(b.n_vocab) +
+         ", n_chunk " + std::to_string(b.n_chunk) + ")");
+  b.tokens.resize(size_t(b.n_ctx) * b.n_chunk);
+  if (std::fread(b.tokens.data(), 4, b.tokens.size(), in) != b.tokens.size())
+    fail(path + ": truncated token list (" + std::to_string(b.tokens.size()) + " tokens expected)");
+  return b;
+}
+
+PerplexityResult run_perplexity(Model& model, const std::vector<int32_t>& tokens, int32_t bos,
+                                const PerplexityOptions& opt) {
+  const int n_ctx = opt.n_ctx, first = n_ctx / 2, n_vocab = model.config().vocab;
+  if (int64_t(tokens.size()) < 2 * int64_t(n_ctx))
+    fail("the text tokenizes to only " + std::to_string(tokens.size()) + " tokens; perplexity with a context of " +
+         std::to_string(n_ctx) + " needs at least " + std::to_string(2 * n_ctx) + " (as llama-perplexity)");
+  const int n_chunk_max = static_cast<int>(tokens.size() / n_ctx);
+  const int n_chunk = opt.n_chunks < 0 ? n_chunk_max : std::min(opt.n_chunks, n_chunk_max);
+  check_tokens(model, tokens, size_t(n_chunk) * n_ctx);
+  const int nv = kl_row_width(n_vocab), n_scored = n_ctx - 1 - first;
+
+  FILE* base = nullptr;
+  if (!opt.kl_base.empty()) {
+    base = std::fopen(opt.kl_base.c_str(), "wb");
+    if (!base) fail("cannot open KL-divergence base file '" + opt.kl_base + "' for writing");
+    const uint32_t header[] = {uint32_t(n_ctx), uint32_t(n_vocab), uint32_t(n_chunk)};
+    std::fwrite("_logits_", 1, 8, base);
+    std::fwrite(header, 4, 3, base);
+    std::fwrite(tokens.data(), 4, size_t(n_chunk) * n_ctx, base);
+    std::fprintf(stderr, "perplexity: saving all logits to %s\n", opt.kl_base.c_str());
+  }
+  std::fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n",
+               n_chunk, n_ctx, opt.ubatch);
+
+  std::vector<float> buf(size_t(std::min(opt.ubatch, n_ctx)) * n_vocab);
+  std::vector<uint16_t> rows(base ? size_t(n_scored) * nv : 0);
+  std::vector<double> nll_rows(n_scored);
+  double nll = 0, nll2 = 0;
+  size_t count = 0;
+  for (int c = 0; c < n_chunk; ++c) {
+    const double t0 = now_ms();
+    const int32_t* next = tokens.data() + size_t(c) * n_ctx + first + 1;  // next[i]: the target of scored row i
+    run_chunk(model, tokens, c, bos, opt, buf, [&](const float* logits, int row0, int n) {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int r = 0; r < n; ++r) {
+        const float* l = logits + size_t(r) * n_vocab;
+        const int i = row0 + r;
+        nll_rows[i] = base ? compress_row(n_vocab, l, next[i], rows.data() + size_t(i) * nv)
+                           : row_nll(n_vocab, l, next[i]);
+      }
+    });
+    for (double v : nll_rows) {
+      nll += v;
+      nll2 += v * v;
+    }
+    count += n_scored;
+    if (base && std::fwrite(rows.data(), 2, rows.size(), base) != rows.size()) {
+      std::fclose(base);
+      fail("cannot write KL-divergence base file '" + opt.kl_base + "'");
+    }
+    if (c == 0) print_eta("perplexity", now_ms() - t0, n_chunk);
+    std::printf("[%d]%.4lf,", c + 1, std::exp(nll / count));
+    std::fflush(stdout);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  if (base && std::fclose(base) != 0) fail("cannot write KL-divergence base file '" + opt.kl_base + "'");
+
+  PerplexityResult res;
+  res.count = count;
+  res.n_chunk = n_chunk;
+  nll2 /= count;
+  nll /= count;
+  res.ppl = std::exp(nll);
+  nll2 -= nll * nll;
+  if (nll2 > 0) {
+    res.ppl_err = std::sqrt(nll2 / (count - 1)) * res.ppl;
+    std::fprintf(stderr, "Final estimate: PPL = %.4lf +/- %.5lf\n", res.ppl, res.ppl_err);
+  } else {
+    std::fprintf(stderr, "Unexpected negative standard deviation of log(prob)\n");
+  }
+  return res;
+}
+
+PerplexityResult run_kl_divergence(Model& model, const KlBase& base, FILE* in, int32_t bos,
+                                   const PerplexityOptions& opt) {
+  const int n_vocab = model.config().vocab;
+  if (base.n_vocab != n_vocab)
+    fail(opt.kl_base + ": written with a vocabulary of " + std::to_string(base.n_vocab) + ", the model has " +
+         std::to_string(n_vocab));
+  const int n_ctx = static_cast<int>(base.n_ctx), first = n_ctx / 2, n_scored = n_ctx - 1 - first;
+  const int n_chunk = opt.n_chunks < 0 ? base.n_chunk : std::min(opt.n_chunks, base.n_chunk);
+  check_tokens(model, base.tokens, base.tokens.size());
+  PerplexityOptions o = opt;
+  o.n_ctx = n_ctx;
+  const int nv = kl_row_width(n_vocab);
+  std::fprintf(stderr, "kl_divergence: computing over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n", n_chunk, n_ctx,
+               o.ubatch);
+
+  std::vector<float> buf(size_t(std::min(o.ubatch, n_ctx)) * n_vocab);
+  std::vector<uint16_t> rows(size_t(n_scored) * nv);
+  std::vector<float> kld_values(size_t(n_scored) * n_chunk), p_diff_values(size_t(n_scored) * n_chunk);
+  std::vector<KlSums> row_sums(n_scored);
+  KlSums k;
+  for (int c = 0; c < n_chunk; ++c) {
+    const double t0 = now_ms();
+    const int32_t* next = base.tokens.data() + size_t(c) * n_ctx + first + 1;
+    float* kld_out = kld_values.data() + size_t(c) * n_scored;
+    float* dp_out = p_diff_values.data() + size_t(c) * n_scored;
+    run_chunk(model, base.tokens, c, bos, o, buf, [&](const float* logits, int row0, int n) {
+      if (row0 == 0 && std::fread(rows.data(), 2, rows.size(), in) != rows.size())
+        fail(opt.kl_base + ": truncated: no log-probabilities for chunk " + std::to_string(c + 1));
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int r = 0; r < n; ++r) {
+        const int i = row0 + r;
+        row_sums[i] = KlSums{};
+        const auto v = kl_row(n_vocab, logits + size_t(r) * n_vocab, rows.data() + size_t(i) * nv, next[i],
+                              row_sums[i]);
+        kld_out[i] = static_cast<float>(v.first);
+        dp_out[i] = v.second;
+      }
+    });
+    for (const KlSums& s : row_sums) k.add(s);
+    if (c == 0) {
+      print_eta("kl_divergence", now_ms() - t0, n_chunk);
+      std::printf("\nchunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              "
+                  "Δp RMS            Same top p\n");
+    }
+    print_kl_chunk_line(c + 1, k, stdout);
+  }
+  std::printf("\n");
+  print_kl_statistics(k, kld_values, p_diff_values, stdout);
+  std::printf("\n");
+  std::fflush(stdout);
+  PerplexityResult res;
+  res.kl = k;
+  res.count = k.count;
+  res.n_chunk = n_chunk;
+  const auto log_ppl = mean_and_uncertainty(k.sum_nll, k.sum_nll2, k.count);
+  res.ppl = std::exp(log_ppl.first);
+  res.ppl_err = res.ppl * log_ppl.second;
+  return res;
+}
+
+}  // namespace swrun

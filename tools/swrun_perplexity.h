@@ -1,0 +1,24 @@
+// `swrun perplexity`: llama-perplexity's perplexity and KL divergence over a text file (engine/perplexity.h).
+#pragma once
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace swrun {
+
+class PerplexityCommand {
+ public:
+  explicit PerplexityCommand(CLI::App& app);  // registers the subcommand
+  bool chosen() const;
+  int run() const;
+
+ private:
+  CLI::App* command_;
+  std::string model_, text_file_, backend_ = "auto", attn_ = "model", kl_base_;
+  int ctx_ = 512, chunks_ = -1, ubatch_ = 0, threads_ = 0;
+  bool kl_divergence_ = false;
+};
+
+}  // namespace swrun
