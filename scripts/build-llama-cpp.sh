@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's CPU library (the independent oracle of tests/peer/) and our driver tests/peer/llama_logits.cpp
 # against it, from the llama-cpp-python 0.3.36 sdist (vendor/llama.cpp). Cached under ~/.cache/swrun; idempotent.
-# Prints the build directory (llama_logits, llama_tokenize_ids when built, and the vocabulary GGUFs are there).
+# Prints the build directory (llama_logits, llama_perplexity, llama_tokenize_ids when built, and the vocabulary GGUFs are there).
 #   usage: build-llama-cpp.sh [--tokenizer-oracle]; SWRUN_CACHE (default ~/.cache/swrun), JOBS (default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,7 +46,8 @@ if [ ! -f "$build/lib/.built" ]; then
   log "llama.cpp built in $(( $(date +%s) - start )) s"
 fi
 
-# Our drivers, each rebuilt whenever its source is newer than its binary: llama_logits (tests/peer), and with
+# Our drivers, each rebuilt whenever its source is newer than its binary: llama_logits and llama_perplexity
+# (tests/peer), and with
 # --tokenizer-oracle llama_tokenize_ids (tests/reference, through scripts/build-llama-oracle.sh).
 build_driver() {  # SOURCE NAME
   if [ ! -x "$build/$2" ] || [ "$1" -nt "$build/$2" ]; then
@@ -58,6 +59,7 @@ build_driver() {  # SOURCE NAME
   fi
 }
 build_driver "$root/tests/peer/llama_logits.cpp" llama_logits
+build_driver "$root/tests/peer/llama_perplexity.cpp" llama_perplexity
 if [ "${1:-}" = "--tokenizer-oracle" ]; then
   build_driver "$root/tests/reference/llama_tokenize_ids.cpp" llama_tokenize_ids
 fi

@@ -24,3 +24,10 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_fit.py $<TARGET_FILE:swrun>
                    $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_fit)
 endif()
+if(Python3_Interpreter_FOUND)
+  # swrun perplexity on the example model: output lines, its own KL base file read back, bad input (~40 s)
+  add_test(NAME cli_perplexity
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_perplexity.py $<TARGET_FILE:swrun>
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_perplexity)
+  set_tests_properties(cli_perplexity PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+endif()

@@ -20,3 +20,11 @@ endforeach()
 add_test(NAME attn_specs_all_archs
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/peer/attn_specs.py $<TARGET_FILE:swrun_logits>
                  $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/attn_specs)
+
+# swrun perplexity against llama.cpp's method on llama.cpp's library (tests/peer/llama_perplexity.cpp), and the
+# KL-divergence base file both ways, on synthetic F32/F16 models with the phi-3 vocabulary (~40 s).
+add_test(NAME peer_llama_perplexity
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/peer/perplexity_peer.py --swrun $<TARGET_FILE:swrun>
+                 --make-synthetic $<TARGET_FILE:make_synthetic_model>)
+set_tests_properties(peer_llama_perplexity PROPERTIES FIXTURES_REQUIRED peer_llama_cpp TIMEOUT 1200 LABELS peer
+                     RESOURCE_LOCK peer_cpu)
