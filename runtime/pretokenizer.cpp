@@ -52,6 +52,9 @@ const std::vector<PreTokenizerKind>& kinds() {
       {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"}, {"\\p{N}", kGpt2}},
       {{"gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4"}, {kGpt2}},
       {{"qwen2", "deepseek-r1-qwen", "megrez", "stablelm2"}, {llama3_like("\\p{N}")}},
+      // SentencePiece-style BPE (tokenizer_gemma4.cpp): spaces are already U+2581, only newlines split.
+      {{"gemma4", "granite-embed-multi-311m"},
+       {"[^\\n]+|[\\n]+"}, /*ignore_merges=*/false, /*adds_bos_by_default=*/true},
       {{"qwen35"},
        {std::string(kContractions) + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}"
                                      "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},

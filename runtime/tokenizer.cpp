@@ -1,4 +1,4 @@
-// What both tokenizer kinds share: picking one by tokenizer.ggml.model, per-id facts, end-of-generation ids, and
+// What all tokenizer kinds share: picking one by tokenizer.ggml.model, per-id facts, end-of-generation ids, and
 // the streaming detokenizer that holds partial UTF-8 characters back.
 #include "runtime/tokenizer.h"
 
@@ -91,9 +91,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
     fail(where + ": no tokenizer in this file (metadata key tokenizer.ggml.model is missing)");
   const std::string model = file.get_string("tokenizer.ggml.model");
   if (model == "llama") return from_vocabulary(SpmVocabulary::from_gguf(file), where);
-  if (model == "gpt2") return from_vocabulary(BpeVocabulary::from_gguf(file), where);
+  if (model == "gpt2" || model == "gemma4") return from_vocabulary(BpeVocabulary::from_gguf(file), where);
   fail(where + ": tokenizer model '" + model +
-       "' is not supported (SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies are)");
+       "' is not supported (SentencePiece 'llama', byte-level BPE 'gpt2' and Gemma 4's 'gemma4' vocabularies are)");
 }
 
 Tokenizer::~Tokenizer() = default;

@@ -4,7 +4,10 @@
 // - "gpt2": byte-level BPE. The text is split by the pre-tokenizer regexes named by tokenizer.ggml.pre (run by
 //   PCRE2, pretokenizer.cpp), each word's bytes are mapped to GPT-2's printable byte alphabet, and the ranked
 //   merges of tokenizer.ggml.merges join them (tokenizer_bpe.cpp).
-// Both give the same interface, so generation, the CLI and the tests do not care which one they hold.
+// - "gemma4": BPE over SentencePiece-style text (Gemma 4). Spaces are written as U+2581, the text is split only at
+//   newlines, the same ranked merges join UTF-8 characters (not bytes), and a piece that is no token falls back to
+//   "<0xNN>" byte tokens (tokenizer_gemma4.cpp; bpe_merges.h holds what both BPE kinds share).
+// All give the same interface, so generation, the CLI and the tests do not care which one they hold.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -38,13 +41,14 @@ struct SpmVocabulary {
   static SpmVocabulary from_gguf(const GgufFile& file);
 };
 
-// The byte-level BPE vocabulary as GGUF stores it. Tokens are spelled in GPT-2's byte alphabet (a space is "Ġ");
-// merges are "left right" strings, earlier ones merge first.
+// The BPE vocabulary as GGUF stores it. For "gpt2" tokens are spelled in GPT-2's byte alphabet (a space is "Ġ"),
+// for "gemma4" in UTF-8 with U+2581 for a space; merges are "left right" strings, earlier ones merge first.
 struct BpeVocabulary {
+  std::string model = "gpt2";  // tokenizer.ggml.model: "gpt2" or "gemma4"
   std::vector<std::string> tokens;
   std::vector<int32_t> types;  // empty: every token is normal
   std::vector<std::string> merges;
-  std::string pre = "default";  // tokenizer.ggml.pre: which pre-tokenizer splits the text into words
+  std::string pre = "default";  // tokenizer.ggml.pre: which pre-tokenizer splits the text into words (gpt2 only)
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t eot_id = -1;

@@ -4,10 +4,10 @@
 // joined (leftmost on ties) until no ranked pair is left.
 #include <algorithm>
 #include <iterator>
-#include <queue>
 #include <string_view>
 #include <unordered_map>
 
+#include "runtime/bpe_merges.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/pretokenizer.h"
@@ -78,11 +78,9 @@ std::string bytes_of_spelling(const std::string& spelled) {
 
 class BpeTokenizer : public Tokenizer {
  public:
-  BpeTokenizer(const BpeVocabulary& v, const std::string& where) : pre_(v.pre, where) {
+  BpeTokenizer(const BpeVocabulary& v, const std::string& where) : pre_(v.pre, where), merges_(v.merges, where) {
     const size_t n = v.tokens.size();
     token_of_.reserve(n);
-    symbol_of_.reserve(n + 256);
-    merges_.reserve(v.merges.size());
     pieces_ = v.tokens;
     types_.resize(n);
     kinds_.resize(n);
@@ -108,17 +106,7 @@ class BpeTokenizer : public Tokenizer {
     index_special_tokens();
 
     const ByteAlphabet& alphabet = byte_alphabet();
-    for (int b = 0; b < 256; ++b) byte_symbol_[b] = symbol(alphabet.spelling[b]);
-    for (size_t rank = 0; rank < v.merges.size(); ++rank) {
-      const std::string& merge = v.merges[rank];
-      const size_t space = merge.find(' ', 1);  // from 1: the left part may itself be a space
-      if (space == std::string::npos || space + 1 == merge.size())
-        fail(where + ": tokenizer.ggml.merges[" + std::to_string(rank) + "] = '" + merge +
-             "' is not two parts separated by a space");
-      const int32_t left = symbol(merge.substr(0, space)), right = symbol(merge.substr(space + 1));
-      const int32_t joined = symbol(merge.substr(0, space) + merge.substr(space + 1));
-      merges_.emplace(pair_key(left, right), Merge{static_cast<int32_t>(rank), joined});  // first one wins
-    }
+    for (int b = 0; b < 256; ++b) byte_symbol_[b] = merges_.add_symbol(alphabet.spelling[b]);
 
     bos_ = v.bos_id;
     eos_ = v.eos_id;
@@ -141,24 +129,6 @@ class BpeTokenizer : public Tokenizer {
   }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t joined;  // symbol id of the merged string
-  };
-
-  static uint64_t pair_key(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
-  }
-
-  // Symbols are the strings merges talk about, numbered on first sight; whether a symbol is a token is looked up
-  // only at the end of a word.
-  int32_t symbol(const std::string& text) {
-    const auto it = symbol_of_.find(text);
-    if (it != symbol_of_.end()) return it->second;
-    symbol_text_.push_back(text);
-    return symbol_of_[text] = static_cast<int32_t>(symbol_text_.size()) - 1;
-  }
-
   void encode_word(std::string_view word, std::vector<int32_t>& out) const {
     const ByteAlphabet& alphabet = byte_alphabet();
     if (pre_.ignore_merges()) {
@@ -170,52 +140,20 @@ class BpeTokenizer : public Tokenizer {
         return;
       }
     }
-    // One symbol per byte, linked left to right; merging folds the right symbol into the left one.
-    struct Part {
-      int32_t symbol, prev, next;
-      uint32_t begin, end;  // byte range in the word
-    };
-    std::vector<Part> parts(word.size());
+    // One symbol per byte, spelled in GPT-2's alphabet.
+    std::vector<BpeMerges::Part> parts(word.size());
     for (size_t i = 0; i < word.size(); ++i)
-      parts[i] = {byte_symbol_[static_cast<unsigned char>(word[i])], static_cast<int32_t>(i) - 1,
-                  i + 1 < word.size() ? static_cast<int32_t>(i) + 1 : -1, static_cast<uint32_t>(i),
+      parts[i] = {byte_symbol_[static_cast<unsigned char>(word[i])], static_cast<uint32_t>(i),
                   static_cast<uint32_t>(i) + 1};
-    struct Candidate {
-      int32_t rank, left, right, left_symbol, right_symbol;
-      bool operator<(const Candidate& o) const {  // std::priority_queue pops the largest: lowest rank, then leftmost
-        return rank != o.rank ? rank > o.rank : left > o.left;
-      }
-    };
-    std::priority_queue<Candidate> queue;
-    const auto consider = [&](int32_t left, int32_t right) {
-      if (left < 0 || right < 0) return;
-      const auto it = merges_.find(pair_key(parts[left].symbol, parts[right].symbol));
-      if (it != merges_.end()) queue.push({it->second.rank, left, right, parts[left].symbol, parts[right].symbol});
-    };
-    for (size_t i = 0; i + 1 < word.size(); ++i) consider(static_cast<int32_t>(i), static_cast<int32_t>(i) + 1);
-    while (!queue.empty()) {
-      const Candidate c = queue.top();
-      queue.pop();
-      Part& left = parts[c.left];
-      Part& right = parts[c.right];
-      // Stale when either side has merged since: the right part folded away or a symbol changed.
-      if (left.next != c.right || left.symbol != c.left_symbol || right.symbol != c.right_symbol) continue;
-      left.symbol = merges_.at(pair_key(c.left_symbol, c.right_symbol)).joined;
-      left.end = right.end;
-      left.next = right.next;
-      if (right.next >= 0) parts[right.next].prev = c.left;
-      right.symbol = -1;
-      consider(left.prev, c.left);
-      consider(c.left, left.next);
-    }
-    for (int32_t i = word.empty() ? -1 : 0; i >= 0; i = parts[i].next) {
-      const auto it = token_of_.find(symbol_text_[parts[i].symbol]);
+    merges_.merge(parts);
+    for (const BpeMerges::Part& part : parts) {
+      const auto it = token_of_.find(merges_.symbol_text(part.symbol));
       if (it != token_of_.end()) {
         out.push_back(it->second);
         continue;
       }
       // A merged string that is not a token (a vocabulary inconsistency): fall back to its bytes' tokens.
-      for (uint32_t b = parts[i].begin; b < parts[i].end; ++b) {
+      for (uint32_t b = part.begin; b < part.end; ++b) {
         const auto byte_token = token_of_.find(alphabet.spelling[static_cast<unsigned char>(word[b])]);
         if (byte_token != token_of_.end()) out.push_back(byte_token->second);
       }
@@ -223,11 +161,9 @@ class BpeTokenizer : public Tokenizer {
   }
 
   PreTokenizer pre_;
-  std::unordered_map<std::string, int32_t> token_of_;
-  std::unordered_map<std::string, int32_t> symbol_of_;
-  std::vector<std::string> symbol_text_;
+  BpeMerges merges_;
+  StringMap<int32_t> token_of_;
   int32_t byte_symbol_[256];
-  std::unordered_map<uint64_t, Merge> merges_;
 };
 
 int32_t optional_id(const GgufFile& f, const std::string& key) { return static_cast<int32_t>(f.get_int(key, -1)); }
@@ -236,6 +172,7 @@ int32_t optional_id(const GgufFile& f, const std::string& key) { return static_c
 
 BpeVocabulary BpeVocabulary::from_gguf(const GgufFile& f) {
   BpeVocabulary v;
+  v.model = f.get_string("tokenizer.ggml.model", "gpt2");
   const std::string tokens_key = "tokenizer.ggml.tokens";
   const std::string types_key = "tokenizer.ggml.token_type";
   const std::string merges_key = "tokenizer.ggml.merges";
@@ -263,6 +200,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_vocabulary(const BpeVocabulary& v, co
   check_special_id(where, "eos_token_id", v.eos_id, n);
   check_special_id(where, "eot_token_id", v.eot_id, n);
   check_special_id(where, "eom_token_id", v.eom_id, n);
+  if (uses_spm_style_bpe(v)) return make_gemma4_tokenizer(v, where);
   return std::make_unique<BpeTokenizer>(v, where);
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 version=0.3.36
 cache="${SWRUN_CACHE:-$HOME/.cache/swrun}"
 dest="${1:-$cache/llama-vocabs-$version}"
-names=(llama-spm phi-3 llama-bpe qwen2 qwen35 gpt-2 deepseek-llm deepseek-coder command-r starcoder falcon refact mpt)
+names=(llama-spm phi-3 llama-bpe qwen2 qwen35 gpt-2 deepseek-llm deepseek-coder command-r starcoder falcon refact mpt gemma-4)
 missing=0
 for n in "${names[@]}"; do
   for ext in gguf gguf.inp gguf.out; do [ -s "$dest/ggml-vocab-$n.$ext" ] || missing=1; done

@@ -295,8 +295,8 @@ TEST(TokenizerGguf, UnknownTokenizerModelIsRejected) {
   w.write(file.path());
   auto gguf = GgufFile::open(file.path());
   EXPECT_EQ(error_of([&] { Tokenizer::from_gguf(*gguf); }),
-            file.path() + ": tokenizer model 'bert' is not supported (SentencePiece 'llama' and byte-level BPE "
-                          "'gpt2' vocabularies are)");
+            file.path() + ": tokenizer model 'bert' is not supported (SentencePiece 'llama', byte-level BPE "
+                          "'gpt2' and Gemma 4's 'gemma4' vocabularies are)");
 }
 
 TEST(TokenizerGguf, MissingTokenizerIsAClearError) {

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 VOCABS = ["llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35", "gpt-2", "deepseek-llm", "deepseek-coder",
-          "command-r", "starcoder", "falcon", "refact", "mpt"]
+          "command-r", "starcoder", "falcon", "refact", "mpt", "gemma-4"]
 SEPARATOR = b"\n__ggml_vocab_test__\n"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
