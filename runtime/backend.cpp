@@ -2,6 +2,7 @@
 #include "runtime/backend.h"
 
 #include "runtime/common.h"
+#include "runtime/ggml_types.h"
 
 namespace swrun {
 
@@ -10,6 +11,19 @@ void check_row_range(const Weight& w, int64_t first, int64_t count) {
   if (first < 0 || count < 1 || first > w.rows - count)
     fail("rows " + std::to_string(first) + ".." + std::to_string(first + count - 1) + " are outside weight '" +
          w.name + "' of " + std::to_string(w.rows) + " rows");
+}
+
+int64_t check_device_tensor(const GgufTensor& t) {
+  const GgmlTypeInfo ti = ggml_type_info(t.type_id);
+  if (!ti.name || !ti.supported)
+    fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
+  if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
+  int64_t elems = 1;
+  for (int64_t d : t.ne) elems *= d;
+  if (t.ne[0] % ti.block_elems != 0 || t.nbytes < ggml_row_bytes(ti, elems))
+    fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
+         " elements of type " + ti.name);
+  return elems;
 }
 
 }  // namespace swrun

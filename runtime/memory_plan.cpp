@@ -36,16 +36,7 @@ class PlanningBackend final : public Backend {
   size_t device_memory_bytes() const override { return memory_; }
 
   Weight upload(const GgufTensor& t) override {
-    // The CUDA backend's checks (CudaBackend::upload), so that a plan refuses what a load would refuse.
-    const GgmlTypeInfo ti = ggml_type_info(t.type_id);
-    if (!ti.name || !ti.supported)
-      fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
-    if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
-    int64_t elems = 1;
-    for (int64_t d : t.ne) elems *= d;
-    if (t.ne[0] % ti.block_elems != 0 || t.nbytes < ggml_row_bytes(ti, elems))
-      fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
-           " elements of type " + ti.name);
+    const int64_t elems = check_device_tensor(t);
     PlannedWeight p;
     p.name = t.name;
     p.type = t.type();

@@ -122,16 +122,9 @@ void* CudaBackend::weight_memory(size_t bytes, const std::string& what) {
 // them into a scratch buffer (matmul_weight_slices). Only a matrix no block decoder reads (a row length that is not
 // a whole number of decoder blocks) gets a bf16 copy instead; a BF16 matrix's bytes are its own bf16 copy.
 Weight CudaBackend::upload(const GgufTensor& t) {
+  const int64_t elems = check_device_tensor(t);
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
-  if (!ti.name || !ti.supported)
-    fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
-  if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
-  int64_t elems = 1;
-  for (int64_t d : t.ne) elems *= d;
   const size_t file_bytes = ggml_row_bytes(ti, elems);
-  if (t.ne[0] % ti.block_elems != 0 || t.nbytes < file_bytes)
-    fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
-         " elements of type " + ti.name);
   const bool vector = t.ne.size() == 1;
   const GgmlType type = t.type();
   DeviceWeight dw;
