@@ -460,7 +460,7 @@ TEST(TokenizerBpe, BadVocabulariesAreClearErrors) {
 }
 
 void write_bpe(GgufWriter& w, const BpeVocabulary& v) {
-  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.model", v.model);
   w.set_string("tokenizer.ggml.pre", v.pre);
   w.set_array_string("tokenizer.ggml.tokens", v.tokens);
   w.set_array_i32("tokenizer.ggml.token_type", v.types);
@@ -487,6 +487,130 @@ TEST(TokenizerGguf, LoadsBpeVocabularyFromGguf) {
   EXPECT_EQ(error_of([&] { Tokenizer::from_gguf(*gguf2); })
                 .rfind(unknown.path() + ": tokenizer.ggml.pre 'no-such-pre' is not a supported pre-tokenizer", 0),
             0u);
+}
+
+BpeVocabulary tiny_gemma4();
+
+TEST(TokenizerGguf, LoadsGemma4VocabularyFromGguf) {
+  TempFile file;
+  GgufWriter w;
+  write_bpe(w, tiny_gemma4());  // tokenizer.ggml.pre "default": ignored for gemma4
+  w.write(file.path());
+  auto gguf = GgufFile::open(file.path());
+  auto tok = Tokenizer::from_gguf(*gguf);
+  EXPECT_EQ(tok->encode("ab ab", false), (Ids{264, 265}));
+  EXPECT_EQ(tok->eos(), 1);
+}
+
+// ---- Gemma 4's SentencePiece-style BPE (tokenizer.ggml.model = "gemma4") ----
+
+// Ids 0..3 special, 4..259 the "<0xNN>" byte pieces, then the pieces below (U+2581 for a space).
+constexpr int32_t kG4Eos = 1, kG4Bos = 2, kG4A = 260, kG4B = 261, kG4Sp = 262, kG4SpA = 263, kG4Ab = 264,
+                  kG4SpAb = 265, kG4Nl = 266, kG4NlNl = 267, kG4EAcute = 268, kG4EndOfSentence = 269,
+                  kG4ToolResponse = 270, kG4TurnEnd = 271, kG4Quote = 272;
+int32_t g4_byte(unsigned char b) { return 4 + b; }
+
+BpeVocabulary tiny_gemma4() {
+  BpeVocabulary v;
+  v.model = "gemma4";
+  v.pre = "default";  // ignored for gemma4, as llama.cpp does
+  const auto add = [&](const std::string& piece, int32_t type) {
+    v.tokens.push_back(piece);
+    v.types.push_back(type);
+  };
+  for (const char* special : {"<pad>", "<eos>", "<bos>", "<unk>"}) add(special, 3);
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    add(name, 6);
+  }
+  for (const std::string& piece : {std::string("a"), std::string("b"), kSp, kSp + "a", std::string("ab"),
+                                   kSp + "ab", std::string("\n"), std::string("\n\n"), std::string("\xC3\xA9"),
+                                   std::string("</s>")})
+    add(piece, 1);
+  add("<|tool_response>", 4);  // user-defined in the file; llama.cpp makes it control (end of generation)
+  add("<turn|>", 3);
+  add("<|\"|>", 4);
+  v.merges = {kSp + " a", "a b", kSp + "a b", "\n \n"};
+  v.bos_id = kG4Bos;
+  v.eos_id = kG4Eos;
+  v.add_bos = 0;  // Gemma 4 files say false; llama.cpp adds BOS anyway
+  return v;
+}
+
+TEST(TokenizerGemma4, MergesRunOverCharactersWithSpacesAsU2581) {
+  auto tok = Tokenizer::from_vocabulary(tiny_gemma4(), "tiny");
+  // a b ▁ a b: "▁ a" (rank 0), then "a b" (rank 1), then "▁a b" (rank 2); no dummy prefix.
+  EXPECT_EQ(tok->encode("ab ab", false), (Ids{kG4Ab, kG4SpAb}));
+  EXPECT_EQ(tok->encode(" a", false), (Ids{kG4SpA}));
+  EXPECT_EQ(tok->encode("a  ", false), (Ids{kG4A, kG4Sp, kG4Sp}));
+  EXPECT_EQ(tok->encode("\xE2\x96\x81" "a", false), (Ids{kG4SpA}));  // a literal U+2581 is a space
+  EXPECT_EQ(tok->encode("\xC3\xA9", false), (Ids{kG4EAcute}));       // a character, not its bytes
+  // "</s>" is an ordinary piece here, not cut out as a special token (and no merges spell it).
+  EXPECT_EQ(tok->encode("</s>", false, true), (Ids{g4_byte('<'), g4_byte('/'), g4_byte('s'), g4_byte('>')}));
+}
+
+TEST(TokenizerGemma4, PiecesThatAreNoTokenFallBackToBytes) {
+  auto tok = Tokenizer::from_vocabulary(tiny_gemma4(), "tiny");
+  EXPECT_EQ(tok->encode("c", false), (Ids{g4_byte('c')}));
+  EXPECT_EQ(tok->encode("\xC3\xBC" "a", false), (Ids{g4_byte(0xC3), g4_byte(0xBC), kG4A}));
+  EXPECT_EQ(tok->encode("a\xFF", false), (Ids{kG4A, g4_byte(0xEF), g4_byte(0xBF), g4_byte(0xBD)}));  // U+FFFD
+}
+
+TEST(TokenizerGemma4, SplitsOnlyAtNewlinesAndTakesNewlineRunsWhole) {
+  auto tok = Tokenizer::from_vocabulary(tiny_gemma4(), "tiny");
+  EXPECT_EQ(tok->encode("a\n\nb", false), (Ids{kG4A, kG4NlNl, kG4B}));
+  // "\n\n\n" is no token: its characters merge ("\n \n", leftmost first).
+  EXPECT_EQ(tok->encode("a\n\n\nb", false), (Ids{kG4A, kG4NlNl, kG4Nl, kG4B}));
+  // No merge crosses a newline: "a" + "b" would merge, but not across "\n".
+  EXPECT_EQ(tok->encode("a\nb", false), (Ids{kG4A, kG4Nl, kG4B}));
+}
+
+TEST(TokenizerGemma4, BosSpecialTokensAndEndOfGeneration) {
+  auto tok = Tokenizer::from_vocabulary(tiny_gemma4(), "tiny");
+  EXPECT_TRUE(tok->add_bos());
+  EXPECT_FALSE(tok->add_space_prefix());
+  EXPECT_EQ(tok->encode("", true), (Ids{kG4Bos}));
+  EXPECT_EQ(tok->encode("<turn|>a", false, true), (Ids{kG4TurnEnd, kG4A}));
+  EXPECT_EQ(tok->encode("<|tool_response>", false, true), (Ids{kG4ToolResponse}));
+  const Ids plain = tok->encode("<turn|><|tool_response>", false, false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), kG4TurnEnd), 0);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), kG4ToolResponse), 0);
+  EXPECT_EQ(tok->encode("a<|\"|>a", false, false), (Ids{kG4A, kG4Quote, kG4A}));  // user-defined: always
+  EXPECT_TRUE(tok->is_end_of_generation(kG4Eos));
+  EXPECT_TRUE(tok->is_end_of_generation(kG4TurnEnd));
+  EXPECT_TRUE(tok->is_end_of_generation(kG4ToolResponse));
+  EXPECT_FALSE(tok->is_end_of_generation(kG4EndOfSentence));
+  EXPECT_EQ(tok->type(kG4EndOfSentence), kNormal);
+  EXPECT_EQ(tok->type(kG4ToolResponse), kControl);
+}
+
+TEST(TokenizerGemma4, DecodesSpacesBytesAndSpecials) {
+  auto tok = Tokenizer::from_vocabulary(tiny_gemma4(), "tiny");
+  EXPECT_EQ(tok->decode({kG4Bos, kG4Ab, kG4SpAb, g4_byte(0xC3), g4_byte(0xBC), kG4TurnEnd, kG4Quote, kG4Sp}),
+            "ab ab\xC3\xBC<|\"|> ");
+  EXPECT_EQ(tok->decode({kG4SpA}), " a");  // no dummy prefix to drop
+  EXPECT_EQ(tok->decode({g4_byte(0xC3), kG4A}), "\xEF\xBF\xBD" "a");
+  std::mt19937 rng(5);
+  const std::vector<std::string> alphabet = {"a", "b", " ", "  ", "\n", "\t", "c", "\xC3\xA9", "\xC3\xBC",
+                                             "\xF0\x9F\x98\x80", "<|\"|>", "</s>", "\r\n"};
+  std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::string text;
+    for (int k = static_cast<int>(rng() % 16); k > 0; --k) text += alphabet[pick(rng)];
+    const Ids ids = tok->encode(text, true);
+    ASSERT_EQ(tok->decode(ids), text) << "trial " << trial;
+    ASSERT_EQ(stream_all(*tok, ids, true), text) << "trial " << trial;
+  }
+}
+
+TEST(TokenizerGemma4, Gpt2ModelWithTheGemma4PreTokenizerRunsTheSameRules) {
+  BpeVocabulary v = tiny_gemma4();
+  v.model = "gpt2";
+  v.pre = "gemma4";
+  auto tok = Tokenizer::from_vocabulary(v, "tiny");
+  EXPECT_EQ(tok->encode("ab ab\n\nc", false), (Ids{kG4Ab, kG4SpAb, kG4NlNl, g4_byte('c')}));
+  EXPECT_TRUE(tok->add_bos());
 }
 
 // ---- the real Gemma 3 vocabulary ----
@@ -574,6 +698,39 @@ TEST_F(GemmaTokenizer, RandomTextRoundTrips) {
     const auto ids = tok_->encode(text, true);
     ASSERT_EQ(tok_->decode(ids), text) << "trial " << trial;
     ASSERT_EQ(stream_all(*tok_, ids, true), text) << "trial " << trial;
+  }
+}
+
+// ---- llama.cpp's Gemma 4 test vocabulary (scripts/fetch-llama-vocabs.sh) ----
+
+std::string gemma4_vocab() {
+  if (const char* p = std::getenv("SWRUN_GEMMA4_VOCAB")) return p;
+  const char* home = std::getenv("HOME");
+  const std::string p = std::string(home ? home : "") + "/.cache/swrun/llama-vocabs-0.3.36/ggml-vocab-gemma-4.gguf";
+  return access(p.c_str(), R_OK) == 0 ? p : "";
+}
+
+TEST(Gemma4Vocabulary, RandomTextRoundTrips) {
+  const std::string path = gemma4_vocab();
+  if (path.empty()) GTEST_SKIP() << "ggml-vocab-gemma-4.gguf not fetched (scripts/fetch-llama-vocabs.sh)";
+  auto file = GgufFile::open(path);
+  auto tok = Tokenizer::from_gguf(*file);
+  EXPECT_EQ(pieces_of(*tok, tok->encode("Hello world", true)), (Pieces{"<bos>", "Hello", kSp + "world"}));
+  EXPECT_TRUE(tok->is_end_of_generation(id_of(*tok, "<turn|>")));
+  EXPECT_FALSE(tok->is_end_of_generation(id_of(*tok, "</s>")));
+  std::mt19937 rng(11);
+  const std::vector<std::string> alphabet = {
+      " ", "  ", "\n", "\n\n\n", "\t", "a", "e", "th", "The", "ing", "0", "7", "42", ".", ",", "(", "}",
+      "\xC3\xA9", "\xC3\x9F", "\xD0\x96", "\xE6\x97\xA5", "\xE8\xAA\x9E", "\xF0\x9F\x98\x80", "\xF0\xA0\x80\x80",
+      "\xF0\x93\x80\x80", "\xE0\xA4\xB9", "\xD8\xB9", "<b>", "<turn|>", "<|\"|>", "</s>", "\x01",
+      std::string(1, '\0'), "\r\n", "\xEE\x80\x80"};
+  std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string text;
+    for (int k = static_cast<int>(rng() % 40); k > 0; --k) text += alphabet[pick(rng)];
+    const auto ids = tok->encode(text, true);
+    ASSERT_EQ(tok->decode(ids), text) << "trial " << trial;
+    ASSERT_EQ(stream_all(*tok, ids, true), text) << "trial " << trial;
   }
 }
 

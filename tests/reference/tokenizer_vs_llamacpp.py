@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Fresh random strings through `swrun tokenize` and llama.cpp's own tokenizer (scripts/build-llama-oracle.sh),
-for every byte-level BPE vocabulary of llama.cpp's test suite, with and without parse_special: the ids must be
-the same. The strings mix what the pre-tokenizers treat specially: contractions in both cases, digit runs,
-Unicode whitespace (U+0085, U+3000, ...), CJK, combining marks, emoji, symbols, special-token texts and invalid
-UTF-8 bytes.
+for every BPE vocabulary of llama.cpp's test suite (byte-level, and Gemma 4's SentencePiece-style BPE), with and
+without parse_special: the ids must be the same. The strings mix what the pre-tokenizers treat specially:
+contractions in both cases, digit runs, Unicode whitespace (U+0085, U+3000, ...), newline runs, CJK, combining marks,
+emoji, symbols, U+2581, special-token texts and invalid UTF-8 bytes.
 
 SentencePiece vocabularies are left out: they run on libsentencepiece, which reads invalid UTF-8 as U+FFFD where
 llama.cpp feeds raw bytes to byte fallback, and llama.cpp strips spaces after phi-3's special tokens by model name.
@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 VOCABS = ["llama-bpe", "qwen2", "qwen35", "gpt-2", "deepseek-llm", "deepseek-coder", "command-r", "starcoder",
-          "falcon", "refact", "mpt"]
+          "falcon", "refact", "mpt", "gemma-4"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIECES = ["a", "e", "The", "hello", "ing", "Z", "0", "7", "42", "123456", " ", "  ", "   ", "\t", "\n", "\n\n", "\r\n",
           "\r", "\v", "\f", "\u0085", "\u00a0", "\u1680", "\u180e", "\u2000", "\u3000", "\u2028", "\u202f", ".", ",",
@@ -28,7 +28,8 @@ PIECES = ["a", "e", "The", "hello", "ing", "Z", "0", "7", "42", "123456", " ", "
           "Ж", "и", "ω", "日", "本", "語", "한", "국", "ﾊ", "あ", "\u0301", "\u0308", "क", "ि", "ع", "😀", "🦙",
           "👨\u200d👩", "\u200d", "\ufe0f", "٣", "²", "Ⅻ", "½", "€", "©", "™", "\u00ad", "\x1c", "\x00", "\x7f",
           "\ue000", "\u0378", "\ufffd", "µ", "ª", "ǅ", "ｱ", "Ａ", "！", "、", "。", "‘", "”", "…", "<|endoftext|>",
-          "<|im_start|>", "<s>", "</s>", "<unk>", "<|begin_of_text|>", "<|eot_id|>", "<mask>", "\u2581"]
+          "<|im_start|>", "<s>", "</s>", "<unk>", "<|begin_of_text|>", "<|eot_id|>", "<mask>", "\u2581",
+          "<bos>", "<eos>", "<|turn>", "<turn|>", "<|tool_response>", "<|\"|>", "<0x41>", "\n\n\n", "    "]
 INVALID = [b"\xff", b"\xc3", b"\xe2\x98", b"\x80", b"\xf0\x9f\x98"]
 
 
