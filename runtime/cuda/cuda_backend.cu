@@ -61,6 +61,7 @@ CudaBackend::CudaBackend(int device, LoadLog* log) {
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cuda(cudaEventCreateWithFlags(&batch_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
   check_cuda(cudaStreamCreateWithFlags(&slice_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cuda(cudaEventCreateWithFlags(&uploads_done_, cudaEventDisableTiming), "cudaEventCreate");
   for (WeightSlice& w : slices_) {
     check_cuda(cudaEventCreateWithFlags(&w.ready, cudaEventDisableTiming), "cudaEventCreate");
     check_cuda(cudaEventCreateWithFlags(&w.read, cudaEventDisableTiming), "cudaEventCreate");
@@ -80,6 +81,7 @@ CudaBackend::~CudaBackend() {
   cublasDestroy(cublas_);
   cudaEventDestroy(batch_uploaded_);
   cudaStreamSynchronize(slice_stream_);
+  cudaEventDestroy(uploads_done_);
   for (WeightSlice& w : slices_) {
     cudaEventDestroy(w.ready);
     cudaEventDestroy(w.read);
@@ -169,6 +171,7 @@ Weight CudaBackend::upload(const GgufTensor& t) {
     }
   }
   weights_.push_back(dw);
+  uploads_since_slice_ = true;
   Weight w;
   w.name = t.name;
   w.type = type;

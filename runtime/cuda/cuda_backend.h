@@ -251,6 +251,9 @@ class CudaBackend final : public Backend {
   WeightSlice slices_[2];
   int slice_turn_ = 0;
   cudaStream_t slice_stream_ = nullptr;
+  // Weights are uploaded on stream_: slice_stream_ waits for every upload queued so far before it dequantizes again.
+  cudaEvent_t uploads_done_ = nullptr;
+  bool uploads_since_slice_ = false;
   GrowingBuffer top_k_workspace_{true, "top-k workspace"};
   GrowingBuffer top_k_out_{true, "top-k candidates"};
   GrowingBuffer batch_dev_{true, "batch tokens"};     // [pos0, tokens...]

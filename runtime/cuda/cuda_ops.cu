@@ -125,6 +125,11 @@ void CudaBackend::matmul_weight_slices(const __nv_bfloat16* xb, const float* x32
   // (weights never change), so the next slice, of this matrix or the next one, is ready when its GEMM starts.
   // Inside a captured step (never a prefill in practice) everything stays on the one stream.
   const bool overlap = mode_ == Mode::Plain;
+  if (overlap && uploads_since_slice_) {  // the blocks' upload, queued on stream_, must be done
+    check_cuda(cudaEventRecord(uploads_done_, stream_), "weight slice");
+    check_cuda(cudaStreamWaitEvent(slice_stream_, uploads_done_), "weight slice");
+    uploads_since_slice_ = false;
+  }
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
     const int64_t n = std::min(slice_rows, w.rows - r0);
     WeightSlice& slice = slices_[slice_turn_];
