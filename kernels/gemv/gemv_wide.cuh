@@ -3,10 +3,11 @@
 // model. Those variants decode element by element and read each activation from L1 per product, which held a 7B
 // decode step to ~15% of the memory bandwidth; here a lane owns a 32-weight unit of 4 rows at once, stages the rows'
 // bytes through shared memory (cp.async, two passes in flight per warp), loads its unit's 32 activations once for
-// the 4 rows, and turns quants into floats with byte permutes (2^23 + q as float bits, minus 2^23: exact), summing
-// q * x before the block's scales: sum(d*sc*q_i*x_i - dmin*m*x_i) = d*sc*sum(q_i*x_i) - dmin*m*sum(x_i). The sums
-// are the same fp32 values' products to rounding (not bit for bit the block decoders' order), deterministic run to
-// run. Types: Q4_K, Q6_K and Q8_0 (what Q4_K_M and Q8_0 files hold); others stay on the other variants.
+// the 4 rows, and turns each quant into a float with one byte permute (Q4_K/Q6_K: the float 1 + q/16 or 1 + q/64,
+// exact; Q8_0: 2^23 + q + 128, less a constant), summing before the block's scales:
+// sum(d*sc*q_i*x_i - dmin*m*x_i) = d*sc*sum(q_i*x_i) - dmin*m*sum(x_i). The sums are the same values' products to
+// fp32 rounding (not bit for bit the block decoders' order), deterministic run to run. Types: Q4_K, Q6_K and Q8_0
+// (what Q4_K_M and Q8_0 files hold); others stay on the other variants.
 #pragma once
 #include <cstdint>
 
