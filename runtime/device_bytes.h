@@ -101,11 +101,10 @@ struct GrowingBytes {
 constexpr size_t kCublasWorkspaceBytes = 32 * kMiB;
 
 // The prefill GEMMs on a matrix kept in its blocks dequantize it a slice of whole rows at a time (weight_slice_rows)
-// into one of two buffers taken in turn, the turn carrying over from matrix
-// to matrix (cuda_backend.h kWeightSliceBytes, slices_[2]; cuda_ops.cu matmul_weight_slices): each buffer holds
-// max(kWeightSliceBytes, the slice). fp32 slices multiplied in TF32 for F16/F32 weights (cuda_backend.h
-// slices_in_tf32), bf16 slices for the quantized types; none where the GEMM reads the matrix as it is (a BF16
-// matrix's blocks are its bf16 copy; a matrix of odd width has a bf16 copy).
+// into one of two buffers taken in turn, the turn carrying over from matrix to matrix (cuda_backend.h slices_[2];
+// cuda_ops.cu matmul_weight_slices, which takes these rules from here): each buffer holds max(kWeightSliceBytes, the
+// slice). fp32 slices multiplied in TF32 for F16/F32 weights, bf16 slices for the quantized types; none where the
+// GEMM reads the matrix as it is (a BF16 matrix's blocks are its bf16 copy; a matrix of odd width has a bf16 copy).
 constexpr size_t kWeightSliceBytes = 64 * kMiB;
 constexpr int kWeightSliceBuffers = 2;
 inline bool weight_slices_in_tf32(GgmlType type) { return type == GgmlType::F16 || type == GgmlType::F32; }

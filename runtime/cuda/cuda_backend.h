@@ -33,12 +33,6 @@ namespace swrun::cuda {
 // What Weight::impl points at: fp32 for 1-D tensors (norm weights); for matrices the file's blocks (`raw`, where a
 // block decoder reads the rows), or a bf16 [rows, cols] copy (`data`) where none does; a BF16 matrix's blocks are
 // both.
-// Bytes of each of the two buffers a prefill GEMM dequantizes a matrix into, a slice of whole rows at a time
-// (matmul_weight_slices): fixed, so the memory plan (runtime/device_bytes.h) knows them.
-constexpr size_t kWeightSliceBytes = size_t(64) << 20;
-// Whether a prefill GEMM multiplies slices of a `type` matrix in TF32 (fp32 slices), not bf16.
-inline bool slices_in_tf32(GgmlType type) { return type == GgmlType::F16 || type == GgmlType::F32; }
-
 struct DeviceWeight {
   void* data = nullptr;
   bool fp32 = false;

@@ -15,9 +15,16 @@
 #include "kernels/rope/rope.cuh"
 #include "runtime/common.h"
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/device_bytes.h"
 
 namespace swrun::cuda {
 namespace {
+
+// The slices' sizes and types are the memory plan's rules (runtime/device_bytes.h), so the plan follows them.
+using device_bytes::kWeightSliceBytes;
+using device_bytes::weight_slice_elem_bytes;
+using device_bytes::weight_slice_rows;
+using device_bytes::weight_slices_in_tf32;
 
 void require_floats(Buffer b, size_t need, const char* op, const char* what) {
   if (!b.data || b.count < need)
@@ -75,7 +82,7 @@ void CudaBackend::matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) {
     return;
   }
   const size_t n_in = size_t(rows) * size_t(w.cols);
-  if (!d.data && slices_in_tf32(w.type))
+  if (!d.data && weight_slices_in_tf32(w.type))
     matmul_weight_slices(nullptr, x.data, w, d, rows, out.data);
   else
     gemm_weight(gemm_operand(x.data, n_in), w, d, rows, out.data);
@@ -113,12 +120,11 @@ void CudaBackend::gemm_weight(const __nv_bfloat16* xb, const Weight& w, const De
 // an F16 weight's 11 significant bits exactly, and the activations keep 11 bits where bf16 keeps 8.
 void CudaBackend::matmul_weight_slices(const __nv_bfloat16* xb, const float* x32, const Weight& w,
                                        const DeviceWeight& d, int64_t rows, float* out) {
-  const bool tf32 = slices_in_tf32(w.type);
-  const size_t elem_bytes = tf32 ? sizeof(float) : sizeof(__nv_bfloat16);
-  // Slices of a multiple of 128 rows: each slice's output columns then start 512-byte aligned, which cuBLAS's fast
-  // kernels need (a slice at an odd row ran the 7B prefill at a third of its speed).
-  const int64_t fit_rows = int64_t(kWeightSliceBytes / (size_t(w.cols) * elem_bytes));
-  const int64_t slice_rows = fit_rows >= 128 ? fit_rows / 128 * 128 : std::max<int64_t>(1, fit_rows);
+  const bool tf32 = weight_slices_in_tf32(w.type);
+  const size_t elem_bytes = weight_slice_elem_bytes(w.type);
+  // Slices of a multiple of 128 rows where that many fit: each slice's output columns then start 512-byte aligned,
+  // which cuBLAS's fast kernels need (a slice at an odd row ran the 7B prefill at a third of its speed).
+  const int64_t slice_rows = weight_slice_rows(w.type, w.cols);
   const size_t row_bytes = ggml_row_bytes(ggml_type_info(uint32_t(w.type)), w.cols);
   // The slices alternate between two buffers, dequantized on a stream of their own: a buffer is rewritten once the
   // GEMM that read it is done, and each GEMM waits for its slice. Dequantizing needs nothing the main stream writes
@@ -307,7 +313,9 @@ void CudaBackend::gated_mlp(Buffer x, const Weight& w_gate, const Weight& w_up, 
   const int64_t ff = w_gate.rows;
   // A prefill whose three GEMMs take bf16 operands: the product goes straight into the down projection's bf16
   // operand. (F16/F32 weights multiply in TF32 against fp32 activations, so their product is written in fp32.)
-  auto bf16_gemm = [](const Weight& w, const DeviceWeight& d) { return !d.fp32 && (d.data || !slices_in_tf32(w.type)); };
+  auto bf16_gemm = [](const Weight& w, const DeviceWeight& d) {
+    return !d.fp32 && (d.data || !weight_slices_in_tf32(w.type));
+  };
   const bool prefill = rows > kGemvQuantMaxRows && bf16_gemm(w_gate, g) && bf16_gemm(w_up, u) &&
                        bf16_gemm(w_down, dn) && w_up.rows == ff && w_up.cols == w_gate.cols && w_down.cols == ff;
   if (!prefill) return Backend::gated_mlp(x, w_gate, w_up, w_down, rows, act, gate, up, out);
