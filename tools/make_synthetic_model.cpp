@@ -139,6 +139,7 @@ struct Options {
   int window = 8;
   std::string vocab;  // GGUF whose tokenizer.* keys are copied ("" = none, vocabulary of 1024)
   bool gemma3_27b = false;
+  bool rope_freqs = false;  // llama: Llama 3.1's rope_freqs.weight (per-pair frequency divisors)
   // Gains. The defaults make attention sharp and block outputs large (the Python reference computes in fp64, so
   // any error shows); --peer tones them down for the comparison against llama.cpp, whose CPU matmuls round the
   // activations to 8 bits (Q8_0/Q4_K weights) or fp16: sharp attention amplifies that rounding into differences
@@ -278,6 +279,9 @@ void make_llama(SyntheticModel& m, const Options& o) {
   w.set_u32("llama.rope.dimension_count", s.head_dim);
   if (!o.tied) w.set_f32("llama.rope.freq_base", 500000.f);
   output_weights(m, s, o.tied, o.tied ? GgmlType::Q6_K : GgmlType::F16);
+  // Llama 3.1 files carry rope scaling as divisors of each pair's frequency, 1 for the fast pairs up to 8 for the
+  // slow ones: drawn from that range so that skipping them shows.
+  if (o.rope_freqs) m.uniform("rope_freqs.weight", s.head_dim / 2, 1.f, 8.f);
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     m.norm(p + "attn_norm.weight", s.dim, 1.f);
@@ -305,6 +309,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32"}));
   app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
   app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
+  app.add_flag("--rope-freqs", o.rope_freqs, "llama: a rope_freqs.weight tensor (Llama 3.1's RoPE frequency divisors)");
   bool peer = false;
   app.add_flag("--peer", peer, "milder attention and block gains, for the comparison against llama.cpp");
   app.add_option("--seed", seed, "random seed");

@@ -48,7 +48,9 @@ REL_BOUND_CUDA = {"F32": 4e-2, "F16": 4e-2, "Q8_0": 6e-2, "Q4_K": 7e-2}
 # Phi-3 dense (it disables Phi's sliding window), so swrun does too for the comparison. The 27B layout (62 layers)
 # is there for its query scale, a semantic fact the F32/F16 runs check; over 62 layers llama.cpp's 8-bit
 # activation rounding grows past the quantized bounds (measured rel 5.7e-2 Q8_0, 8.3e-2 Q4_K), and the quantized
-# paths are the same as the 7-layer gemma3's.
+# paths are the same as the 7-layer gemma3's. llama3 is the Llama block with Llama 3.1's rope_freqs.weight (its
+# RoPE frequency divisors); any tokenizer does for it, so it borrows qwen2's. Its quantized paths are the other
+# architectures' (natively, llama.cpp's 8-bit activations put its sharper attention at rel 5.3e-2 on Q4_K).
 ALL_TYPES = "F32,F16,Q8_0,Q4_K"
 ARCHS = {
     "qwen2": ("qwen2", ["--arch", "qwen2"], "model", ALL_TYPES),
@@ -58,6 +60,7 @@ ARCHS = {
     "gemma3": ("gemma", ["--arch", "gemma3", "--window", "48"], "model", ALL_TYPES),
     "gemma3-27b": ("gemma", ["--arch", "gemma3", "--gemma3-27b", "--tied", "--window", "100"], "model", "F32,F16"),
     "phi3": ("phi-3", ["--arch", "phi3", "--window", "64"], "dense", ALL_TYPES),
+    "llama3": ("qwen2", ["--arch", "llama", "--rope-freqs"], "model", "F32,F16"),
 }
 
 
