@@ -17,6 +17,7 @@
 
 #include "kernels/gemv/gemv_quant.cuh"
 #include "kernels/gemv/gemv_quant_variants.cuh"
+#include "kernels/gemv/gemv_wide.cuh"
 #include "kernels/norm/rmsnorm.cuh"
 #include "runtime/backend.h"
 #include "runtime/common.h"
@@ -223,10 +224,13 @@ TEST_F(CudaDecode, QuantGemvEveryVariantMatchesTheReference) {
 }
 
 // Enough rows that every block of every variant loops over several rounds of rows or tiles (its pipelines cross
-// from one row or tile to the next), short rows so the reference stays cheap.
+// from one row or tile to the next), short rows so the reference stays cheap. The Q4_K case gives the stream
+// variants (10, 11) ~10 steps per warp that start and end inside tiles (5 passes a tile), so most tiles are
+// finished by the last of two or three warps.
 TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
   struct Case { GgmlType type; int64_t cols, n_out; };
-  for (const Case& c : {Case{GgmlType::Q8_0, 32, 262143}, Case{GgmlType::Q6_K, 256, 200003}}) {
+  for (const Case& c : {Case{GgmlType::Q8_0, 32, 262143}, Case{GgmlType::Q6_K, 256, 200003},
+                        Case{GgmlType::Q4_K, 4352, 20003}}) {
     const RandomQuantMatrix m(c.type, c.cols, c.n_out);
     for (int rows : {1, 8}) {
       const std::vector<float> x = normal(size_t(rows * c.cols));
@@ -246,6 +250,61 @@ TEST_F(CudaDecode, QuantGemvEveryVariantOverManyRows) {
                                                                  c.n_out, c.cols, nullptr);
                                       }),
                           ref, what);
+      }
+    }
+  }
+}
+
+// gemv_wide's kernels through the entry points the decode step uses: a layer's q/k/v as three segments of one
+// launch (the stream kernels walk their tiles across segment ends) and the gated gate/up pair, each kernel against
+// the fp64 dots, deterministic.
+TEST_F(CudaDecode, WideKernelsOverSegmentsAndGatedPairs) {
+  auto weights = [](const RandomQuantMatrix& m) { return static_cast<const uint8_t*>(m.blocks.ptr); };
+  const int64_t cols = 4352;  // 17 blocks: 136 units, 5 passes (the last one partly empty)
+  const int64_t n_out[3] = {301, 38, 5};
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const RandomQuantMatrix m[3] = {{type, cols, n_out[0]}, {type, cols, n_out[1]}, {type, cols, n_out[2]}};
+    const std::vector<float> x = normal(size_t(cols));
+    DeviceBuffer xd(x.size() * 4);
+    upload(xd.ptr, x.data(), x.size() * 4);
+    const auto* xp = static_cast<const float*>(xd.ptr);
+    const GemvReference ref[3] = {gemv_reference(m[0].w, x, 1, n_out[0], cols),
+                                  gemv_reference(m[1].w, x, 1, n_out[1], cols),
+                                  gemv_reference(m[2].w, x, 1, n_out[2], cols)};
+    for (cuda::GemvWideKernel k : {cuda::GemvWideKernel::Staged, cuda::GemvWideKernel::Stream8,
+                                   cuda::GemvWideKernel::Stream4}) {
+      const std::string what = std::string(ggml_type_name(uint32_t(type))) + " kernel " + std::to_string(int(k));
+      ASSERT_TRUE(cuda::gemv_wide_supported(type, cols, k)) << what;
+      const int64_t total = n_out[0] + n_out[1] + n_out[2];
+      auto multi = [&](float* out) {
+        const cuda::GemvWideSeg segs[3] = {{weights(m[0]), out, n_out[0]},
+                                           {weights(m[1]), out + n_out[0], n_out[1]},
+                                           {weights(m[2]), out + n_out[0] + n_out[1], n_out[2]}};
+        cuda::gemv_wide(type, segs, 3, xp, cols, nullptr, k);
+      };
+      const std::vector<float> got = gemv_output(total, what + " q/k/v", multi);
+      int64_t at = 0;
+      for (int i = 0; i < 3; ++i) {
+        expect_gemv_close(std::vector<float>(got.begin() + at, got.begin() + at + n_out[i]), ref[i],
+                          what + " segment " + std::to_string(i));
+        at += n_out[i];
+      }
+      const std::vector<float> again = gemv_output(total, what + " q/k/v", multi);
+      EXPECT_EQ(std::memcmp(got.data(), again.data(), size_t(total) * 4), 0) << what << ": not deterministic";
+
+      // gate = segment 0's matrix, up = a second one of the same shape
+      const RandomQuantMatrix up(type, cols, n_out[0]);
+      const GemvReference ref_up = gemv_reference(up.w, x, 1, n_out[0], cols);
+      const std::vector<float> gated = gemv_output(n_out[0], what + " gated", [&](float* out) {
+        cuda::gemv_wide_gated(type, weights(m[0]), weights(up), xp, out, n_out[0], cols,
+                              cuda::GatedActKind::Silu, nullptr, k);
+      });
+      for (int64_t o = 0; o < n_out[0]; ++o) {
+        const double g = ref[0].sum[size_t(o)], u = ref_up.sum[size_t(o)];
+        const double silu = g / (1 + std::exp(-g));
+        // each dot within 3e-5 of its products' magnitude (expect_gemv_close); silu' <= 1.1
+        const double bound = 3e-5 * (1.1 * ref[0].mag[size_t(o)] * std::fabs(u) + std::fabs(silu) * ref_up.mag[size_t(o)]) + 1e-30;
+        EXPECT_LE(std::fabs(gated[size_t(o)] - silu * u), bound) << what << " gated output " << o;
       }
     }
   }

@@ -430,6 +430,8 @@ const char* gemv_variant_name(GemvVariant v) {
     case GemvVariant::BulkTiles8: return "bulk-tiles-8";
     case GemvVariant::WarpSplit: return "warp-split";
     case GemvVariant::Wide: return "wide";
+    case GemvVariant::WideStream8: return "wide-stream-8";
+    case GemvVariant::WideStream4: return "wide-stream-4";
   }
   return "unknown";
 }
@@ -447,12 +449,29 @@ static bool takes_wide(GgmlType type, int64_t cols, int x_rows) {
   return x_rows == 1 && cols > gemv::kStagedRowMaxCols && gemv_wide_supported(type, cols);
 }
 
+// The gemv_wide kernel behind a wide variant.
+static GemvWideKernel wide_kernel(GemvVariant v) {
+  if (v == GemvVariant::WideStream8) return GemvWideKernel::Stream8;
+  if (v == GemvVariant::WideStream4) return GemvWideKernel::Stream4;
+  return GemvWideKernel::Staged;
+}
+
+static bool is_wide(GemvVariant v) {
+  return v == GemvVariant::Wide || v == GemvVariant::WideStream8 || v == GemvVariant::WideStream4;
+}
+
 bool gemv_variant_applies(GemvVariant v, GgmlType type, int64_t cols, int x_rows) {
-  return v != GemvVariant::Wide || (x_rows == 1 && gemv_wide_supported(type, cols));
+  return !is_wide(v) || (x_rows == 1 && gemv_wide_supported(type, cols, wide_kernel(v)));
 }
 
 GemvVariant gemv_quant_pick_variant(GgmlType type, int64_t n_out, int64_t cols, int x_rows) {
-  if (takes_wide(type, cols, x_rows)) return GemvVariant::Wide;
+  if (takes_wide(type, cols, x_rows)) {
+    switch (gemv_wide_pick(type)) {
+      case GemvWideKernel::Stream8: return GemvVariant::WideStream8;
+      case GemvWideKernel::Stream4: return GemvVariant::WideStream4;
+      default: return GemvVariant::Wide;
+    }
+  }
   if (x_rows != 1) return GemvVariant::Warp;
   if (n_out >= 65536 && type == GgmlType::Q8_0) return GemvVariant::BulkTiles4;  // the measured output projections
   if (n_out >= 65536 && type == GgmlType::Q6_K) return GemvVariant::BulkTiles8;
@@ -482,10 +501,12 @@ void gemv_quant_variant(GemvVariant v, GgmlType type, const void* w, const float
     case GemvVariant::BulkTiles8:
       return launch_gemv_bulk_tiles(type, v == GemvVariant::BulkTiles8 ? 8 : 4, weights, x, out, x_rows, n_out, cols,
                                     stream);
-    case GemvVariant::Wide: {
-      if (x_rows != 1) fail("gemv_quant: the wide variant takes one activation row, not " + std::to_string(x_rows));
+    case GemvVariant::Wide:
+    case GemvVariant::WideStream8:
+    case GemvVariant::WideStream4: {
+      if (x_rows != 1) fail("gemv_quant: the wide variants take one activation row, not " + std::to_string(x_rows));
       const GemvWideSeg seg{weights, out, n_out};
-      return gemv_wide(type, &seg, 1, x, cols, stream);
+      return gemv_wide(type, &seg, 1, x, cols, stream, wide_kernel(v));
     }
   }
   fail("gemv_quant: no variant " + std::to_string(int(v)));

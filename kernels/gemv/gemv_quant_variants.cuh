@@ -23,13 +23,15 @@ enum class GemvVariant : int {
   BulkTiles8 = 7,          // BulkTiles4 with 8 warps per tile
   WarpSplit = 8,           // Warp with a row's blocks split between up to 4 warps (one activation row)
   Wide = 9,                // 32-weight units of 4 rows per warp, quants summed before scales (gemv_wide.cuh)
+  WideStream8 = 10,        // Wide's units, 8 rows loaded into registers, equal steps per warp (Q4_K, Q6_K)
+  WideStream4 = 11,        // WideStream8 with 4 rows
 };
-constexpr int kGemvVariantCount = 9;
+constexpr int kGemvVariantCount = 11;
 
 const char* gemv_variant_name(GemvVariant v);
 
-// Whether variant v is defined for these arguments: every variant is, except Wide, which takes one activation row
-// and the types gemv_wide decodes.
+// Whether variant v is defined for these arguments: every variant is, except the wide ones (9-11), which take one
+// activation row and the types their kernel decodes.
 bool gemv_variant_applies(GemvVariant v, GgmlType type, int64_t cols, int x_rows);
 
 // The variant gemv_quant runs for this shape: the one place the choice is made.

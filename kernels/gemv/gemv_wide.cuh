@@ -18,8 +18,17 @@
 
 namespace swrun::cuda {
 
-// Whether gemv_wide runs rows of `cols` elements of `type` (whole blocks, a type it decodes).
-bool gemv_wide_supported(GgmlType type, int64_t cols);
+// How gemv_wide walks the matrix (bench/gemv_notes.md): Staged (variant 9) stages each warp's 4-row tiles through
+// shared memory, a tile per warp; Stream8 and Stream4 (variants 10 and 11, Q4_K and Q6_K) load 8 or 4 rows straight into
+// registers and balance equal steps over all warps, a tile split between warps finished by the last of them.
+// Launches of the stream kernels on one device must be stream-ordered (they share a partial-sum buffer).
+enum class GemvWideKernel { Picked, Staged, Stream8, Stream4 };
+
+// The kernel Picked stands for with `type` (the measured choice).
+GemvWideKernel gemv_wide_pick(GgmlType type);
+
+// Whether gemv_wide runs rows of `cols` elements of `type` (whole blocks, a type it decodes) with `kernel`.
+bool gemv_wide_supported(GgmlType type, int64_t cols, GemvWideKernel kernel = GemvWideKernel::Picked);
 
 // Matrices of one type and row length against the same x in one launch (a layer's q/k/v of that type).
 constexpr int kGemvWideMaxSegs = 3;
@@ -30,10 +39,12 @@ struct GemvWideSeg {
 };
 
 // out_i[n] = x . W_i[n] for each of `count` segments; x is one row of `cols` fp32. Launched overlapped.
-void gemv_wide(GgmlType type, const GemvWideSeg* segs, int count, const float* x, int64_t cols, cudaStream_t stream);
+void gemv_wide(GgmlType type, const GemvWideSeg* segs, int count, const float* x, int64_t cols, cudaStream_t stream,
+               GemvWideKernel kernel = GemvWideKernel::Picked);
 
 // out[n] = act(x . w_gate[n]) * (x . w_up[n]) for n < n_out (both matrices of `type`, the same shape).
 void gemv_wide_gated(GgmlType type, const uint8_t* w_gate, const uint8_t* w_up, const float* x, float* out,
-                     int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream);
+                     int64_t n_out, int64_t cols, GatedActKind act, cudaStream_t stream,
+                     GemvWideKernel kernel = GemvWideKernel::Picked);
 
 }  // namespace swrun::cuda
