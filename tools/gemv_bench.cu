@@ -2,7 +2,7 @@
 // shape x activation rows x variant: checked, then timed. Every variant is forced through gemv_quant_variant; the
 // one the public gemv_quant picks for the shape is in the `default` column.
 //
-//   gemv_bench [--shapes NOUTxCOLS:TYPE,...] [--variants 1,2,...,9] [--rows 1,2,...] [--reps R] [--warmup W]
+//   gemv_bench [--shapes NOUTxCOLS:TYPE,...] [--variants 1,2,...,11] [--rows 1,2,...] [--reps R] [--warmup W]
 //              [--warm]
 //
 // Inputs: random GGUF blocks with finite scales (tests/quant_random_blocks.h, seed printed) and N(0,1)
@@ -58,7 +58,7 @@ struct Options {
       "3584x3584:Q4_K",    "512x3584:Q4_K",     "18944x3584:Q4_K",   "3584x18944:Q4_K",  "3584x18944:Q6_K",
       "152064x3584:Q6_K",  "4096x5376:Q4_K",    "21504x5376:Q4_K",   "5376x21504:Q4_K",  "5376x21504:Q6_K",
       "262144x5376:Q6_K",  "4096x4096:Q8_0",    "14336x4096:Q8_0"};
-  std::vector<int> variants{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  std::vector<int> variants{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   std::vector<int> rows{1};
   int reps = 100, warmup = 10;
   bool warm = false;

@@ -101,6 +101,11 @@ if [ -x "$bin/gemv_bench" ]; then  # a Gemma 3 270M decode step's GEMV shapes, i
   timeout 120 "$bin/gemv_bench" --shapes 640x1024:Q4_K,640x2048:Q4_K,640x2048:Q6_K,2048x640:Q5_0,1536x640:Q5_0 \
     --variants 1,2,8 >"$out/gemv_bench.txt" 2>&1 || status=1
   { echo '```'; cat "$out/gemv_bench.txt"; echo '```'; } >>"$rec"
+  # The 7B and 27B layers' wide rows (issue 21): variant 9 staged, 10 and 11 streamed into registers.
+  echo >>"$rec"; echo "## decode GEMV, 7B/27B shapes (gemv_bench; variants 1, 9 wide, 10/11 wide-stream)" >>"$rec"
+  timeout 240 "$bin/gemv_bench" --shapes 3584x3584:Q4_K,512x3584:Q4_K,18944x3584:Q4_K,3584x18944:Q4_K,3584x18944:Q6_K,152064x3584:Q6_K,21504x5376:Q4_K,5376x21504:Q4_K,5376x21504:Q6_K,262144x5376:Q6_K \
+    --variants 1,9,10,11 >"$out/gemv_bench_wide.txt" 2>&1 || status=1
+  { echo '```'; cat "$out/gemv_bench_wide.txt"; echo '```'; } >>"$rec"
 fi
 if [ -x "$bin/gemm_bench" ]; then  # the prefill projections' cuBLAS GEMMs (bench/prefill_notes.md)
   echo >>"$rec"; echo "## prefill GEMM shapes through cuBLAS (gemm_bench)" >>"$rec"
