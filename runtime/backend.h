@@ -34,7 +34,7 @@ struct Weight {
 // Throws Error unless rows [first, first + count) lie inside matrix w (for Backend::weight_rows).
 void check_row_range(const Weight& w, int64_t first, int64_t count);
 // Throws Error unless the CUDA backend can hold t (a supported type, a shape of whole blocks per row, the bytes for
-// it); returns its element count. The CUDA backend's upload and the memory plan's (runtime/memory_plan.cpp) check
+// it); returns its element count. The CUDA backend's upload and the memory plan's (engine/memory_plan.cpp) check
 // with it, so that a plan refuses what a load would refuse.
 int64_t check_device_tensor(const GgufTensor& t);
 

@@ -1,4 +1,4 @@
-// Device bytes of the CUDA backend's allocations, as rules in one place: the memory plan (runtime/memory_plan.cpp)
+// Device bytes of the CUDA backend's allocations, as rules in one place: the memory plan (engine/memory_plan.cpp)
 // counts with them before anything is allocated, and the CUDA backend (runtime/cuda/) can size its allocations
 // with the same calls, so that the two cannot drift apart. Header-only and free of CUDA, so that CPU-only builds
 // (`swrun fit` on a machine without a GPU) and .cu files can both include it.

@@ -1,6 +1,6 @@
 // Per-layer, per-op timings of a prefill. Backends feed op times into a Profiler (CUDA events on the GPU, the
 // HostRangeTimer below on the CPU); the caller closes each timed run with its wall time; finish() turns the runs
-// into one Profile (per-op medians) that runtime/report renders.
+// into one Profile (per-op medians) that engine/report renders.
 #pragma once
 #include <array>
 #include <chrono>

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "runtime/ab_metrics.h"
+#include "engine/ab_metrics.h"
 #include "runtime/common.h"
 
 namespace swrun {

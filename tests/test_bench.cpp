@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/bench.h"
-#include "runtime/bench_report.h"
+#include "engine/bench.h"
+#include "engine/bench_report.h"
 #include "runtime/gguf_writer.h"
 #include "tests/error_of.h"
 

@@ -1,4 +1,4 @@
-// The memory plan against a real run on the GPU (runtime/memory_plan.h): Gemma 3 270M loaded, KV cache made,
+// The memory plan against a real run on the GPU (engine/memory_plan.h): Gemma 3 270M loaded, KV cache made,
 // warmed up as `swrun` does (a prefill of the batch, the decode step's graph), a prompt prefilled in chunks and a
 // few sampled decode steps; the backend's tracked peak (DeviceMemory::peak_bytes) must land within 5% of the
 // plan's total, its weights and KV cache exactly on the plan's. Skips without a GPU or without the model file.
@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include "models/model.h"
-#include "runtime/generate.h"
-#include "runtime/memory_plan.h"
+#include "engine/generate.h"
+#include "engine/memory_plan.h"
 #include "runtime/sampler.h"
 
 namespace swrun {

@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "models/model.h"
-#include "runtime/generate.h"
+#include "engine/generate.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 

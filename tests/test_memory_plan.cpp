@@ -1,4 +1,4 @@
-// The memory plan (runtime/memory_plan.h): weights are the byte rule over the tensor table, the KV cache splits
+// The memory plan (engine/memory_plan.h): weights are the byte rule over the tensor table, the KV cache splits
 // into dense layers and sliding rings as the policy says, activations grow linearly with the batch, a plan fits
 // exactly up to its budget, the default ubatch, and the published targets (Gemma 3 27B at 32K and 128K on 80 GiB;
 // Qwen2.5 7B and Gemma 3 12B at 32K under 24 GiB) on full-size layouts: GGUF images whose header and tensor table
@@ -15,7 +15,7 @@
 
 #include "runtime/common.h"
 #include "runtime/device_bytes.h"
-#include "runtime/memory_plan.h"
+#include "engine/memory_plan.h"
 
 namespace swrun {
 namespace {

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "runtime/common.h"
-#include "runtime/prompt_fill.h"
+#include "engine/prompt_fill.h"
 
 namespace swrun {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "runtime/common.h"
 #include "runtime/profile.h"
-#include "runtime/report.h"
+#include "engine/report.h"
 
 namespace swrun {
 namespace {

@@ -10,7 +10,7 @@
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/load_log.h"
-#include "runtime/memory_plan.h"
+#include "engine/memory_plan.h"
 
 namespace swrun {
 
@@ -70,7 +70,7 @@ class BackendStart {
 
 // The prefill chunk of a run on `be`: -b when given (ubatch_flag > 0), else the backend's default. On the CPU the
 // default is 512 (it only bounds the activation buffers, in host memory). On CUDA the chunk comes from the memory
-// plan (runtime/memory_plan.h) of `job` on this GPU: the default is the largest power of two from 32768 down to
+// plan (engine/memory_plan.h) of `job` on this GPU: the default is the largest power of two from 32768 down to
 // 512 that fits and keeps activations + workspace within 2.5 GiB (plan_default_ubatch), and a run that does not
 // fit, at the default or at the -b given, fails here, before anything is loaded, with the part that does not fit
 // and the flag that would help. Chunks never exceed the prompt, so short prompts allocate no more.

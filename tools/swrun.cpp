@@ -15,12 +15,12 @@
 #include "models/model.h"
 #include "runtime/backend.h"
 #include "runtime/common.h"
-#include "runtime/generate.h"
+#include "engine/generate.h"
 #include "runtime/gguf.h"
 #include "runtime/load_log.h"
-#include "runtime/prefill_study.h"
-#include "runtime/prompt_fill.h"
-#include "runtime/report.h"
+#include "engine/prefill_study.h"
+#include "engine/prompt_fill.h"
+#include "engine/report.h"
 #include "runtime/tokenizer.h"
 #include "tools/cli_backend.h"
 #include "tools/cli_files.h"
@@ -70,7 +70,7 @@ void check_common(const Options& o) {
   if (o.repeat < 1) fail("--repeat must be >= 1");
 }
 
-// The memory job of a run over `n_prompt` prompt tokens with a context of `ctx` (runtime/memory_plan.h).
+// The memory job of a run over `n_prompt` prompt tokens with a context of `ctx` (engine/memory_plan.h).
 MemoryJob memory_job(int ctx, int n_prompt, std::vector<AttnSpec> specs) {
   MemoryJob job;
   job.ctx = ctx;

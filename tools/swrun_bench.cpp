@@ -7,8 +7,8 @@
 #include <cstdio>
 
 #include "models/model.h"
-#include "runtime/bench.h"
-#include "runtime/bench_report.h"
+#include "engine/bench.h"
+#include "engine/bench_report.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/tokenizer.h"

@@ -1,4 +1,4 @@
-// `swrun bench`: the subcommand's flags and its run (runtime/bench.h does the measuring).
+// `swrun bench`: the subcommand's flags and its run (engine/bench.h does the measuring).
 #pragma once
 #include <string>
 

@@ -9,7 +9,7 @@
 #include "runtime/backend.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
-#include "runtime/memory_plan.h"
+#include "engine/memory_plan.h"
 
 namespace swrun {
 namespace {

@@ -1,5 +1,5 @@
 // `swrun fit -m MODEL [-c CTX] [-b UBATCH] [--attn SPEC] [--mem 24G] [--json]`: the device memory plan of a run
-// (runtime/memory_plan.h) and whether it fits. Reads only the file's header and tensor table: no GPU needed.
+// (engine/memory_plan.h) and whether it fits. Reads only the file's header and tensor table: no GPU needed.
 // Exit status 0 when it fits, 1 when it does not, 2 on bad input.
 #pragma once
 #include <string>

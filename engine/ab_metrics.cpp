@@ -1,4 +1,4 @@
-#include "runtime/ab_metrics.h"
+#include "engine/ab_metrics.h"
 
 #include <algorithm>
 #include <cmath>

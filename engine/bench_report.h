@@ -4,7 +4,7 @@
 #pragma once
 #include <string>
 
-#include "runtime/bench.h"
+#include "engine/bench.h"
 
 namespace swrun {
 

@@ -1,11 +1,11 @@
-#include "runtime/prefill_study.h"
+#include "engine/prefill_study.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include "runtime/common.h"
-#include "runtime/generate.h"
+#include "engine/generate.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 

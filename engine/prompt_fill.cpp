@@ -1,4 +1,4 @@
-#include "runtime/prompt_fill.h"
+#include "engine/prompt_fill.h"
 
 #include <string>
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "models/model.h"
-#include "runtime/ab_metrics.h"
+#include "engine/ab_metrics.h"
 #include "runtime/profile.h"
 
 namespace swrun {

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/ab_metrics.h"
+#include "engine/ab_metrics.h"
 #include "runtime/profile.h"
 
 namespace swrun {

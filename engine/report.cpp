@@ -1,4 +1,4 @@
-#include "runtime/report.h"
+#include "engine/report.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "runtime/bench_report.h"
+#include "engine/bench_report.h"
 
 #include <cmath>
 #include <cstdio>

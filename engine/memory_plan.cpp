@@ -1,4 +1,4 @@
-#include "runtime/memory_plan.h"
+#include "engine/memory_plan.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "runtime/bench.h"
+#include "engine/bench.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,7 +9,7 @@
 #include <random>
 
 #include "runtime/common.h"
-#include "runtime/generate.h"
+#include "engine/generate.h"
 #include "runtime/tokenizer.h"
 
 namespace swrun {
