@@ -17,6 +17,9 @@ int64_t check_device_tensor(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)
     fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
+  // The CPU backend reads MXFP4; the CUDA dequant, GEMV and GEMM kernels have no MXFP4 path yet.
+  if (t.type() == GgmlType::MXFP4)
+    fail("tensor '" + t.name + "': type MXFP4 is not supported by the CUDA backend yet; use --backend cpu");
   if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
   int64_t elems = 1;
   for (int64_t d : t.ne) elems *= d;
