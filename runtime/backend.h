@@ -69,6 +69,11 @@ struct AttnParams {
   // Gemma 2's score softcapping: a scaled score s becomes softcap * tanh(s / softcap) before the softmax.
   // 0 = none. Applied inside the attention kernels, never as a pass over materialized scores.
   float softcap = 0.f;
+  // gpt-oss's attention sinks: an F32 vector of n_head learned logits (impl == nullptr: none). Head h's softmax
+  // gets one more term exp(sinks[h]) in its denominator, a "key" with no value that takes part of the weight:
+  // weight_j = exp(s_j) / (exp(sinks[h]) + sum_k exp(s_k)). Taken as is (neither scaled nor softcapped), in
+  // dense and sliding layers alike.
+  Weight sinks;
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.

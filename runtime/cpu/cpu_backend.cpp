@@ -179,6 +179,10 @@ class CpuBackend final : public Backend {
     }
     const float* kc = k_cache_[layer].data();
     const float* vc = v_cache_[layer].data();
+    const float* sinks = static_cast<const float*>(p.sinks.impl);
+    if (sinks && (p.sinks.type != GgmlType::F32 || p.sinks.rows != 1 || p.sinks.cols != p.n_head))
+      fail("attention: sinks '" + p.sinks.name + "' must be an F32 vector of " + std::to_string(p.n_head) +
+           " values (one per query head)");
 #pragma omp parallel num_threads(threads_)
     {
       std::vector<float> scores;
@@ -204,7 +208,9 @@ class CpuBackend final : public Backend {
             scores[j - lo] = s;
             mx = std::max(mx, s);
           }
-          double sum = 0;
+          // The sink joins the max (so that no exp overflows) and the denominator, never the weighted sum.
+          if (sinks) mx = std::max(mx, sinks[h]);
+          double sum = sinks ? std::exp(double(sinks[h]) - mx) : 0.0;
           for (float& s : scores) { s = std::exp(s - mx); sum += s; }
           const float inv = static_cast<float>(1.0 / sum);
           for (int64_t j = lo; j <= hi; ++j) {
