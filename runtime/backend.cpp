@@ -29,4 +29,25 @@ int64_t check_device_tensor(const GgufTensor& t) {
   return elems;
 }
 
+void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
+  const BackendFeatures has = be.features();
+  std::string missing;
+  auto note = [&](bool need, bool have, const char* what) {
+    if (need && !have) missing += (missing.empty() ? "" : " / ") + std::string(what);
+  };
+  note(needed.attention_sinks, has.attention_sinks, "attention sinks");
+  note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
+  fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
+}
+
+void Backend::moe(Buffer, int64_t, const MoeFfn&, Buffer) {
+  fail_missing_features(*this, BackendFeatures{false, true});
+}
+
+void require_features(const Backend& be, const BackendFeatures& needed) {
+  const BackendFeatures has = be.features();
+  if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts))
+    fail_missing_features(be, needed);
+}
+
 }  // namespace swrun

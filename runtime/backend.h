@@ -76,6 +76,28 @@ struct AttnParams {
   Weight sinks;
 };
 
+// A mixture-of-experts FFN (gpt-oss's): per token, router logits = router x + router_bias; the n_used experts with
+// the largest logits are chosen (the lower index among equal logits) and weighted by the softmax of their logits
+// alone; each chosen expert e computes down_e(act(gate_e x + gate_bias_e, up_e x + up_bias_e)) + down_bias_e with
+// act(g, u) = min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, -limit, limit) + 1).
+// The experts' 3-D tensors are uploaded as matrices: expert e owns rows [e * ffn, (e + 1) * ffn) of gate and up
+// ([n_expert * ffn, dim]) and rows [e * dim, (e + 1) * dim) of down ([n_expert * dim, ffn]); the bias tensors are
+// [n_expert, ffn] and [n_expert, dim] matrices, one row per expert.
+struct MoeFfn {
+  Weight router, router_bias;
+  Weight gate, up, down;
+  Weight gate_bias, up_bias, down_bias;
+  int n_expert = 0, n_used = 0, ffn = 0;
+  float alpha = 1.702f, limit = 7.f;
+};
+
+// Model features beyond the core ops that a backend may not have yet. A model asks for the ones it uses before it
+// loads a weight (require_features below), so that a run stops at once with one line naming them.
+struct BackendFeatures {
+  bool attention_sinks = false;     // AttnParams::sinks
+  bool mixture_of_experts = false;  // Backend::moe
+};
+
 // Names of the ops, used by the profiler and NVTX ranges.
 enum class OpKind { Embed, Norm, Matmul, Rope, Attention, Act, Add, Logits, Other };
 
@@ -86,6 +108,8 @@ class Backend {
   virtual std::string device_name() const = 0;  // "2 threads" or "NVIDIA H100 80GB HBM3"
   // The device's memory in bytes (0: not a separate device; the CPU's activations live in host memory).
   virtual size_t device_memory_bytes() const { return 0; }
+  // What this backend runs beyond the core ops (none unless it says so).
+  virtual BackendFeatures features() const { return {}; }
 
   // Weights (called once at load). A 1-D tensor becomes rows = 1.
   virtual Weight upload(const GgufTensor& t) = 0;
@@ -165,6 +189,9 @@ class Backend {
     gated_matmul(x, w_gate, w_up, rows, act, gate, up);
     matmul(gate, w_down, rows, out);
   }
+  // out[r, :] = the mixture of experts f applied to x[r, :] for `rows` rows (x [rows, dim], out [rows, dim]). Only the
+  // chosen experts' rows are read. Backends whose features() lack mixture_of_experts refuse it.
+  virtual void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out);
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;
@@ -205,6 +232,11 @@ class Backend {
   virtual void attach_load_log(LoadLog* log) { (void)log; }
   virtual void finish_uploads() {}
 };
+
+// Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
+// attention sinks / mixture of experts not supported yet; use --backend cpu".
+void require_features(const Backend& be, const BackendFeatures& needed);
+[[noreturn]] void fail_missing_features(const Backend& be, const BackendFeatures& needed);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
 // Throws Error when CUDA is unavailable; with a log, its set-up phases are added to it as sub-phases.

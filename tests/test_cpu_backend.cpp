@@ -1,6 +1,7 @@
 // The CPU backend (the reference the GPU kernels are checked against) against fp64 evaluations of the definitions:
 // attention with gpt-oss's sinks in dense and sliding layers, over several batches so that a sliding layer's ring
-// wraps, with a negative control showing the sinks move the result.
+// wraps; gpt-oss's mixture-of-experts FFN with F32 and MXFP4 experts. Each
+// has a negative control showing the feature moves the result.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 
 #include "runtime/backend.h"
 #include "runtime/common.h"
+#include "runtime/dequant.h"
+#include "runtime/gguf_writer.h"
 
 namespace swrun {
 namespace {
@@ -149,6 +152,177 @@ TEST_F(CpuAttention, MisshapenSinksAreAnError) {
   std::vector<float> got;
   std::vector<double> want;
   EXPECT_THROW(run(AttnPolicy::dense(), 4, 4, {0.f, 1.f}, &got, &want), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mixture of experts
+
+struct MoeShape {
+  int dim = 64, ffn = 32, n_expert = 6, n_used = 3, tokens = 5;
+};
+
+// The definition (runtime/backend.h, MoeFfn) in fp64 on dequantized weights. `clamp` and `softmax_of_chosen` off
+// give the variants a wrong implementation could compute (the negative controls).
+struct MoeReference {
+  MoeShape s;
+  std::vector<float> router, router_bias, gate, up, down, gate_bias, up_bias, down_bias;  // fp32 values
+  float alpha = 1.702f, limit = 7.f;
+
+  std::vector<double> run(const std::vector<float>& x, bool clamp = true, bool softmax_of_chosen = true) const {
+    std::vector<double> out(size_t(s.tokens) * s.dim, 0.0);
+    for (int t = 0; t < s.tokens; ++t) {
+      const float* xt = x.data() + size_t(t) * s.dim;
+      std::vector<double> logit(s.n_expert);
+      for (int e = 0; e < s.n_expert; ++e) {
+        logit[e] = router_bias[e];
+        for (int c = 0; c < s.dim; ++c) logit[e] += double(router[size_t(e) * s.dim + c]) * xt[c];
+      }
+      std::vector<int> order(s.n_expert);
+      for (int e = 0; e < s.n_expert; ++e) order[e] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logit[a] > logit[b]; });
+      const int weighted = softmax_of_chosen ? s.n_used : s.n_expert;
+      double denom = 0;
+      for (int k = 0; k < weighted; ++k) denom += std::exp(logit[order[k]]);
+      for (int k = 0; k < s.n_used; ++k) {
+        const int e = order[k];
+        std::vector<double> h(s.ffn);
+        for (int j = 0; j < s.ffn; ++j) {
+          const size_t row = (size_t(e) * s.ffn + j) * s.dim;
+          double g = gate_bias[size_t(e) * s.ffn + j], u = up_bias[size_t(e) * s.ffn + j];
+          for (int c = 0; c < s.dim; ++c) {
+            g += double(gate[row + c]) * xt[c];
+            u += double(up[row + c]) * xt[c];
+          }
+          if (clamp) {
+            g = std::min<double>(g, limit);
+            u = std::clamp<double>(u, -limit, limit);
+          }
+          h[j] = g / (1.0 + std::exp(-double(alpha) * g)) * (u + 1.0);
+        }
+        const double w = std::exp(logit[e]) / denom;
+        for (int c = 0; c < s.dim; ++c) {
+          const size_t row = (size_t(e) * s.dim + c) * s.ffn;
+          double y = down_bias[size_t(e) * s.dim + c];
+          for (int j = 0; j < s.ffn; ++j) y += double(down[row + j]) * h[j];
+          out[size_t(t) * s.dim + c] += w * y;
+        }
+      }
+    }
+    return out;
+  }
+};
+
+class CpuMoe : public ::testing::Test {
+ protected:
+  MoeShape s_;
+  std::mt19937_64 rng_{777};
+  std::unique_ptr<Backend> be_ = make_cpu_backend(2);
+  std::vector<std::vector<uint8_t>> storage_;  // the uploaded tensors' bytes (the CPU backend reads them in place)
+
+  std::vector<float> normal(size_t n, float stddev) {
+    std::normal_distribution<float> dist(0.f, stddev);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng_);
+    return v;
+  }
+  // Uploads `values` as `type` with shape ne, and replaces them with what the stored tensor holds.
+  Weight upload(const std::string& name, GgmlType type, std::vector<int64_t> ne, std::vector<float>& values) {
+    const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
+    auto& bytes = storage_.emplace_back(ggml_row_bytes(info, int64_t(values.size())));
+    quantize_row(type, values.data(), bytes.data(), int64_t(values.size()));
+    dequantize_row(type, bytes.data(), values.data(), int64_t(values.size()));
+    GgufTensor t{name, uint32_t(type), std::move(ne), 0, bytes.data(), bytes.size()};
+    return be_->upload(t);
+  }
+
+  // Random weights (expert matrices in `expert_type`): pre-activations spread well past the clamp limit.
+  void make(GgmlType expert_type, MoeReference* ref, MoeFfn* f) {
+    const int64_t d = s_.dim, ff = s_.ffn, ne = s_.n_expert;
+    ref->s = s_;
+    ref->router = normal(ne * d, 0.3f);
+    ref->router_bias = normal(ne, 0.5f);
+    ref->gate = normal(ne * ff * d, 0.6f);
+    ref->up = normal(ne * ff * d, 0.6f);
+    ref->down = normal(ne * d * ff, 0.2f);
+    ref->gate_bias = normal(ne * ff, 1.f);
+    ref->up_bias = normal(ne * ff, 1.f);
+    ref->down_bias = normal(ne * d, 1.f);
+    f->router = upload("router", GgmlType::F32, {d, ne}, ref->router);
+    f->router_bias = upload("router_bias", GgmlType::F32, {ne}, ref->router_bias);
+    f->gate = upload("gate_exps", expert_type, {d, ff, ne}, ref->gate);
+    f->up = upload("up_exps", expert_type, {d, ff, ne}, ref->up);
+    f->down = upload("down_exps", expert_type, {ff, d, ne}, ref->down);
+    f->gate_bias = upload("gate_exps.bias", GgmlType::F32, {ff, ne}, ref->gate_bias);
+    f->up_bias = upload("up_exps.bias", GgmlType::F32, {ff, ne}, ref->up_bias);
+    f->down_bias = upload("down_exps.bias", GgmlType::F32, {d, ne}, ref->down_bias);
+    f->n_expert = s_.n_expert;
+    f->n_used = s_.n_used;
+    f->ffn = s_.ffn;
+  }
+
+  std::vector<float> run(const MoeFfn& f, const std::vector<float>& x) {
+    Buffer xb = be_->alloc(x.size()), out = be_->alloc(x.size());
+    std::copy(x.begin(), x.end(), xb.data);
+    std::fill(out.data, out.data + out.count, NAN);
+    be_->moe(xb, s_.tokens, f, out);
+    return std::vector<float>(out.data, out.data + out.count);
+  }
+
+  // max |got - want| relative to the largest |want|.
+  static double rel_error(const std::vector<float>& got, const std::vector<double>& want) {
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      worst = std::max(worst, std::fabs(got[i] - want[i]));
+      scale = std::max(scale, std::fabs(want[i]));
+    }
+    return worst / scale;
+  }
+};
+
+TEST_F(CpuMoe, MatchesTheDefinitionWithF32AndMxfp4Experts) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::MXFP4}) {
+    SCOPED_TRACE(ggml_type_name(uint32_t(type)));
+    MoeReference ref;
+    MoeFfn f;
+    make(type, &ref, &f);
+    const std::vector<float> x = normal(size_t(s_.tokens) * s_.dim, 1.f);
+    EXPECT_LT(rel_error(run(f, x), ref.run(x)), 1e-5);
+  }
+}
+
+// Guards the test above: without the clamps, or with the softmax over every expert, the output moves far more than
+// its tolerance; and the experts the router does not choose are never read (NaN weights there change nothing).
+TEST_F(CpuMoe, ClampsRoutingAndUnchosenExpertsBite) {
+  MoeReference ref;
+  MoeFfn f;
+  make(GgmlType::F32, &ref, &f);
+  const std::vector<float> x = normal(size_t(s_.tokens) * s_.dim, 1.f);
+  const std::vector<float> got = run(f, x);
+  EXPECT_GT(rel_error(got, ref.run(x, /*clamp=*/false)), 1e-2);
+  EXPECT_GT(rel_error(got, ref.run(x, true, /*softmax_of_chosen=*/false)), 1e-2);
+
+  // Expert 0 never chosen (its router bias far below the others), its rows all NaN.
+  ref.router_bias[0] = -1e4f;
+  f.router_bias = upload("router_bias", GgmlType::F32, {s_.n_expert}, ref.router_bias);
+  // The CPU backend reads an uploaded matrix in place: poisoning its bytes poisons what the backend sees.
+  float* gate0 = reinterpret_cast<float*>(const_cast<void*>(f.gate.impl));
+  std::fill(gate0, gate0 + size_t(s_.ffn) * s_.dim, NAN);
+  const std::vector<float> masked = run(f, x);
+  for (float v : masked) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_LT(rel_error(masked, ref.run(x)), 1e-5);
+}
+
+TEST_F(CpuMoe, MisshapenExpertsAreAnError) {
+  MoeReference ref;
+  MoeFfn f;
+  make(GgmlType::F32, &ref, &f);
+  MoeFfn too_many = f;
+  too_many.n_used = s_.n_expert + 1;
+  const std::vector<float> x = normal(size_t(s_.tokens) * s_.dim, 1.f);
+  EXPECT_THROW(run(too_many, x), Error);
+  MoeFfn wrong_width = f;
+  wrong_width.ffn = s_.ffn / 2;
+  EXPECT_THROW(run(wrong_width, x), Error);
 }
 
 }  // namespace
