@@ -37,16 +37,18 @@ void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
   };
   note(needed.attention_sinks, has.attention_sinks, "attention sinks");
   note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
+  note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
   fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
 }
 
 void Backend::moe(Buffer, int64_t, const MoeFfn&, Buffer) {
-  fail_missing_features(*this, BackendFeatures{false, true});
+  fail_missing_features(*this, BackendFeatures{false, true, false});
 }
 
 void require_features(const Backend& be, const BackendFeatures& needed) {
   const BackendFeatures has = be.features();
-  if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts))
+  if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
+      (needed.yarn_rope && !has.yarn_rope))
     fail_missing_features(be, needed);
 }
 

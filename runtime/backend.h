@@ -51,6 +51,11 @@ struct RopeParams {
   // head_dim/2 values; impl == nullptr: none), and cos/sin are multiplied by attn_factor.
   Weight freq_factors;
   float attn_factor = 1.f;
+  // YaRN (rope.scaling.type = yarn), as ggml computes it: pair i's angle mixes the interpolated angle (position *
+  // freq_scale) and the original one, the original weighted by ramp(i) = 1 - clamp((i - yarn_low) /
+  // max(0.001, yarn_high - yarn_low), 0, 1); cos/sin are also multiplied by 1 + 0.1 ln(1 / freq_scale).
+  bool yarn = false;
+  float yarn_low = 0.f, yarn_high = 0.f;  // pair indices where the ramp starts and ends
 };
 
 // One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
@@ -96,6 +101,7 @@ struct MoeFfn {
 struct BackendFeatures {
   bool attention_sinks = false;     // AttnParams::sinks
   bool mixture_of_experts = false;  // Backend::moe
+  bool yarn_rope = false;           // RopeParams::yarn
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.
@@ -234,7 +240,7 @@ class Backend {
 };
 
 // Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
-// attention sinks / mixture of experts not supported yet; use --backend cpu".
+// attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu".
 void require_features(const Backend& be, const BackendFeatures& needed);
 [[noreturn]] void fail_missing_features(const Backend& be, const BackendFeatures& needed);
 

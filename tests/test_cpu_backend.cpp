@@ -1,6 +1,6 @@
 // The CPU backend (the reference the GPU kernels are checked against) against fp64 evaluations of the definitions:
 // attention with gpt-oss's sinks in dense and sliding layers, over several batches so that a sliding layer's ring
-// wraps; gpt-oss's mixture-of-experts FFN with F32 and MXFP4 experts. Each
+// wraps; YaRN RoPE at the ends of its ramp; gpt-oss's mixture-of-experts FFN with F32 and MXFP4 experts. Each
 // has a negative control showing the feature moves the result.
 #include <gtest/gtest.h>
 
@@ -152,6 +152,56 @@ TEST_F(CpuAttention, MisshapenSinksAreAnError) {
   std::vector<float> got;
   std::vector<double> want;
   EXPECT_THROW(run(AttnPolicy::dense(), 4, 4, {0.f, 1.f}, &got, &want), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// YaRN RoPE: its two ends are plain RoPE. Pairs below the ramp keep their original angle, pairs above it take the
+// linearly scaled one; both with YaRN's magnitude 1 + 0.1 ln(factor). In between, the angle lies between the two.
+
+std::vector<float> rope_once(Backend& be, const RopeParams& p, const std::vector<float>& x, int32_t pos, int dim) {
+  Buffer b = be.alloc(x.size());
+  std::copy(x.begin(), x.end(), b.data);
+  const int32_t token = 0;
+  be.begin_batch(&token, pos, 1);
+  be.rope(b, 1, dim, p);
+  return std::vector<float>(b.data, b.data + b.count);
+}
+
+TEST(CpuRope, YarnEndsAreOriginalAndInterpolatedRope) {
+  std::unique_ptr<Backend> be = make_cpu_backend(1);
+  const int dim = 32, half = dim / 2;
+  std::vector<float> x(dim);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  RopeParams yarn;
+  yarn.freq_base = 10000.f;
+  yarn.freq_scale = 1.f / 32;
+  yarn.style = RopeStyle::NeoX;
+  yarn.yarn = true;
+  yarn.yarn_low = 4;
+  yarn.yarn_high = 10;
+  RopeParams original = yarn, interpolated = yarn;
+  original.yarn = interpolated.yarn = false;
+  original.freq_scale = 1.f;
+  const float magnitude = 1.f + 0.1f * std::log(32.f);
+  original.attn_factor = interpolated.attn_factor = magnitude;
+  const int32_t pos = 1000;
+  const std::vector<float> got = rope_once(*be, yarn, x, pos, dim);
+  const std::vector<float> low = rope_once(*be, original, x, pos, dim);
+  const std::vector<float> high = rope_once(*be, interpolated, x, pos, dim);
+  for (int i = 0; i < half; ++i) {
+    SCOPED_TRACE("pair " + std::to_string(i));
+    const std::vector<float>* want = i <= 4 ? &low : i >= 10 ? &high : nullptr;
+    if (want) {
+      EXPECT_NEAR(got[i], (*want)[i], 1e-5);
+      EXPECT_NEAR(got[i + half], (*want)[i + half], 1e-5);
+    }
+    // The rotation keeps the pair's length, scaled by the magnitude, everywhere.
+    EXPECT_NEAR(std::hypot(got[i], got[i + half]), magnitude * std::hypot(x[i], x[i + half]), 1e-4);
+  }
+  // The ramp bites: the two ends differ at this position, so matching both above is not trivial.
+  EXPECT_GT(std::fabs(low[0] - high[0]) + std::fabs(low[half - 1] - high[half - 1]), 0.1);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

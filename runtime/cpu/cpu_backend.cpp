@@ -29,7 +29,7 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override { return std::to_string(threads_) + " threads"; }
-  BackendFeatures features() const override { return {true, true}; }
+  BackendFeatures features() const override { return {true, true, true}; }
 
   Weight upload(const GgufTensor& t) override {
     const GgmlTypeInfo ti = ggml_type_info(t.type_id);
@@ -145,14 +145,25 @@ class CpuBackend final : public Backend {
       inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
       if (factors) inv_freq[i] /= factors[i];
     }
+    // YaRN: how much of pair i's original (unscaled) angle is kept, and the magnitude YaRN gives cos and sin.
+    std::vector<double> extrapolated(half, 0.0);
+    double magnitude = p.attn_factor;
+    if (p.yarn) {
+      for (int i = 0; i < half; ++i) {
+        const double y = (i - p.yarn_low) / std::max(0.001, double(p.yarn_high) - p.yarn_low);
+        extrapolated[i] = 1.0 - std::clamp(y, 0.0, 1.0);
+      }
+      magnitude *= 1.0 + 0.1 * std::log(1.0 / p.freq_scale);
+    }
     for (int t = 0; t < n_; ++t) {
-      const double pos = static_cast<double>(pos0_ + t) * p.freq_scale;
+      const double pos = static_cast<double>(pos0_ + t);
       for (int h = 0; h < heads; ++h) {
         float* v = x.data + (static_cast<size_t>(t) * heads + h) * head_dim;
         for (int i = 0; i < half; ++i) {
-          const double a = pos * inv_freq[i];
-          const float c = static_cast<float>(std::cos(a) * p.attn_factor);
-          const float s = static_cast<float>(std::sin(a) * p.attn_factor);
+          const double original = pos * inv_freq[i];
+          const double a = original * p.freq_scale * (1.0 - extrapolated[i]) + original * extrapolated[i];
+          const float c = static_cast<float>(std::cos(a) * magnitude);
+          const float s = static_cast<float>(std::sin(a) * magnitude);
           const int i0 = p.style == RopeStyle::NeoX ? i : 2 * i;
           const int i1 = p.style == RopeStyle::NeoX ? i + half : 2 * i + 1;
           const float x0 = v[i0], x1 = v[i1];
