@@ -309,16 +309,23 @@ void make_llama(SyntheticModel& m, const Options& o) {
   }
 }
 
-// gpt-oss: four layers alternating sliding (0, 2) and dense (1, 3), GQA 8:2, biases on q/k/v and the output
-// projection, sink logits of the size of the scores (uniform in [-1, 3]: some heads give the sink most of the
-// weight), YaRN RoPE as gpt-oss sets it (factor 32 over an original context of 4096, so the ramp falls inside the
-// head dimension), and 8 experts of which 2 are used, with biases. The experts are MXFP4 (as gpt-oss ships them)
-// with --type mix or MXFP4, else of --type; with --type MXFP4 every other matrix is F32.
+// gpt-oss: a byte-level BPE vocabulary with GPT-4o's pre-tokenizer, four layers alternating sliding (0, 2) and
+// dense (1, 3), GQA 8:2, biases on q/k/v and the output projection, sink logits of the size of the scores (uniform
+// in [-1, 3]: some heads give the sink most of the weight), YaRN RoPE as gpt-oss sets it (factor 32 over an
+// original context of 4096, so the ramp falls inside the head dimension), and 8 experts of which 2 are used, with
+// biases. The experts are MXFP4 (as gpt-oss ships them) with --type mix or MXFP4, else of --type; with --type MXFP4
+// every other matrix is F32.
 void make_gpt_oss(SyntheticModel& m, const Options& o, GgmlType expert_type) {
   const Shape s{4, 256, 8, 2, 32, 128, vocab_size(o.vocab)};
   const int n_expert = 8, n_used = 2;
   auto& w = m.writer();
   common_keys(w, "gpt-oss", s, o.vocab);
+  // gpt-oss splits text with GPT-4o's pre-tokenizer, whatever byte-level BPE vocabulary --vocab lends.
+  if (!o.vocab.empty()) {
+    if (swrun::GgufFile::open(o.vocab)->get_string("tokenizer.ggml.model", "") != "gpt2")
+      throw swrun::Error("gpt-oss needs a byte-level BPE (gpt2) --vocab");
+    w.set_string("tokenizer.ggml.pre", "gpt-4o");
+  }
   w.set_f32("gpt-oss.attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_u32("gpt-oss.attention.sliding_window", o.window);
   w.set_f32("gpt-oss.rope.freq_base", 150000.f);
