@@ -116,7 +116,7 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch);
 }  // namespace swrun
 
 namespace swrun {
-// `<arch>.rope.scaling.*`: linear (or longrope) scaling gives freq_scale = 1/factor; other kinds are an Error.
+// `<arch>.rope.scaling.*`: linear, longrope or yarn scaling gives freq_scale = 1/factor; other kinds are an Error.
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch);
 
 // RoPE of the uniform architectures: `<arch>.rope.freq_base` (default 10000), rope scaling (linear, or YaRN with

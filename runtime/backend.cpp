@@ -29,7 +29,9 @@ int64_t check_device_tensor(const GgufTensor& t) {
   return elems;
 }
 
-void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
+namespace {
+
+[[noreturn]] void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
   const BackendFeatures has = be.features();
   std::string missing;
   auto note = [&](bool need, bool have, const char* what) {
@@ -40,6 +42,8 @@ void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
   note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
   fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
 }
+
+}  // namespace
 
 void Backend::moe(Buffer, int64_t, const MoeFfn&, Buffer) {
   fail_missing_features(*this, BackendFeatures{false, true, false});

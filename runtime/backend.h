@@ -195,8 +195,8 @@ class Backend {
     gated_matmul(x, w_gate, w_up, rows, act, gate, up);
     matmul(gate, w_down, rows, out);
   }
-  // out[r, :] = the mixture of experts f applied to x[r, :] for `rows` rows (x [rows, dim], out [rows, dim]). Only the
-  // chosen experts' rows are read. Backends whose features() lack mixture_of_experts refuse it.
+  // out[r, :] = the mixture of experts f applied to x[r, :] for `rows` rows (x and out [rows, dim]). Only the chosen
+  // experts' rows are read. Backends whose features() lack mixture_of_experts refuse it (the default).
   virtual void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out);
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
@@ -242,7 +242,6 @@ class Backend {
 // Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
 // attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu".
 void require_features(const Backend& be, const BackendFeatures& needed);
-[[noreturn]] void fail_missing_features(const Backend& be, const BackendFeatures& needed);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
 // Throws Error when CUDA is unavailable; with a log, its set-up phases are added to it as sub-phases.
