@@ -28,10 +28,20 @@ DecoderModel::DecoderModel(Backend& be, ModelConfig cfg, int max_batch) : Model(
 
 Decoder::Decoder(const GgufFile& f, Backend& be, ModelConfig cfg, int max_batch, const DecoderStyle& style)
     : DecoderModel(be, std::move(cfg), max_batch), style_(style) {
+  bool yarn = false;
+  for (const LayerConfig& l : cfg_.layers) yarn = yarn || l.rope.yarn;
+  require_features(be, BackendFeatures{style_.attn.sinks, style_.moe, yarn});
   load_output(f);
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const TracedOps::Range layer_range = ops_.layer(l);
-    layers_.push_back({load_attention(f, l, style_.attn), load_mlp(f, l, style_.mlp_post_norm)});
+    Layer layer;
+    layer.attn = load_attention(f, l, style_.attn);
+    if (style_.moe) {
+      layer.moe = load_moe(f, l);
+    } else {
+      layer.mlp = load_mlp(f, l, style_.mlp_post_norm);
+    }
+    layers_.push_back(std::move(layer));
   }
 }
 
@@ -40,9 +50,13 @@ void Decoder::forward(const int32_t* tokens, int32_t pos0, int n, LogitsMode mod
   // Each residual step also applies the next block's pre-norm, so only the first one stands alone.
   ops_.rmsnorm("attn_norm", 0, s_.x, layers_[0].attn.norm, n, cfg_.norm_eps, s_.xn);
   for (int l = 0; l < cfg_.n_layer; ++l) {
-    attention_block(l, layers_[l].attn, n, layers_[l].mlp.norm);
+    attention_block(l, layers_[l].attn, n, layers_[l].ffn_norm());
     const Weight* next_norm = l + 1 < cfg_.n_layer ? &layers_[l + 1].attn.norm : nullptr;
-    mlp_block(l, layers_[l].mlp, style_.act, n, next_norm);
+    if (style_.moe) {
+      moe_block(l, layers_[l].moe, n, next_norm);
+    } else {
+      mlp_block(l, layers_[l].mlp, style_.act, n, next_norm);
+    }
   }
   finish(n, mode, logits);
 }
@@ -110,10 +124,10 @@ void DecoderModel::attention_block(int l, const AttnWeights& w, int n, const Wei
   if (w.bv.impl) ops_.add_bias("attn_v_bias", l, s_.v, w.bv, rows);
   ops_.qk_norm_rope("qk_norm_rope", l, s_.q, s_.k, if_present(w.q_norm), if_present(w.k_norm), rows, c.n_head,
                     c.n_head_kv, c.head_dim, c.norm_eps, lc.rope);
-  AttnParams p{c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy};
-  p.softcap = c.attn_softcap;
+  const AttnParams p{c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy, c.attn_softcap, w.sinks};
   ops_.attention(l, s_.q, s_.k, s_.v, s_.att, p);
   ops_.matmul("attn_out", l, s_.att, w.wo, rows, s_.proj);
+  if (w.bo.impl) ops_.add_bias("attn_out_bias", l, s_.proj, w.bo, rows);
   ops_.residual_norm("attn_residual", l, s_.proj, if_present(w.post_norm), s_.x, &next_norm, rows, c.dim, c.norm_eps,
                      s_.xn);
 }
@@ -124,6 +138,13 @@ void DecoderModel::mlp_block(int l, const MlpWeights& w, GatedAct act, int n, co
   ops_.gated_mlp("ffn", l, s_.xn, w.gate, w.up, w.down, rows, act, s_.gate, s_.up, s_.proj);
   ops_.residual_norm("ffn_residual", l, s_.proj, if_present(w.post_norm), s_.x, next_norm, rows,
                      c.dim, c.norm_eps, s_.xn);
+}
+
+void DecoderModel::moe_block(int l, const MoeWeights& w, int n, const Weight* next_norm) {
+  const ModelConfig& c = cfg_;
+  const int64_t rows = n;
+  ops_.moe("ffn_moe", l, s_.xn, rows, w.ffn, s_.proj);
+  ops_.residual_norm("ffn_residual", l, s_.proj, nullptr, s_.x, next_norm, rows, c.dim, c.norm_eps, s_.xn);
 }
 
 AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLayout& layout) {
@@ -152,8 +173,34 @@ AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLay
     w.k_norm = tensor(f, p + "attn_k_norm.weight", {c.head_dim});
   }
   w.wo = tensor(f, p + "attn_output.weight", {qd, d});
-  if (f.find_tensor(p + "attn_output.bias")) fail(f.path() + ": '" + p + "attn_output.bias' is not supported");
+  w.bo = optional_tensor(f, p + "attn_output.bias", {d});
   if (layout.post_norm) w.post_norm = tensor(f, p + "post_attention_norm.weight", {d});
+  if (layout.sinks) {
+    const GgufTensor* t = f.find_tensor(p + "attn_sinks.weight");
+    if (t && t->type() != GgmlType::F32) fail(f.path() + ": tensor '" + p + "attn_sinks.weight' must be F32");
+    w.sinks = tensor(f, p + "attn_sinks.weight", {c.n_head});
+  }
+  return w;
+}
+
+MoeWeights DecoderModel::load_moe(const GgufFile& f, int l) {
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.dim, ff = c.expert_ffn_dim, ne = c.n_expert;
+  const std::string p = "blk." + std::to_string(l) + ".";
+  MoeWeights w;
+  w.norm = tensor(f, p + "post_attention_norm.weight", {d});
+  MoeFfn& m = w.ffn;
+  m.router = tensor(f, p + "ffn_gate_inp.weight", {d, ne});
+  m.router_bias = optional_tensor(f, p + "ffn_gate_inp.bias", {ne});
+  m.gate = tensor(f, p + "ffn_gate_exps.weight", {d, ff, ne});
+  m.up = tensor(f, p + "ffn_up_exps.weight", {d, ff, ne});
+  m.down = tensor(f, p + "ffn_down_exps.weight", {ff, d, ne});
+  m.gate_bias = optional_tensor(f, p + "ffn_gate_exps.bias", {ff, ne});
+  m.up_bias = optional_tensor(f, p + "ffn_up_exps.bias", {ff, ne});
+  m.down_bias = optional_tensor(f, p + "ffn_down_exps.bias", {d, ne});
+  m.n_expert = c.n_expert;
+  m.n_used = c.n_expert_used;
+  m.ffn = c.expert_ffn_dim;
   return w;
 }
 
@@ -241,12 +288,12 @@ namespace swrun {
 
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch) {
   // As llama.cpp: the type defaults to linear; LongRoPE scales positions the same way (its per-pair factors
-  // are tensors the architecture reads).
+  // are tensors the architecture reads); YaRN interpolates with the same scale, then mixes (read_rope).
   const std::string type = f.get_string(arch + ".rope.scaling.type", "linear");
   const double factor = f.get_float(arch + ".rope.scaling.factor", 1.0);
   if (type == "none" || factor == 1.0 || factor == 0.0) return 1.f;  // llama.cpp: 0 means unset
-  if (type != "linear" && type != "longrope")
-    fail(f.path() + ": rope scaling '" + type + "' is not supported (only linear and longrope)");
+  if (type != "linear" && type != "longrope" && type != "yarn")
+    fail(f.path() + ": rope scaling '" + type + "' is not supported (only linear, longrope and yarn)");
   if (!(factor > 0)) fail(f.path() + ": " + arch + ".rope.scaling.factor must be positive");
   return static_cast<float>(1.0 / factor);
 }
@@ -258,6 +305,25 @@ RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConf
   rope.freq_base = static_cast<float>(f.get_float(arch + ".rope.freq_base", 10000.0));
   rope.freq_scale = read_rope_freq_scale(f, arch);
   rope.style = style;
+  if (f.get_string(arch + ".rope.scaling.type", "linear") == "yarn" && rope.freq_scale != 1.f) {
+    if (rope.freq_scale > 1.f) fail(f.path() + ": a YaRN factor below 1 is not supported");
+    // As llama.cpp: the ramp between the pairs that rotate more than beta_fast and less than beta_slow times over
+    // the original context (ggml's corr_dims, in fp32 as ggml computes them), and an attention factor that
+    // llama.cpp divides by YaRN's own magnitude 1 + 0.1 ln(factor) before ggml multiplies it back in.
+    const float n_ctx_orig = static_cast<float>(
+        f.get_int(arch + ".rope.scaling.original_context_length", c.ctx_train));
+    const float beta_fast = static_cast<float>(f.get_float(arch + ".rope.scaling.yarn_beta_fast", 32.0));
+    const float beta_slow = static_cast<float>(f.get_float(arch + ".rope.scaling.yarn_beta_slow", 1.0));
+    const float dims = static_cast<float>(c.head_dim);
+    auto corr_dim = [&](float rotations) {
+      return dims * std::log(n_ctx_orig / (rotations * 2.f * static_cast<float>(M_PI))) /
+             (2.f * std::log(rope.freq_base));
+    };
+    rope.yarn = true;
+    rope.yarn_low = std::max(0.f, std::floor(corr_dim(beta_fast)));
+    rope.yarn_high = std::min(dims - 1.f, std::ceil(corr_dim(beta_slow)));
+    rope.attn_factor = static_cast<float>(f.get_float(arch + ".rope.scaling.attn_factor", 1.0));
+  }
   return rope;
 }
 

@@ -18,14 +18,21 @@ namespace swrun {
 struct AttnLayout {
   bool qk_norm = false;    // per-head RMSNorm of q and k before RoPE (attn_q_norm, attn_k_norm)
   bool post_norm = false;  // RMSNorm of the block output before the residual add (post_attention_norm)
+  bool sinks = false;      // a learned sink logit per query head (attn_sinks, gpt-oss)
 };
 
 struct AttnWeights {
-  Weight norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, wo, post_norm;  // absent ones have impl == nullptr
+  Weight norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, wo, bo, post_norm, sinks;  // absent: impl == nullptr
 };
 
 struct MlpWeights {
   Weight norm, gate, up, down, post_norm;
+};
+
+// A mixture-of-experts FFN block: its pre-norm and the experts (Backend::moe).
+struct MoeWeights {
+  Weight norm;
+  MoeFfn ffn;
 };
 
 struct RunState {
@@ -46,6 +53,10 @@ class DecoderModel : public Model {
   // Loads layer l's MLP weights: ffn_norm, ffn_gate + ffn_up (or ffn_up holding gate then up, [2 * ffn_dim]),
   // ffn_down, and post_ffw_norm when `post_norm`.
   MlpWeights load_mlp(const GgufFile& f, int layer, bool post_norm);
+  // Loads layer l's mixture of experts (gpt-oss layout): its pre-norm post_attention_norm (gpt-oss's name for it),
+  // the router ffn_gate_inp (+ bias) and the experts ffn_gate_exps / ffn_up_exps / ffn_down_exps (+ biases),
+  // shaped by cfg_.n_expert, n_expert_used and expert_ffn_dim.
+  MoeWeights load_moe(const GgufFile& f, int layer);
   // Output weights: output_norm, output.weight (tied to token_embd when absent), output.bias where present.
   void load_output(const GgufFile& f);
 
@@ -58,6 +69,8 @@ class DecoderModel : public Model {
   // s_.x += down(act(gate(s_.xn)) * up(s_.xn)) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given
   // (the next layer's attention pre-norm).
   void mlp_block(int layer, const MlpWeights& w, GatedAct act, int n, const Weight* next_norm);
+  // s_.x += moe(s_.xn) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given.
+  void moe_block(int layer, const MoeWeights& w, int n, const Weight* next_norm);
   // Final norm, output projection (+ bias, + cfg_.final_softcap) for rows of s_.x selected by mode; copies
   // logits to host, or with LogitsMode::Top only the top_.k best of the last row (Model::forward_top).
   void finish(int n, LogitsMode mode, float* logits);
@@ -76,6 +89,7 @@ struct DecoderStyle {
   bool mlp_post_norm = false;      // post_ffw_norm (Gemma 2/3)
   GatedAct act = GatedAct::Silu;   // SwiGLU, or GeGLU (tanh GELU) for Gemma
   bool scale_embedding = false;    // Gemma: embeddings multiplied by sqrt(dim)
+  bool moe = false;                // the FFN is a mixture of experts (cfg.n_expert ...), not a gated MLP
 };
 
 // The decoder every supported architecture is: embedding, per layer an attention block then an MLP block,
@@ -88,7 +102,9 @@ class Decoder : public DecoderModel {
  private:
   struct Layer {
     AttnWeights attn;
-    MlpWeights mlp;
+    MlpWeights mlp;  // unless style_.moe
+    MoeWeights moe;  // when style_.moe
+    const Weight& ffn_norm() const { return moe.ffn.router.impl ? moe.norm : mlp.norm; }
   };
   DecoderStyle style_;
   std::vector<Layer> layers_;
@@ -100,10 +116,11 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch);
 }  // namespace swrun
 
 namespace swrun {
-// `<arch>.rope.scaling.*`: linear (or longrope) scaling gives freq_scale = 1/factor; other kinds are an Error.
+// `<arch>.rope.scaling.*`: linear, longrope or yarn scaling gives freq_scale = 1/factor; other kinds are an Error.
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch);
 
-// RoPE of the uniform architectures: `<arch>.rope.freq_base` (default 10000), rope scaling; partial RoPE
+// RoPE of the uniform architectures: `<arch>.rope.freq_base` (default 10000), rope scaling (linear, or YaRN with
+// `rope.scaling.original_context_length`, `rope.scaling.attn_factor` and the YaRN betas); partial RoPE
 // (rope.dimension_count != head dim) is an Error.
 RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style);
 

@@ -27,6 +27,7 @@ struct ModelConfig {
   float attn_softcap = 0.f;   // Gemma 2: scores s -> cap * tanh(s / cap); 0 = none
   float final_softcap = 0.f;  // Gemma 2: logits z -> cap * tanh(z / cap); 0 = none
   int32_t sliding_window = 0;  // 0 = the model declares none
+  int n_expert = 0, n_expert_used = 0, expert_ffn_dim = 0;  // mixture of experts (gpt-oss); 0 = a dense MLP
   std::vector<LayerConfig> layers;
 };
 
@@ -78,5 +79,6 @@ std::unique_ptr<Model> load_qwen2(const GgufFile& f, Backend& be, const AttnSpec
 std::unique_ptr<Model> load_qwen3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 std::unique_ptr<Model> load_gemma2(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 std::unique_ptr<Model> load_phi3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_gpt_oss(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 
 }  // namespace swrun

@@ -77,6 +77,10 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Add);
     be_.add_bias(x, bias, rows);
   }
+  void moe(const char* name, int layer, Buffer x, int64_t rows, const MoeFfn& f, Buffer out) {
+    Range r(be_, name, layer, OpKind::Matmul);
+    be_.moe(x, rows, f, out);
+  }
   void softcap(const char* name, int layer, Buffer x, size_t count, float cap) {
     Range r(be_, name, layer, OpKind::Other);
     be_.softcap(x, count, cap);

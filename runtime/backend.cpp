@@ -17,6 +17,9 @@ int64_t check_device_tensor(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)
     fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
+  // The CPU backend reads MXFP4; the CUDA dequant, GEMV and GEMM kernels have no MXFP4 path yet.
+  if (t.type() == GgmlType::MXFP4)
+    fail("tensor '" + t.name + "': type MXFP4 is not supported by the CUDA backend yet; use --backend cpu");
   if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
   int64_t elems = 1;
   for (int64_t d : t.ne) elems *= d;
@@ -24,6 +27,33 @@ int64_t check_device_tensor(const GgufTensor& t) {
     fail("tensor '" + t.name + "': " + std::to_string(t.nbytes) + " bytes do not hold " + std::to_string(elems) +
          " elements of type " + ti.name);
   return elems;
+}
+
+namespace {
+
+[[noreturn]] void fail_missing_features(const Backend& be, const BackendFeatures& needed) {
+  const BackendFeatures has = be.features();
+  std::string missing;
+  auto note = [&](bool need, bool have, const char* what) {
+    if (need && !have) missing += (missing.empty() ? "" : " / ") + std::string(what);
+  };
+  note(needed.attention_sinks, has.attention_sinks, "attention sinks");
+  note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
+  note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
+  fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
+}
+
+}  // namespace
+
+void Backend::moe(Buffer, int64_t, const MoeFfn&, Buffer) {
+  fail_missing_features(*this, BackendFeatures{false, true, false});
+}
+
+void require_features(const Backend& be, const BackendFeatures& needed) {
+  const BackendFeatures has = be.features();
+  if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
+      (needed.yarn_rope && !has.yarn_rope))
+    fail_missing_features(be, needed);
 }
 
 }  // namespace swrun

@@ -51,6 +51,11 @@ struct RopeParams {
   // head_dim/2 values; impl == nullptr: none), and cos/sin are multiplied by attn_factor.
   Weight freq_factors;
   float attn_factor = 1.f;
+  // YaRN (rope.scaling.type = yarn), as ggml computes it: pair i's angle mixes the interpolated angle (position *
+  // freq_scale) and the original one, the original weighted by ramp(i) = 1 - clamp((i - yarn_low) /
+  // max(0.001, yarn_high - yarn_low), 0, 1); cos/sin are also multiplied by 1 + 0.1 ln(1 / freq_scale).
+  bool yarn = false;
+  float yarn_low = 0.f, yarn_high = 0.f;  // pair indices where the ramp starts and ends
 };
 
 // One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
@@ -69,6 +74,34 @@ struct AttnParams {
   // Gemma 2's score softcapping: a scaled score s becomes softcap * tanh(s / softcap) before the softmax.
   // 0 = none. Applied inside the attention kernels, never as a pass over materialized scores.
   float softcap = 0.f;
+  // gpt-oss's attention sinks: an F32 vector of n_head learned logits (impl == nullptr: none). Head h's softmax
+  // gets one more term exp(sinks[h]) in its denominator, a "key" with no value that takes part of the weight:
+  // weight_j = exp(s_j) / (exp(sinks[h]) + sum_k exp(s_k)). Taken as is (neither scaled nor softcapped), in
+  // dense and sliding layers alike.
+  Weight sinks;
+};
+
+// A mixture-of-experts FFN (gpt-oss's): per token, router logits = router x + router_bias; the n_used experts with
+// the largest logits are chosen (the lower index among equal logits) and weighted by the softmax of their logits
+// alone; each chosen expert e computes down_e(act(gate_e x + gate_bias_e, up_e x + up_bias_e)) + down_bias_e with
+// act(g, u) = min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, -limit, limit) + 1).
+// The experts' 3-D tensors are uploaded as matrices: expert e owns rows [e * ffn, (e + 1) * ffn) of gate and up
+// ([n_expert * ffn, dim]) and rows [e * dim, (e + 1) * dim) of down ([n_expert * dim, ffn]); the bias tensors are
+// [n_expert, ffn] and [n_expert, dim] matrices, one row per expert.
+struct MoeFfn {
+  Weight router, router_bias;
+  Weight gate, up, down;
+  Weight gate_bias, up_bias, down_bias;
+  int n_expert = 0, n_used = 0, ffn = 0;
+  float alpha = 1.702f, limit = 7.f;
+};
+
+// Model features beyond the core ops that a backend may not have yet. A model asks for the ones it uses before it
+// loads a weight (require_features below), so that a run stops at once with one line naming them.
+struct BackendFeatures {
+  bool attention_sinks = false;     // AttnParams::sinks
+  bool mixture_of_experts = false;  // Backend::moe
+  bool yarn_rope = false;           // RopeParams::yarn
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.
@@ -81,6 +114,8 @@ class Backend {
   virtual std::string device_name() const = 0;  // "2 threads" or "NVIDIA H100 80GB HBM3"
   // The device's memory in bytes (0: not a separate device; the CPU's activations live in host memory).
   virtual size_t device_memory_bytes() const { return 0; }
+  // What this backend runs beyond the core ops (none unless it says so).
+  virtual BackendFeatures features() const { return {}; }
 
   // Weights (called once at load). A 1-D tensor becomes rows = 1.
   virtual Weight upload(const GgufTensor& t) = 0;
@@ -160,6 +195,9 @@ class Backend {
     gated_matmul(x, w_gate, w_up, rows, act, gate, up);
     matmul(gate, w_down, rows, out);
   }
+  // out[r, :] = the mixture of experts f applied to x[r, :] for `rows` rows (x and out [rows, dim]). Only the chosen
+  // experts' rows are read. Backends whose features() lack mixture_of_experts refuse it (the default).
+  virtual void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out);
   // Copies count floats from the device buffer (starting at offset) to host memory. The host copy is complete
   // after the next synchronize() (the CPU backend completes it at once).
   virtual void read(Buffer src, size_t offset, size_t count, float* host) = 0;
@@ -200,6 +238,10 @@ class Backend {
   virtual void attach_load_log(LoadLog* log) { (void)log; }
   virtual void finish_uploads() {}
 };
+
+// Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
+// attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu".
+void require_features(const Backend& be, const BackendFeatures& needed);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
 // Throws Error when CUDA is unavailable; with a log, its set-up phases are added to it as sub-phases.

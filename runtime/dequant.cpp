@@ -150,6 +150,15 @@ void dequant_q6_k(const BlockQ6_K& b, float* y) {
   }
 }
 
+// The doubled E2M1 value times half the scale: each product is a small integer times a power of two, exact in fp32.
+void dequant_mxfp4(const BlockMXFP4& b, float* y) {
+  const float half_scale = mxfp4_half_scale(b.e);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = half_scale * float(kMxfp4DoubledValues[b.qs[j] & 0x0F]);
+    y[j + 16] = half_scale * float(kMxfp4DoubledValues[b.qs[j] >> 4]);
+  }
+}
+
 template <typename Block, void (*decode)(const Block&, float*)>
 void dequant_blocks(const void* src, float* dst, int64_t n, int block_elems) {
   const Block* blocks = static_cast<const Block*>(src);
@@ -186,6 +195,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q4_K: return dequant_blocks<BlockQ4_K, dequant_q4_k>(src, dst, n, kSuperBlock);
     case GgmlType::Q5_K: return dequant_blocks<BlockQ5_K, dequant_q5_k>(src, dst, n, kSuperBlock);
     case GgmlType::Q6_K: return dequant_blocks<BlockQ6_K, dequant_q6_k>(src, dst, n, kSuperBlock);
+    case GgmlType::MXFP4: return dequant_blocks<BlockMXFP4, dequant_mxfp4>(src, dst, n, kLegacyBlock);
     default:
       fail("tensor type " + ggml_type_name(static_cast<uint32_t>(type)) + " is not supported (cannot dequantize it)");
   }

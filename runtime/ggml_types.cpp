@@ -44,7 +44,7 @@ constexpr std::array<GgmlTypeInfo, kTypeTableSize> make_type_table() {
   t[30] = {"BF16", 1, 2, true};
   t[34] = {"TQ1_0", 256, 54, false};
   t[35] = {"TQ2_0", 256, 66, false};
-  t[39] = {"MXFP4", 32, 17, false};
+  t[39] = {"MXFP4", 32, 17, true};
   t[40] = {"NVFP4", 64, 36, false};
   t[41] = {"Q1_0", 128, 18, false};
   return t;

@@ -67,7 +67,7 @@ class GgufWriter {
 };
 
 // fp32 -> block quantization for the writer (round-to-nearest; not ggml's importance-weighted search).
-// Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. n is a multiple of the block size.
+// Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4. n is a multiple of the block size.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
 }  // namespace swrun

@@ -55,6 +55,13 @@ const std::vector<PreTokenizerKind>& kinds() {
       // SentencePiece-style BPE (tokenizer_gemma4.cpp): spaces are already U+2581, only newlines split.
       {{"gemma4", "granite-embed-multi-311m"},
        {"[^\\n]+|[\\n]+"}, /*ignore_merges=*/false, /*adds_bos_by_default=*/true},
+      // GPT-4o's split (gpt-oss): a word is letters other than a-z then letters other than A-Z (or the reverse
+      // order's first run alone), so "camelCase" parts as "camel" + "Case" and "helloWORLD" as "hello" + "WORLD";
+      // contractions attach to the word; digits go in threes. llama.cpp's lookahead spelling of the regex.
+      {{"gpt-4o", "llama4", "kanana2", "talkie"},
+       {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+" + std::string(kContractions) +
+            "?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*" + std::string(kContractions) +
+            "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
       {{"qwen35"},
        {std::string(kContractions) + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}"
                                      "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},

@@ -27,10 +27,27 @@ struct BlockQ4_K { uint8_t d[2]; uint8_t dmin[2]; uint8_t scales[12]; uint8_t qs
 struct BlockQ5_K { uint8_t d[2]; uint8_t dmin[2]; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
 // Q6_K: 16 sub-blocks of 16 with int8 scales: d * sc * (q - 32).
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint8_t d[2]; };
+// MXFP4 (OCP microscaling): one E8M0 exponent e for 32 E2M1 values, nibbles laid out as Q4_0's (element j in the
+// low nibble of qs[j], element j + 16 in the high one). Value 2^(e-127) * e2m1(q).
+struct BlockMXFP4 { uint8_t e; uint8_t qs[16]; };
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
+static_assert(sizeof(BlockMXFP4) == 17);
+
+// The 16 E2M1 codes (sign bit 3, then 2 exponent bits and 1 mantissa bit: 0, 0.5, 1, 1.5, 2, 3, 4, 6) doubled, so
+// that they are integers; the block scale is halved to match (mxfp4_half_scale).
+constexpr int8_t kMxfp4DoubledValues[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// 2^(e-128), half the E8M0 scale 2^(e-127), for every byte (ggml reads 0xFF as 2^127 too, not as NaN). e < 2 gives
+// an fp32 subnormal, built from its mantissa bit; the rest a normal float with exponent field e - 1.
+SWRUN_HOST_DEVICE inline float mxfp4_half_scale(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
 
 SWRUN_HOST_DEVICE inline uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
 SWRUN_HOST_DEVICE inline uint32_t load_u32(const uint8_t* p) {

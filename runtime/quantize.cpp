@@ -194,6 +194,28 @@ void quantize_q6_k(const float* x, BlockQ6_K& b) {
   }
 }
 
+// MXFP4 as the gguf package quantizes it: the exponent puts the largest magnitude in [4, 8) times half the scale
+// (the top doubled E2M1 values are 8 and 12), and each element takes the nearest doubled value (the first code
+// on ties). The package wraps exponents outside 0..255 (|x| beyond 2^-125 .. 2^130); we clamp them instead.
+void quantize_mxfp4(const float* x, BlockMXFP4& b) {
+  float amax = 0.f;
+  for (int j = 0; j < kLegacyBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+  b.e = amax > 0.f ? uint8_t(std::clamp(std::floor(std::log2(amax)) - 2.f + 127.f, 0.f, 255.f)) : 0;
+  const float half_scale = mxfp4_half_scale(b.e);
+  uint8_t q[kLegacyBlock];
+  for (int j = 0; j < kLegacyBlock; ++j) {
+    float best_err = INFINITY;
+    for (uint8_t code = 0; code < 16; ++code) {
+      const float err = std::fabs(half_scale * float(kMxfp4DoubledValues[code]) - x[j]);
+      if (err < best_err) {
+        best_err = err;
+        q[j] = code;
+      }
+    }
+  }
+  pack_nibbles(q, b.qs);
+}
+
 template <typename Block, void (*encode)(const float*, Block&)>
 void quantize_blocks(const float* src, void* dst, int64_t n, int block_elems) {
   Block* blocks = static_cast<Block*>(dst);
@@ -226,6 +248,7 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::Q4_K: return quantize_blocks<BlockQ4_K, quantize_q4_k>(src, dst, n, kSuperBlock);
     case GgmlType::Q5_K: return quantize_blocks<BlockQ5_K, quantize_q5_k>(src, dst, n, kSuperBlock);
     case GgmlType::Q6_K: return quantize_blocks<BlockQ6_K, quantize_q6_k>(src, dst, n, kSuperBlock);
+    case GgmlType::MXFP4: return quantize_blocks<BlockMXFP4, quantize_mxfp4>(src, dst, n, kLegacyBlock);
     default:
       fail("tensor type " + ggml_type_name(static_cast<uint32_t>(type)) + " is not supported (cannot quantize to it)");
   }

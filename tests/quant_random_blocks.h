@@ -1,6 +1,6 @@
 // Fresh random GGUF blocks for the dequant tests (CPU and CUDA): random bytes everywhere, then every fp16 scale
-// field overwritten with a finite value (mixed signs, several decades, some zeros and fp16 subnormals) so the
-// dequantized values are finite while every packed bit still varies.
+// field (and MXFP4's exponent byte) overwritten with a finite value (mixed signs, several decades, some zeros and
+// subnormals) so the dequantized values are finite while every packed bit still varies.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -24,10 +24,12 @@ inline std::mt19937_64& rng() {
   return gen;
 }
 
-// Every type dequantize_row reads.
+// Every type both backends read.
 inline constexpr GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
                                          GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
                                          GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+// Types only the CPU backend reads so far (the CUDA backend refuses them at upload).
+inline constexpr GgmlType kCpuOnlyTypes[] = {GgmlType::MXFP4};
 
 // The quantized types under test with the byte offsets of their fp16 scale fields (ggml block structs).
 struct QuantTypeCase {
@@ -50,6 +52,14 @@ inline uint16_t random_sane_half(std::mt19937_64& rng) {
   if (k == 1) return uint16_t(std::uniform_int_distribution<int>(1, 0x3FF)(rng) | (rng() & 1 ? 0x8000 : 0));
   const float magnitude = std::pow(10.f, std::uniform_real_distribution<float>(-4.f, 1.f)(rng));
   return fp32_to_fp16(rng() & 1 ? -magnitude : magnitude);
+}
+
+// An E8M0 block exponent keeping values finite and their sums far from overflow: mostly scales 2^-27 .. 2^27,
+// sometimes the fp32-subnormal half scales of e = 0 and 1.
+inline uint8_t random_sane_e8m0(std::mt19937_64& rng) {
+  const int k = std::uniform_int_distribution<int>(0, 19)(rng);
+  if (k < 2) return uint8_t(k);
+  return uint8_t(std::uniform_int_distribution<int>(100, 154)(rng));
 }
 
 inline float random_value(std::mt19937_64& rng) {
@@ -81,6 +91,9 @@ inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_blocks, std::
       }
       std::memcpy(bytes.data() + 2 * i, &h, 2);
     }
+  }
+  if (type == GgmlType::MXFP4) {
+    for (int64_t b = 0; b < n_blocks; ++b) bytes[b * info.block_bytes] = random_sane_e8m0(rng);
   }
   for (const auto& c : quant_type_cases()) {
     if (c.type != type) continue;

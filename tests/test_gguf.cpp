@@ -235,7 +235,7 @@ TEST(GgmlTypes, BlockGeometryMatchesGgufPy) {
                       {3, "Q4_1", 32, 20, true},    {6, "Q5_0", 32, 22, true},   {7, "Q5_1", 32, 24, true},
                       {8, "Q8_0", 32, 34, true},    {10, "Q2_K", 256, 84, false}, {12, "Q4_K", 256, 144, true},
                       {13, "Q5_K", 256, 176, true}, {14, "Q6_K", 256, 210, true}, {23, "IQ4_XS", 256, 136, false},
-                      {30, "BF16", 1, 2, true},     {39, "MXFP4", 32, 17, false}};
+                      {30, "BF16", 1, 2, true},     {39, "MXFP4", 32, 17, true}};
   for (const Row& r : rows) {
     const GgmlTypeInfo ti = ggml_type_info(r.id);
     ASSERT_NE(ti.name, nullptr) << r.id;

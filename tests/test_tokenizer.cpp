@@ -443,6 +443,9 @@ TEST(TokenizerBpe, PreTokenizerFollowsLlamaCpp) {
   EXPECT_EQ(gpt2.split("a \xC2\x85" "b"), (Words{"a", " ", "\xC2\x85", "b"}));
   EXPECT_EQ(gpt2.split("a \xE1\xA0\x8E" "b"), (Words{"a", " \xE1\xA0\x8E", "b"}));
   EXPECT_TRUE(gpt2.split("").empty());
+  const PreTokenizer gpt4o("gpt-4o", "t");  // gpt-oss
+  EXPECT_EQ(gpt4o.split("camelCase helloWORLD I'M 12345"),
+            (Words{"camel", "Case", " hello", "WORLD", " I'M", " ", "123", "45"}));
 }
 
 TEST(TokenizerBpe, BadVocabulariesAreClearErrors) {

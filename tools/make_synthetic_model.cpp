@@ -1,7 +1,8 @@
 // Writes a small random GGUF of one architecture for the correctness tests: few layers, small dims, GQA, a sliding
 // window shorter than the test prompts (gemma2/gemma3/phi3), RoPE scaling, tied or untied output, and each
 // architecture's own features exercised (qwen2 biases, qwen3/gemma3 q/k norms, gemma2 softcaps that bite, phi3
-// fused QKV and gate/up and LongRoPE factors that are not 1, gemma3's 27B query scale with --gemma3-27b).
+// fused QKV and gate/up and LongRoPE factors that are not 1, gemma3's 27B query scale with --gemma3-27b, gpt-oss
+// attention sinks that bite, YaRN RoPE and a mixture of experts with MXFP4 experts).
 // Matrices are spread over every tensor type the runtime dequantizes, or all of one --type; --vocab copies a
 // real tokenizer (tokenizer.* keys) so that llama.cpp can tokenize for the peer comparison (tests/peer).
 //
@@ -61,6 +62,22 @@ class SyntheticModel {
     std::vector<float> v(static_cast<size_t>(n));
     for (float& x : v) x = uni(rng_);
     w_.add_tensor_f32(name, GgmlType::F32, {n}, v.data());
+  }
+
+  // A [n_expert, rows, cols] stack of expert matrices (GGUF ne = {cols, rows, n_expert}), each as matrix().
+  void experts(const std::string& name, int64_t n_expert, int64_t rows, int64_t cols, float gain, GgmlType type) {
+    std::normal_distribution<float> normal(0.f, gain / std::sqrt(static_cast<float>(cols)));
+    std::vector<float> v(static_cast<size_t>(n_expert * rows * cols));
+    for (float& x : v) x = normal(rng_);
+    w_.add_tensor_f32(name, type, {cols, rows, n_expert}, v.data());
+  }
+
+  // A [rows, cols] matrix of F32 values of standard deviation `spread` (the experts' biases: one row each).
+  void bias_matrix(const std::string& name, int64_t rows, int64_t cols, float spread) {
+    std::normal_distribution<float> normal(0.f, spread);
+    std::vector<float> v(static_cast<size_t>(rows * cols));
+    for (float& x : v) x = normal(rng_);
+    w_.add_tensor_f32(name, GgmlType::F32, {cols, rows}, v.data());
   }
 
   // Every matrix of one type from now on.
@@ -292,6 +309,55 @@ void make_llama(SyntheticModel& m, const Options& o) {
   }
 }
 
+// gpt-oss: a byte-level BPE vocabulary with GPT-4o's pre-tokenizer, four layers alternating sliding (0, 2) and
+// dense (1, 3), GQA 8:2, biases on q/k/v and the output projection, sink logits of the size of the scores (uniform
+// in [-1, 3]: some heads give the sink most of the weight), YaRN RoPE as gpt-oss sets it (factor 32 over an
+// original context of 4096, so the ramp falls inside the head dimension), and 8 experts of which 2 are used, with
+// biases. The experts are MXFP4 (as gpt-oss ships them) with --type mix or MXFP4, else of --type; with --type MXFP4
+// every other matrix is F32.
+void make_gpt_oss(SyntheticModel& m, const Options& o, GgmlType expert_type) {
+  const Shape s{4, 256, 8, 2, 32, 128, vocab_size(o.vocab)};
+  const int n_expert = 8, n_used = 2;
+  auto& w = m.writer();
+  common_keys(w, "gpt-oss", s, o.vocab);
+  // gpt-oss splits text with GPT-4o's pre-tokenizer, whatever byte-level BPE vocabulary --vocab lends.
+  if (!o.vocab.empty()) {
+    if (swrun::GgufFile::open(o.vocab)->get_string("tokenizer.ggml.model", "") != "gpt2")
+      throw swrun::Error("gpt-oss needs a byte-level BPE (gpt2) --vocab");
+    w.set_string("tokenizer.ggml.pre", "gpt-4o");
+  }
+  w.set_f32("gpt-oss.attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_u32("gpt-oss.attention.sliding_window", o.window);
+  w.set_f32("gpt-oss.rope.freq_base", 150000.f);
+  w.set_string("gpt-oss.rope.scaling.type", "yarn");
+  w.set_f32("gpt-oss.rope.scaling.factor", 32.f);
+  w.set_u32("gpt-oss.rope.scaling.original_context_length", 4096);
+  w.set_u32("gpt-oss.expert_count", n_expert);
+  w.set_u32("gpt-oss.expert_used_count", n_used);
+  w.set_u32("gpt-oss.expert_feed_forward_length", s.ffn_dim);
+  output_weights(m, s, /*tied=*/false, GgmlType::Q8_0);
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    m.norm(p + "attn_norm.weight", s.dim, 1.f);
+    attention_weights(m, p, s, o.qk);
+    m.vector(p + "attn_q.bias", s.q_dim(), 0.5f);
+    m.vector(p + "attn_k.bias", s.kv_dim(), 0.5f);
+    m.vector(p + "attn_v.bias", s.kv_dim(), 0.5f);
+    m.vector(p + "attn_output.bias", s.dim, 0.5f);
+    m.uniform(p + "attn_sinks.weight", s.n_head, -1.f, 3.f);
+    m.norm(p + "post_attention_norm.weight", s.dim, 1.f);  // gpt-oss's name for the FFN's pre-norm
+    m.matrix_of_type(p + "ffn_gate_inp.weight", n_expert, s.dim, 2.f, GgmlType::F32);
+    m.vector(p + "ffn_gate_inp.bias", n_expert, 0.5f);
+    // Gate and up outputs of std ~4: the clamps at +-7 bite on a few percent of them.
+    m.experts(p + "ffn_gate_exps.weight", n_expert, s.ffn_dim, s.dim, 4.f, expert_type);
+    m.experts(p + "ffn_up_exps.weight", n_expert, s.ffn_dim, s.dim, 4.f, expert_type);
+    m.experts(p + "ffn_down_exps.weight", n_expert, s.dim, s.ffn_dim, 0.3f, expert_type);
+    m.bias_matrix(p + "ffn_gate_exps.bias", n_expert, s.ffn_dim, 0.5f);
+    m.bias_matrix(p + "ffn_up_exps.bias", n_expert, s.ffn_dim, 0.5f);
+    m.bias_matrix(p + "ffn_down_exps.bias", n_expert, s.dim, 0.5f);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,14 +365,17 @@ int main(int argc, char** argv) {
   Options o;
   std::string out_path, type = "mix";
   uint32_t seed = 1;
-  app.add_option("--arch", o.arch, "gemma2 | gemma3 | llama | phi3 | qwen2 | qwen3")
+  app.add_option("--arch", o.arch, "gemma2 | gemma3 | gpt-oss | llama | phi3 | qwen2 | qwen3")
       ->required()
-      ->check(CLI::IsMember({"gemma2", "gemma3", "llama", "phi3", "qwen2", "qwen3"}));
+      ->check(CLI::IsMember({"gemma2", "gemma3", "gpt-oss", "llama", "phi3", "qwen2", "qwen3"}));
   app.add_option("-o,--out", out_path, "output GGUF path")->required();
   app.add_flag("--tied", o.tied, "no output.weight: the output projection reuses token_embd (gemma2 always)");
-  app.add_option("--window", o.window, "sliding window (keys) of gemma2, gemma3, phi3")->check(CLI::PositiveNumber);
-  app.add_option("--type", type, "matrix type: mix (every supported type in turn) | Q8_0 | Q4_K | F16 | F32")
-      ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32"}));
+  app.add_option("--window", o.window, "sliding window (keys) of gemma2, gemma3, gpt-oss, phi3")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--type", type,
+                 "matrix type: mix (every supported type in turn) | Q8_0 | Q4_K | F16 | F32 | MXFP4 (gpt-oss: "
+                 "MXFP4 experts, the rest F32)")
+      ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32", "MXFP4"}));
   app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
   app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
   app.add_flag("--rope-freqs", o.rope_freqs, "llama: a rope_freqs.weight tensor (Llama 3.1's RoPE frequency divisors)");
@@ -323,8 +392,12 @@ int main(int argc, char** argv) {
     SyntheticModel m(seed);
     const std::map<std::string, GgmlType> types = {
         {"Q8_0", GgmlType::Q8_0}, {"Q4_K", GgmlType::Q4_K}, {"F16", GgmlType::F16}, {"F32", GgmlType::F32}};
-    if (type != "mix") m.set_single_type(types.at(type));
+    if (type == "MXFP4" && o.arch != "gpt-oss") throw swrun::Error("--type MXFP4 is for gpt-oss's experts");
+    if (type == "MXFP4") m.set_single_type(GgmlType::F32);
+    else if (type != "mix") m.set_single_type(types.at(type));
+    const GgmlType expert_type = type == "mix" || type == "MXFP4" ? GgmlType::MXFP4 : types.at(type);
     if (o.arch == "gemma2") make_gemma2(m, o);
+    else if (o.arch == "gpt-oss") make_gpt_oss(m, o, expert_type);
     else if (o.arch == "gemma3") make_gemma3(m, o);
     else if (o.arch == "phi3") make_phi3(m, o);
     else if (o.arch == "qwen2") make_qwen2(m, o);

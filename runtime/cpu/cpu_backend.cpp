@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -28,6 +29,7 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override { return std::to_string(threads_) + " threads"; }
+  BackendFeatures features() const override { return {true, true, true}; }
 
   Weight upload(const GgufTensor& t) override {
     const GgmlTypeInfo ti = ggml_type_info(t.type_id);
@@ -143,14 +145,25 @@ class CpuBackend final : public Backend {
       inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
       if (factors) inv_freq[i] /= factors[i];
     }
+    // YaRN: how much of pair i's original (unscaled) angle is kept, and the magnitude YaRN gives cos and sin.
+    std::vector<double> extrapolated(half, 0.0);
+    double magnitude = p.attn_factor;
+    if (p.yarn) {
+      for (int i = 0; i < half; ++i) {
+        const double y = (i - p.yarn_low) / std::max(0.001, double(p.yarn_high) - p.yarn_low);
+        extrapolated[i] = 1.0 - std::clamp(y, 0.0, 1.0);
+      }
+      magnitude *= 1.0 + 0.1 * std::log(1.0 / p.freq_scale);
+    }
     for (int t = 0; t < n_; ++t) {
-      const double pos = static_cast<double>(pos0_ + t) * p.freq_scale;
+      const double pos = static_cast<double>(pos0_ + t);
       for (int h = 0; h < heads; ++h) {
         float* v = x.data + (static_cast<size_t>(t) * heads + h) * head_dim;
         for (int i = 0; i < half; ++i) {
-          const double a = pos * inv_freq[i];
-          const float c = static_cast<float>(std::cos(a) * p.attn_factor);
-          const float s = static_cast<float>(std::sin(a) * p.attn_factor);
+          const double original = pos * inv_freq[i];
+          const double a = original * p.freq_scale * (1.0 - extrapolated[i]) + original * extrapolated[i];
+          const float c = static_cast<float>(std::cos(a) * magnitude);
+          const float s = static_cast<float>(std::sin(a) * magnitude);
           const int i0 = p.style == RopeStyle::NeoX ? i : 2 * i;
           const int i1 = p.style == RopeStyle::NeoX ? i + half : 2 * i + 1;
           const float x0 = v[i0], x1 = v[i1];
@@ -179,6 +192,10 @@ class CpuBackend final : public Backend {
     }
     const float* kc = k_cache_[layer].data();
     const float* vc = v_cache_[layer].data();
+    const float* sinks = static_cast<const float*>(p.sinks.impl);
+    if (sinks && (p.sinks.type != GgmlType::F32 || p.sinks.rows != 1 || p.sinks.cols != p.n_head))
+      fail("attention: sinks '" + p.sinks.name + "' must be an F32 vector of " + std::to_string(p.n_head) +
+           " values (one per query head)");
 #pragma omp parallel num_threads(threads_)
     {
       std::vector<float> scores;
@@ -204,7 +221,9 @@ class CpuBackend final : public Backend {
             scores[j - lo] = s;
             mx = std::max(mx, s);
           }
-          double sum = 0;
+          // The sink joins the max (so that no exp overflows) and the denominator, never the weighted sum.
+          if (sinks) mx = std::max(mx, sinks[h]);
+          double sum = sinks ? std::exp(double(sinks[h]) - mx) : 0.0;
           for (float& s : scores) { s = std::exp(s - mx); sum += s; }
           const float inv = static_cast<float>(1.0 / sum);
           for (int64_t j = lo; j <= hi; ++j) {
@@ -213,6 +232,44 @@ class CpuBackend final : public Backend {
             for (int c = 0; c < d; ++c) o[c] += w * vv[c];
           }
         }
+      }
+    }
+  }
+
+  void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out) override {
+    const int64_t dim = f.gate.cols;
+    check_moe_shapes(f, dim);
+    std::vector<float> router_logits(f.n_expert), gate(f.ffn), up(f.ffn), expert_out(dim);
+    std::vector<int> chosen(f.n_expert);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x.data + r * dim;
+      float* yr = out.data + r * dim;
+      matvec_rows(f.router, 0, f.n_expert, xr, router_logits.data());
+      add_bias_row(f.router_bias, 0, router_logits.data());
+      // The n_used largest logits, then a softmax over those alone.
+      std::iota(chosen.begin(), chosen.end(), 0);
+      std::partial_sort(chosen.begin(), chosen.begin() + f.n_used, chosen.end(), [&](int a, int b) {
+        return router_logits[a] > router_logits[b] || (router_logits[a] == router_logits[b] && a < b);
+      });
+      const float top = router_logits[chosen[0]];
+      double weight_sum = 0;
+      for (int k = 0; k < f.n_used; ++k) weight_sum += std::exp(double(router_logits[chosen[k]]) - top);
+      std::fill(yr, yr + dim, 0.f);
+      for (int k = 0; k < f.n_used; ++k) {
+        const int e = chosen[k];
+        const float weight = static_cast<float>(std::exp(double(router_logits[e]) - top) / weight_sum);
+        matvec_rows(f.gate, int64_t{e} * f.ffn, f.ffn, xr, gate.data());
+        matvec_rows(f.up, int64_t{e} * f.ffn, f.ffn, xr, up.data());
+        add_bias_row(f.gate_bias, e, gate.data());
+        add_bias_row(f.up_bias, e, up.data());
+        for (int j = 0; j < f.ffn; ++j) {
+          const float g = std::min(gate[j], f.limit);
+          const float u = std::clamp(up[j], -f.limit, f.limit);
+          gate[j] = g / (1.f + std::exp(-f.alpha * g)) * (u + 1.f);
+        }
+        matvec_rows(f.down, int64_t{e} * dim, dim, gate.data(), expert_out.data());
+        add_bias_row(f.down_bias, e, expert_out.data());
+        for (int64_t c = 0; c < dim; ++c) yr[c] += weight * expert_out[c];
       }
     }
   }
@@ -263,6 +320,41 @@ class CpuBackend final : public Backend {
   void pop_range() override { timer_.pop(); }
 
  private:
+  // y[i] = row (first + i) of w . x for i < count: the fused dots, parallel over the rows.
+  void matvec_rows(const Weight& w, int64_t first, int64_t count, const float* x, float* y) const {
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(w.type)), w.cols);
+    const uint8_t* base = static_cast<const uint8_t*>(w.impl) + row_bytes * static_cast<size_t>(first);
+#pragma omp parallel for num_threads(threads_) schedule(static) if (count * w.cols > 16384)
+    for (int64_t i = 0; i < count; ++i) y[i] = dot_row(w.type, base + row_bytes * i, x, w.cols);
+  }
+
+  // y += row `row` of bias (a vector when row is 0 and bias.rows is 1); nothing when the bias is absent.
+  static void add_bias_row(const Weight& bias, int64_t row, float* y) {
+    if (!bias.impl) return;
+    std::vector<float> b(static_cast<size_t>(bias.cols));
+    const size_t row_bytes = ggml_row_bytes(ggml_type_info(static_cast<uint32_t>(bias.type)), bias.cols);
+    dequantize_row(bias.type, static_cast<const uint8_t*>(bias.impl) + row_bytes * static_cast<size_t>(row),
+                   b.data(), bias.cols);
+    for (int64_t c = 0; c < bias.cols; ++c) y[c] += b[c];
+  }
+
+  static void check_moe_shapes(const MoeFfn& f, int64_t dim) {
+    auto bad = [&](const std::string& why) { fail("moe: " + why); };
+    if (f.n_expert < 1 || f.n_used < 1 || f.n_used > f.n_expert || f.ffn < 1)
+      bad(std::to_string(f.n_used) + " of " + std::to_string(f.n_expert) + " experts of width " + std::to_string(f.ffn));
+    if (f.router.rows != f.n_expert || f.router.cols != dim) bad("router '" + f.router.name + "' is not [n_expert, dim]");
+    if (f.up.cols != dim || f.gate.rows != int64_t{f.n_expert} * f.ffn || f.up.rows != f.gate.rows)
+      bad("gate/up experts are not [n_expert * ffn, dim]");
+    if (f.down.cols != f.ffn || f.down.rows != int64_t{f.n_expert} * dim) bad("down experts are not [n_expert * dim, ffn]");
+    auto check_bias = [&](const Weight& b, int64_t rows, int64_t cols) {
+      if (b.impl && (b.rows != rows || b.cols != cols)) bad("bias '" + b.name + "' has the wrong shape");
+    };
+    check_bias(f.router_bias, 1, f.n_expert);
+    check_bias(f.gate_bias, f.n_expert, f.ffn);
+    check_bias(f.up_bias, f.n_expert, f.ffn);
+    check_bias(f.down_bias, f.n_expert, dim);
+  }
+
   int threads_;
   std::vector<std::vector<float>> buffers_;
   std::vector<std::vector<float>> vectors_;

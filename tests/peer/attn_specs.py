@@ -31,7 +31,8 @@ def logits(model, attn):
 
 # (arch, extra options, whether the model declares a window)
 for arch, opts, windowed in [("qwen2", [], False), ("qwen3", ["--tied"], False), ("gemma2", ["--window", "6"], True),
-                             ("gemma3", ["--window", "6"], True), ("phi3", ["--window", "6"], True)]:
+                             ("gemma3", ["--window", "6"], True), ("phi3", ["--window", "6"], True),
+                             ("gpt-oss", ["--window", "6"], True)]:
     model = os.path.join(work, f"{arch}.gguf")
     subprocess.run([make_synthetic, "--arch", arch, *opts, "-o", model], check=True)
     dense, err = logits(model, "dense")

@@ -4,8 +4,9 @@
 For each weight type: make_synthetic_model --peer writes a small random model with a real vocabulary; llama.cpp
 tokenizes tests/fixtures/peer/alice.txt and computes the logits of every position (CPU, fp32 KV cache, flash
 attention off); swrun_logits computes them for the same ids on --backend. Printed per type: positions, top-1
-agreement, mean |dlogit| relative to the logits' standard deviation, and top-1 agreement where llama.cpp's own
-top-1 is decisive (its margin over the runner-up exceeds DECISIVE_MARGIN logit stds).
+agreement, mean |dlogit| relative to the logits' standard deviation, top-1 agreement where llama.cpp's own
+top-1 is decisive (its margin over the runner-up exceeds DECISIVE_MARGIN logit stds), and the mean per-position
+KL(llama.cpp || swrun) of the next-token distributions (reported, not bounded).
 
 Why the bounds differ per type: with F32 weights llama.cpp computes in plain fp32 like swrun, so the two must
 agree to rounding (this is the semantic check: windows, RoPE, norms, softcaps, scales). With F16/Q8_0/Q4_K
@@ -38,7 +39,13 @@ DECISIVE_MARGIN = 0.1  # in units of the logits' std
 # F16 <= 7.4e-4, Q8_0 <= 2.1e-2, Q4_K <= 3.0e-2. The bounds leave room for other seeds and for the CUDA backend
 # (bf16 weights copies), while a wrong window, RoPE, scale, bias or softcap moves the logits by 0.1 - 1 std
 # (e.g. gemma2 run dense instead of sliding: see --swrun-attn).
-REL_BOUND = {"F32": 2e-3, "F16": 5e-3, "Q8_0": 4e-2, "Q4_K": 5e-2}
+#
+# MXFP4 (gpt-oss's experts, the rest F32): llama.cpp's MXFP4 matmuls round the activations to Q8_0 blocks, and in a
+# mixture of experts that noise also flips which experts the router picks, a jump rather than a drift: measured
+# rel 4.4e-2 and 96.3% top-1 at decisive positions, so natively MXFP4 is held to 6e-2 and 95% (TOP1_DECISIVE);
+# its F32 twin (no rounding on either side) holds the F32 bound and 99% like every type (measured 1.6e-6, 100%).
+REL_BOUND = {"F32": 2e-3, "F16": 5e-3, "Q8_0": 4e-2, "Q4_K": 5e-2, "MXFP4": 6e-2}
+TOP1_DECISIVE = {"MXFP4": 0.95}  # per type; 0.99 for the others
 # The CUDA backend keeps weight matrices in bf16 and multiplies in bf16 (8-bit mantissas, rounding comparable to
 # llama.cpp's 8-bit activation blocks), so every type carries about the Q8_0 noise, and quantized types both.
 # Not yet measured on a GPU: provisional, from that rounding argument.
@@ -61,6 +68,10 @@ ARCHS = {
     "gemma3-27b": ("gemma", ["--arch", "gemma3", "--gemma3-27b", "--tied", "--window", "100"], "model", "F32,F16"),
     "phi3": ("phi-3", ["--arch", "phi3", "--window", "64"], "dense", ALL_TYPES),
     "llama3": ("qwen2", ["--arch", "llama", "--rope-freqs"], "model", "F32,F16"),
+    # qwen2's byte-level BPE vocabulary with gpt-oss's pre-tokenizer (gpt-4o); 128-key windows as gpt-oss's, which
+    # slide about twice over the text; sinks, YaRN, biases and 2-of-8 experts with clamps that bite. MXFP4: the
+    # experts in MXFP4 (as gpt-oss ships them), everything else F32. Measured F32 rel 1.6e-6 (sinks ignored: 0.17).
+    "gpt-oss": ("qwen2", ["--arch", "gpt-oss", "--window", "128"], "model", "F32,F16,MXFP4"),
 }
 
 
@@ -91,8 +102,16 @@ def dequantized_twin(src, dst):
     w.close()
 
 
+def log_softmax(x):
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def metrics(ref, got):
     diff = np.abs(ref - got)
+    log_p, log_q = log_softmax(ref), log_softmax(got)
+    kl = float((np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean())  # KL(llama.cpp || swrun), mean per position
     std = float(ref.std())
     top_ref, top_got = ref.argmax(1), got.argmax(1)
     part = np.partition(ref, -2, axis=1)
@@ -105,6 +124,7 @@ def metrics(ref, got):
         "mean_abs": float(diff.mean()),
         "std": std,
         "rel": float(diff.mean()) / std,
+        "kl": kl,
     }
 
 
@@ -140,8 +160,10 @@ def compare(args, arch, build):
             rows.append((wtype, n, m))
             if m["rel"] > bounds[wtype]:
                 failures.append(f"{wtype}: mean |dlogit| / std = {m['rel']:.2e} > {bounds[wtype]:.0e}")
-            if m["top1_decisive"] < 0.99:
-                failures.append(f"{wtype}: top-1 agreement at decisive positions {m['top1_decisive']:.2%} < 99%")
+            decisive_bound = TOP1_DECISIVE.get(wtype, 0.99)
+            if m["top1_decisive"] < decisive_bound:
+                failures.append(f"{wtype}: top-1 agreement at decisive positions {m['top1_decisive']:.2%} < "
+                                f"{decisive_bound:.0%}")
             if wtype == "F32" and args.backend == "cpu" and m["top1"] < 0.99:
                 failures.append(f"F32: top-1 agreement {m['top1']:.2%} < 99%")
             if wtype != "F32":
@@ -162,11 +184,12 @@ def compare(args, arch, build):
             os.remove(model)
 
     print(f"{arch} vs llama.cpp (swrun --backend {args.backend} --attn {attn})")
-    print("| type | positions | top-1 | top-1 decisive (n) | mean abs dlogit | logit std | rel | bound |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| type | positions | top-1 | top-1 decisive (n) | mean abs dlogit | logit std | rel | bound | KL |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for wtype, n, m in rows:
         print(f"| {wtype} | {n} | {m['top1']:.2%} | {m['top1_decisive']:.2%} ({m['decisive']}) | "
-              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds['F32' if 'twin' in wtype else wtype]:.0e} |")
+              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds['F32' if 'twin' in wtype else wtype]:.0e} "
+              f"| {m['kl']:.1e} |")
     for f in failures:
         print(f"FAIL {arch} {f}")
     sys.stdout.flush()
@@ -176,7 +199,8 @@ def compare(args, arch, build):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", required=True, choices=["all"] + sorted(ARCHS))
-    ap.add_argument("--types", help=f"comma-separated weight types (default: {ALL_TYPES}; gemma3-27b: F32,F16)")
+    ap.add_argument("--types", help=f"comma-separated weight types (default: {ALL_TYPES}; gemma3-27b: F32,F16; "
+                    "gpt-oss: F32,F16,MXFP4)")
     ap.add_argument("--swrun-logits", required=True)
     ap.add_argument("--make-synthetic", required=True)
     ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])

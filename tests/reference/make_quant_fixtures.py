@@ -34,6 +34,7 @@ SCALE_OFFSETS = {
 }
 BLOCKS_PER_TYPE = {T.Q4_0: 8, T.Q4_1: 8, T.Q5_0: 8, T.Q5_1: 8, T.Q8_0: 8, T.Q4_K: 4, T.Q5_K: 4, T.Q6_K: 4}
 QUANTIZABLE = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.F16, T.BF16]
+MXFP4_BLOCKS = 16
 
 
 def sane_scales(rng, count):
@@ -92,18 +93,35 @@ def dequant_fixtures(rng, out):
     write(out, "f32.f32", quants.dequantize(f32.view(np.uint8), T.F32).astype(np.float32))
 
 
+def mxfp4_fixtures(rng, out):
+    """MXFP4 blocks (random nibbles, exponent bytes that keep values finite: mostly 100..154, some of the
+    subnormal scales 0 and 1) and the package's quantization of the usual rows. Drawn after every other
+    type, so that adding it left their committed fixtures unchanged."""
+    blocks = rng.integers(0, 256, (MXFP4_BLOCKS, GGML_QUANT_SIZES[T.MXFP4][1]), dtype=np.uint8)
+    blocks[:, 0] = rng.integers(100, 155, MXFP4_BLOCKS)
+    blocks[:2, 0] = [0, 1]
+    write(out, "mxfp4.blocks", blocks)
+    write(out, "mxfp4.f32", quants.dequantize(blocks, T.MXFP4).astype(np.float32))
+    data = quant_rows(rng, 32).astype(np.float32)
+    write(out, "mxfp4.quant_in.f32", data)
+    write(out, "mxfp4.quant_out.blocks", quants.quantize(data, T.MXFP4).view(np.uint8))
+
+
+def quant_rows(rng, block):
+    return np.concatenate([
+        rng.standard_normal(4 * block),                 # ordinary data
+        rng.standard_normal(block) * 1e-3 + 5.0,        # offset data (all positive)
+        np.zeros(block),                                # all zero: d = 0 must not divide
+        np.full(block, -2.5),                           # constant negative
+        np.round(rng.standard_normal(block) * 8) / 8,   # values on a coarse grid: rounding ties
+        rng.standard_normal(block) * 1e4,               # large magnitudes
+    ])
+
+
 def quant_fixtures(rng, out):
     for qtype in QUANTIZABLE:
         block = GGML_QUANT_SIZES[qtype][0] if qtype not in (T.F16, T.BF16) else 32
-        rows = [
-            rng.standard_normal(4 * block),                 # ordinary data
-            rng.standard_normal(block) * 1e-3 + 5.0,        # offset data (all positive)
-            np.zeros(block),                                # all zero: d = 0 must not divide
-            np.full(block, -2.5),                           # constant negative
-            np.round(rng.standard_normal(block) * 8) / 8,   # values on a coarse grid: rounding ties
-            rng.standard_normal(block) * 1e4,               # large magnitudes
-        ]
-        data = np.concatenate(rows).astype(np.float32)
+        data = quant_rows(rng, block).astype(np.float32)
         write(out, f"{qtype.name.lower()}.quant_in.f32", data)
         write(out, f"{qtype.name.lower()}.quant_out.blocks", quants.quantize(data, qtype).view(np.uint8))
 
@@ -118,6 +136,7 @@ def main():
     rng = np.random.default_rng(seed)
     dequant_fixtures(rng, args.out)
     quant_fixtures(rng, args.out)
+    mxfp4_fixtures(rng, args.out)
     print(f"seed {seed}: wrote {len(list(args.out.iterdir()))} files to {args.out}")
 
 
