@@ -31,7 +31,8 @@ struct PlannedWeight {
 class PlanningBackend final : public Backend {
  public:
   explicit PlanningBackend(size_t memory_bytes) : memory_(memory_bytes) {}
-  std::string name() const override { return "plan"; }
+  // The backend it plans for: a refusal reads as the run's own would ("cuda backend: ... not supported yet").
+  std::string name() const override { return "cuda"; }
   std::string device_name() const override { return "memory plan"; }
   size_t device_memory_bytes() const override { return memory_; }
 

@@ -95,8 +95,8 @@ for label, args, needle in [
     ("no -m", [], "model"),
     ("unknown flag", ["-m", model, "--frobnicate"], "frobnicate"),
     # gpt-oss needs what the CUDA backend (which the plan models) does not run yet: named on one line.
-    ("gpt-oss on the GPU", ["-m", gpt_oss], "attention sinks / mixture of experts / YaRN RoPE not supported yet; "
-                                            "use --backend cpu"),
+    ("gpt-oss on the GPU", ["-m", gpt_oss],
+     "cuda backend: attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu"),
 ]:
     code, out, err = fit(*args)
     lines = [l for l in err.splitlines() if l.strip()]
