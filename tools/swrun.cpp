@@ -22,6 +22,7 @@
 #include "runtime/prompt_fill.h"
 #include "runtime/report.h"
 #include "runtime/tokenizer.h"
+#include "tools/cli_attention.h"
 #include "tools/cli_backend.h"
 #include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
@@ -49,17 +50,6 @@ struct Options {
 };
 
 std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
-
-void print_attention_table(const ModelConfig& c) {
-  std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
-               c.arch.c_str(), c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
-  std::fprintf(stderr, "  %-5s %-14s %-14s %s\n", "layer", "policy", "model declares", "rope base");
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerConfig& lc = c.layers[l];
-    std::fprintf(stderr, "  %-5d %-14s %-14s %.0f\n", l, describe(lc.policy).c_str(), describe(lc.declared).c_str(),
-                 lc.rope.freq_base);
-  }
-}
 
 void check_common(const Options& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p/--prompt or -f/--file");
