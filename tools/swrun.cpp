@@ -2,7 +2,8 @@
 // `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
 // `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp). `swrun fit -m FILE -c CTX` prints the
 // GPU memory plan of a run and whether it fits (tools/swrun_fit.cpp). `swrun perplexity -m FILE -f TEXT` is
-// llama-perplexity's perplexity and KL divergence (tools/swrun_perplexity.cpp, engine/perplexity.cpp).
+// llama-perplexity's perplexity and KL divergence (tools/swrun_perplexity.cpp, engine/perplexity.cpp). `swrun needle`
+// is the needle-in-a-haystack grid per attention spec (tools/swrun_needle.cpp, engine/needle.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -27,6 +28,7 @@
 #include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
 #include "tools/swrun_fit.h"
+#include "tools/swrun_needle.h"
 #include "tools/swrun_perplexity.h"
 #include "tools/swrun_tokenize.h"
 
@@ -306,6 +308,7 @@ int main_impl(int argc, char** argv) {
   TokenizeCommand tokenize(app);
   FitCommand fit(app);
   PerplexityCommand perplexity(app);
+  NeedleCommand needle(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -319,6 +322,7 @@ int main_impl(int argc, char** argv) {
   if (*bench) return run_bench_subcommand(bench_cli);
   if (tokenize.chosen()) return tokenize.run();
   if (perplexity.chosen()) return perplexity.run();
+  if (needle.chosen()) return needle.run();
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");
