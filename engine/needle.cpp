@@ -1,7 +1,6 @@
 #include "engine/needle.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <random>
 
@@ -17,13 +16,15 @@ namespace {
 // Tells the model what the text hides; without it Gemma 3 270M answers a needle 900 tokens back with a newline.
 const char* const kPreface = "A few special magic numbers are hidden in the text below. Remember them.\n";
 
-// How far back from its target depth a needle may move to start after a sentence end (beyond: at the target).
+// How far back from its target depth a needle may move to sit between two sentences (beyond: at the target).
 constexpr int kSentenceSearch = 256;
 
 // Depth jitter of the needles of one cell: uniform in +/- this fraction of the filler.
 constexpr double kDepthJitter = 0.02;
 
-std::string needle_text(const NeedlePlan& p) { return " The special magic number for " + p.key + " is " + p.number + "."; }
+std::string needle_text(const NeedlePlan& p) {
+  return " The special magic number for " + p.key + " is " + p.number + ".";
+}
 
 std::string question_text(const NeedlePlan& p) {
   return "\n\nWhat is the special magic number for " + p.key + "? The special magic number for " + p.key + " is";
@@ -40,11 +41,13 @@ std::string random_key(std::mt19937_64& rng) {
   return adjective + "-" + kNouns[pick(rng)];
 }
 
-bool ends_sentence(const std::string& piece) {
-  if (piece.find('\n') != std::string::npos) return true;
-  const size_t last = piece.find_last_not_of(' ');
-  return last != std::string::npos && (piece[last] == '.' || piece[last] == '!' || piece[last] == '?');
+bool ends_sentence(const std::string& text) {
+  if (text.find('\n') != std::string::npos) return true;
+  const size_t last = text.find_last_not_of(' ');
+  return last != std::string::npos && (text[last] == '.' || text[last] == '!' || text[last] == '?');
 }
+
+bool starts_with_space(const std::string& text) { return !text.empty() && (text[0] == ' ' || text[0] == '\n'); }
 
 // The answer as scored and reported: up to its first newline, without the space that follows "is".
 std::string trimmed(const std::string& text) {
@@ -70,13 +73,21 @@ const std::string& builtin_haystack() {
 }
 
 NeedlePrompts::NeedlePrompts(const Tokenizer& tok, const std::string& haystack) : tok_(tok) {
-  // Repetitions of the filler are joined by a paragraph break, so that its last and first words do not run together.
-  std::string unit = haystack;
-  while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.back()))) unit.pop_back();
-  filler_ = encode(unit + "\n");
-  if (filler_.size() <= 1) fail("needle: the haystack text has no words");
+  // Each repetition of the text starts with a space, as every sentence inside it does, so that repetitions join
+  // as sentences do and a needle at the very start is followed by a word of its own.
+  const size_t first = haystack.find_first_not_of(" \t\r\n"), last = haystack.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) fail("needle: the haystack text has no words");
+  filler_ = encode(" " + haystack.substr(first, last - first + 1));
   preface_ = encode(kPreface);
-  for (int32_t id : filler_) ends_sentence_.push_back(ends_sentence(tok_.decode({id})));
+  for (int32_t id : filler_) {
+    ends_sentence_.push_back(ends_sentence(tok_.surface(id)));
+    starts_word_.push_back(starts_with_space(tok_.surface(id)));
+  }
+}
+
+bool NeedlePrompts::sentence_gap(int at, int filler_len) const {
+  const size_t n = filler_.size();
+  return (at == 0 || ends_sentence_[(at - 1) % n]) && (at == filler_len || starts_word_[at % n]);
 }
 
 std::vector<int32_t> NeedlePrompts::encode(const std::string& text) const { return tok_.encode(text, false); }
@@ -116,11 +127,11 @@ NeedlePrompt NeedlePrompts::build(const NeedlePlan& plan) const {
   const std::vector<int32_t> needle = encode(needle_text(plan)), question = encode(question_text(plan));
   const int filler_len = plan.length - fixed_tokens(plan);
   const std::vector<int32_t> filler = fill_prompt(filler_, -1, filler_len);
-  // The needle starts after the nearest sentence end at or before its target.
+  // The needle goes between two sentences: the nearest gap at or before its target.
   const int target = static_cast<int>(std::lround(plan.target * filler_len));
   int at = target;
-  while (at > 0 && target - at < kSentenceSearch && !ends_sentence_[(at - 1) % filler_.size()]) --at;
-  if (at > 0 && !ends_sentence_[(at - 1) % filler_.size()]) at = target;
+  while (at > 0 && target - at < kSentenceSearch && !sentence_gap(at, filler_len)) --at;
+  if (!sentence_gap(at, filler_len)) at = target;
 
   NeedlePrompt p;
   if (tok_.add_bos() && tok_.bos() >= 0) p.tokens.push_back(tok_.bos());

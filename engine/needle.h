@@ -5,7 +5,7 @@
 // depth jitter, so a cell is a rate; every attention spec answers the very same prompts.
 //
 // A prompt of `length` tokens is: BOS (when the vocabulary adds one), a one-line preface saying that magic numbers
-// are hidden in the text, the filler tokens with the needle inserted at a sentence end, then the question. The
+// are hidden in the text, the filler tokens with the needle inserted between two sentences, then the question. The
 // preface matters on small models: Gemma 3 270M retrieves a needle 900 tokens back with it and misses without it.
 #pragma once
 #include <cstdint>
@@ -54,7 +54,9 @@ class NeedlePrompts {
   int fixed_tokens(const NeedlePlan& plan) const;  // BOS, preface, needle and question
   const Tokenizer& tok_;
   std::vector<int32_t> filler_, preface_;
-  std::vector<bool> ends_sentence_;  // per filler token: a needle may follow it
+  // Whether a needle fits before filler token `at` (of filler_len): after a sentence end, before a word's space.
+  bool sentence_gap(int at, int filler_len) const;
+  std::vector<bool> ends_sentence_, starts_word_;  // per token of the filler's text
 };
 
 // One trial's outcome under one spec.
