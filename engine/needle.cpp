@@ -30,7 +30,8 @@ std::string question_text(const NeedlePlan& p) {
   return "\n\nWhat is the special magic number for " + p.key + "? The special magic number for " + p.key + " is";
 }
 
-// Keys are "adjective-noun" pairs: distinct words the filler never uses, so only the needle names them.
+// Keys are "adjective-noun" pairs of words the built-in filler never uses, so that only the needle names them (one
+// needle per prompt: keys may repeat between trials).
 std::string random_key(std::mt19937_64& rng) {
   static const char* const kAdjectives[] = {"amber", "brisk", "cobalt", "dusty", "eager", "fuzzy", "gilded", "hollow",
                                             "icy", "jolly", "keen", "lunar", "mossy", "nimble", "opal", "plucky"};
@@ -68,7 +69,7 @@ const std::string& builtin_haystack() {
       "one by one along the bridge, and the ferryman ties his boat to the post beside the inn. Travellers who stay "
       "the night are told that the valley has changed little in a hundred years, and most of them believe it. In "
       "autumn the geese pass over the marsh in long lines, and the boys climb the church tower to count them. The "
-      "blacksmith says the winters were harder when he was young, though nobody can remember one that was not.\n";
+      "blacksmith says the winters were harder when he was young, though nobody can remember one that was not.";
   return text;
 }
 

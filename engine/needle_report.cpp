@@ -61,7 +61,8 @@ std::string needle_grid_text(const NeedleReport& r) {
       out << cell;
       for (int length : r.lengths) {
         const NeedleCell c = needle_cell(r, spec, length, depth);
-        const std::string text = fixed(c.rate(), 2) + " (" + std::to_string(c.found) + "/" + std::to_string(c.tried) + ")";
+        const std::string text =
+            fixed(c.rate(), 2) + " (" + std::to_string(c.found) + "/" + std::to_string(c.tried) + ")";
         std::snprintf(cell, sizeof cell, " %13s", text.c_str());
         out << cell;
       }

@@ -143,8 +143,8 @@ void print_spec_report(const std::vector<SpecPerplexity>& results, const std::st
       continue;
     }
     const KlSummary s = summarize(r.kl);
-    std::fprintf(out, "%-*s  %9.4f ± %9.4f  %11.5f ± %11.5f  %11.5f ± %11.5f  %6.3f ± %6.3f %%  %6.3f ± %6.3f %%\n", w,
-                 r.attn.c_str(), r.ppl, r.ppl_err, s.ln_ratio, s.ln_ratio_err, s.kld, s.kld_err, 100 * s.rms_dp,
+    std::fprintf(out, "%-*s  %9.4f ± %9.4f  %11.5f ± %11.5f  %11.5f ± %11.5f  %6.3f ± %6.3f %%  %6.3f ± %6.3f %%\n",
+                 w, r.attn.c_str(), r.ppl, r.ppl_err, s.ln_ratio, s.ln_ratio_err, s.kld, s.kld_err, 100 * s.rms_dp,
                  100 * s.rms_dp_err, 100 * s.same_top, 100 * s.same_top_err);
   }
   std::fflush(out);

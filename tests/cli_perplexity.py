@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`swrun perplexity` on the example model (Gemma 3 270M Q4_K_M, CPU): llama-perplexity's output lines, a KL-divergence
 base file that swrun writes and reads back (KLD 0, same top p 100%, PPL(base) = the run's PPL), several --attn specs
-side by side (dense against itself: KLD 0; a 16-key window: KLD up), and bad input (one line, non-zero exit). The comparison with llama.cpp itself is tests/peer/perplexity_peer.py.
+side by side (dense against itself: KLD 0; a 16-key window: KLD up), and bad input (one line, non-zero exit). The
+comparison with llama.cpp itself is tests/peer/perplexity_peer.py.
   usage: cli_perplexity.py SWRUN WORKDIR"""
 import os
 import re
@@ -67,7 +68,9 @@ def main():
               row.group(0))
 
     # Several specs over the same chunks: a row each; without a base file the first spec is the base.
-    table_row = r"^%s\s+([0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+\s+[0-9.]+ ±\s+[0-9.]+ %%\s+([0-9.]+) ±"
+    # name, PPL, ln(PPL/PPL(base)), KLD mean, same top p
+    table_row = (r"^%s\s+([0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+"
+                 r"\s+[0-9.]+ ±\s+[0-9.]+ %%\s+([0-9.]+) ±")
     r = run(common + ["-f", TEXT, "-c", "64", "--chunks", "2", "--attn", "dense,dense,sliding:16"])
     base_row = re.search(r"^dense \(base\)\s+([0-9.]+) ±", r.stdout, re.M)
     rows = re.findall(table_row % r"(dense|sliding:16)", r.stdout, re.M)
