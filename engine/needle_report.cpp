@@ -112,10 +112,12 @@ std::string needle_json(const NeedleReport& r) {
 
 std::string needle_svg(const NeedleReport& r) {
   constexpr int kCellW = 64, kCellH = 26, kLabelW = 52, kPanelGap = 36, kTop = 70, kBottom = 56, kSide = 16;
+  // Room for a panel's title over a grid of one or two lengths, and for the subtitle over a single narrow panel.
+  constexpr int kMinGridW = 160, kMinWidth = 760;
   const int cols = static_cast<int>(r.lengths.size()), rows = static_cast<int>(r.depths.size());
-  const int panel_w = kLabelW + cols * kCellW;
-  const int width = kSide * 2 + static_cast<int>(r.specs.size()) * panel_w +
-                    std::max(0, static_cast<int>(r.specs.size()) - 1) * kPanelGap;
+  const int panel_w = kLabelW + std::max(cols * kCellW, kMinGridW);
+  const int width = std::max(kMinWidth, kSide * 2 + static_cast<int>(r.specs.size()) * panel_w +
+                                            std::max(0, static_cast<int>(r.specs.size()) - 1) * kPanelGap);
   const int height = kTop + rows * kCellH + kBottom;
   std::ostringstream svg;
   svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -129,9 +131,8 @@ std::string needle_svg(const NeedleReport& r) {
       << "</text>\n";
   for (size_t s = 0; s < r.specs.size(); ++s) {
     const int x0 = kSide + static_cast<int>(s) * (panel_w + kPanelGap), grid_x = x0 + kLabelW;
-    svg << "<text x=\"" << grid_x + cols * kCellW / 2 << "\" y=\"" << kTop - 10
-        << "\" font-size=\"13\" font-weight=\"bold\" text-anchor=\"middle\">attn " << xml_escape(r.specs[s])
-        << "</text>\n";
+    svg << "<text x=\"" << grid_x << "\" y=\"" << kTop - 10 << "\" font-size=\"13\" font-weight=\"bold\">attn "
+        << xml_escape(r.specs[s]) << "</text>\n";
     for (int row = 0; row < rows; ++row) {
       const int y = kTop + row * kCellH;
       svg << "<text x=\"" << grid_x - 6 << "\" y=\"" << y + kCellH / 2 + 4
