@@ -34,7 +34,7 @@ if(Python3_Interpreter_FOUND)
 endif()
 if(Python3_Interpreter_FOUND)
   # swrun needle on the example model: a 128-key window everywhere loses needles ~700 tokens back that the model's
-  # own policy finds; outputs and bad input (8 trials of 768 tokens, ~2 min on 2 cores)
+  # own policy finds; outputs and bad input (8 trials of 768 tokens, ~110 CPU-s on one thread)
   add_test(NAME cli_needle
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_needle.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_needle)
