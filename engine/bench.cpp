@@ -1,7 +1,6 @@
 #include "engine/bench.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -47,22 +46,6 @@ std::vector<int> parse_count_list(const std::string& flag, const std::string& te
     if (comma == text.size()) return counts;
     start = comma + 1;
   }
-}
-
-std::vector<std::string> split_attn_specs(const std::string& text) {
-  std::vector<std::string> specs;
-  bool previous_is_layer_item = false;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, comma - start);
-    const bool layer_item = !item.empty() && std::isdigit(static_cast<unsigned char>(item[0]));
-    if (layer_item && previous_is_layer_item) specs.back() += "," + item;
-    else specs.push_back(item);  // an empty item reaches AttnSpec::parse, which names it
-    previous_is_layer_item = layer_item;
-    start = comma + 1;
-  }
-  return specs;
 }
 
 double mean_of(const std::vector<double>& v) {

@@ -31,10 +31,6 @@ std::vector<BenchTest> plan_tests(const std::vector<int>& prompts, const std::ve
 // A comma-separated list of non-negative token counts ("512,8192"); `flag` names it in the error.
 std::vector<int> parse_count_list(const std::string& flag, const std::string& text);
 
-// A comma-separated list of --attn specs. A per-layer spec has commas of its own, so items that begin with a
-// layer range ("0-4:sliding:512,5-:dense") stay together: "dense,0-4:sliding:512,5-:dense,model" is three specs.
-std::vector<std::string> split_attn_specs(const std::string& text);
-
 // llama-bench's statistics: the mean and the sample standard deviation (n - 1; 0 for fewer than two values).
 double mean_of(const std::vector<double>& v);
 double stddev_of(const std::vector<double>& v);

@@ -93,6 +93,7 @@ GenerateStats generate(Model& model, const Tokenizer& tok, const std::vector<int
     if (tok.is_end_of_generation(next)) break;
     on_token(next);
     ++st.n_generated;
+    if (opt.stop_after && opt.stop_after(next)) break;
     if (i + 1 == opt.n_predict || pos >= ctx) break;  // the last token needs no forward pass
     st.graph_used = decode_step(model, next, pos, top, opt.use_graph, top_ids.data(), step_logits.data());
     next = top > 0 ? sampler.sample_top(top_ids.data(), step_logits.data(), top)

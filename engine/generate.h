@@ -19,6 +19,9 @@ struct GenerateOptions {
   bool use_graph = true;  // decode steps through Backend::run_captured
   bool progress = false;  // a progress line on stderr during long prefills
   SamplerParams sampler;
+  // When set, generation ends after a token for which it returns true (on_token still receives that token): a
+  // short answer stops at its newline instead of running to n_predict.
+  std::function<bool(int32_t)> stop_after;
 };
 
 struct GenerateStats {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <memory>
 
 #include "models/model.h"
 #include "runtime/common.h"
@@ -13,33 +14,6 @@ namespace {
 
 // Round to nearest, ties to even (llama.cpp's nearest_int under the default rounding mode).
 inline int nearest(float v) { return static_cast<int>(std::nearbyint(v)); }
-
-// Runs chunk `c` of `tokens` (n_ctx tokens from c * n_ctx, the first replaced by bos when bos >= 0) through the
-// model in batches, and calls on_rows(logits, row0, rows) for each batch's scored rows: logits of positions
-// first + row0 .. first + row0 + rows - 1 ([rows, vocab]).
-void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
-               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows) {
-  const int n_ctx = opt.n_ctx, first = n_ctx / 2, vocab = model.config().vocab;
-  std::vector<int32_t> chunk(tokens.begin() + size_t(c) * n_ctx, tokens.begin() + size_t(c + 1) * n_ctx);
-  if (bos >= 0) chunk[0] = bos;
-  for (int p0 = 0; p0 < n_ctx; p0 += opt.ubatch) {
-    const int len = std::min(opt.ubatch, n_ctx - p0);
-    const int lo = std::max(p0, first), hi = std::min(p0 + len, n_ctx - 1);  // scored positions [lo, hi)
-    model.forward(chunk.data() + p0, p0, len, hi > lo ? LogitsMode::All : LogitsMode::None, buf.data());
-    if (hi > lo) on_rows(buf.data() + size_t(lo - p0) * vocab, lo - first, hi - lo);
-  }
-}
-
-void print_eta(const char* who, double chunk_ms, int n_chunk) {
-  const double t_total = chunk_ms / 1e3;
-  std::fprintf(stderr, "%s: %.2f seconds per pass - ETA ", who, t_total);
-  int total_seconds = static_cast<int>(t_total * n_chunk);
-  if (total_seconds >= 60 * 60) {
-    std::fprintf(stderr, "%d hours ", total_seconds / (60 * 60));
-    total_seconds %= 60 * 60;
-  }
-  std::fprintf(stderr, "%.2f minutes\n", total_seconds / 60.0);
-}
 
 std::pair<double, double> mean_and_uncertainty(double sum, double sum2, size_t count) {
   if (count < 1) return {0., 0.};
@@ -70,6 +44,9 @@ float median(const std::vector<float>& v) {
   return n % 2 == 0 ? 0.5f * (v[n / 2] + v[n / 2 - 1]) : v[n / 2];
 }
 
+
+}  // namespace
+
 void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t n) {
   const int vocab = model.config().vocab;
   for (size_t i = 0; i < n; ++i)
@@ -78,7 +55,29 @@ void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t
            " is outside the model's vocabulary of " + std::to_string(vocab));
 }
 
-}  // namespace
+void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
+               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows) {
+  const int n_ctx = opt.n_ctx, first = n_ctx / 2, vocab = model.config().vocab;
+  std::vector<int32_t> chunk(tokens.begin() + size_t(c) * n_ctx, tokens.begin() + size_t(c + 1) * n_ctx);
+  if (bos >= 0) chunk[0] = bos;
+  for (int p0 = 0; p0 < n_ctx; p0 += opt.ubatch) {
+    const int len = std::min(opt.ubatch, n_ctx - p0);
+    const int lo = std::max(p0, first), hi = std::min(p0 + len, n_ctx - 1);  // scored positions [lo, hi)
+    model.forward(chunk.data() + p0, p0, len, hi > lo ? LogitsMode::All : LogitsMode::None, buf.data());
+    if (hi > lo) on_rows(buf.data() + size_t(lo - p0) * vocab, lo - first, hi - lo);
+  }
+}
+
+void print_eta(const char* who, double chunk_ms, int n_chunk) {
+  const double t_total = chunk_ms / 1e3;
+  std::fprintf(stderr, "%s: %.2f seconds per pass - ETA ", who, t_total);
+  int total_seconds = static_cast<int>(t_total * n_chunk);
+  if (total_seconds >= 60 * 60) {
+    std::fprintf(stderr, "%d hours ", total_seconds / (60 * 60));
+    total_seconds %= 60 * 60;
+  }
+  std::fprintf(stderr, "%.2f minutes\n", total_seconds / 60.0);
+}
 
 double row_nll(int n_vocab, const float* logits, int tok) {
   float max_logit = logits[0];
@@ -178,22 +177,37 @@ std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t
   return {sum, p_diff};
 }
 
-void print_kl_chunk_line(int chunk, const KlSums& k, FILE* out) {
-  std::fprintf(out, "%4d", chunk);
+KlSummary summarize(const KlSums& k) {
+  KlSummary s;
   const auto log_ppl = mean_and_uncertainty(k.sum_nll, k.sum_nll2, k.count);
-  const double ppl_val = std::exp(log_ppl.first);
-  std::fprintf(out, "    %9.4lf ± %9.4lf", ppl_val, ppl_val * log_ppl.second);
+  s.ppl = std::exp(log_ppl.first);
+  s.ppl_err = s.ppl * log_ppl.second;
   const auto log_ppl_base = mean_and_uncertainty(k.sum_nll_base, k.sum_nll_base2, k.count);
+  s.ppl_base = std::exp(log_ppl_base.first);
+  s.ppl_base_err = s.ppl_base * log_ppl_base.second;
   const double cov = covariance(k.sum_nll, k.sum_nll_base, k.sum_nll_nll_base, k.count);
-  std::fprintf(out, "    %10.5lf ± %10.5lf", log_ppl.first - log_ppl_base.first,
-               std::sqrt(log_ppl.second * log_ppl.second + log_ppl_base.second * log_ppl_base.second - 2.0 * cov));
+  s.ln_ratio = log_ppl.first - log_ppl_base.first;
+  s.ln_ratio_err =
+      std::sqrt(log_ppl.second * log_ppl.second + log_ppl_base.second * log_ppl_base.second - 2.0 * cov);
   const auto kl_div = mean_and_uncertainty(k.sum_kld, k.sum_kld2, k.count);
-  std::fprintf(out, "    %10.5lf ± %10.5lf", kl_div.first, kl_div.second);
+  s.kld = kl_div.first;
+  s.kld_err = kl_div.second;
   const auto mse = mean_and_uncertainty(k.sum_p_diff2, k.sum_p_diff4, k.count);
-  const double rms = std::sqrt(mse.first);
-  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * rms, 100.0 * 0.5 / rms * mse.second);
-  const double top = 1. * k.n_same_top / k.count;
-  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * top, 100.0 * std::sqrt(top * (1 - top) / (k.count - 1)));
+  s.rms_dp = std::sqrt(mse.first);
+  s.rms_dp_err = 0.5 / s.rms_dp * mse.second;
+  s.same_top = 1. * k.n_same_top / k.count;
+  s.same_top_err = std::sqrt(s.same_top * (1 - s.same_top) / (k.count - 1));
+  return s;
+}
+
+void print_kl_chunk_line(int chunk, const KlSums& k, FILE* out) {
+  const KlSummary s = summarize(k);
+  std::fprintf(out, "%4d", chunk);
+  std::fprintf(out, "    %9.4lf ± %9.4lf", s.ppl, s.ppl_err);
+  std::fprintf(out, "    %10.5lf ± %10.5lf", s.ln_ratio, s.ln_ratio_err);
+  std::fprintf(out, "    %10.5lf ± %10.5lf", s.kld, s.kld_err);
+  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * s.rms_dp, 100.0 * s.rms_dp_err);
+  std::fprintf(out, "    %6.3lf ± %6.3lf %%", 100.0 * s.same_top, 100.0 * s.same_top_err);
   std::fprintf(out, "\n");
   std::fflush(out);
 }
@@ -283,6 +297,32 @@ KlBase read_kl_base_header(FILE* in, const std::string& path) {
   return b;
 }
 
+KlBaseWriter::KlBaseWriter(const std::string& path, int n_ctx, int n_vocab, int n_chunk,
+                           const std::vector<int32_t>& tokens)
+    : path_(path), f_(std::fopen(path.c_str(), "wb")) {
+  if (!f_) fail("cannot open KL-divergence base file '" + path + "' for writing");
+  const uint32_t header[] = {uint32_t(n_ctx), uint32_t(n_vocab), uint32_t(n_chunk)};
+  std::fwrite("_logits_", 1, 8, f_);
+  std::fwrite(header, 4, 3, f_);
+  std::fwrite(tokens.data(), 4, size_t(n_chunk) * n_ctx, f_);
+  std::fprintf(stderr, "perplexity: saving all logits to %s\n", path.c_str());
+}
+
+KlBaseWriter::~KlBaseWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void KlBaseWriter::write_rows(const std::vector<uint16_t>& rows) {
+  if (std::fwrite(rows.data(), 2, rows.size(), f_) != rows.size())
+    fail("cannot write KL-divergence base file '" + path_ + "'");
+}
+
+void KlBaseWriter::close() {
+  FILE* f = f_;
+  f_ = nullptr;
+  if (std::fclose(f) != 0) fail("cannot write KL-divergence base file '" + path_ + "'");
+}
+
 PerplexityResult run_perplexity(Model& model, const std::vector<int32_t>& tokens, int32_t bos,
                                 const PerplexityOptions& opt) {
   const int n_ctx = opt.n_ctx, first = n_ctx / 2, n_vocab = model.config().vocab;
@@ -294,16 +334,8 @@ PerplexityResult run_perplexity(Model& model, const std::vector<int32_t>& tokens
   check_tokens(model, tokens, size_t(n_chunk) * n_ctx);
   const int nv = kl_row_width(n_vocab), n_scored = n_ctx - 1 - first;
 
-  FILE* base = nullptr;
-  if (!opt.kl_base.empty()) {
-    base = std::fopen(opt.kl_base.c_str(), "wb");
-    if (!base) fail("cannot open KL-divergence base file '" + opt.kl_base + "' for writing");
-    const uint32_t header[] = {uint32_t(n_ctx), uint32_t(n_vocab), uint32_t(n_chunk)};
-    std::fwrite("_logits_", 1, 8, base);
-    std::fwrite(header, 4, 3, base);
-    std::fwrite(tokens.data(), 4, size_t(n_chunk) * n_ctx, base);
-    std::fprintf(stderr, "perplexity: saving all logits to %s\n", opt.kl_base.c_str());
-  }
+  std::unique_ptr<KlBaseWriter> base;
+  if (!opt.kl_base.empty()) base = std::make_unique<KlBaseWriter>(opt.kl_base, n_ctx, n_vocab, n_chunk, tokens);
   std::fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n",
                n_chunk, n_ctx, opt.ubatch);
 
@@ -329,17 +361,14 @@ PerplexityResult run_perplexity(Model& model, const std::vector<int32_t>& tokens
       nll2 += v * v;
     }
     count += n_scored;
-    if (base && std::fwrite(rows.data(), 2, rows.size(), base) != rows.size()) {
-      std::fclose(base);
-      fail("cannot write KL-divergence base file '" + opt.kl_base + "'");
-    }
+    if (base) base->write_rows(rows);
     if (c == 0) print_eta("perplexity", now_ms() - t0, n_chunk);
     std::printf("[%d]%.4lf,", c + 1, std::exp(nll / count));
     std::fflush(stdout);
   }
   std::printf("\n");
   std::fflush(stdout);
-  if (base && std::fclose(base) != 0) fail("cannot write KL-divergence base file '" + opt.kl_base + "'");
+  if (base) base->close();
 
   PerplexityResult res;
   res.count = count;

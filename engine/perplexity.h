@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,6 +71,42 @@ struct KlBase {
   std::vector<int32_t> tokens;  // n_chunk * n_ctx
 };
 KlBase read_kl_base_header(FILE* in, const std::string& path);
+
+// The numbers of llama-perplexity's per-chunk KL-divergence line (and of `swrun perplexity`'s side-by-side table)
+// for `sums`: PPL and PPL(base), ln(PPL/PPL(base)), KLD mean, RMS Δp and same top p, each with its uncertainty.
+struct KlSummary {
+  double ppl = 0, ppl_err = 0, ppl_base = 0, ppl_base_err = 0, ln_ratio = 0, ln_ratio_err = 0, kld = 0, kld_err = 0;
+  double rms_dp = 0, rms_dp_err = 0, same_top = 0, same_top_err = 0;
+};
+KlSummary summarize(const KlSums& sums);
+
+// A KL-divergence base file being written: header and tokens when opened, then each chunk's rows in turn. An Error
+// names the file when a write fails.
+class KlBaseWriter {
+ public:
+  KlBaseWriter(const std::string& path, int n_ctx, int n_vocab, int n_chunk, const std::vector<int32_t>& tokens);
+  ~KlBaseWriter();
+  KlBaseWriter(const KlBaseWriter&) = delete;
+  KlBaseWriter& operator=(const KlBaseWriter&) = delete;
+  void write_rows(const std::vector<uint16_t>& rows);  // one chunk's scored rows, kl_row_width values each
+  void close();
+
+ private:
+  std::string path_;
+  FILE* f_;
+};
+
+// Fails naming the first token at or past the model's vocabulary among tokens[0 .. n).
+void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t n);
+
+// Runs chunk `c` of `tokens` (opt.n_ctx tokens from c * n_ctx, the first replaced by bos when bos >= 0) through the
+// model in batches of opt.ubatch, and calls on_rows(logits, row0, rows) for each batch's scored rows: the logits
+// of positions n_ctx/2 + row0 .. n_ctx/2 + row0 + rows - 1 ([rows, vocab]) in `buf` (min(ubatch, n_ctx) * vocab).
+void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
+               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows);
+
+// llama-perplexity's "N seconds per pass - ETA M minutes" on stderr, after the first chunk.
+void print_eta(const char* who, double chunk_ms, int n_chunk);
 
 struct PerplexityResult {
   double ppl = 0, ppl_err = 0;

@@ -10,6 +10,32 @@
 #include "runtime/common.h"
 
 namespace swrun {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        // Control characters other than tab and newline are not allowed in XML 1.0.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') out += ' ';
+        else out += c;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 using nlohmann::json;
@@ -78,34 +104,10 @@ class TextTable {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
 std::string csv_line(const std::vector<std::string>& fields) {
   std::string l;
   for (size_t i = 0; i < fields.size(); ++i) l += (i ? "," : "") + csv_field(fields[i]);
   return l + "\n";
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default:
-        // Control characters other than tab and newline are not allowed in XML 1.0.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') out += ' ';
-        else out += c;
-    }
-  }
-  return out;
 }
 
 void check_same_rows(const AbReport& r) {
@@ -603,11 +605,22 @@ std::string render(const AbReport& r, ReportFormat format) {
 }
 
 void write_report(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  if (!f) fail("cannot open report file '" + path + "' for writing");
-  f << text;
-  f.flush();
-  if (!f) fail("cannot write report file '" + path + "'");
+  // Written beside the target and renamed over it: a failed write never leaves a half report under its name.
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream f(temp, std::ios::binary);
+    if (!f) fail("cannot open report file '" + path + "' for writing");
+    f << text;
+    f.flush();
+    if (!f) {
+      std::remove(temp.c_str());
+      fail("cannot write report file '" + path + "'");
+    }
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    std::remove(temp.c_str());
+    fail("cannot write report file '" + path + "'");
+  }
 }
 
 }  // namespace swrun

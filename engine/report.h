@@ -21,10 +21,14 @@ struct AbReport {
 nlohmann::json profile_json(const Profile& p);
 nlohmann::json ab_json(const AbReport& r);  // throws Error when a and b do not have the same rows
 
+// One CSV field, quoted when it holds a comma, quote or newline; text made safe inside SVG/XML.
+std::string csv_field(const std::string& s);
+std::string xml_escape(const std::string& s);
+
 std::string render(const Profile& p, ReportFormat format);
 std::string render(const AbReport& r, ReportFormat format);  // throws Error when a and b do not have the same rows
 
-// Writes text to path; throws Error naming the path when it cannot.
+// Writes text to path (through a temporary file renamed over it); throws Error naming the path when it cannot.
 void write_report(const std::string& path, const std::string& text);
 
 }  // namespace swrun

@@ -1,6 +1,7 @@
 #include "runtime/attn_policy.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "runtime/common.h"
@@ -124,6 +125,22 @@ std::vector<AttnPolicy> AttnSpec::resolve(const std::vector<AttnPolicy>& declare
     }
   }
   return out;  // layers the list does not name keep the model's own policy
+}
+
+std::vector<std::string> split_attn_specs(const std::string& text) {
+  std::vector<std::string> specs;
+  bool previous_is_layer_item = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    const bool layer_item = !item.empty() && std::isdigit(static_cast<unsigned char>(item[0]));
+    if (layer_item && previous_is_layer_item) specs.back() += "," + item;
+    else specs.push_back(item);  // an empty item reaches AttnSpec::parse, which names it
+    previous_is_layer_item = layer_item;
+    start = comma + 1;
+  }
+  return specs;
 }
 
 double attention_useful_flops(const AttnPolicy& p, int64_t q_pos0, int64_t n_q, int64_t n_kv, int head_dim,

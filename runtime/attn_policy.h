@@ -41,6 +41,11 @@ struct AttnSpec {
   std::vector<AttnPolicy> resolve(const std::vector<AttnPolicy>& declared, int32_t model_window) const;
 };
 
+// A comma-separated list of --attn specs (`swrun bench`, `perplexity` and `needle` take several). A per-layer spec
+// has commas of its own, so items that begin with a layer range ("0-4:sliding:512,5-:dense") stay together:
+// "dense,0-4:sliding:512,5-:dense,model" is three specs.
+std::vector<std::string> split_attn_specs(const std::string& text);
+
 // Useful FLOPs of one attention call (ARCHITECTURE.md): 4 * head_dim * n_head * sum_i visible_keys(i), for
 // n_q queries at positions q_pos0 .. q_pos0+n_q-1 over keys at positions 0 .. n_kv-1.
 double attention_useful_flops(const AttnPolicy& p, int64_t q_pos0, int64_t n_q, int64_t n_kv, int head_dim,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`swrun perplexity` on the example model (Gemma 3 270M Q4_K_M, CPU): llama-perplexity's output lines, a KL-divergence
-base file that swrun writes and reads back (KLD 0, same top p 100%, PPL(base) = the run's PPL), and bad input (one
-line, non-zero exit). The comparison with llama.cpp itself is tests/peer/perplexity_peer.py.
+base file that swrun writes and reads back (KLD 0, same top p 100%, PPL(base) = the run's PPL), several --attn specs
+side by side (dense against itself: KLD 0; a 16-key window: KLD up), and bad input (one line, non-zero exit). The
+comparison with llama.cpp itself is tests/peer/perplexity_peer.py.
   usage: cli_perplexity.py SWRUN WORKDIR"""
 import os
 import re
@@ -66,6 +67,44 @@ def main():
         check("own base: ln(PPL(Q)/PPL(base)) ~ 0 (16-bit log-probabilities)", abs(float(row.group(2))) < 0.01,
               row.group(0))
 
+    # Several specs over the same chunks: a row each; without a base file the first spec is the base.
+    # name, PPL, ln(PPL/PPL(base)), KLD mean, same top p
+    table_row = (r"^%s\s+([0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+\s+(-?[0-9.]+) ±\s+[0-9.]+"
+                 r"\s+[0-9.]+ ±\s+[0-9.]+ %%\s+([0-9.]+) ±")
+    r = run(common + ["-f", TEXT, "-c", "64", "--chunks", "2", "--attn", "dense,dense,sliding:16"])
+    base_row = re.search(r"^dense \(base\)\s+([0-9.]+) ±", r.stdout, re.M)
+    rows = re.findall(table_row % r"(dense|sliding:16)", r.stdout, re.M)
+    check("several specs: a base row and a row per other spec", r.returncode == 0 and base_row is not None and
+          [x[0] for x in rows] == ["dense", "sliding:16"], r.stdout[-800:] + r.stderr[-300:])
+    check("several specs: the per-layer policy printed once per spec", r.stderr.count("attention per layer") == 3)
+    if base_row and final and len(rows) == 2:
+        check("several specs: the base's PPL is the single run's (model = dense below the 512 window)",
+              abs(float(base_row.group(1)) - float(final.group(1))) < 1e-3, base_row.group(0))
+        _, ppl, ln_ratio, kld, same_top = rows[0]
+        check("dense against itself: KLD 0, same top p 100%", abs(float(kld)) < 1e-4 and same_top == "100.000",
+              str(rows[0]))
+        _, ppl, ln_ratio, kld, same_top = rows[1]
+        check("sliding:16 against dense: KLD and PPL up", float(kld) > 0.1 and float(ln_ratio) > 0.1, str(rows[1]))
+
+    # Several specs writing a base file: the first spec's rows, byte for byte the file the single run wrote.
+    multi = os.path.join(work, "multi.kld")
+    r = run(common + ["-f", TEXT, "-c", "64", "--chunks", "2", "--attn", "model,sliding:16", "--kl-divergence-base",
+                      multi])
+    same = False
+    if r.returncode == 0 and os.path.exists(multi):
+        with open(base, "rb") as f, open(multi, "rb") as g:
+            same = f.read() == g.read()
+    check("several specs write the first spec's base file, as the single run does", same, r.stderr[-300:])
+
+    # Several specs against a base file: every spec is compared, the file's own PPL heads the table.
+    r = run(common + ["--kl-divergence-base", base, "--kl-divergence", "--attn", "dense,sliding:16"])
+    rows = re.findall(table_row % r"(dense|sliding:16)", r.stdout, re.M)
+    check("several specs against a base file: a file row and a row per spec",
+          r.returncode == 0 and "file: " + base in r.stdout and [x[0] for x in rows] == ["dense", "sliding:16"],
+          r.stdout[-800:] + r.stderr[-300:])
+    if len(rows) == 2:
+        check("against the file written by the single run: dense KLD 0", abs(float(rows[0][3])) < 1e-4, str(rows[0]))
+
     bad = os.path.join(work, "bad.kld")
     with open(bad, "wb") as f:
         f.write(b"not a base file")
@@ -87,6 +126,7 @@ def main():
          "-c 64"),
         ("text differs from the base's", common + ["--kl-divergence", "--kl-divergence-base", base, "-f", short],
          "does not tokenize"),
+        ("an unknown spec among several", common + ["-f", TEXT, "--attn", "dense,bogus"], "bogus"),
     ]
     for name, args, needle in cases:
         r = run(args)

@@ -25,9 +25,18 @@ if(Python3_Interpreter_FOUND)
                    $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_fit)
 endif()
 if(Python3_Interpreter_FOUND)
-  # swrun perplexity on the example model: output lines, its own KL base file read back, bad input (~40 s)
+  # swrun perplexity on the example model: output lines, its own KL base file read back, several specs side by
+  # side, bad input (~70 s)
   add_test(NAME cli_perplexity
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_perplexity.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_perplexity)
   set_tests_properties(cli_perplexity PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+endif()
+if(Python3_Interpreter_FOUND)
+  # swrun needle on the example model: a 128-key window everywhere loses needles ~700 tokens back that the model's
+  # own policy finds; outputs and bad input (8 trials of 768 tokens, ~110 CPU-s on one thread)
+  add_test(NAME cli_needle
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_needle.py $<TARGET_FILE:swrun>
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_needle)
+  set_tests_properties(cli_needle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
 endif()

@@ -2,7 +2,8 @@
 // `swrun bench` measures prefill and decode speed in llama-bench's terms (tools/swrun_bench.cpp).
 // `swrun tokenize -m FILE -p TEXT` prints token ids (tools/swrun_tokenize.cpp). `swrun fit -m FILE -c CTX` prints the
 // GPU memory plan of a run and whether it fits (tools/swrun_fit.cpp). `swrun perplexity -m FILE -f TEXT` is
-// llama-perplexity's perplexity and KL divergence (tools/swrun_perplexity.cpp, engine/perplexity.cpp).
+// llama-perplexity's perplexity and KL divergence (tools/swrun_perplexity.cpp, engine/perplexity.cpp). `swrun needle`
+// is the needle-in-a-haystack grid per attention spec (tools/swrun_needle.cpp, engine/needle.cpp).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -22,10 +23,12 @@
 #include "engine/prompt_fill.h"
 #include "engine/report.h"
 #include "runtime/tokenizer.h"
+#include "tools/cli_attention.h"
 #include "tools/cli_backend.h"
 #include "tools/cli_files.h"
 #include "tools/swrun_bench.h"
 #include "tools/swrun_fit.h"
+#include "tools/swrun_needle.h"
 #include "tools/swrun_perplexity.h"
 #include "tools/swrun_tokenize.h"
 
@@ -49,17 +52,6 @@ struct Options {
 };
 
 std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
-
-void print_attention_table(const ModelConfig& c) {
-  std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
-               c.arch.c_str(), c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
-  std::fprintf(stderr, "  %-5s %-14s %-14s %s\n", "layer", "policy", "model declares", "rope base");
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerConfig& lc = c.layers[l];
-    std::fprintf(stderr, "  %-5d %-14s %-14s %.0f\n", l, describe(lc.policy).c_str(), describe(lc.declared).c_str(),
-                 lc.rope.freq_base);
-  }
-}
 
 void check_common(const Options& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p/--prompt or -f/--file");
@@ -316,6 +308,7 @@ int main_impl(int argc, char** argv) {
   TokenizeCommand tokenize(app);
   FitCommand fit(app);
   PerplexityCommand perplexity(app);
+  NeedleCommand needle(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
   try {
     app.parse(argc, argv);
@@ -329,6 +322,7 @@ int main_impl(int argc, char** argv) {
   if (*bench) return run_bench_subcommand(bench_cli);
   if (tokenize.chosen()) return tokenize.run();
   if (perplexity.chosen()) return perplexity.run();
+  if (needle.chosen()) return needle.run();
   if (o.model.empty()) fail("no model given (-m model.gguf); see --help");
   o.ab = ab->count() > 0;
   if (o.profile && o.ab) fail("--profile and --ab are separate modes; pick one");

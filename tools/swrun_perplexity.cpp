@@ -5,10 +5,12 @@
 #include <cstdio>
 
 #include "engine/perplexity.h"
+#include "engine/perplexity_specs.h"
 #include "models/model.h"
 #include "runtime/common.h"
 #include "runtime/gguf.h"
 #include "runtime/tokenizer.h"
+#include "tools/cli_attention.h"
 #include "tools/cli_backend.h"
 #include "tools/cli_files.h"
 
@@ -42,7 +44,9 @@ PerplexityCommand::PerplexityCommand(CLI::App& app) {
   command_->add_option("--chunks", chunks_, "score at most N chunks (-1: all)")->capture_default_str();
   command_->add_option("-b,--ubatch", ubatch_, "tokens per forward call (0: the backend's default, at most -c)")
       ->capture_default_str();
-  command_->add_option("--attn", attn_, "attention per layer, as for a run (model | dense | sliding[:W] | list)")
+  command_->add_option("--attn", attn_, "attention per layer, as for a run (model | dense | sliding[:W] | list); "
+                                        "several specs, comma-separated, run over the same chunks and are reported "
+                                        "side by side, the first as the base of the others when no base file is read")
       ->capture_default_str();
   command_->add_option("--backend", backend_, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
@@ -64,7 +68,9 @@ int PerplexityCommand::run() const {
   if (threads_ < 0) fail("perplexity: -t must be >= 0");
   if (kl_divergence_ && kl_base_.empty()) fail("perplexity: --kl-divergence needs --kl-divergence-base FILE");
   if (!kl_divergence_ && text_file_.empty()) fail("perplexity: give the text with -f FILE");
-  const AttnSpec spec = AttnSpec::parse(attn_);
+  const std::vector<std::string> specs = split_attn_specs(attn_);
+  std::vector<AttnSpec> parsed;
+  for (const std::string& spec : specs) parsed.push_back(AttnSpec::parse(spec));  // bad specs fail before the load
 
   auto file = GgufFile::open(model_);
   auto tok = Tokenizer::from_gguf(*file);
@@ -97,13 +103,19 @@ int PerplexityCommand::run() const {
   job.ctx = n_ctx;
   job.longest_prefill = n_ctx;
   job.min_ctx = n_ctx;
-  job.specs = {spec};
+  job.specs = parsed;
   job.all_logits = true;
   const int ubatch = std::min(choose_ubatch(*backend, *file, ubatch_, job), n_ctx);
-  auto model = load_model(*file, *backend, spec, ubatch);
+  auto model = load_model(*file, *backend, parsed[0], ubatch);
   if (n_ctx > model->config().ctx_train)
     std::fprintf(stderr, "perplexity: warning: model was trained on only %d context tokens (%d specified)\n",
                  model->config().ctx_train, n_ctx);
+  for (size_t s = 0; s < specs.size(); ++s) {  // a spec the model cannot take fails here, before any chunk
+    model->set_attention(parsed[s]);
+    std::fprintf(stderr, "perplexity: attn %s\n", specs[s].c_str());
+    print_attention_table(model->config());
+  }
+  model->set_attention(parsed[0]);
   model->init_kv(n_ctx, ubatch);
   std::fprintf(stderr, "perplexity: %s, backend %s, attention %s, %zu tokens\n", model_.c_str(),
                backend->name().c_str(), attn_.c_str(), kl_divergence_ ? base.tokens.size() : tokens.size());
@@ -114,8 +126,14 @@ int PerplexityCommand::run() const {
   opt.ubatch = ubatch;
   opt.kl_base = kl_base_;
   opt.kl_divergence = kl_divergence_;
-  if (kl_divergence_) run_kl_divergence(*model, base, in.f, bos, opt);
-  else run_perplexity(*model, tokens, bos, opt);
+  if (specs.size() > 1) {
+    const auto results = run_perplexity_specs(*model, specs, tokens, bos, opt, kl_divergence_ ? &base : nullptr, in.f);
+    print_spec_report(results, kl_divergence_ ? kl_base_ : "", stdout);
+  } else if (kl_divergence_) {
+    run_kl_divergence(*model, base, in.f, bos, opt);
+  } else {
+    run_perplexity(*model, tokens, bos, opt);
+  }
   return 0;
 }
 

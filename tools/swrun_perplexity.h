@@ -1,4 +1,5 @@
-// `swrun perplexity`: llama-perplexity's perplexity and KL divergence over a text file (engine/perplexity.h).
+// `swrun perplexity`: llama-perplexity's perplexity and KL divergence over a text file (engine/perplexity.h);
+// several --attn specs side by side (engine/perplexity_specs.h).
 #pragma once
 #include <string>
 
