@@ -6,8 +6,8 @@
 
 #include "models/model.h"
 #include "runtime/common.h"
-#include "runtime/generate.h"
-#include "runtime/prompt_fill.h"
+#include "engine/generate.h"
+#include "engine/prompt_fill.h"
 #include "runtime/tokenizer.h"
 
 namespace swrun {

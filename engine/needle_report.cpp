@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/report.h"
+#include "engine/report.h"
 
 namespace swrun {
 namespace {
