@@ -80,6 +80,7 @@ class PlanningBackend final : public Backend {
   }
 
   void init_kv(const std::vector<KvLayerSpec>& layers) override {
+    require_bf16_kv(*this, layers);
     kv_ = layers;
     kv_bytes_ = 0;
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -150,6 +151,7 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   if (r.batch < 1) fail("batch size must be at least 1");
   PlanningBackend be(r.memory_bytes);
   auto model = load_model(f, be, r.attn, r.batch);
+  model->set_kv_types(r.kv_types);
   model->init_kv(r.ctx, r.batch);
   const ModelConfig& c = model->config();
 
@@ -285,6 +287,7 @@ JobPlan plan_job(const GgufFile& f, const MemoryJob& job, int ubatch) {
     r.ctx = job.ctx;
     r.batch = std::max(1, std::min(ubatch, longest));
     r.attn = spec;
+    r.kv_types = job.kv_types;
     r.memory_bytes = job.memory_bytes;
     r.all_logits = job.all_logits;
     jp.plans.push_back(plan_memory(f, r));

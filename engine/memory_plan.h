@@ -20,6 +20,7 @@ struct MemoryRequest {
   int ctx = 4096;          // tokens the KV cache holds
   int batch = 512;         // the largest batch forward() runs: min(ubatch, longest prefill)
   AttnSpec attn;           // --attn
+  KvTypes kv_types;        // -ctk / -ctv
   size_t memory_bytes = 0; // the GPU's memory
   bool all_logits = false; // logits of every position of a batch (the --ab quality pass)
 };
@@ -55,6 +56,7 @@ struct MemoryJob {
   int longest_prefill = 0;   // tokens of its longest prefill: the batch is min(ubatch, this) (0: ctx)
   int min_ctx = 1;           // the smallest context that could still run it (the prompt), for the -c hint
   std::vector<AttnSpec> specs = {AttnSpec{}};
+  KvTypes kv_types;          // -ctk / -ctv
   bool side_by_side = false; // one backend per spec, all at once (--ab); else one backend running them in turn
   bool all_logits = false;
   size_t memory_bytes = 0;

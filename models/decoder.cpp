@@ -71,7 +71,7 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
   if (ctx < 1) fail("context size must be at least 1");
   std::vector<KvLayerSpec> layers;
   for (const LayerConfig& l : cfg_.layers) {
-    KvLayerSpec s{ctx, cfg_.n_head_kv, cfg_.head_dim};
+    KvLayerSpec s{ctx, cfg_.n_head_kv, cfg_.head_dim, kv_types_};
     // A causal window of W keys plus one batch of new keys is all a sliding layer ever reads.
     if (l.policy.windowed() && l.policy.right == 0)
       s.capacity = static_cast<int32_t>(std::min<int64_t>(ctx, int64_t{l.policy.window_keys()} + max_batch));

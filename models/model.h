@@ -50,6 +50,8 @@ class Model {
   }
   // Allocates the per-layer KV caches for a context of ctx tokens processed in batches of up to max_batch.
   virtual void init_kv(int ctx, int max_batch) = 0;
+  // The KV caches' element types from the next init_kv on (-ctk / -ctv).
+  void set_kv_types(const KvTypes& types) { kv_types_ = types; }
   Backend& backend() { return *be_; }
   // Re-resolves every layer's policy from `spec` against what the model declares. Call init_kv afterwards.
   void set_attention(const AttnSpec& spec);
@@ -67,6 +69,7 @@ class Model {
   ModelConfig cfg_;
   TopRequest top_;
   std::vector<KvLayerSpec> kv_layers_;
+  KvTypes kv_types_;
 };
 
 // Reads general.architecture and builds the model; unknown architectures and missing keys/tensors are Errors.

@@ -1,6 +1,9 @@
 // What every backend shares.
 #include "runtime/backend.h"
 
+#include <cctype>
+#include <utility>
+
 #include "runtime/common.h"
 #include "runtime/ggml_types.h"
 
@@ -54,6 +57,31 @@ void require_features(const Backend& be, const BackendFeatures& needed) {
   if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
       (needed.yarn_rope && !has.yarn_rope))
     fail_missing_features(be, needed);
+}
+
+std::string kv_type_name(GgmlType t) {
+  std::string name = ggml_type_name(uint32_t(t));
+  for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+KvTypes parse_kv_types(const std::string& ctk, const std::string& ctv) {
+  auto parse = [](const std::string& name, const char* flag) -> std::optional<GgmlType> {
+    if (name.empty()) return std::nullopt;
+    for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1,
+                       GgmlType::Q5_0, GgmlType::Q5_1})
+      if (name == kv_type_name(t)) return t;
+    fail(std::string(flag) + ": '" + name + "' is not a KV cache type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
+  };
+  return {parse(ctk, "-ctk"), parse(ctv, "-ctv")};
+}
+
+void require_bf16_kv(const Backend& be, const std::vector<KvLayerSpec>& layers) {
+  for (const KvLayerSpec& s : layers)
+    for (const auto& [type, flag] : {std::pair{s.types.k, "-ctk"}, std::pair{s.types.v, "-ctv"}})
+      if (type && *type != GgmlType::BF16)
+        fail(be.name() + " backend: " + flag + " " + kv_type_name(*type) +
+             " not supported yet (its KV caches are bf16); use --backend cpu");
 }
 
 }  // namespace swrun

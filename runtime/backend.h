@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,10 +60,23 @@ struct RopeParams {
 };
 
 // One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
+// The element types of the KV caches (llama.cpp's -ctk / -ctv: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1).
+// Unset: the backend's own (CPU f32, CUDA bf16). The CPU backend keeps f32 caches and rounds every row it stores
+// through the type (the values such a cache holds, what its accuracy cost is measured with); the CUDA backend
+// runs bf16 caches only, so far.
+struct KvTypes {
+  std::optional<GgmlType> k, v;
+};
+// From the flags' values ("" = unset); an unknown name is an Error naming the flag and the choices.
+KvTypes parse_kv_types(const std::string& ctk, const std::string& ctv);
+// llama.cpp's spelling of a KV cache type: "q8_0", "f16".
+std::string kv_type_name(GgmlType t);
+
 struct KvLayerSpec {
   int32_t capacity = 0;  // rows: context length for dense layers, window + ubatch for sliding layers
   int32_t n_head_kv = 0;
   int32_t head_dim = 0;
+  KvTypes types;
 };
 
 struct AttnParams {
@@ -242,6 +256,8 @@ class Backend {
 // Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
 // attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu".
 void require_features(const Backend& be, const BackendFeatures& needed);
+// Throws Error unless every layer's KV types are unset or bf16 (the CUDA backend's caches, and its memory plan's).
+void require_bf16_kv(const Backend& be, const std::vector<KvLayerSpec>& layers);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);           // threads <= 0: all cores
 // Throws Error when CUDA is unavailable; with a log, its set-up phases are added to it as sub-phases.

@@ -66,6 +66,16 @@ expect_error("bad --attn layer", ["-m", good, "-p", "a", "--attn", "0-9:dense", 
 expect_error("prompt longer than -c", ["-m", good, "-p", "a b a b a b a b", "-c", "3", "--backend", "cpu"], "-c")
 expect_error("no prompt", ["-m", good], "prompt")
 expect_error("unknown flag", ["-m", good, "-p", "a", "--frobnicate"], "frobnicate")
+expect_error("bad -ctk", ["-m", good, "-p", "a", "-ctk", "q9_0"], "-ctk")
+expect_error("bad -ctv", ["-m", good, "-p", "a", "-ctv", "iq4_nl", "--backend", "cpu"], "-ctv")
+# -ctk / -ctv on the CPU: llama.cpp's spellings run (the rows rounded through the type).
+code, out, err = run(["-m", good, "-p", "a", "-n", "4", "--temp", "0", "--backend", "cpu", "-ctk", "q8_0", "-ctv",
+                      "f16"])
+ok = code == 0 and "KV cache K q8_0 / V f16" in err
+print(f"{'ok  ' if ok else 'FAIL'} -ctk q8_0 -ctv f16 runs on the CPU: exit {code}")
+if not ok:
+    print(err)
+    failures.append("-ctk on the CPU")
 
 
 def vocab_only(path, model, pre):

@@ -70,10 +70,12 @@ class CpuAttention : public ::testing::Test {
            std::vector<double>* want) {
     const size_t q_row = size_t(s_.n_head) * s_.head_dim, kv_row = size_t(s_.n_head_kv) * s_.head_dim;
     const int32_t capacity = policy.windowed() ? policy.window_keys() + chunk : total;
-    be_->init_kv({{capacity, s_.n_head_kv, s_.head_dim}});
+    be_->init_kv({{capacity, s_.n_head_kv, s_.head_dim, kv_types_}});
     // Scores spread over a few units (the doubled scale), so that sinks of the same size change the weights.
     const std::vector<float> q = normal(total * q_row, 1.f), k = normal(total * kv_row, 1.f),
                              v = normal(total * kv_row, 1.f);
+    // The reference reads the keys and values a cache of kv_types_ holds (reference_kv_types_: those, or f32).
+    const std::vector<float> k_held = rounded(reference_kv_types_.k, k), v_held = rounded(reference_kv_types_.v, v);
     const AttnParams p{s_.n_head, s_.n_head_kv, s_.head_dim, 2.f / std::sqrt(float(s_.head_dim)), policy,
                        /*softcap=*/0.f, sinks.empty() ? Weight{} : upload_sinks(sinks)};
     Buffer qb = be_->alloc(chunk * q_row), kb = be_->alloc(chunk * kv_row), vb = be_->alloc(chunk * kv_row),
@@ -93,11 +95,26 @@ class CpuAttention : public ::testing::Test {
     for (int i = 0; i < total; ++i) {
       const std::vector<float> q_i(q.begin() + i * q_row, q.begin() + (i + 1) * q_row);
       for (int h = 0; h < s_.n_head; ++h) {
-        const std::vector<double> o = reference_head(s_, q_i, k, v, i, h, policy, p.scale, sinks);
+        const std::vector<double> o = reference_head(s_, q_i, k_held, v_held, i, h, policy, p.scale, sinks);
         want->insert(want->end(), o.begin(), o.end());
       }
     }
   }
+
+  // x as a KV cache of `type` holds it: quantized and dequantized row by row (unset: as is).
+  std::vector<float> rounded(const std::optional<GgmlType>& type, const std::vector<float>& x) const {
+    if (!type) return x;
+    const int64_t row = int64_t(s_.n_head_kv) * s_.head_dim;
+    std::vector<uint8_t> bytes(ggml_row_bytes(ggml_type_info(uint32_t(*type)), row));
+    std::vector<float> out(x.size());
+    for (size_t r = 0; r < x.size(); r += size_t(row)) {
+      quantize_row(*type, x.data() + r, bytes.data(), row);
+      dequantize_row(*type, bytes.data(), out.data() + r, row);
+    }
+    return out;
+  }
+
+  KvTypes kv_types_, reference_kv_types_;
 
   static double max_abs_diff(const std::vector<float>& a, const std::vector<double>& b) {
     double worst = 0;
@@ -130,6 +147,28 @@ TEST_F(CpuAttention, WithoutSinksMatchesTheDefinition) {
 
 // Guards the tests above: the sinks move the outputs by far more than their tolerance, so a kernel that ignored
 // them would fail there.
+// -ctk / -ctv: the cache holds each stored row rounded through its type, dense and sliding (the ring wraps), so
+// attention equals the definition over those rows; against the unrounded rows the difference shows.
+TEST_F(CpuAttention, KvCacheTypesHoldTheirRoundedRows) {
+  s_.head_dim = 16;  // rows of 32 values: whole q8_0 / q4_0 blocks
+  for (const KvTypes types : {KvTypes{GgmlType::Q8_0, GgmlType::Q8_0}, KvTypes{GgmlType::F16, GgmlType::Q4_0},
+                              KvTypes{GgmlType::BF16, std::nullopt}}) {
+    for (const AttnPolicy& policy : {AttnPolicy::dense(), AttnPolicy::sliding(5)}) {
+      kv_types_ = reference_kv_types_ = types;
+      std::vector<float> got;
+      std::vector<double> want;
+      run(policy, 23, 7, {}, &got, &want);
+      EXPECT_LT(max_abs_diff(got, want), 2e-6);
+      reference_kv_types_ = {};
+      run(policy, 23, 7, {}, &got, &want);
+      EXPECT_GT(max_abs_diff(got, want), 1e-4) << "the rounding must show against f32 rows";
+    }
+  }
+  kv_types_ = {GgmlType::Q8_0, std::nullopt};
+  s_.head_dim = 8;  // rows of 16: not whole blocks
+  EXPECT_THROW(be_->init_kv({{8, s_.n_head_kv, s_.head_dim, kv_types_}}), Error);
+}
+
 TEST_F(CpuAttention, SinksBite) {
   const std::vector<float> sinks = {-1.5f, 0.f, 2.f, 4.f};
   std::vector<float> with, without;

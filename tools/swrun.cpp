@@ -37,6 +37,7 @@ namespace {
 
 struct Options {
   std::string model, prompt, prompt_file, backend = "auto", attn = "model";
+  std::string cache_type_k, cache_type_v;  // -ctk / -ctv ("": the backend's own)
   int n_predict = 128, ctx = 0, ubatch = 0, threads = 0, top_k = 40;  // ubatch 0: per backend
   float temp = 0.8f, top_p = 0.95f;
   int64_t seed = -1;
@@ -70,6 +71,13 @@ MemoryJob memory_job(int ctx, int n_prompt, std::vector<AttnSpec> specs) {
   job.min_ctx = n_prompt;
   job.specs = std::move(specs);
   return job;
+}
+
+// ", KV cache K q8_0 / V f16" where -ctk / -ctv set a type, else "".
+std::string kv_cache_note(const KvTypes& t) {
+  if (!t.k && !t.v) return "";
+  auto name = [](const std::optional<GgmlType>& type) { return type ? kv_type_name(*type) : std::string("default"); };
+  return ", KV cache K " + name(t.k) + " / V " + name(t.v);
 }
 
 // The prompt's tokens: the text as encoded, or filled to --prompt-len tokens by repeating it.
@@ -117,6 +125,7 @@ std::string megabytes(size_t bytes) {
 int run_generate(const Options& o) {
   check_common(o);
   const AttnSpec spec = AttnSpec::parse(o.attn);
+  const KvTypes kv_types = parse_kv_types(o.cache_type_k, o.cache_type_v);
   // Load phases are always timed on the host clock (a few clock reads); only -v prints them and lets the backend
   // time its own split, which waits for the GPU at the end of each phase.
   LoadLog log;
@@ -142,7 +151,9 @@ int run_generate(const Options& o) {
                 backend->name().c_str(), backend->device_name().c_str(), start.setup_ms());
   phase_done("backend init (wait)", detail);
   const int ctx = context_for(o, n_prompt, o.n_predict);
-  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, memory_job(ctx, n_prompt, {spec}));
+  MemoryJob job = memory_job(ctx, n_prompt, {spec});
+  job.kv_types = kv_types;
+  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, job);
   const int batch = std::min(ubatch, n_prompt);
   backend->attach_load_log(verbose_log);
   auto model = load_model(*file, *backend, spec, batch);
@@ -151,6 +162,7 @@ int run_generate(const Options& o) {
   phase_done("weights", backend->weight_bytes() ? megabytes(backend->weight_bytes()) + " on the device"
                                                 : "read in place from the file mapping");
   note_context(ctx, model->config());
+  model->set_kv_types(kv_types);
   model->init_kv(ctx, batch);
   phase_done("KV cache", human_bytes(static_cast<double>(backend->kv_bytes())) + " for " + std::to_string(ctx) +
                              " tokens");
@@ -165,9 +177,10 @@ int run_generate(const Options& o) {
     log.add("warm-up", 0, backend->name() == "cuda" ? "none: no room in the context" : "none on the CPU");
   const double load_ms = now_ms() - t_load;
   if (o.verbose) std::fputs(log.render(load_ms).c_str(), stderr);
-  std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s%s\n", o.model.c_str(),
+  std::fprintf(stderr, "swrun: %s on %s (%s), prompt %d tokens, context %d, KV cache %s%s%s\n", o.model.c_str(),
                backend->name().c_str(), backend->device_name().c_str(), n_prompt, ctx,
-               human_bytes(static_cast<double>(backend->kv_bytes())).c_str(), weights_line(*backend, *file).c_str());
+               human_bytes(static_cast<double>(backend->kv_bytes())).c_str(), kv_cache_note(kv_types).c_str(),
+               weights_line(*backend, *file).c_str());
   print_attention_table(model->config());
 
   go.n_predict = o.n_predict;
@@ -207,16 +220,20 @@ void print_overhead(const ProfileResult& r) {
 int run_profile(const Options& o) {
   check_common(o);
   const AttnSpec spec = AttnSpec::parse(o.attn);
+  const KvTypes kv_types = parse_kv_types(o.cache_type_k, o.cache_type_v);
   auto file = GgufFile::open(o.model);
   auto tok = Tokenizer::from_gguf(*file);
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
   const int n = static_cast<int>(prompt.size());
   auto backend = pick_backend(o);
   const int ctx = context_for(o, n, 0);
-  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, memory_job(ctx, n, {spec}));
+  MemoryJob job = memory_job(ctx, n, {spec});
+  job.kv_types = kv_types;
+  const int ubatch = choose_ubatch(*backend, *file, o.ubatch, job);
   const int batch = std::min(ubatch, n);
   auto model = load_model(*file, *backend, spec, batch);
   note_context(ctx, model->config());
+  model->set_kv_types(kv_types);
   model->init_kv(ctx, batch);
   print_attention_table(model->config());
   const ProfileResult r = profile_prefill(*model, prompt, profile_options(o, ubatch, o.attn));
@@ -231,6 +248,8 @@ int run_ab(const Options& o) {
   const std::string text_a = o.ab_specs.size() > 0 ? o.ab_specs[0] : "dense";
   const std::string text_b = o.ab_specs.size() > 1 ? o.ab_specs[1] : "model";
   const AttnSpec spec_a = AttnSpec::parse(text_a), spec_b = AttnSpec::parse(text_b);
+  // -ctk / -ctv apply to B: A keeps the backend's own caches, so the A/B shows what a cache type costs.
+  const KvTypes kv_types_b = parse_kv_types(o.cache_type_k, o.cache_type_v);
   auto file = GgufFile::open(o.model);
   auto tok = Tokenizer::from_gguf(*file);
   const std::vector<int32_t> prompt = prompt_tokens(o, *tok);
@@ -242,16 +261,18 @@ int run_ab(const Options& o) {
   MemoryJob job = memory_job(ctx, n, {spec_a, spec_b});
   job.side_by_side = true;
   job.all_logits = true;
+  job.kv_types = kv_types_b;
   const int ubatch = choose_ubatch(*backend_a, *file, o.ubatch, job);
   const int batch = std::min(ubatch, n);
   auto model_a = load_model(*file, *backend_a, spec_a, batch);
   auto model_b = load_model(*file, *backend_b, spec_b, batch);
   note_context(ctx, model_a->config());
   model_a->init_kv(ctx, batch);
+  model_b->set_kv_types(kv_types_b);
   model_b->init_kv(ctx, batch);
   std::fprintf(stderr, "A = %s\n", text_a.c_str());
   print_attention_table(model_a->config());
-  std::fprintf(stderr, "B = %s\n", text_b.c_str());
+  std::fprintf(stderr, "B = %s%s\n", text_b.c_str(), kv_cache_note(kv_types_b).c_str());
   print_attention_table(model_b->config());
   AbReport report;
   const ProfileResult ra = profile_prefill(*model_a, prompt, profile_options(o, ubatch, text_a));
@@ -290,6 +311,10 @@ int main_impl(int argc, char** argv) {
                  "0-4:sliding:512,5:dense,6-:sliding:1024")->capture_default_str();
   app.add_option("-b,--ubatch", o.ubatch, "prefill chunk size in tokens (0: on CUDA the largest power of two from 32768 down to 512 that the memory plan fits, with activations + workspace <= 2.5 GiB; 512 on CPU)")->capture_default_str();
   app.add_option("-t,--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--cache-type-k", o.cache_type_k,
+                 "KV cache type for K (-ctk): f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (default: the backend's own, CPU "
+                 "f32, CUDA bf16; the CPU keeps f32 and rounds each stored row through the type; CUDA: bf16 only)");
+  app.add_option("--cache-type-v", o.cache_type_v, "KV cache type for V (-ctv, as -ctk); with --ab both apply to B");
   app.add_flag("--no-graph", o.no_graph, "decode with plain launches instead of a CUDA graph");
   app.add_flag("-v,--verbose", o.verbose, "print where the load time goes, one line per phase (stderr; generation mode)");
   app.add_option("--prompt-len", o.prompt_len, "fill the prompt to N tokens by repeating its text");
@@ -310,8 +335,16 @@ int main_impl(int argc, char** argv) {
   PerplexityCommand perplexity(app);
   NeedleCommand needle(app);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "swrun: error: " + std::string(e.what()) + "\n"; });
+  // llama.cpp spells some flags with one dash and several letters, which CLI11 takes for bundled short flags.
+  std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-ctk") a = "--cache-type-k";
+    if (a == "-ctv") a = "--cache-type-v";
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(argc, arg_ptrs.data());
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     // `swrun fit` answers bad input with its own status, apart from "does not fit" (1).

@@ -51,6 +51,9 @@ PerplexityCommand::PerplexityCommand(CLI::App& app) {
   command_->add_option("--backend", backend_, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   command_->add_option("-t,--threads", threads_, "CPU threads (0: all cores)")->capture_default_str();
+  command_->add_option("--cache-type-k", cache_type_k_, "KV cache type for K (-ctk), as for a run (f32, f16, bf16, "
+                                                       "q8_0, ...; default: the backend's own)");
+  command_->add_option("--cache-type-v", cache_type_v_, "KV cache type for V (-ctv, as -ctk)");
   command_->add_option("--kl-divergence-base", kl_base_,
                        "without --kl-divergence: write the log-probabilities of every scored token to this file "
                        "(llama.cpp's format); with it: the base file to compare against");
@@ -98,8 +101,10 @@ int PerplexityCommand::run() const {
     }
   }
 
+  const KvTypes kv_types = parse_kv_types(cache_type_k_, cache_type_v_);
   auto backend = make_backend(backend_, threads_);
   MemoryJob job;
+  job.kv_types = kv_types;
   job.ctx = n_ctx;
   job.longest_prefill = n_ctx;
   job.min_ctx = n_ctx;
@@ -116,6 +121,7 @@ int PerplexityCommand::run() const {
     print_attention_table(model->config());
   }
   model->set_attention(parsed[0]);
+  model->set_kv_types(kv_types);
   model->init_kv(n_ctx, ubatch);
   std::fprintf(stderr, "perplexity: %s, backend %s, attention %s, %zu tokens\n", model_.c_str(),
                backend->name().c_str(), attn_.c_str(), kl_divergence_ ? base.tokens.size() : tokens.size());

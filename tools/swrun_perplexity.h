@@ -18,6 +18,7 @@ class PerplexityCommand {
  private:
   CLI::App* command_;
   std::string model_, text_file_, backend_ = "auto", attn_ = "model", kl_base_;
+  std::string cache_type_k_, cache_type_v_;  // -ctk / -ctv
   int ctx_ = 512, chunks_ = -1, ubatch_ = 0, threads_ = 0;
   bool kl_divergence_ = false;
 };

@@ -13,6 +13,7 @@
 #include "runtime/common.h"
 #include "runtime/cpu/dot.h"
 #include "runtime/dequant.h"
+#include "runtime/gguf_writer.h"  // quantize_row
 #include "runtime/profile.h"
 #include "runtime/sampler.h"
 
@@ -65,6 +66,13 @@ class CpuBackend final : public Backend {
   }
 
   void init_kv(const std::vector<KvLayerSpec>& layers) override {
+    for (size_t l = 0; l < layers.size(); ++l)
+      for (const auto& type : {layers[l].types.k, layers[l].types.v}) {
+        const int64_t row = int64_t(layers[l].n_head_kv) * layers[l].head_dim;
+        if (type && row % ggml_type_info(uint32_t(*type)).block_elems != 0)
+          fail("layer " + std::to_string(l) + ": KV rows of " + std::to_string(row) + " values are not whole " +
+               kv_type_name(*type) + " blocks");
+      }
     kv_specs_ = layers;
     k_cache_.assign(layers.size(), {});
     v_cache_.assign(layers.size(), {});
@@ -187,8 +195,8 @@ class CpuBackend final : public Backend {
            std::to_string(first_key) + ".." + std::to_string(kv_len - 1) + " (context or batch too large)");
     for (int t = 0; t < n_; ++t) {
       const size_t slot = static_cast<size_t>((pos0_ + t) % cap);
-      std::memcpy(&k_cache_[layer][slot * row], k.data + t * row, row * sizeof(float));
-      std::memcpy(&v_cache_[layer][slot * row], v.data + t * row, row * sizeof(float));
+      store_kv_row(spec.types.k, k.data + t * row, &k_cache_[layer][slot * row], row);
+      store_kv_row(spec.types.v, v.data + t * row, &v_cache_[layer][slot * row], row);
     }
     const float* kc = k_cache_[layer].data();
     const float* vc = v_cache_[layer].data();
@@ -358,7 +366,16 @@ class CpuBackend final : public Backend {
   int threads_;
   std::vector<std::vector<float>> buffers_;
   std::vector<std::vector<float>> vectors_;
+  // A cache row as a cache of `type` holds it: f32 values rounded through the type (unset: f32 as is).
+  void store_kv_row(const std::optional<GgmlType>& type, const float* src, float* dst, size_t n) {
+    if (!type || *type == GgmlType::F32) return void(std::memcpy(dst, src, n * sizeof(float)));
+    kv_round_.resize(ggml_row_bytes(ggml_type_info(uint32_t(*type)), int64_t(n)));
+    quantize_row(*type, src, kv_round_.data(), int64_t(n));
+    dequantize_row(*type, kv_round_.data(), dst, int64_t(n));
+  }
+
   std::vector<KvLayerSpec> kv_specs_;
+  std::vector<uint8_t> kv_round_;  // one row in a KV cache type's bytes
   std::vector<std::vector<float>> k_cache_, v_cache_;
   size_t kv_bytes_ = 0;
   std::vector<int32_t> tokens_;

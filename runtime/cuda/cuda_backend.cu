@@ -241,6 +241,7 @@ const __nv_bfloat16* CudaBackend::gemm_operand(const float* x, size_t count) {
 
 void CudaBackend::init_kv(const std::vector<KvLayerSpec>& layers) {
   if (mode_ != Mode::Plain) fail("init_kv inside a captured step");
+  require_bf16_kv(*this, layers);
   release_load_staging();
   drop_graphs();  // they point at the caches being replaced
   for (KvLayer& l : kv_) {
