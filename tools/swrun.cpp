@@ -50,14 +50,16 @@ struct Options {
 
 std::unique_ptr<Backend> pick_backend(const Options& o) { return make_backend(o.backend, o.threads); }
 
-void print_attention_table(const ModelConfig& c) {
-  std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
+void print_attention_table(const ModelConfig& c, FILE* out = stderr) {
+  std::fprintf(out, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
                c.arch.c_str(), c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
-  std::fprintf(stderr, "  %-5s %-14s %-14s %s\n", "layer", "policy", "model declares", "rope base");
+  std::fprintf(out, "  %-5s %-14s %-14s %-9s %-9s %-8s %-8s %s\n", "layer", "policy", "model declares", "rope base",
+               "head_dim", "kv heads", "ffn", "kv cache");
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerConfig& lc = c.layers[l];
-    std::fprintf(stderr, "  %-5d %-14s %-14s %.0f\n", l, describe(lc.policy).c_str(), describe(lc.declared).c_str(),
-                 lc.rope.freq_base);
+    const std::string kv = lc.kv_layer >= 0 ? "layer " + std::to_string(lc.kv_layer) + "'s" : "own";
+    std::fprintf(out, "  %-5d %-14s %-14s %-9.0f %-9d %-8d %-8d %s\n", l, describe(lc.policy).c_str(),
+                 describe(lc.declared).c_str(), lc.rope.freq_base, lc.head_dim, lc.n_head_kv, lc.ffn_dim, kv.c_str());
   }
 }
 
@@ -275,6 +277,17 @@ int run_ab(const Options& o) {
 int run_inspect(const std::string& path) {
   auto file = GgufFile::open(path);
   print_gguf_summary(*file, stdout);
+  // The layout as a run builds it (policies, head shapes, shared KV), when the file has weights; the CPU backend
+  // reads them in place, so this costs no copy of the model.
+  if (!file->tensors().empty()) {
+    std::fputs("\n", stdout);
+    try {
+      auto be = make_cpu_backend(1);
+      print_attention_table(load_model(*file, *be, AttnSpec::parse("model"), 1)->config(), stdout);
+    } catch (const Error& e) {
+      std::printf("layout: not available (%s)\n", e.what());
+    }
+  }
   return 0;
 }
 
