@@ -160,6 +160,7 @@ struct Options {
   int window = 8;
   std::string vocab;  // GGUF whose tokenizer.* keys are copied ("" = none, vocabulary of 1024)
   bool gemma3_27b = false;
+  bool gemma4_31b = false;  // gemma4 without per-layer inputs and shared KV layers
   bool rope_freqs = false;  // llama: Llama 3.1's rope_freqs.weight (per-pair frequency divisors)
   // Gains. The defaults make attention sharp and block outputs large (the Python reference computes in fp64, so
   // any error shows); --peer tones them down for the comparison against llama.cpp, whose CPU matmuls round the
@@ -362,10 +363,12 @@ void make_gpt_oss(SyntheticModel& m, const Options& o, GgmlType expert_type) {
 // Gemma 4's proportional RoPE (rope_freqs: a quarter of the pairs rotate, the rest get factors of 1e30); the last
 // 3 layers share KV (5 and 6 read layer 3's cache, 7 reads layer 4's) and have a double-wide FFN
 // (feed_forward_length a per-layer array); per-layer inputs of width 32; a per-layer output scale in [0.5, 1.5]
-// and a final-logit softcap of 10 (logits of RMS ~3 with top values beyond it).
+// and a final-logit softcap of 10 (logits of RMS ~3 with top values beyond it). --gemma4-31b: the 31B's kind of
+// layout, without per-layer inputs and shared KV layers.
 void make_gemma4(SyntheticModel& m, const Options& o) {
   const std::vector<bool> sliding = {true, true, false, true, false, true, true, false};
-  const int n_layer = static_cast<int>(sliding.size()), shared_kv = 3, per_layer = 32;
+  const int n_layer = static_cast<int>(sliding.size());
+  const int shared_kv = o.gemma4_31b ? 0 : 3, per_layer = o.gemma4_31b ? 0 : 32;
   const Shape swa{n_layer, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
   const Shape global{n_layer, 256, 4, 1, 128, 512, vocab_size(o.vocab)};
   auto& w = m.writer();
@@ -402,10 +405,12 @@ void make_gemma4(SyntheticModel& m, const Options& o) {
   // Rows of 32 (the per-layer projection's input) take no K-quant blocks: Q8_0 there unless one type is asked.
   const GgmlType narrow_type =
       m.single_type() == GgmlType::Q4_K ? GgmlType::Q8_0 : m.single_type().value_or(GgmlType::Q8_0);
-  m.matrix_of_type("per_layer_token_embd.weight", swa.vocab, int64_t{per_layer} * n_layer, 3.f,
-                   m.single_type().value_or(GgmlType::Q8_0));
-  m.matrix("per_layer_model_proj.weight", int64_t{per_layer} * n_layer, swa.dim, 1.f);
-  m.norm("per_layer_proj_norm.weight", per_layer, 1.f);
+  if (per_layer > 0) {
+    m.matrix_of_type("per_layer_token_embd.weight", swa.vocab, int64_t{per_layer} * n_layer, 3.f,
+                     m.single_type().value_or(GgmlType::Q8_0));
+    m.matrix("per_layer_model_proj.weight", int64_t{per_layer} * n_layer, swa.dim, 1.f);
+    m.norm("per_layer_proj_norm.weight", per_layer, 1.f);
+  }
   for (int l = 0; l < n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     const Shape& s = sliding[l] ? swa : global;
@@ -428,9 +433,11 @@ void make_gemma4(SyntheticModel& m, const Options& o) {
     m.matrix(p + "ffn_up.weight", ffn_of(l), s.dim, 1.f);
     m.matrix(p + "ffn_down.weight", s.dim, ffn_of(l), 1.f);
     m.norm(p + "post_ffw_norm.weight", s.dim, o.post);
-    m.matrix(p + "inp_gate.weight", per_layer, s.dim, 1.f);
-    m.matrix_of_type(p + "proj.weight", s.dim, per_layer, 1.f, narrow_type);
-    m.norm(p + "post_norm.weight", s.dim, o.post);
+    if (per_layer > 0) {
+      m.matrix(p + "inp_gate.weight", per_layer, s.dim, 1.f);
+      m.matrix_of_type(p + "proj.weight", s.dim, per_layer, 1.f, narrow_type);
+      m.norm(p + "post_norm.weight", s.dim, o.post);
+    }
     m.uniform(p + "layer_output_scale.weight", 1, 0.5f, 1.5f);
   }
 }
@@ -455,6 +462,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32", "MXFP4"}));
   app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
   app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
+  app.add_flag("--gemma4-31b", o.gemma4_31b, "gemma4 without per-layer inputs and shared KV layers (the 31B's kind)");
   app.add_flag("--rope-freqs", o.rope_freqs, "llama: a rope_freqs.weight tensor (Llama 3.1's RoPE frequency divisors)");
   bool peer = false;
   app.add_flag("--peer", peer, "milder attention and block gains, for the comparison against llama.cpp");

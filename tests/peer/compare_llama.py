@@ -66,6 +66,8 @@ ARCHS = {
     # Gemma 4's E-variant layout (per-layer inputs, shared KV, K as V, two head dims) with llama.cpp's gemma-4
     # test vocabulary, fetched by scripts/fetch-llama-vocabs.sh.
     "gemma4": ("gemma-4", ["--arch", "gemma4", "--window", "48"], "model", ALL_TYPES),
+    # The 31B's kind of layout (no per-layer inputs, no shared KV); its quantized paths are gemma4's.
+    "gemma4-31b": ("gemma-4", ["--arch", "gemma4", "--gemma4-31b", "--window", "48"], "model", "F32,F16"),
 }
 
 
