@@ -43,7 +43,9 @@ class Gemma4 final : public DecoderModel {
       const std::string p = "blk." + std::to_string(l) + ".";
       if (f.find_tensor(p + "ffn_gate_inp.weight"))
         fail(f.path() + ": Gemma 4's mixture-of-experts layers (26B-A4B) are not supported yet");
-      Layer layer{load_attention(f, l, layout), load_mlp(f, l, /*post_norm=*/true)};
+      Layer layer;
+      layer.attn = load_attention(f, l, layout);
+      layer.mlp = load_mlp(f, l, /*post_norm=*/true);
       if (pl_width_ > 0) {
         layer.inp_gate = tensor(f, p + "inp_gate.weight", {cfg_.dim, pl_width_});
         layer.proj = tensor(f, p + "proj.weight", {pl_width_, cfg_.dim});
@@ -142,7 +144,12 @@ std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpe
   ModelConfig c = read_common_config(f, arch, /*per_layer_arrays=*/true);
   c.attn_scale = 1.f;
   c.final_softcap = static_cast<float>(f.get_float(key("final_logit_softcapping"), 0.0));
+  // As llama.cpp: the pattern is a required per-layer array (no period to default to).
+  if (!f.has(key("attention.sliding_window_pattern")))
+    fail(f.path() + ": missing metadata key " + key("attention.sliding_window_pattern"));
   const std::vector<bool> sliding = read_sliding_layers(f, arch, c.n_layer, 0);
+  if (c.sliding_window <= 0 && std::find(sliding.begin(), sliding.end(), true) != sliding.end())
+    fail(f.path() + ": sliding layers without a positive " + key("attention.sliding_window"));
   const int global_dim = c.head_dim;
   const int sliding_dim = static_cast<int>(f.get_int(key("attention.key_length_swa"), global_dim));
   if (f.get_int(key("attention.value_length_swa"), sliding_dim) != sliding_dim)
@@ -170,8 +177,6 @@ std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpe
     declared.push_back(sliding[l] ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense());
     rope.push_back(sliding[l] ? local : global);
   }
-  if (c.sliding_window <= 0 && std::find(sliding.begin(), sliding.end(), true) != sliding.end())
-    fail(f.path() + ": sliding layers without a positive " + key("attention.sliding_window"));
   c.head_dim = std::max(global_dim, sliding_dim);
   c.n_head_kv = *std::max_element(n_head_kv.begin(), n_head_kv.end());
   c.ffn_dim = *std::max_element(ffn_dim.begin(), ffn_dim.end());
