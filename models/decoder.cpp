@@ -1,6 +1,7 @@
 #include "models/decoder.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "runtime/common.h"
 
@@ -24,13 +25,16 @@ DecoderModel::DecoderModel(Backend& be, ModelConfig cfg, int max_batch) : Model(
   s_.up = be.alloc(b * c.ffn_dim);
   s_.logits = be.alloc(static_cast<size_t>(c.vocab));
   s_.logits_rows = 1;
+  for (const LayerConfig& l : c.layers)
+    if (l.head_dim > c.head_dim || l.n_head_kv > c.n_head_kv || l.ffn_dim > c.ffn_dim)
+      fail(c.arch + ": a layer's shape exceeds the model's largest (ModelConfig::head_dim, n_head_kv, ffn_dim)");
 }
 
 Decoder::Decoder(const GgufFile& f, Backend& be, ModelConfig cfg, int max_batch, const DecoderStyle& style)
     : DecoderModel(be, std::move(cfg), max_batch), style_(style) {
   bool yarn = false;
   for (const LayerConfig& l : cfg_.layers) yarn = yarn || l.rope.yarn;
-  require_features(be, BackendFeatures{style_.attn.sinks, style_.moe, yarn});
+  require_features(be, BackendFeatures{style_.attn.sinks, style_.moe, yarn, false});
   load_output(f);
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const TracedOps::Range layer_range = ops_.layer(l);
@@ -71,11 +75,18 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
   if (ctx < 1) fail("context size must be at least 1");
   std::vector<KvLayerSpec> layers;
   for (const LayerConfig& l : cfg_.layers) {
-    KvLayerSpec s{ctx, cfg_.n_head_kv, cfg_.head_dim, kv_types_};
+    KvLayerSpec s{ctx, l.n_head_kv, l.head_dim, kv_types_};
     // A causal window of W keys plus one batch of new keys is all a sliding layer ever reads.
     if (l.policy.windowed() && l.policy.right == 0)
       s.capacity = static_cast<int32_t>(std::min<int64_t>(ctx, int64_t{l.policy.window_keys()} + max_batch));
     layers.push_back(s);
+  }
+  // A layer that reads another's cache keeps none; that cache holds what its widest reader needs.
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const int source = cfg_.layers[l].kv_layer;
+    if (source < 0) continue;
+    layers[source].capacity = std::max(layers[source].capacity, layers[l].capacity);
+    layers[l].capacity = 0;
   }
   be_->init_kv(layers);
   kv_layers_ = layers;
@@ -118,13 +129,28 @@ void DecoderModel::attention_block(int l, const AttnWeights& w, int n, const Wei
   const ModelConfig& c = cfg_;
   const LayerConfig& lc = c.layers[l];
   const int64_t rows = n;
-  ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
-  if (w.bq.impl) ops_.add_bias("attn_q_bias", l, s_.q, w.bq, rows);
-  if (w.bk.impl) ops_.add_bias("attn_k_bias", l, s_.k, w.bk, rows);
-  if (w.bv.impl) ops_.add_bias("attn_v_bias", l, s_.v, w.bv, rows);
-  ops_.qk_norm_rope("qk_norm_rope", l, s_.q, s_.k, if_present(w.q_norm), if_present(w.k_norm), rows, c.n_head,
-                    c.n_head_kv, c.head_dim, c.norm_eps, lc.rope);
-  const AttnParams p{c.n_head, c.n_head_kv, c.head_dim, c.attn_scale, lc.policy, c.attn_softcap, w.sinks};
+  if (lc.kv_layer >= 0) {  // keys and values come from an earlier layer's cache: only the query is projected
+    ops_.matmul("attn_q", l, s_.xn, w.wq, rows, s_.q);
+    if (w.bq.impl) ops_.add_bias("attn_q_bias", l, s_.q, w.bq, rows);
+    if (w.q_norm.impl) ops_.rmsnorm("attn_q_norm", l, s_.q, w.q_norm, rows * c.n_head, c.norm_eps, s_.q);
+    ops_.rope("attn_q_rope", l, s_.q, c.n_head, lc.head_dim, lc.rope);
+  } else {
+    ops_.matmuls("attn_qkv", l, s_.xn, rows, {{&w.wq, s_.q}, {&w.wk, s_.k}, {&w.wv, s_.v}});
+    if (w.bq.impl) ops_.add_bias("attn_q_bias", l, s_.q, w.bq, rows);
+    if (w.bk.impl) ops_.add_bias("attn_k_bias", l, s_.k, w.bk, rows);
+    if (w.bv.impl) ops_.add_bias("attn_v_bias", l, s_.v, w.bv, rows);
+    if (w.v_norm) {
+      Weight no_gain;
+      no_gain.name = "v_norm";
+      no_gain.rows = 1;
+      no_gain.cols = lc.head_dim;
+      ops_.rmsnorm("attn_v_norm", l, s_.v, no_gain, rows * lc.n_head_kv, c.norm_eps, s_.v);
+    }
+    ops_.qk_norm_rope("qk_norm_rope", l, s_.q, s_.k, if_present(w.q_norm), if_present(w.k_norm), rows, c.n_head,
+                      lc.n_head_kv, lc.head_dim, c.norm_eps, lc.rope);
+  }
+  const AttnParams p{c.n_head, lc.n_head_kv, lc.head_dim, c.attn_scale, lc.policy, c.attn_softcap, w.sinks,
+                     lc.kv_layer};
   ops_.attention(l, s_.q, s_.k, s_.v, s_.att, p);
   ops_.matmul("attn_out", l, s_.att, w.wo, rows, s_.proj);
   if (w.bo.impl) ops_.add_bias("attn_out_bias", l, s_.proj, w.bo, rows);
@@ -149,7 +175,9 @@ void DecoderModel::moe_block(int l, const MoeWeights& w, int n, const Weight* ne
 
 AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLayout& layout) {
   const ModelConfig& c = cfg_;
-  const int64_t d = c.dim, qd = int64_t{c.n_head} * c.head_dim, kvd = int64_t{c.n_head_kv} * c.head_dim;
+  const LayerConfig& lc = c.layers[l];
+  const int64_t d = c.dim, qd = int64_t{c.n_head} * lc.head_dim, kvd = int64_t{lc.n_head_kv} * lc.head_dim;
+  const bool own_kv = lc.kv_layer < 0;
   const std::string p = "blk." + std::to_string(l) + ".";
   AttnWeights w;
   w.norm = tensor(f, p + "attn_norm.weight", {d});
@@ -162,16 +190,23 @@ AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLay
     w.wv = be_->weight_rows(qkv, qd + kvd, kvd);
   } else {
     w.wq = tensor(f, p + "attn_q.weight", {d, qd});
-    w.wk = tensor(f, p + "attn_k.weight", {d, kvd});
-    w.wv = tensor(f, p + "attn_v.weight", {d, kvd});
+    if (own_kv) {
+      w.wk = tensor(f, p + "attn_k.weight", {d, kvd});
+      // Without attn_v the values are the keys' projection, taken before the key norm and RoPE: projecting
+      // twice through attn_k gives exactly that and keeps the block's q/k/v shape.
+      w.wv = layout.value_from_key ? optional_tensor(f, p + "attn_v.weight", {d, kvd})
+                                   : tensor(f, p + "attn_v.weight", {d, kvd});
+      if (!w.wv.impl) w.wv = w.wk;
+    }
   }
   w.bq = optional_tensor(f, p + "attn_q.bias", {qd});
   w.bk = optional_tensor(f, p + "attn_k.bias", {kvd});
   w.bv = optional_tensor(f, p + "attn_v.bias", {kvd});
   if (layout.qk_norm) {
-    w.q_norm = tensor(f, p + "attn_q_norm.weight", {c.head_dim});
-    w.k_norm = tensor(f, p + "attn_k_norm.weight", {c.head_dim});
+    w.q_norm = tensor(f, p + "attn_q_norm.weight", {lc.head_dim});
+    if (own_kv) w.k_norm = tensor(f, p + "attn_k_norm.weight", {lc.head_dim});
   }
+  w.v_norm = layout.v_norm;
   w.wo = tensor(f, p + "attn_output.weight", {qd, d});
   w.bo = optional_tensor(f, p + "attn_output.bias", {d});
   if (layout.post_norm) w.post_norm = tensor(f, p + "post_attention_norm.weight", {d});
@@ -206,7 +241,7 @@ MoeWeights DecoderModel::load_moe(const GgufFile& f, int l) {
 
 MlpWeights DecoderModel::load_mlp(const GgufFile& f, int l, bool post_norm) {
   const ModelConfig& c = cfg_;
-  const int64_t d = c.dim, ff = c.ffn_dim;
+  const int64_t d = c.dim, ff = c.layers[l].ffn_dim;
   const std::string p = "blk." + std::to_string(l) + ".";
   MlpWeights w;
   w.norm = tensor(f, p + "ffn_norm.weight", {d});
@@ -252,15 +287,25 @@ Weight DecoderModel::tensor(const GgufFile& f, const std::string& name, std::ini
   return optional_tensor(f, name, shape);
 }
 
-ModelConfig read_common_config(const GgufFile& f, const std::string& arch) {
+ModelConfig read_common_config(const GgufFile& f, const std::string& arch, bool per_layer_arrays) {
   auto key = [&](const char* k) { return arch + "." + k; };
+  // A per-layer array stands for its largest entry (what the buffers are sized by) where the architecture reads
+  // the entries itself; elsewhere an array is refused by as_int.
+  auto largest = [&](const std::string& k, std::optional<int64_t> fallback) {
+    const GgufValue* v = f.find(k);
+    if (!per_layer_arrays || !v || v->type != GgufValueType::ARRAY)
+      return fallback ? f.get_int(k, *fallback) : f.get_int(k);
+    int64_t most = 0;
+    for (const GgufValue& item : v->as_array(k).items) most = std::max(most, item.as_int(k));
+    return most;
+  };
   ModelConfig c;
   c.arch = arch;
   c.dim = static_cast<int>(f.get_int(key("embedding_length")));
   c.n_layer = static_cast<int>(f.get_int(key("block_count")));
-  c.ffn_dim = static_cast<int>(f.get_int(key("feed_forward_length")));
+  c.ffn_dim = static_cast<int>(largest(key("feed_forward_length"), std::nullopt));
   c.n_head = static_cast<int>(f.get_int(key("attention.head_count")));
-  c.n_head_kv = static_cast<int>(f.get_int(key("attention.head_count_kv"), c.n_head));
+  c.n_head_kv = static_cast<int>(largest(key("attention.head_count_kv"), c.n_head));
   c.head_dim = static_cast<int>(f.get_int(key("attention.key_length"), c.n_head > 0 ? c.dim / c.n_head : 0));
   const int64_t v_dim = f.get_int(key("attention.value_length"), c.head_dim);
   c.ctx_train = static_cast<int>(f.get_int(key("context_length"), 4096));
@@ -359,7 +404,8 @@ void resolve_layers(ModelConfig& c, const std::vector<AttnPolicy>& declared, con
                     const std::vector<RopeParams>& rope) {
   const std::vector<AttnPolicy> chosen = spec.resolve(declared, c.sliding_window);
   c.layers.clear();
-  for (int l = 0; l < c.n_layer; ++l) c.layers.push_back({chosen[l], declared[l], rope[l]});
+  for (int l = 0; l < c.n_layer; ++l)
+    c.layers.push_back({chosen[l], declared[l], rope[l], c.head_dim, c.n_head_kv, c.ffn_dim, -1});
 }
 
 }  // namespace swrun

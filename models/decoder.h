@@ -19,10 +19,13 @@ struct AttnLayout {
   bool qk_norm = false;    // per-head RMSNorm of q and k before RoPE (attn_q_norm, attn_k_norm)
   bool post_norm = false;  // RMSNorm of the block output before the residual add (post_attention_norm)
   bool sinks = false;      // a learned sink logit per query head (attn_sinks, gpt-oss)
+  bool v_norm = false;     // per-head RMSNorm of v without a gain (Gemma 4)
+  bool value_from_key = false;  // a layer without attn_v uses its key projection as values (Gemma 4)
 };
 
 struct AttnWeights {
   Weight norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, wo, bo, post_norm, sinks;  // absent: impl == nullptr
+  bool v_norm = false;  // AttnLayout::v_norm
 };
 
 struct MlpWeights {
@@ -47,11 +50,12 @@ class DecoderModel : public Model {
 
  protected:
   DecoderModel(Backend& be, ModelConfig cfg, int max_batch);
-  // Loads layer l's attention weights: attn_norm; attn_qkv split into q/k/v row views when the file has the
-  // fused tensor, else attn_q/k/v; their biases where present; attn_output; and what `layout` requires.
+  // Loads layer l's attention weights, shaped by cfg_.layers[l]: attn_norm; attn_qkv split into q/k/v row views
+  // when the file has the fused tensor, else attn_q/k/v (only attn_q where the layer shares another's KV cache);
+  // their biases where present; attn_output; and what `layout` requires.
   AttnWeights load_attention(const GgufFile& f, int layer, const AttnLayout& layout);
-  // Loads layer l's MLP weights: ffn_norm, ffn_gate + ffn_up (or ffn_up holding gate then up, [2 * ffn_dim]),
-  // ffn_down, and post_ffw_norm when `post_norm`.
+  // Loads layer l's MLP weights (width cfg_.layers[l].ffn_dim): ffn_norm, ffn_gate + ffn_up (or ffn_up holding
+  // gate then up, [2 * ffn_dim]), ffn_down, and post_ffw_norm when `post_norm`.
   MlpWeights load_mlp(const GgufFile& f, int layer, bool post_norm);
   // Loads layer l's mixture of experts (gpt-oss layout): its pre-norm post_attention_norm (gpt-oss's name for it),
   // the router ffn_gate_inp (+ bias) and the experts ffn_gate_exps / ffn_up_exps / ffn_down_exps (+ biases),
@@ -62,9 +66,9 @@ class DecoderModel : public Model {
 
   // Token embeddings of the batch into s_.x, multiplied by `scale`.
   void embed(const int32_t* tokens, int32_t pos0, int n, float scale);
-  // s_.x += attention(s_.xn) for layer l, per cfg_.layers[l] (policy, RoPE) and cfg_ (scale, softcap), where
-  // s_.xn holds the block's pre-norm of s_.x; then s_.xn = next_norm(s_.x), the MLP block's pre-norm (one fused
-  // residual step on backends that fuse it).
+  // s_.x += attention(s_.xn) for layer l, per cfg_.layers[l] (policy, RoPE, shapes, shared KV) and cfg_ (scale,
+  // softcap), where s_.xn holds the block's pre-norm of s_.x; then s_.xn = next_norm(s_.x), the MLP block's
+  // pre-norm (one fused residual step on backends that fuse it).
   void attention_block(int layer, const AttnWeights& w, int n, const Weight& next_norm);
   // s_.x += down(act(gate(s_.xn)) * up(s_.xn)) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given
   // (the next layer's attention pre-norm).
@@ -110,8 +114,9 @@ class Decoder : public DecoderModel {
   std::vector<Layer> layers_;
 };
 
-// Hyperparameters shared by the llama-like families, read as `<arch>.<key>`.
-ModelConfig read_common_config(const GgufFile& f, const std::string& arch);
+// Hyperparameters shared by the llama-like families, read as `<arch>.<key>`. With per_layer_arrays,
+// feed_forward_length and attention.head_count_kv may be per-layer arrays, read as their largest entry.
+ModelConfig read_common_config(const GgufFile& f, const std::string& arch, bool per_layer_arrays = false);
 
 }  // namespace swrun
 
@@ -137,7 +142,7 @@ float gemma_query_scale(const ModelConfig& c, int layers_of_27b);
 // when the key is absent.
 std::vector<bool> read_sliding_layers(const GgufFile& f, const std::string& arch, int n_layer, int default_period);
 
-// Applies --attn to the declared per-layer policies and fills cfg.layers with each layer's RoPE.
+// Applies --attn to the declared per-layer policies and fills cfg.layers with each layer's RoPE and cfg's shapes.
 void resolve_layers(ModelConfig& cfg, const std::vector<AttnPolicy>& declared, const AttnSpec& spec,
                     const std::vector<RopeParams>& rope);
 }  // namespace swrun

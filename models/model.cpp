@@ -11,8 +11,8 @@ using Loader = std::unique_ptr<Model> (*)(const GgufFile&, Backend&, const AttnS
 // Architecture table keyed by general.architecture.
 static const std::map<std::string, Loader>& architectures() {
   static const std::map<std::string, Loader> table = {
-      {"gemma2", &load_gemma2}, {"gemma3", &load_gemma3}, {"gpt-oss", &load_gpt_oss}, {"llama", &load_llama},
-      {"phi3", &load_phi3},     {"qwen2", &load_qwen2},   {"qwen3", &load_qwen3},
+      {"gemma2", &load_gemma2}, {"gemma3", &load_gemma3}, {"gemma4", &load_gemma4}, {"gpt-oss", &load_gpt_oss},
+      {"llama", &load_llama},   {"phi3", &load_phi3},     {"qwen2", &load_qwen2},   {"qwen3", &load_qwen3},
   };
   return table;
 }

@@ -16,10 +16,14 @@ struct LayerConfig {
   AttnPolicy policy;   // after --attn is applied
   AttnPolicy declared; // what the model itself declares
   RopeParams rope;
+  // The layer's own shapes (Gemma 4's differ between sliding and global layers; elsewhere ModelConfig's).
+  int head_dim = 0, n_head_kv = 0, ffn_dim = 0;
+  int kv_layer = -1;  // >= 0: attends over that earlier layer's KV cache and keeps none (Gemma 4's shared KV)
 };
 
 struct ModelConfig {
   std::string arch;
+  // head_dim, n_head_kv and ffn_dim are the largest of the layers' (LayerConfig), which size the buffers.
   int n_layer = 0, dim = 0, n_head = 0, n_head_kv = 0, head_dim = 0, ffn_dim = 0, vocab = 0;
   int ctx_train = 0;
   float norm_eps = 1e-6f;
@@ -83,5 +87,6 @@ std::unique_ptr<Model> load_qwen3(const GgufFile& f, Backend& be, const AttnSpec
 std::unique_ptr<Model> load_gemma2(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 std::unique_ptr<Model> load_phi3(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 std::unique_ptr<Model> load_gpt_oss(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
+std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpec& spec, int max_batch);
 
 }  // namespace swrun

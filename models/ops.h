@@ -81,6 +81,15 @@ class TracedOps {
     Range r(be_, name, layer, OpKind::Matmul);
     be_.moe(x, rows, f, out);
   }
+  void scale(const char* name, int layer, Buffer x, size_t count, float s) {
+    Range r(be_, name, layer, OpKind::Other);
+    be_.scale(x, count, s);
+  }
+  void copy_cols(const char* name, int layer, Buffer src, int64_t rows, int64_t src_cols, int64_t first,
+                 int64_t count, Buffer dst) {
+    Range r(be_, name, layer, OpKind::Other);
+    be_.copy_cols(src, rows, src_cols, first, count, dst);
+  }
   void softcap(const char* name, int layer, Buffer x, size_t count, float cap) {
     Range r(be_, name, layer, OpKind::Other);
     be_.softcap(x, count, cap);

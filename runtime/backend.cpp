@@ -43,19 +43,26 @@ namespace {
   note(needed.attention_sinks, has.attention_sinks, "attention sinks");
   note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
   note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
+  note(needed.gemma4_blocks, has.gemma4_blocks, "Gemma 4's blocks (per-layer head dims, shared KV, per-layer inputs)");
   fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
 }
 
 }  // namespace
 
 void Backend::moe(Buffer, int64_t, const MoeFfn&, Buffer) {
-  fail_missing_features(*this, BackendFeatures{false, true, false});
+  fail_missing_features(*this, BackendFeatures{.mixture_of_experts = true});
+}
+
+void Backend::scale(Buffer, size_t, float) { fail_missing_features(*this, BackendFeatures{.gemma4_blocks = true}); }
+
+void Backend::copy_cols(Buffer, int64_t, int64_t, int64_t, int64_t, Buffer) {
+  fail_missing_features(*this, BackendFeatures{.gemma4_blocks = true});
 }
 
 void require_features(const Backend& be, const BackendFeatures& needed) {
   const BackendFeatures has = be.features();
   if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
-      (needed.yarn_rope && !has.yarn_rope))
+      (needed.yarn_rope && !has.yarn_rope) || (needed.gemma4_blocks && !has.gemma4_blocks))
     fail_missing_features(be, needed);
 }
 

@@ -93,6 +93,9 @@ struct AttnParams {
   // weight_j = exp(s_j) / (exp(sinks[h]) + sum_k exp(s_k)). Taken as is (neither scaled nor softcapped), in
   // dense and sliding layers alike.
   Weight sinks;
+  // Gemma 4's shared-KV layers: >= 0 reads layer kv_layer's cache (which that layer wrote earlier in the same
+  // forward, the current batch included) and stores nothing (k and v are not read). -1: the layer's own cache.
+  int32_t kv_layer = -1;
 };
 
 // A mixture-of-experts FFN (gpt-oss's): per token, router logits = router x + router_bias; the n_used experts with
@@ -116,6 +119,9 @@ struct BackendFeatures {
   bool attention_sinks = false;     // AttnParams::sinks
   bool mixture_of_experts = false;  // Backend::moe
   bool yarn_rope = false;           // RopeParams::yarn
+  // Gemma 4's blocks: head shapes that differ per layer, shared KV caches (AttnParams::kv_layer), rmsnorm without a
+  // gain, Backend::scale and Backend::copy_cols.
+  bool gemma4_blocks = false;
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.
@@ -149,7 +155,8 @@ class Backend {
 
   // out[n, cols] = table[token] * scale
   virtual void embed(const Weight& table, float scale, Buffer out) = 0;
-  // out[r, :] = x[r, :] / rms(x[r, :]) * w, for `rows` rows of length w.cols (per-head norms: rows = n * heads)
+  // out[r, :] = x[r, :] / rms(x[r, :]) * w, for `rows` rows of length w.cols (per-head norms: rows = n * heads).
+  // w.impl == nullptr: no gain (Gemma 4's value norm; backends with features().gemma4_blocks).
   virtual void rmsnorm(Buffer x, const Weight& w, int64_t rows, float eps, Buffer out) = 0;
   // out[r, :] = x[r, :] @ w^T for `rows` rows: x is [rows, w.cols], out is [rows, w.rows]
   virtual void matmul(Buffer x, const Weight& w, int64_t rows, Buffer out) = 0;
@@ -168,6 +175,11 @@ class Backend {
   virtual void add_bias(Buffer x, const Weight& bias, int64_t rows) = 0;
   // x[i] = cap * tanh(x[i] / cap) for i < count (final-logit softcapping)
   virtual void softcap(Buffer x, size_t count, float cap) = 0;
+  // x[i] *= s for i < count. Backends whose features() lack gemma4_blocks refuse it.
+  virtual void scale(Buffer x, size_t count, float s);
+  // dst[r, :] = src[r, first .. first + count) for `rows` rows of src_cols floats (one layer's slice of Gemma 4's
+  // per-layer inputs). Backends whose features() lack gemma4_blocks refuse it.
+  virtual void copy_cols(Buffer src, int64_t rows, int64_t src_cols, int64_t first, int64_t count, Buffer dst);
   // Several projections of the same input (a layer's q, k and v): outs[i] = x @ ws[i]^T for i < count, as
   // matmul(x, *ws[i], rows, outs[i]). By default one matmul each; a backend may run them as one launch.
   virtual void matmuls(Buffer x, int64_t rows, const Weight* const* ws, const Buffer* outs, int count) {
@@ -254,7 +266,7 @@ class Backend {
 };
 
 // Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
-// attention sinks / mixture of experts / YaRN RoPE not supported yet; use --backend cpu".
+// attention sinks / mixture of experts / YaRN RoPE / Gemma 4's blocks not supported yet; use --backend cpu".
 void require_features(const Backend& be, const BackendFeatures& needed);
 // Throws Error unless every layer's KV types are unset or bf16 (the CUDA backend's caches, and its memory plan's).
 void require_bf16_kv(const Backend& be, const std::vector<KvLayerSpec>& layers);

@@ -39,4 +39,9 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_needle.py $<TARGET_FILE:swrun>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_needle)
   set_tests_properties(cli_needle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
+  # Gemma 4 on a synthetic E-variant file with llama.cpp's gemma-4 vocabulary: inspect's layout, generation (~30 s)
+  add_test(NAME cli_gemma4
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cli_gemma4.py $<TARGET_FILE:swrun>
+                   $<TARGET_FILE:make_synthetic_model> ${CMAKE_CURRENT_BINARY_DIR}/cli_gemma4)
+  set_tests_properties(cli_gemma4 PROPERTIES TIMEOUT 600)
 endif()

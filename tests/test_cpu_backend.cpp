@@ -1,7 +1,7 @@
 // The CPU backend (the reference the GPU kernels are checked against) against fp64 evaluations of the definitions:
 // attention with gpt-oss's sinks in dense and sliding layers, over several batches so that a sliding layer's ring
-// wraps; YaRN RoPE at the ends of its ramp; gpt-oss's mixture-of-experts FFN with F32 and MXFP4 experts. Each
-// has a negative control showing the feature moves the result.
+// wraps, and Gemma 4's shared-KV layers; YaRN RoPE at the ends of its ramp; gpt-oss's mixture-of-experts FFN with
+// F32 and MXFP4 experts. Each has a negative control showing the feature moves the result.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -191,6 +191,52 @@ TEST_F(CpuAttention, MisshapenSinksAreAnError) {
   std::vector<float> got;
   std::vector<double> want;
   EXPECT_THROW(run(AttnPolicy::dense(), 4, 4, {0.f, 1.f}, &got, &want), Error);
+}
+
+// Gemma 4's shared-KV layers: layer 1 stores nothing (its k and v are NaN here) and attends over layer 0's cache,
+// which holds the batch's keys by then; over batches that wrap layer 0's ring, with a window wider than layer 0's
+// own (the cache is sized for its widest reader, DecoderModel::init_kv).
+TEST_F(CpuAttention, SharedKvLayerAttendsOverTheEarlierLayersCache) {
+  const int total = 23, chunk = 5;
+  const size_t q_row = size_t(s_.n_head) * s_.head_dim, kv_row = size_t(s_.n_head_kv) * s_.head_dim;
+  const AttnPolicy own = AttnPolicy::sliding(4), reader = AttnPolicy::sliding(9);
+  be_->init_kv({{reader.window_keys() + chunk, s_.n_head_kv, s_.head_dim}, {0, s_.n_head_kv, s_.head_dim}});
+  const std::vector<float> q0 = normal(total * q_row, 1.f), q1 = normal(total * q_row, 1.f),
+                           k = normal(total * kv_row, 1.f), v = normal(total * kv_row, 1.f);
+  const float scale = 2.f / std::sqrt(float(s_.head_dim));
+  AttnParams p0{s_.n_head, s_.n_head_kv, s_.head_dim, scale, own, 0.f, Weight{}};
+  AttnParams p1 = p0;
+  p1.policy = reader;
+  p1.kv_layer = 0;
+  Buffer qb = be_->alloc(chunk * q_row), kb = be_->alloc(chunk * kv_row), vb = be_->alloc(chunk * kv_row),
+         ob = be_->alloc(chunk * q_row);
+  std::vector<float> got(total * q_row, NAN);
+  std::vector<int32_t> tokens(chunk, 0);
+  for (int pos0 = 0; pos0 < total; pos0 += chunk) {
+    const int n = std::min(chunk, total - pos0);
+    be_->begin_batch(tokens.data(), pos0, n);
+    std::copy_n(q0.begin() + pos0 * q_row, n * q_row, qb.data);
+    std::copy_n(k.begin() + pos0 * kv_row, n * kv_row, kb.data);
+    std::copy_n(v.begin() + pos0 * kv_row, n * kv_row, vb.data);
+    be_->attention(0, qb, kb, vb, ob, p0);
+    std::copy_n(q1.begin() + pos0 * q_row, n * q_row, qb.data);
+    std::fill_n(kb.data, n * kv_row, NAN);
+    std::fill_n(vb.data, n * kv_row, NAN);
+    be_->attention(1, qb, kb, vb, ob, p1);
+    std::copy_n(ob.data, n * q_row, got.begin() + pos0 * q_row);
+  }
+  std::vector<double> want;
+  for (int i = 0; i < total; ++i) {
+    const std::vector<float> q_i(q1.begin() + i * q_row, q1.begin() + (i + 1) * q_row);
+    for (int h = 0; h < s_.n_head; ++h) {
+      const std::vector<double> o = reference_head(s_, q_i, k, v, i, h, reader, scale, {});
+      want.insert(want.end(), o.begin(), o.end());
+    }
+  }
+  EXPECT_LT(max_abs_diff(got, want), 2e-6);
+  // A layer cannot read a cache that no earlier layer has written.
+  p0.kv_layer = 1;
+  EXPECT_THROW(be_->attention(0, qb, kb, vb, ob, p0), Error);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,19 +2,23 @@
 // the policy table is printed at start), so that a run's output says which layers were windowed.
 #pragma once
 #include <cstdio>
+#include <string>
 
 #include "models/model.h"
 
 namespace swrun {
 
-inline void print_attention_table(const ModelConfig& c) {
-  std::fprintf(stderr, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
+// `out`: stderr for a run (its stdout is the text), stdout for `swrun inspect`.
+inline void print_attention_table(const ModelConfig& c, FILE* out = stderr) {
+  std::fprintf(out, "attention per layer (%s, %d layers, %d q heads, %d kv heads, head_dim %d):\n",
                c.arch.c_str(), c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
-  std::fprintf(stderr, "  %-5s %-14s %-14s %s\n", "layer", "policy", "model declares", "rope base");
+  std::fprintf(out, "  %-5s %-14s %-14s %-9s %-9s %-8s %-8s %s\n", "layer", "policy", "model declares", "rope base",
+               "head_dim", "kv heads", "ffn", "kv cache");
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerConfig& lc = c.layers[l];
-    std::fprintf(stderr, "  %-5d %-14s %-14s %.0f\n", l, describe(lc.policy).c_str(), describe(lc.declared).c_str(),
-                 lc.rope.freq_base);
+    const std::string kv = lc.kv_layer >= 0 ? "layer " + std::to_string(lc.kv_layer) + "'s" : "own";
+    std::fprintf(out, "  %-5d %-14s %-14s %-9.0f %-9d %-8d %-8d %s\n", l, describe(lc.policy).c_str(),
+                 describe(lc.declared).c_str(), lc.rope.freq_base, lc.head_dim, lc.n_head_kv, lc.ffn_dim, kv.c_str());
   }
 }
 

@@ -2,7 +2,8 @@
 // window shorter than the test prompts (gemma2/gemma3/phi3), RoPE scaling, tied or untied output, and each
 // architecture's own features exercised (qwen2 biases, qwen3/gemma3 q/k norms, gemma2 softcaps that bite, phi3
 // fused QKV and gate/up and LongRoPE factors that are not 1, gemma3's 27B query scale with --gemma3-27b, gpt-oss
-// attention sinks that bite, YaRN RoPE and a mixture of experts with MXFP4 experts).
+// attention sinks that bite, YaRN RoPE and a mixture of experts with MXFP4 experts; gemma4's sliding and global
+// layers of different head shapes, shared KV layers, values from the keys and per-layer inputs).
 // Matrices are spread over every tensor type the runtime dequantizes, or all of one --type; --vocab copies a
 // real tokenizer (tokenizer.* keys) so that llama.cpp can tokenize for the peer comparison (tests/peer).
 //
@@ -11,7 +12,9 @@
 // absolute tolerance of 0.05 is then a tight relative one).
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <memory>
 #include <optional>
 #include <cstdio>
 #include <random>
@@ -25,6 +28,7 @@
 namespace {
 
 using swrun::GgmlType;
+using swrun::GgufValueType;
 
 struct Shape {
   int n_layer, dim, n_head, n_head_kv, head_dim, ffn_dim, vocab;
@@ -156,6 +160,7 @@ struct Options {
   int window = 8;
   std::string vocab;  // GGUF whose tokenizer.* keys are copied ("" = none, vocabulary of 1024)
   bool gemma3_27b = false;
+  bool gemma4_31b = false;  // gemma4 without per-layer inputs and shared KV layers
   bool rope_freqs = false;  // llama: Llama 3.1's rope_freqs.weight (per-pair frequency divisors)
   // Gains. The defaults make attention sharp and block outputs large (the Python reference computes in fp64, so
   // any error shows); --peer tones them down for the comparison against llama.cpp, whose CPU matmuls round the
@@ -358,6 +363,92 @@ void make_gpt_oss(SyntheticModel& m, const Options& o, GgmlType expert_type) {
   }
 }
 
+
+// Gemma 4, E-variant layout (E2B/E4B's features on 8 small layers): sliding layers 0, 1, 3, 5, 6 and global
+// layers 2, 4, 7 as a per-layer pattern array; the sliding layers with head_dim 64 and 2 KV heads, the global
+// ones with head_dim 128, 1 KV head (head_count_kv a per-layer array), no attn_v (their keys serve as values) and
+// Gemma 4's proportional RoPE (rope_freqs: a quarter of the pairs rotate, the rest get factors of 1e30); the last
+// 3 layers share KV (5 and 6 read layer 3's cache, 7 reads layer 4's) and have a double-wide FFN
+// (feed_forward_length a per-layer array); per-layer inputs of width 32; a per-layer output scale in [0.5, 1.5]
+// and a final-logit softcap of 10 (logits of RMS ~3 with top values beyond it). --gemma4-31b: the 31B's kind of
+// layout, without per-layer inputs and shared KV layers.
+void make_gemma4(SyntheticModel& m, const Options& o) {
+  const std::vector<bool> sliding = {true, true, false, true, false, true, true, false};
+  const int n_layer = static_cast<int>(sliding.size());
+  const int shared_kv = o.gemma4_31b ? 0 : 3, per_layer = o.gemma4_31b ? 0 : 32;
+  const Shape swa{n_layer, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
+  const Shape global{n_layer, 256, 4, 1, 128, 512, vocab_size(o.vocab)};
+  auto& w = m.writer();
+  common_keys(w, "gemma4", global, o.vocab);
+  auto per_layer_array = [&](const std::string& key, GgufValueType type, auto value_of) {
+    auto a = std::make_shared<swrun::GgufArray>();
+    a->elem_type = type;
+    for (int l = 0; l < n_layer; ++l) a->items.push_back(value_of(l));
+    w.set_value(key, swrun::GgufValue{GgufValueType::ARRAY, a});
+  };
+  per_layer_array("gemma4.attention.sliding_window_pattern", GgufValueType::BOOL,
+                  [&](int l) { return swrun::GgufValue{GgufValueType::BOOL, bool(sliding[l])}; });
+  per_layer_array("gemma4.attention.head_count_kv", GgufValueType::INT32, [&](int l) {
+    return swrun::GgufValue{GgufValueType::INT32, int64_t{sliding[l] ? swa.n_head_kv : global.n_head_kv}};
+  });
+  auto ffn_of = [&](int l) { return l < n_layer - shared_kv ? swa.ffn_dim : 2 * swa.ffn_dim; };
+  per_layer_array("gemma4.feed_forward_length", GgufValueType::INT32,
+                  [&](int l) { return swrun::GgufValue{GgufValueType::INT32, int64_t{ffn_of(l)}}; });
+  w.set_u32("gemma4.attention.key_length_swa", swa.head_dim);
+  w.set_u32("gemma4.attention.value_length_swa", swa.head_dim);
+  w.set_u32("gemma4.rope.dimension_count", global.head_dim);
+  w.set_u32("gemma4.rope.dimension_count_swa", swa.head_dim);
+  w.set_f32("gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.set_u32("gemma4.attention.sliding_window", o.window);
+  w.set_u32("gemma4.attention.shared_kv_layers", shared_kv);
+  w.set_u32("gemma4.embedding_length_per_layer_input", per_layer);
+  w.set_f32("gemma4.rope.freq_base", 1000000.f);
+  w.set_f32("gemma4.rope.freq_base_swa", 10000.f);
+  w.set_f32("gemma4.final_logit_softcapping", 10.f);
+  output_weights(m, global, /*tied=*/true, GgmlType::Q8_0);
+  std::vector<float> rope_freqs(global.head_dim / 2, 1e30f);
+  std::fill(rope_freqs.begin(), rope_freqs.begin() + global.head_dim / 8, 1.f);
+  w.add_tensor_f32("rope_freqs.weight", GgmlType::F32, {global.head_dim / 2}, rope_freqs.data());
+  // Rows of 32 (the per-layer projection's input) take no K-quant blocks: Q8_0 there unless one type is asked.
+  const GgmlType narrow_type =
+      m.single_type() == GgmlType::Q4_K ? GgmlType::Q8_0 : m.single_type().value_or(GgmlType::Q8_0);
+  if (per_layer > 0) {
+    m.matrix_of_type("per_layer_token_embd.weight", swa.vocab, int64_t{per_layer} * n_layer, 3.f,
+                     m.single_type().value_or(GgmlType::Q8_0));
+    m.matrix("per_layer_model_proj.weight", int64_t{per_layer} * n_layer, swa.dim, 1.f);
+    m.norm("per_layer_proj_norm.weight", per_layer, 1.f);
+  }
+  for (int l = 0; l < n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const Shape& s = sliding[l] ? swa : global;
+    const bool own_kv = l < n_layer - shared_kv;
+    // Gemma 4 does not scale its queries: the q/k norm weights carry 1/sqrt(head_dim) for the score spread of the
+    // other architectures (~qk_norm^2).
+    const float qk_norm = o.qk_norm / std::pow(static_cast<float>(s.head_dim), 0.25f);
+    m.norm(p + "attn_norm.weight", s.dim, 1.f);
+    m.matrix(p + "attn_q.weight", s.q_dim(), s.dim, 1.f);
+    m.norm(p + "attn_q_norm.weight", s.head_dim, qk_norm);
+    if (own_kv) {
+      m.matrix(p + "attn_k.weight", s.kv_dim(), s.dim, 1.f);
+      if (sliding[l]) m.matrix(p + "attn_v.weight", s.kv_dim(), s.dim, 1.f);
+      m.norm(p + "attn_k_norm.weight", s.head_dim, qk_norm);
+    }
+    m.matrix(p + "attn_output.weight", s.dim, s.q_dim(), 1.f);
+    m.norm(p + "post_attention_norm.weight", s.dim, o.post);
+    m.norm(p + "ffn_norm.weight", s.dim, 1.f);
+    m.matrix(p + "ffn_gate.weight", ffn_of(l), s.dim, 1.f);
+    m.matrix(p + "ffn_up.weight", ffn_of(l), s.dim, 1.f);
+    m.matrix(p + "ffn_down.weight", s.dim, ffn_of(l), 1.f);
+    m.norm(p + "post_ffw_norm.weight", s.dim, o.post);
+    if (per_layer > 0) {
+      m.matrix(p + "inp_gate.weight", per_layer, s.dim, 1.f);
+      m.matrix_of_type(p + "proj.weight", s.dim, per_layer, 1.f, narrow_type);
+      m.norm(p + "post_norm.weight", s.dim, o.post);
+    }
+    m.uniform(p + "layer_output_scale.weight", 1, 0.5f, 1.5f);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -365,12 +456,12 @@ int main(int argc, char** argv) {
   Options o;
   std::string out_path, type = "mix";
   uint32_t seed = 1;
-  app.add_option("--arch", o.arch, "gemma2 | gemma3 | gpt-oss | llama | phi3 | qwen2 | qwen3")
+  app.add_option("--arch", o.arch, "gemma2 | gemma3 | gemma4 | gpt-oss | llama | phi3 | qwen2 | qwen3")
       ->required()
-      ->check(CLI::IsMember({"gemma2", "gemma3", "gpt-oss", "llama", "phi3", "qwen2", "qwen3"}));
+      ->check(CLI::IsMember({"gemma2", "gemma3", "gemma4", "gpt-oss", "llama", "phi3", "qwen2", "qwen3"}));
   app.add_option("-o,--out", out_path, "output GGUF path")->required();
   app.add_flag("--tied", o.tied, "no output.weight: the output projection reuses token_embd (gemma2 always)");
-  app.add_option("--window", o.window, "sliding window (keys) of gemma2, gemma3, gpt-oss, phi3")
+  app.add_option("--window", o.window, "sliding window (keys) of gemma2, gemma3, gemma4, gpt-oss, phi3")
       ->check(CLI::PositiveNumber);
   app.add_option("--type", type,
                  "matrix type: mix (every supported type in turn) | Q8_0 | Q4_K | F16 | F32 | MXFP4 (gpt-oss: "
@@ -378,6 +469,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mix", "Q8_0", "Q4_K", "F16", "F32", "MXFP4"}));
   app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
   app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
+  app.add_flag("--gemma4-31b", o.gemma4_31b, "gemma4 without per-layer inputs and shared KV layers (the 31B's kind)");
   app.add_flag("--rope-freqs", o.rope_freqs, "llama: a rope_freqs.weight tensor (Llama 3.1's RoPE frequency divisors)");
   bool peer = false;
   app.add_flag("--peer", peer, "milder attention and block gains, for the comparison against llama.cpp");
@@ -399,6 +491,7 @@ int main(int argc, char** argv) {
     if (o.arch == "gemma2") make_gemma2(m, o);
     else if (o.arch == "gpt-oss") make_gpt_oss(m, o, expert_type);
     else if (o.arch == "gemma3") make_gemma3(m, o);
+    else if (o.arch == "gemma4") make_gemma4(m, o);
     else if (o.arch == "phi3") make_phi3(m, o);
     else if (o.arch == "qwen2") make_qwen2(m, o);
     else if (o.arch == "qwen3") make_qwen3(m, o);

@@ -288,6 +288,17 @@ int run_ab(const Options& o) {
 int run_inspect(const std::string& path) {
   auto file = GgufFile::open(path);
   print_gguf_summary(*file, stdout);
+  // The layout as a run builds it (policies, head shapes, shared KV), when the file has weights; the CPU backend
+  // reads them in place, so this costs no copy of the model.
+  if (!file->tensors().empty()) {
+    std::fputs("\n", stdout);
+    try {
+      auto be = make_cpu_backend(1);
+      print_attention_table(load_model(*file, *be, AttnSpec::parse("model"), 1)->config(), stdout);
+    } catch (const Error& e) {
+      std::printf("layout: not available (%s)\n", e.what());
+    }
+  }
   return 0;
 }
 

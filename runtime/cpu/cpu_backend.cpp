@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override { return std::to_string(threads_) + " threads"; }
-  BackendFeatures features() const override { return {true, true, true}; }
+  BackendFeatures features() const override { return {true, true, true, true}; }
 
   Weight upload(const GgufTensor& t) override {
     const GgmlTypeInfo ti = ggml_type_info(t.type_id);
@@ -115,7 +115,7 @@ class CpuBackend final : public Backend {
       double ss = 0;
       for (int64_t c = 0; c < dim; ++c) ss += static_cast<double>(src[c]) * src[c];
       const float inv = static_cast<float>(1.0 / std::sqrt(ss / dim + eps));
-      for (int64_t c = 0; c < dim; ++c) dst[c] = src[c] * inv * g[c];
+      for (int64_t c = 0; c < dim; ++c) dst[c] = g ? src[c] * inv * g[c] : src[c] * inv;
     }
   }
 
@@ -183,7 +183,15 @@ class CpuBackend final : public Backend {
   }
 
   void attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) override {
-    const KvLayerSpec& spec = kv_specs_.at(layer);
+    const bool shared = p.kv_layer >= 0;
+    if (shared && p.kv_layer >= layer)
+      fail("layer " + std::to_string(layer) + ": shares the KV cache of layer " + std::to_string(p.kv_layer) +
+           ", which does not run before it");
+    const int cache = shared ? p.kv_layer : layer;
+    const KvLayerSpec& spec = kv_specs_.at(cache);
+    if (spec.n_head_kv != p.n_head_kv || spec.head_dim != p.head_dim)
+      fail("layer " + std::to_string(layer) + ": attention shape does not match the KV cache of layer " +
+           std::to_string(cache));
     const int d = p.head_dim, hkv = p.n_head_kv, group = p.n_head / p.n_head_kv;
     const int64_t cap = spec.capacity;
     const size_t row = static_cast<size_t>(hkv) * d;
@@ -193,13 +201,13 @@ class CpuBackend final : public Backend {
     if (kv_len - first_key > cap)
       fail("layer " + std::to_string(layer) + ": KV cache of " + std::to_string(cap) + " rows cannot hold keys " +
            std::to_string(first_key) + ".." + std::to_string(kv_len - 1) + " (context or batch too large)");
-    for (int t = 0; t < n_; ++t) {
+    for (int t = 0; t < n_ && !shared; ++t) {
       const size_t slot = static_cast<size_t>((pos0_ + t) % cap);
       store_kv_row(spec.types.k, k.data + t * row, &k_cache_[layer][slot * row], row);
       store_kv_row(spec.types.v, v.data + t * row, &v_cache_[layer][slot * row], row);
     }
-    const float* kc = k_cache_[layer].data();
-    const float* vc = v_cache_[layer].data();
+    const float* kc = k_cache_[cache].data();
+    const float* vc = v_cache_[cache].data();
     const float* sinks = static_cast<const float*>(p.sinks.impl);
     if (sinks && (p.sinks.type != GgmlType::F32 || p.sinks.rows != 1 || p.sinks.cols != p.n_head))
       fail("attention: sinks '" + p.sinks.name + "' must be an F32 vector of " + std::to_string(p.n_head) +
@@ -309,6 +317,18 @@ class CpuBackend final : public Backend {
 
   void softcap(Buffer x, size_t count, float cap) override {
     for (size_t i = 0; i < count; ++i) x.data[i] = cap * std::tanh(x.data[i] / cap);
+  }
+
+  void scale(Buffer x, size_t count, float s) override {
+    for (size_t i = 0; i < count; ++i) x.data[i] *= s;
+  }
+
+  void copy_cols(Buffer src, int64_t rows, int64_t src_cols, int64_t first, int64_t count, Buffer dst) override {
+    if (first < 0 || count < 0 || first + count > src_cols)
+      fail("copy_cols: columns " + std::to_string(first) + "+" + std::to_string(count) + " outside " +
+           std::to_string(src_cols));
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst.data + r * count, src.data + r * src_cols + first, static_cast<size_t>(count) * sizeof(float));
   }
 
   void read(Buffer src, size_t offset, size_t count, float* host) override {

@@ -32,7 +32,7 @@ def logits(model, attn):
 # (arch, extra options, whether the model declares a window)
 for arch, opts, windowed in [("qwen2", [], False), ("qwen3", ["--tied"], False), ("gemma2", ["--window", "6"], True),
                              ("gemma3", ["--window", "6"], True), ("phi3", ["--window", "6"], True),
-                             ("gpt-oss", ["--window", "6"], True)]:
+                             ("gpt-oss", ["--window", "6"], True), ("gemma4", ["--window", "6"], True)]:
     model = os.path.join(work, f"{arch}.gguf")
     subprocess.run([make_synthetic, "--arch", arch, *opts, "-o", model], check=True)
     dense, err = logits(model, "dense")
@@ -53,6 +53,20 @@ for arch, opts, windowed in [("qwen2", [], False), ("qwen3", ["--tied"], False),
     else:
         check(f"{arch}: bare sliding without a model window fails with one line",
               got is None and err.count("\n") == 0 and "window" in err, err)
+
+# Gemma 4's shared-KV layers (5, 6 read layer 3's sliding cache, 7 reads layer 4's) given wider windows than their
+# sources: the source caches must hold what their readers need, in batches of 16 as in one batch of 40.
+model = os.path.join(work, "gemma4.gguf")
+spec = "0-4:sliding:4,5-:dense"
+batched, err = logits(model, spec)
+check(f"gemma4: {spec} runs in batches", batched is not None, err)
+one = subprocess.run([swrun_logits, "-m", model, "--tokens", TOKENS, "--out", os.path.join(work, "one.f32"), "--attn",
+                      spec, "-t", "2", "--ubatch", "40"], capture_output=True, text=True, timeout=300)
+if batched is not None and one.returncode == 0:
+    diff = float(np.abs(np.fromfile(os.path.join(work, "one.f32"), dtype=np.float32) - batched).max())
+    check(f"gemma4: {spec} in batches equals one batch", diff < 1e-4, f"max |d| {diff:.2e}")
+else:
+    check(f"gemma4: {spec} in one batch runs", False, one.stderr.strip())
 
 print("FAILED: " + ", ".join(failures) if failures else "all attention specs ok")
 sys.exit(1 if failures else 0)
