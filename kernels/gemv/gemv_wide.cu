@@ -621,6 +621,17 @@ bool with_unit(GgmlType type, F&& f) {
   }
 }
 
+// Units, passes and row bytes of `cols`-wide rows of U, and each segment's tiles of kRows weight rows.
+template <typename U, int kRows, bool kGated>
+void set_geometry(WideArgs& a, int64_t cols) {
+  a.units_per_row = int(cols / U::kBlockElems * U::kUnitsPerBlock);
+  a.passes = (a.units_per_row + kWarp - 1) / kWarp;
+  a.row_bytes = cols / U::kBlockElems * U::kBlockBytes;
+  a.tiles = 0;
+  for (int i = 0; i < a.count; ++i)
+    a.tiles += a.seg_tiles[i] = (a.seg[i].n_out + kOutRows<kRows, kGated> - 1) / kOutRows<kRows, kGated>;
+}
+
 template <typename U, bool kGated>
 void launch_wide(WideArgs& a, const float* x, int64_t cols, cudaStream_t stream) {
   using Plan = WidePlan<U>;
@@ -633,12 +644,7 @@ void launch_wide(WideArgs& a, const float* x, int64_t cols, cudaStream_t stream)
                "gemv_wide occupancy");
     return int64_t(sm_count()) * std::max(per_sm, 1);
   }();
-  a.units_per_row = int(cols / U::kBlockElems * U::kUnitsPerBlock);
-  a.passes = (a.units_per_row + kWarp - 1) / kWarp;
-  a.row_bytes = cols / U::kBlockElems * U::kBlockBytes;
-  a.tiles = 0;
-  for (int i = 0; i < a.count; ++i)
-    a.tiles += a.seg_tiles[i] = (a.seg[i].n_out + kOutRows<kTileRows, kGated> - 1) / kOutRows<kTileRows, kGated>;
+  set_geometry<U, kTileRows, kGated>(a, cols);
   if (a.tiles == 0) return;
   const int64_t blocks = std::min(resident, (a.tiles + kWarps - 1) / kWarps);
   launch_overlapped_smem(kernel, dim3(unsigned(blocks)), dim3(kThreads), Plan::kSmemBytes, stream, "gemv_wide", a, x);
@@ -654,12 +660,7 @@ void launch_stream(WideArgs& a, const float* x, int64_t cols, cudaStream_t strea
                "gemv_stream occupancy");
     return std::min<int64_t>(int64_t(sm_count()) * std::max(per_sm, 1) * kStreamWarps, kStreamMaxWarps);
   }();
-  a.units_per_row = int(cols / U::kBlockElems * U::kUnitsPerBlock);
-  a.passes = (a.units_per_row + kWarp - 1) / kWarp;
-  a.row_bytes = cols / U::kBlockElems * U::kBlockBytes;
-  a.tiles = 0;
-  for (int i = 0; i < a.count; ++i)
-    a.tiles += a.seg_tiles[i] = (a.seg[i].n_out + kOutRows<kRows, kGated> - 1) / kOutRows<kRows, kGated>;
+  set_geometry<U, kRows, kGated>(a, cols);
   if (a.tiles == 0) return;
   StreamArgs sa{a, a.tiles * a.passes, 0};
   sa.warps = std::min(resident_warps, sa.steps);
