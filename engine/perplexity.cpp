@@ -177,6 +177,19 @@ std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t
   return {sum, p_diff};
 }
 
+void kl_rows(int n_vocab, const float* logits, int row0, int n, const uint16_t* base_rows, const int32_t* next,
+             KlSums* row_sums, float* kld, float* p_diff) {
+  const size_t nv = size_t(kl_row_width(n_vocab));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int r = 0; r < n; ++r) {
+    const int i = row0 + r;
+    row_sums[i] = KlSums{};
+    const auto v = kl_row(n_vocab, logits + size_t(r) * n_vocab, base_rows + size_t(i) * nv, next[i], row_sums[i]);
+    kld[i] = static_cast<float>(v.first);
+    p_diff[i] = v.second;
+  }
+}
+
 KlSummary summarize(const KlSums& k) {
   KlSummary s;
   const auto log_ppl = mean_and_uncertainty(k.sum_nll, k.sum_nll2, k.count);
@@ -414,15 +427,7 @@ PerplexityResult run_kl_divergence(Model& model, const KlBase& base, FILE* in, i
     run_chunk(model, base.tokens, c, bos, o, buf, [&](const float* logits, int row0, int n) {
       if (row0 == 0 && std::fread(rows.data(), 2, rows.size(), in) != rows.size())
         fail(opt.kl_base + ": truncated: no log-probabilities for chunk " + std::to_string(c + 1));
-#pragma omp parallel for schedule(dynamic, 1)
-      for (int r = 0; r < n; ++r) {
-        const int i = row0 + r;
-        row_sums[i] = KlSums{};
-        const auto v = kl_row(n_vocab, logits + size_t(r) * n_vocab, rows.data() + size_t(i) * nv, next[i],
-                              row_sums[i]);
-        kld_out[i] = static_cast<float>(v.first);
-        dp_out[i] = v.second;
-      }
+      kl_rows(n_vocab, logits, row0, n, rows.data(), next, row_sums.data(), kld_out, dp_out);
     });
     for (const KlSums& s : row_sums) k.add(s);
     if (c == 0) {

@@ -54,6 +54,10 @@ struct KlSums {
 
 // One scored row against its base row: adds to `sums`, returns (KL(base || this), p(tok) - p_base(tok)).
 std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t* base, int tok, KlSums& sums);
+// kl_row for the n rows of `logits` that are scored rows row0 .. row0 + n - 1 of a chunk, in parallel: row i reads
+// base row i (kl_row_width values each) and next[i], and writes row_sums[i], kld[i] and p_diff[i].
+void kl_rows(int n_vocab, const float* logits, int row0, int n, const uint16_t* base_rows, const int32_t* next,
+             KlSums* row_sums, float* kld, float* p_diff);
 
 // The statistics llama-perplexity prints at the end of a KL-divergence run, for `sums` and the per-row KLD and Δp
 // values; written to `out` in llama.cpp's layout ("====== Perplexity statistics ======" ...). Needs count >= 100,

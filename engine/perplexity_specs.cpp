@@ -85,15 +85,7 @@ std::vector<SpecPerplexity> run_perplexity_specs(Model& model, const std::vector
       float* kld_out = r.kld_values.data() + size_t(c) * n_scored;
       float* dp_out = r.p_diff_values.data() + size_t(c) * n_scored;
       run_chunk(model, text, c, bos, o, buf, [&](const float* logits, int row0, int n) {
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int k = 0; k < n; ++k) {
-          const int i = row0 + k;
-          row_sums[i] = KlSums{};
-          const auto v = kl_row(n_vocab, logits + size_t(k) * n_vocab, rows.data() + size_t(i) * nv, next[i],
-                                row_sums[i]);
-          kld_out[i] = static_cast<float>(v.first);
-          dp_out[i] = v.second;
-        }
+        kl_rows(n_vocab, logits, row0, n, rows.data(), next, row_sums.data(), kld_out, dp_out);
       });
       for (const KlSums& sums : row_sums) r.kl.add(sums);
       running += " " + r.attn + " " + std::to_string(std::exp(r.kl.sum_nll / r.kl.count));

@@ -408,4 +408,15 @@ void resolve_layers(ModelConfig& c, const std::vector<AttnPolicy>& declared, con
     c.layers.push_back({chosen[l], declared[l], rope[l], c.head_dim, c.n_head_kv, c.ffn_dim, -1});
 }
 
+void resolve_sliding_layers(ModelConfig& cfg, const std::vector<bool>& sliding, const AttnSpec& spec,
+                            const RopeParams& sliding_rope, const RopeParams& dense_rope) {
+  std::vector<AttnPolicy> declared;
+  std::vector<RopeParams> rope;
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    declared.push_back(sliding[l] ? AttnPolicy::sliding(cfg.sliding_window) : AttnPolicy::dense());
+    rope.push_back(sliding[l] ? sliding_rope : dense_rope);
+  }
+  resolve_layers(cfg, declared, spec, rope);
+}
+
 }  // namespace swrun

@@ -145,4 +145,9 @@ std::vector<bool> read_sliding_layers(const GgufFile& f, const std::string& arch
 // Applies --attn to the declared per-layer policies and fills cfg.layers with each layer's RoPE and cfg's shapes.
 void resolve_layers(ModelConfig& cfg, const std::vector<AttnPolicy>& declared, const AttnSpec& spec,
                     const std::vector<RopeParams>& rope);
+// resolve_layers for a model of sliding and dense layers: layer l declares a window of cfg.sliding_window keys and
+// takes sliding_rope where sliding[l], else dense attention and dense_rope (the RoPE follows the layer's role in
+// the model, not the kernel --attn picks for it).
+void resolve_sliding_layers(ModelConfig& cfg, const std::vector<bool>& sliding, const AttnSpec& spec,
+                            const RopeParams& sliding_rope, const RopeParams& dense_rope);
 }  // namespace swrun

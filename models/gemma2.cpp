@@ -19,13 +19,7 @@ std::unique_ptr<Model> load_gemma2(const GgufFile& f, Backend& be, const AttnSpe
   const RopeParams global = read_rope(f, "gemma2", c, RopeStyle::NeoX);
   RopeParams local = global;
   local.freq_base = static_cast<float>(f.get_float("gemma2.rope.freq_base_swa", global.freq_base));
-  std::vector<AttnPolicy> declared;
-  std::vector<RopeParams> rope;
-  for (int l = 0; l < c.n_layer; ++l) {
-    declared.push_back(sliding[l] ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense());
-    rope.push_back(sliding[l] ? local : global);
-  }
-  resolve_layers(c, declared, spec, rope);
+  resolve_sliding_layers(c, sliding, spec, local, global);
   DecoderStyle style;
   style.attn.post_norm = true;
   style.mlp_post_norm = true;

@@ -18,13 +18,7 @@ std::unique_ptr<Model> load_gemma3(const GgufFile& f, Backend& be, const AttnSpe
   RopeParams local;
   local.freq_base = static_cast<float>(f.get_float("gemma3.rope.freq_base_swa", 10000.0));
   local.style = RopeStyle::NeoX;
-  std::vector<AttnPolicy> declared;
-  std::vector<RopeParams> rope;  // follows the layer's role in the model, not the kernel --attn picks for it
-  for (int l = 0; l < c.n_layer; ++l) {
-    declared.push_back(sliding[l] ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense());
-    rope.push_back(sliding[l] ? local : global);
-  }
-  resolve_layers(c, declared, spec, rope);
+  resolve_sliding_layers(c, sliding, spec, local, global);
   DecoderStyle style;
   style.attn = {.qk_norm = true, .post_norm = true};
   style.mlp_post_norm = true;

@@ -171,16 +171,10 @@ std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpe
   RopeParams local;
   local.freq_base = static_cast<float>(f.get_float(key("rope.freq_base_swa"), 10000.0));
   local.style = RopeStyle::NeoX;
-  std::vector<AttnPolicy> declared;
-  std::vector<RopeParams> rope;
-  for (int l = 0; l < c.n_layer; ++l) {
-    declared.push_back(sliding[l] ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense());
-    rope.push_back(sliding[l] ? local : global);
-  }
   c.head_dim = std::max(global_dim, sliding_dim);
   c.n_head_kv = *std::max_element(n_head_kv.begin(), n_head_kv.end());
   c.ffn_dim = *std::max_element(ffn_dim.begin(), ffn_dim.end());
-  resolve_layers(c, declared, spec, rope);
+  resolve_sliding_layers(c, sliding, spec, local, global);
   for (int l = 0; l < c.n_layer; ++l) {
     LayerConfig& lc = c.layers[l];
     lc.head_dim = sliding[l] ? sliding_dim : global_dim;

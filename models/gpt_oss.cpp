@@ -23,13 +23,7 @@ std::unique_ptr<Model> load_gpt_oss(const GgufFile& f, Backend& be, const AttnSp
   const RopeParams dense_rope = read_rope(f, arch, c, RopeStyle::NeoX);
   RopeParams sliding_rope = dense_rope;
   sliding_rope.freq_base = static_cast<float>(f.get_float(arch + ".rope.freq_base_swa", dense_rope.freq_base));
-  std::vector<AttnPolicy> declared;
-  std::vector<RopeParams> rope;
-  for (int l = 0; l < c.n_layer; ++l) {
-    declared.push_back(sliding[l] ? AttnPolicy::sliding(c.sliding_window) : AttnPolicy::dense());
-    rope.push_back(sliding[l] ? sliding_rope : dense_rope);
-  }
-  resolve_layers(c, declared, spec, rope);
+  resolve_sliding_layers(c, sliding, spec, sliding_rope, dense_rope);
   DecoderStyle style;
   style.attn.sinks = true;
   style.moe = true;
