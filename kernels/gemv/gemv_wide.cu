@@ -1,4 +1,5 @@
 // Variant 9 of the decode GEMV (gemv_wide.cuh): units of 32 weights, 4 rows per warp, rows staged by cp.async.
+#include <cstdlib>
 #include "kernels/gemv/gemv_wide.cuh"
 
 #include <algorithm>
@@ -688,10 +689,17 @@ void check_wide(const char* op, GgmlType type, int64_t cols, const float* x, Gem
 
 }  // namespace
 
-GemvWideKernel gemv_wide_pick(GgmlType) {
+GemvWideKernel gemv_wide_pick(GgmlType type) {
   // The stream kernels (variants 10, 11) have not run on a GPU yet: the staged kernel stays the default until
-  // gemv_bench and the tests have measured and checked them (bench/gemv_notes.md).
-  return GemvWideKernel::Staged;
+  // gemv_bench and the tests have measured and checked them (bench/gemv_notes.md). SWRUN_GEMV_WIDE=stream8|stream4
+  // times a whole decode step with them meanwhile.
+  static const GemvWideKernel picked = [] {
+    const char* env = std::getenv("SWRUN_GEMV_WIDE");
+    if (env && std::string(env) == "stream8") return GemvWideKernel::Stream8;
+    if (env && std::string(env) == "stream4") return GemvWideKernel::Stream4;
+    return GemvWideKernel::Staged;
+  }();
+  return with_stream(type, []<typename>() {}) ? picked : GemvWideKernel::Staged;
 }
 
 bool gemv_wide_supported(GgmlType type, int64_t cols, GemvWideKernel kernel) {
