@@ -107,6 +107,8 @@ class PlanningBackend final : public Backend {
   void softcap(Buffer, size_t, float) override { no_ops("softcap"); }
   void read(Buffer, size_t, size_t, float*) override { no_ops("read"); }
   void top_k(Buffer, size_t, int, int32_t*, float*) override { no_ops("top_k"); }
+  void score_rows(Buffer, int64_t, int, const int32_t*, const uint16_t*, RowScore*) override { no_ops("score_rows"); }
+  void compress_rows(Buffer, int64_t, int, const int32_t*, uint16_t*, double*) override { no_ops("compress_rows"); }
   void synchronize() override { no_ops("synchronize"); }
   bool run_captured(int, const std::function<void()>&) override { no_ops("run_captured"); }
   size_t weight_bytes() const override { return weight_bytes_; }
@@ -255,6 +257,11 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   // Sampling candidates on the device (top_k: top_k_workspace_, top_k_out_).
   p.workspace += add("workspace", "top-k", db::top_k_workspace_bytes(c.vocab, kMaxDeviceTopK) + db::kTopKOutBytes,
                      "candidates of " + std::to_string(vocab) + " logits");
+  // Perplexity's rows scored against KL base rows on the device, or compressed into them (logprob_in_,
+  // logprob_out_); without a base they take a few bytes per row.
+  if (r.base_rows)
+    p.workspace += add("workspace", "KL base rows", db::base_rows_bytes(r.batch, c.vocab),
+                       std::to_string(r.batch) + " rows: targets and base rows in, scores or base rows out");
   // The dense-naive baseline materializes its scores (a transient of the backend's peak), at most batch x ctx.
   bool naive = false;
   for (const LayerConfig& l : c.layers) naive |= l.policy.kind == AttnKind::DenseNaive;
@@ -290,6 +297,7 @@ JobPlan plan_job(const GgufFile& f, const MemoryJob& job, int ubatch) {
     r.kv_types = job.kv_types;
     r.memory_bytes = job.memory_bytes;
     r.all_logits = job.all_logits;
+    r.base_rows = job.base_rows;
     jp.plans.push_back(plan_memory(f, r));
     const size_t t = jp.plans.back().total;
     jp.total = job.side_by_side ? jp.total + t : std::max(jp.total, t);

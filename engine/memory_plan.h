@@ -23,6 +23,7 @@ struct MemoryRequest {
   KvTypes kv_types;        // -ctk / -ctv
   size_t memory_bytes = 0; // the GPU's memory
   bool all_logits = false; // logits of every position of a batch (the --ab quality pass)
+  bool base_rows = false;  // a batch of logits scored against KL base rows, or compressed into them (perplexity)
 };
 
 // One line of the plan's detail: `group` is the total it counts in ("weights", "kv", "activations", "workspace").
@@ -59,6 +60,7 @@ struct MemoryJob {
   KvTypes kv_types;          // -ctk / -ctv
   bool side_by_side = false; // one backend per spec, all at once (--ab); else one backend running them in turn
   bool all_logits = false;
+  bool base_rows = false;  // MemoryRequest::base_rows
   size_t memory_bytes = 0;
   std::string ctx_flag = "-c";  // the flag that sets the context ("" where none does: bench)
 };

@@ -12,9 +12,6 @@
 namespace swrun {
 namespace {
 
-// Round to nearest, ties to even (llama.cpp's nearest_int under the default rounding mode).
-inline int nearest(float v) { return static_cast<int>(std::nearbyint(v)); }
-
 std::pair<double, double> mean_and_uncertainty(double sum, double sum2, size_t count) {
   if (count < 1) return {0., 0.};
   const double f = sum / count;
@@ -56,15 +53,17 @@ void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t
 }
 
 void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
-               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows) {
-  const int n_ctx = opt.n_ctx, first = n_ctx / 2, vocab = model.config().vocab;
+               const std::function<void(Buffer, int, int)>& on_rows) {
+  const int n_ctx = opt.n_ctx, first = n_ctx / 2;
   std::vector<int32_t> chunk(tokens.begin() + size_t(c) * n_ctx, tokens.begin() + size_t(c + 1) * n_ctx);
   if (bos >= 0) chunk[0] = bos;
   for (int p0 = 0; p0 < n_ctx; p0 += opt.ubatch) {
     const int len = std::min(opt.ubatch, n_ctx - p0);
     const int lo = std::max(p0, first), hi = std::min(p0 + len, n_ctx - 1);  // scored positions [lo, hi)
-    model.forward(chunk.data() + p0, p0, len, hi > lo ? LogitsMode::All : LogitsMode::None, buf.data());
-    if (hi > lo) on_rows(buf.data() + size_t(lo - p0) * vocab, lo - first, hi - lo);
+    if (hi > lo)
+      on_rows(model.forward_logits(chunk.data() + p0, p0, len, lo - p0, hi - lo), lo - first, hi - lo);
+    else
+      model.forward(chunk.data() + p0, p0, len, LogitsMode::None, nullptr);
   }
 }
 
@@ -79,94 +78,17 @@ void print_eta(const char* who, double chunk_ms, int n_chunk) {
   std::fprintf(stderr, "%.2f minutes\n", total_seconds / 60.0);
 }
 
-double row_nll(int n_vocab, const float* logits, int tok) {
-  float max_logit = logits[0];
-  for (int i = 1; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
-  double sum_exp = 0.0;
-  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
-  return -(logits[tok] - max_logit - std::log(sum_exp));
-}
-
-double compress_row(int n_vocab, const float* logits, int tok, uint16_t* out) {
-  float max_logit = logits[0], min_logit = logits[0];
-  for (int i = 1; i < n_vocab; ++i) {
-    max_logit = std::max(max_logit, logits[i]);
-    min_logit = std::min(min_logit, logits[i]);
-  }
-  min_logit = std::max(min_logit, max_logit - 16);
-  double sum_exp = 0.0;
-  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
-  const float log_sum_exp = static_cast<float>(std::log(sum_exp));
-  const float min_log_prob = min_logit - max_logit - log_sum_exp;
-  const float scale = (max_logit - min_logit) / 65535.f;
-  std::memcpy(out, &scale, sizeof(float));
-  std::memcpy(out + 2, &min_log_prob, sizeof(float));
-  uint16_t* q = out + 4;
-  std::fill(q, out + kl_row_width(n_vocab), uint16_t(0));
-  if (scale != 0.f) {
-    const float inv_scale = 1 / scale;
-    for (int i = 0; i < n_vocab; ++i)
-      q[i] = logits[i] > min_logit ? static_cast<uint16_t>(nearest(inv_scale * (logits[i] - min_logit))) : 0;
-  }
-  return max_logit + log_sum_exp - logits[tok];
-}
-
-void KlSums::add(const KlSums& o) {
-  sum_nll += o.sum_nll;
-  sum_nll2 += o.sum_nll2;
-  sum_nll_base += o.sum_nll_base;
-  sum_nll_base2 += o.sum_nll_base2;
-  sum_nll_nll_base += o.sum_nll_nll_base;
-  sum_kld += o.sum_kld;
-  sum_kld2 += o.sum_kld2;
-  sum_p_diff += o.sum_p_diff;
-  sum_p_diff2 += o.sum_p_diff2;
-  sum_p_diff4 += o.sum_p_diff4;
-  n_same_top += o.n_same_top;
-  max_p_diff = std::max(max_p_diff, o.max_p_diff);
-  count += o.count;
-}
-
-std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t* base, int tok, KlSums& k) {
-  float max_logit = logits[0];
-  int imax = 0;
-  for (int i = 1; i < n_vocab; ++i)
-    if (logits[i] > max_logit) {
-      max_logit = logits[i];
-      imax = i;
-    }
-  double sum_exp = 0.0;
-  for (int i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
-  const float log_sum_exp = static_cast<float>(std::log(sum_exp));
-  float scale, min_log_prob;
-  std::memcpy(&scale, base, sizeof(float));
-  std::memcpy(&min_log_prob, base + 2, sizeof(float));
-  const uint16_t* q = base + 4;
-
-  const float nll = max_logit + log_sum_exp - logits[tok];
+std::pair<double, float> add_scored_row(const RowScore& row, KlSums& k) {
+  const float nll = static_cast<float>(row.nll), nll_base = row.nll_base;  // float terms, as llama.cpp's
   k.sum_nll += nll;
   k.sum_nll2 += nll * nll;
-  const float nll_base = -(scale * q[tok] + min_log_prob);
   k.sum_nll_base += nll_base;
   k.sum_nll_base2 += nll_base * nll_base;
   k.sum_nll_nll_base += nll * nll_base;
-
-  const float log_norm = max_logit + log_sum_exp;
-  double sum = 0;
-  int imax_base = -1;
-  float p_log_base_max = 0;
-  for (int i = 0; i < n_vocab; ++i) {
-    const float p_log_base = scale * q[i] + min_log_prob;
-    if (i == 0 || p_log_base > p_log_base_max) {
-      p_log_base_max = p_log_base;
-      imax_base = i;
-    }
-    if (p_log_base > -16.f) sum += std::exp(p_log_base) * (p_log_base - logits[i] + log_norm);
-  }
-  k.sum_kld += sum;
-  k.sum_kld2 += sum * sum;
+  k.sum_kld += row.kld;
+  k.sum_kld2 += row.kld * row.kld;
   ++k.count;
-  if (imax == imax_base) ++k.n_same_top;
+  if (row.top == row.top_base) ++k.n_same_top;
 
   const float p_diff = std::exp(-nll) - std::exp(-nll_base);
   k.sum_p_diff += p_diff;
@@ -174,20 +96,7 @@ std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t
   k.sum_p_diff2 += p_diff2;
   k.sum_p_diff4 += p_diff2 * p_diff2;
   k.max_p_diff = std::max(k.max_p_diff, std::fabs(p_diff));
-  return {sum, p_diff};
-}
-
-void kl_rows(int n_vocab, const float* logits, int row0, int n, const uint16_t* base_rows, const int32_t* next,
-             KlSums* row_sums, float* kld, float* p_diff) {
-  const size_t nv = size_t(kl_row_width(n_vocab));
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int r = 0; r < n; ++r) {
-    const int i = row0 + r;
-    row_sums[i] = KlSums{};
-    const auto v = kl_row(n_vocab, logits + size_t(r) * n_vocab, base_rows + size_t(i) * nv, next[i], row_sums[i]);
-    kld[i] = static_cast<float>(v.first);
-    p_diff[i] = v.second;
-  }
+  return {row.kld, p_diff};
 }
 
 KlSummary summarize(const KlSums& k) {
@@ -325,8 +234,8 @@ KlBaseWriter::~KlBaseWriter() {
   if (f_) std::fclose(f_);
 }
 
-void KlBaseWriter::write_rows(const std::vector<uint16_t>& rows) {
-  if (std::fwrite(rows.data(), 2, rows.size(), f_) != rows.size())
+void KlBaseWriter::write_rows(const uint16_t* rows, size_t count) {
+  if (std::fwrite(rows, 2, count, f_) != count)
     fail("cannot write KL-divergence base file '" + path_ + "'");
 }
 
@@ -352,29 +261,32 @@ PerplexityResult run_perplexity(Model& model, const std::vector<int32_t>& tokens
   std::fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n",
                n_chunk, n_ctx, opt.ubatch);
 
-  std::vector<float> buf(size_t(std::min(opt.ubatch, n_ctx)) * n_vocab);
-  std::vector<uint16_t> rows(base ? size_t(n_scored) * nv : 0);
+  Backend& be = model.backend();
+  const int batch_rows = std::min(opt.ubatch, n_scored);  // the most scored rows one forward call gives
+  std::vector<uint16_t> rows(base ? size_t(batch_rows) * nv : 0);  // one batch's base rows on their way to the file
+  std::vector<RowScore> scores(n_scored);
   std::vector<double> nll_rows(n_scored);
   double nll = 0, nll2 = 0;
   size_t count = 0;
   for (int c = 0; c < n_chunk; ++c) {
     const double t0 = now_ms();
     const int32_t* next = tokens.data() + size_t(c) * n_ctx + first + 1;  // next[i]: the target of scored row i
-    run_chunk(model, tokens, c, bos, opt, buf, [&](const float* logits, int row0, int n) {
-#pragma omp parallel for schedule(dynamic, 1)
-      for (int r = 0; r < n; ++r) {
-        const float* l = logits + size_t(r) * n_vocab;
-        const int i = row0 + r;
-        nll_rows[i] = base ? compress_row(n_vocab, l, next[i], rows.data() + size_t(i) * nv)
-                           : row_nll(n_vocab, l, next[i]);
+    run_chunk(model, tokens, c, bos, opt, [&](Buffer logits, int row0, int n) {
+      if (base) {
+        be.compress_rows(logits, n, n_vocab, next + row0, rows.data(), nll_rows.data() + row0);
+        be.synchronize();
+        base->write_rows(rows.data(), size_t(n) * nv);
+        return;
       }
+      be.score_rows(logits, n, n_vocab, next + row0, nullptr, scores.data() + row0);
+      be.synchronize();
+      for (int r = row0; r < row0 + n; ++r) nll_rows[r] = scores[r].nll;
     });
     for (double v : nll_rows) {
       nll += v;
       nll2 += v * v;
     }
     count += n_scored;
-    if (base) base->write_rows(rows);
     if (c == 0) print_eta("perplexity", now_ms() - t0, n_chunk);
     std::printf("[%d]%.4lf,", c + 1, std::exp(nll / count));
     std::fflush(stdout);
@@ -414,22 +326,25 @@ PerplexityResult run_kl_divergence(Model& model, const KlBase& base, FILE* in, i
   std::fprintf(stderr, "kl_divergence: computing over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n", n_chunk, n_ctx,
                o.ubatch);
 
-  std::vector<float> buf(size_t(std::min(o.ubatch, n_ctx)) * n_vocab);
-  std::vector<uint16_t> rows(size_t(n_scored) * nv);
+  Backend& be = model.backend();
+  std::vector<uint16_t> rows(size_t(std::min(o.ubatch, n_scored)) * nv);  // one batch's base rows from the file
   std::vector<float> kld_values(size_t(n_scored) * n_chunk), p_diff_values(size_t(n_scored) * n_chunk);
-  std::vector<KlSums> row_sums(n_scored);
+  std::vector<RowScore> scores(n_scored);
   KlSums k;
   for (int c = 0; c < n_chunk; ++c) {
     const double t0 = now_ms();
     const int32_t* next = base.tokens.data() + size_t(c) * n_ctx + first + 1;
-    float* kld_out = kld_values.data() + size_t(c) * n_scored;
-    float* dp_out = p_diff_values.data() + size_t(c) * n_scored;
-    run_chunk(model, base.tokens, c, bos, o, buf, [&](const float* logits, int row0, int n) {
-      if (row0 == 0 && std::fread(rows.data(), 2, rows.size(), in) != rows.size())
+    run_chunk(model, base.tokens, c, bos, o, [&](Buffer logits, int row0, int n) {
+      if (std::fread(rows.data(), 2, size_t(n) * nv, in) != size_t(n) * nv)
         fail(opt.kl_base + ": truncated: no log-probabilities for chunk " + std::to_string(c + 1));
-      kl_rows(n_vocab, logits, row0, n, rows.data(), next, row_sums.data(), kld_out, dp_out);
+      be.score_rows(logits, n, n_vocab, next + row0, rows.data(), scores.data() + row0);
+      be.synchronize();
     });
-    for (const KlSums& s : row_sums) k.add(s);
+    for (int i = 0; i < n_scored; ++i) {
+      const auto v = add_scored_row(scores[i], k);
+      kld_values[size_t(c) * n_scored + i] = static_cast<float>(v.first);
+      p_diff_values[size_t(c) * n_scored + i] = v.second;
+    }
     if (c == 0) {
       print_eta("kl_divergence", now_ms() - t0, n_chunk);
       std::printf("\nchunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              "

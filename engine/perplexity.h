@@ -5,14 +5,15 @@
 // non-overlapping chunks of n_ctx tokens (n_chunk = tokens / n_ctx, or fewer with --chunks); each chunk runs from
 // position 0 with its first token replaced by BOS when the vocabulary adds one, and only the second half is scored:
 // the logits at positions first = n_ctx/2 .. n_ctx-2 predict tokens first+1 .. n_ctx-1 (n_ctx - 1 - first per
-// chunk). Log-softmax sums exp in double over float differences, as llama.cpp does. After each chunk the running
-// `[i]ppl,` goes to stdout; `Final estimate: PPL = exp(mean nll) +/- ppl * sqrt(var(nll) / (count - 1))` to stderr.
+// chunk). The scored rows' logits stay on the backend, which reduces each to a few numbers (Backend::score_rows,
+// with llama.cpp's arithmetic: runtime/logprob.h); only a base file being written brings whole rows to the host,
+// compressed on the backend (Backend::compress_rows). After each chunk the running `[i]ppl,` goes to stdout;
+// `Final estimate: PPL = exp(mean nll) +/- ppl * sqrt(var(nll) / (count - 1))` to stderr.
 //
 // KL-divergence base file (llama.cpp's, read and written byte for byte): "_logits_" (8 bytes), n_ctx (uint32),
 // n_vocab (int32), n_chunk (int32), the n_chunk * n_ctx tokens (int32, as tokenized: not BOS-replaced), then for
-// every chunk, for every scored row, nv = 2*((n_vocab+1)/2) + 4 uint16: the first four hold two floats, scale and
-// min_log_prob, then n_vocab codes q with log p = scale * q + min_log_prob (log-probabilities more than 16 below
-// the maximum logit are clamped to min_log_prob, q = 0), then zero padding to nv.
+// every chunk, for every scored row, the kl_row_width(n_vocab) uint16 of a base row (runtime/logprob.h). It is
+// read a batch of rows at a time.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +21,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/logprob.h"
 
 namespace swrun {
 
@@ -33,31 +37,17 @@ struct PerplexityOptions {
   bool kl_divergence = false;
 };
 
-// uint16 values per scored row in a KL-divergence base file.
-inline int kl_row_width(int n_vocab) { return 2 * ((n_vocab + 1) / 2) + 4; }
-
-// llama-perplexity's scoring of one row without a base file: -log p(tok) in double.
-double row_nll(int n_vocab, const float* logits, int tok);
-
-// One row of a base file: writes the compressed log-probabilities of `logits` (kl_row_width values) and returns
-// -log p(tok) as llama.cpp computes it for that file (float terms).
-double compress_row(int n_vocab, const float* logits, int tok, uint16_t* out);
-
 // Sums over scored rows of a KL-divergence run (llama.cpp's kl_divergence_result).
 struct KlSums {
   double sum_nll = 0, sum_nll2 = 0, sum_nll_base = 0, sum_nll_base2 = 0, sum_nll_nll_base = 0;
   double sum_kld = 0, sum_kld2 = 0, sum_p_diff = 0, sum_p_diff2 = 0, sum_p_diff4 = 0;
   float max_p_diff = 0;
   size_t n_same_top = 0, count = 0;
-  void add(const KlSums& o);
 };
 
-// One scored row against its base row: adds to `sums`, returns (KL(base || this), p(tok) - p_base(tok)).
-std::pair<double, float> kl_row(int n_vocab, const float* logits, const uint16_t* base, int tok, KlSums& sums);
-// kl_row for the n rows of `logits` that are scored rows row0 .. row0 + n - 1 of a chunk, in parallel: row i reads
-// base row i (kl_row_width values each) and next[i], and writes row_sums[i], kld[i] and p_diff[i].
-void kl_rows(int n_vocab, const float* logits, int row0, int n, const uint16_t* base_rows, const int32_t* next,
-             KlSums* row_sums, float* kld, float* p_diff);
+// One scored row against its base row (Backend::score_rows with a base): adds it to `sums` as llama.cpp's
+// KL-divergence run does, returns (KL(base || this), p(tok) - p_base(tok)).
+std::pair<double, float> add_scored_row(const RowScore& row, KlSums& sums);
 
 // The statistics llama-perplexity prints at the end of a KL-divergence run, for `sums` and the per-row KLD and Δp
 // values; written to `out` in llama.cpp's layout ("====== Perplexity statistics ======" ...). Needs count >= 100,
@@ -92,7 +82,7 @@ class KlBaseWriter {
   ~KlBaseWriter();
   KlBaseWriter(const KlBaseWriter&) = delete;
   KlBaseWriter& operator=(const KlBaseWriter&) = delete;
-  void write_rows(const std::vector<uint16_t>& rows);  // one chunk's scored rows, kl_row_width values each
+  void write_rows(const uint16_t* rows, size_t count);  // the next `count` uint16 of scored rows, in order
   void close();
 
  private:
@@ -104,10 +94,11 @@ class KlBaseWriter {
 void check_tokens(const Model& model, const std::vector<int32_t>& tokens, size_t n);
 
 // Runs chunk `c` of `tokens` (opt.n_ctx tokens from c * n_ctx, the first replaced by bos when bos >= 0) through the
-// model in batches of opt.ubatch, and calls on_rows(logits, row0, rows) for each batch's scored rows: the logits
-// of positions n_ctx/2 + row0 .. n_ctx/2 + row0 + rows - 1 ([rows, vocab]) in `buf` (min(ubatch, n_ctx) * vocab).
+// model in batches of opt.ubatch, and calls on_rows(logits, row0, rows) for each batch's scored rows: the logits of
+// positions n_ctx/2 + row0 .. n_ctx/2 + row0 + rows - 1 ([rows, vocab]), left on the backend
+// (Model::forward_logits) until the next batch.
 void run_chunk(Model& model, const std::vector<int32_t>& tokens, int c, int32_t bos, const PerplexityOptions& opt,
-               std::vector<float>& buf, const std::function<void(const float*, int, int)>& on_rows);
+               const std::function<void(Buffer, int, int)>& on_rows);
 
 // llama-perplexity's "N seconds per pass - ETA M minutes" on stderr, after the first chunk.
 void print_eta(const char* who, double chunk_ms, int n_chunk);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "engine/kl_base_rows.h"
 #include "models/model.h"
 #include "runtime/common.h"
 
@@ -50,29 +51,33 @@ std::vector<SpecPerplexity> run_perplexity_specs(Model& model, const std::vector
   std::fprintf(stderr, "perplexity: %zu attention specs over %d chunks, n_ctx=%d, batch_size=%d, base: %s\n",
                specs.size(), n_chunk, n_ctx, o.ubatch, base ? opt.kl_base.c_str() : specs[0].c_str());
 
-  std::vector<float> buf(size_t(std::min(o.ubatch, n_ctx)) * n_vocab);
-  std::vector<uint16_t> rows(size_t(n_scored) * nv);  // this chunk's base rows
+  Backend& be = model.backend();
+  const int batch_rows = std::min(o.ubatch, n_scored);       // the most scored rows one forward call gives
+  std::vector<uint16_t> rows(size_t(batch_rows) * nv);        // one batch of base rows, as the file has them
+  CompactBaseRows base_rows(n_vocab);                         // this chunk's base rows
+  std::vector<RowScore> scores(n_scored);
   std::vector<double> nll_rows(n_scored);
-  std::vector<KlSums> row_sums(n_scored);
   double base_nll = 0, base_nll2 = 0;  // the in-memory base's own -log p sums
-  size_t base_count = 0;
+  size_t base_count = 0, base_bytes_max = 0;
   for (int c = 0; c < n_chunk; ++c) {
     const double t0 = now_ms();
-    if (base && std::fread(rows.data(), 2, rows.size(), in) != rows.size())
-      fail(opt.kl_base + ": truncated: no log-probabilities for chunk " + std::to_string(c + 1));
     const int32_t* next = text.data() + size_t(c) * n_ctx + first + 1;  // next[i]: the target of scored row i
+    for (int row0 = 0; base && row0 < n_scored; row0 += batch_rows) {
+      const int n = std::min(batch_rows, n_scored - row0);
+      if (std::fread(rows.data(), 2, size_t(n) * nv, in) != size_t(n) * nv)
+        fail(opt.kl_base + ": truncated: no log-probabilities for chunk " + std::to_string(c + 1));
+      base_rows.store(row0, n, rows.data(), next + row0);
+    }
     std::string running;
     for (size_t s = 0; s < specs.size(); ++s) {
-      model.set_attention(parsed[s]);
-      model.init_kv(n_ctx, o.ubatch);
+      model.set_attention(parsed[s]);  // the caches were sized for every spec (Model::init_kv_for_specs)
       SpecPerplexity& r = results[s];
       if (r.is_base) {
-        run_chunk(model, text, c, bos, o, buf, [&](const float* logits, int row0, int n) {
-#pragma omp parallel for schedule(dynamic, 1)
-          for (int k = 0; k < n; ++k) {
-            const int i = row0 + k;
-            nll_rows[i] = compress_row(n_vocab, logits + size_t(k) * n_vocab, next[i], rows.data() + size_t(i) * nv);
-          }
+        run_chunk(model, text, c, bos, o, [&](Buffer logits, int row0, int n) {
+          be.compress_rows(logits, n, n_vocab, next + row0, rows.data(), nll_rows.data() + row0);
+          be.synchronize();
+          if (writer) writer->write_rows(rows.data(), size_t(n) * nv);
+          base_rows.store(row0, n, rows.data(), next + row0);
         });
         for (double v : nll_rows) {
           base_nll += v;
@@ -82,19 +87,27 @@ std::vector<SpecPerplexity> run_perplexity_specs(Model& model, const std::vector
         running += " " + r.attn + " " + std::to_string(std::exp(base_nll / base_count));
         continue;
       }
-      float* kld_out = r.kld_values.data() + size_t(c) * n_scored;
-      float* dp_out = r.p_diff_values.data() + size_t(c) * n_scored;
-      run_chunk(model, text, c, bos, o, buf, [&](const float* logits, int row0, int n) {
-        kl_rows(n_vocab, logits, row0, n, rows.data(), next, row_sums.data(), kld_out, dp_out);
+      run_chunk(model, text, c, bos, o, [&](Buffer logits, int row0, int n) {
+        base_rows.expand(row0, n, rows.data());
+        be.score_rows(logits, n, n_vocab, next + row0, rows.data(), scores.data() + row0);
+        be.synchronize();
       });
-      for (const KlSums& sums : row_sums) r.kl.add(sums);
+      for (int i = 0; i < n_scored; ++i) {
+        const auto v = add_scored_row(scores[i], r.kl);
+        r.kld_values[size_t(c) * n_scored + i] = static_cast<float>(v.first);
+        r.p_diff_values[size_t(c) * n_scored + i] = v.second;
+      }
       running += " " + r.attn + " " + std::to_string(std::exp(r.kl.sum_nll / r.kl.count));
     }
-    if (writer) writer->write_rows(rows);
-    if (c == 0) print_eta("perplexity", now_ms() - t0, n_chunk);
-    std::fprintf(stderr, "perplexity: [%d/%d] PPL so far:%s\n", c + 1, n_chunk, running.c_str());
+    base_bytes_max = std::max(base_bytes_max, base_rows.bytes());
+    const double chunk_ms = now_ms() - t0;
+    if (c == 0) print_eta("perplexity", chunk_ms, n_chunk);
+    std::fprintf(stderr, "perplexity: [%d/%d] PPL so far:%s (ETA %.1f min)\n", c + 1, n_chunk, running.c_str(),
+                 chunk_ms * (n_chunk - c - 1) / 60e3);
   }
   if (writer) writer->close();
+  std::fprintf(stderr, "perplexity: base rows held in memory: %.0f bytes per scored row in the largest chunk (%zu in "
+               "llama.cpp's format)\n", double(base_bytes_max) / n_scored, size_t(nv) * 2);
 
   for (SpecPerplexity& r : results) {
     if (r.is_base) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "runtime/common.h"
 
@@ -72,6 +73,26 @@ void DecoderModel::check_batch(int n) const {
 }
 
 void DecoderModel::init_kv(int ctx, int max_batch) {
+  const std::vector<AttnSpec> specs = std::exchange(sized_for_, {});
+  std::vector<KvLayerSpec> layers = kv_geometry(ctx, max_batch);
+  for (auto s = specs.rbegin(); s != specs.rend(); ++s) {  // ends with specs.front()'s policies set
+    set_attention(*s);
+    const std::vector<KvLayerSpec> spec_layers = kv_geometry(ctx, max_batch);
+    for (size_t l = 0; l < layers.size(); ++l)
+      layers[l].capacity = std::max(layers[l].capacity, spec_layers[l].capacity);
+  }
+  be_->init_kv(layers);
+  kv_layers_ = layers;
+}
+
+void DecoderModel::init_kv_for_specs(int ctx, int max_batch, const std::vector<AttnSpec>& specs) {
+  if (specs.empty()) fail("init_kv_for_specs: no attention spec");
+  set_attention(specs.front());
+  sized_for_ = specs;
+  init_kv(ctx, max_batch);  // virtual: an architecture's own step (Phi-3's RoPE factors) runs as for one spec
+}
+
+std::vector<KvLayerSpec> DecoderModel::kv_geometry(int ctx, int max_batch) const {
   if (ctx < 1) fail("context size must be at least 1");
   std::vector<KvLayerSpec> layers;
   for (const LayerConfig& l : cfg_.layers) {
@@ -88,15 +109,21 @@ void DecoderModel::init_kv(int ctx, int max_batch) {
     layers[source].capacity = std::max(layers[source].capacity, layers[l].capacity);
     layers[l].capacity = 0;
   }
-  be_->init_kv(layers);
-  kv_layers_ = layers;
+  return layers;
 }
 
 void DecoderModel::finish(int n, LogitsMode mode, float* logits) {
   if (mode == LogitsMode::None) return;
   const bool last = mode == LogitsMode::Last || mode == LogitsMode::Top;
-  const size_t first = last ? static_cast<size_t>(n - 1) : 0;
-  const size_t rows = last ? 1 : static_cast<size_t>(n);
+  size_t first = last ? static_cast<size_t>(n - 1) : 0;
+  size_t rows = last ? 1 : static_cast<size_t>(n);
+  if (mode == LogitsMode::Kept) {
+    if (kept_.first < 0 || kept_.rows < 1 || kept_.first > n - kept_.rows)
+      fail("forward_logits: rows " + std::to_string(kept_.first) + "+" + std::to_string(kept_.rows) +
+           " are outside a batch of " + std::to_string(n));
+    first = static_cast<size_t>(kept_.first);
+    rows = static_cast<size_t>(kept_.rows);
+  }
   if (static_cast<int>(rows) > s_.logits_rows) {  // all-position logits are rare (A/B, tests): grow on demand
     s_.logits = be_->alloc(static_cast<size_t>(s_.max_batch) * cfg_.vocab);
     s_.logits_rows = s_.max_batch;
@@ -112,6 +139,10 @@ void DecoderModel::finish(int n, LogitsMode mode, float* logits) {
   if (output_bias_.impl) ops_.add_bias("output_bias", cfg_.n_layer, s_.logits, output_bias_, static_cast<int64_t>(rows));
   if (cfg_.final_softcap > 0.f)
     ops_.softcap("final_softcap", cfg_.n_layer, s_.logits, rows * cfg_.vocab, cfg_.final_softcap);
+  if (mode == LogitsMode::Kept) {
+    kept_.logits = rows_of(s_.logits, 0, rows, cfg_.vocab);
+    return;
+  }
   if (mode == LogitsMode::Top)
     be_->top_k(s_.logits, static_cast<size_t>(cfg_.vocab), top_.k, top_.ids, logits);
   else

@@ -47,6 +47,7 @@ struct RunState {
 class DecoderModel : public Model {
  public:
   void init_kv(int ctx, int max_batch) override;
+  void init_kv_for_specs(int ctx, int max_batch, const std::vector<AttnSpec>& specs) override;
 
  protected:
   DecoderModel(Backend& be, ModelConfig cfg, int max_batch);
@@ -76,14 +77,19 @@ class DecoderModel : public Model {
   // s_.x += moe(s_.xn) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given.
   void moe_block(int layer, const MoeWeights& w, int n, const Weight* next_norm);
   // Final norm, output projection (+ bias, + cfg_.final_softcap) for rows of s_.x selected by mode; copies
-  // logits to host, or with LogitsMode::Top only the top_.k best of the last row (Model::forward_top).
+  // logits to host, or with LogitsMode::Top only the top_.k best of the last row (Model::forward_top), or with
+  // LogitsMode::Kept leaves the kept_ rows on the backend (Model::forward_logits).
   void finish(int n, LogitsMode mode, float* logits);
   Weight tensor(const GgufFile& f, const std::string& name, std::initializer_list<int64_t> shape);
   Weight optional_tensor(const GgufFile& f, const std::string& name, std::initializer_list<int64_t> shape);
   void check_batch(int n) const;
+  // The per-layer caches init_kv allocates under the layers' current policies.
+  std::vector<KvLayerSpec> kv_geometry(int ctx, int max_batch) const;
 
   TracedOps ops_;
   RunState s_;
+  // Set by init_kv_for_specs for the init_kv it calls: the specs whose caches it must hold.
+  std::vector<AttnSpec> sized_for_;
   Weight tok_embd_, out_norm_, output_, output_bias_;
 };
 

@@ -35,8 +35,9 @@ struct ModelConfig {
   std::vector<LayerConfig> layers;
 };
 
-// What forward() should return. Top: only the best candidates of the last position (see forward_top).
-enum class LogitsMode { None, Last, All, Top };
+// What forward() should return. Top: only the best candidates of the last position (see forward_top). Kept: rows
+// of logits left on the backend (see forward_logits).
+enum class LogitsMode { None, Last, All, Top, Kept };
 
 class Model {
  public:
@@ -52,12 +53,27 @@ class Model {
     forward(tokens, pos0, n, LogitsMode::Top, values);
     top_ = {};
   }
+  // forward() whose logits of batch rows first .. first + rows - 1 stay on the backend for an op that reduces them
+  // there (Backend::score_rows, compress_rows): returns them ([rows, vocab]), valid until the next forward. Only
+  // those rows go through the output projection; nothing is copied to the host and nothing waits for the device.
+  Buffer forward_logits(const int32_t* tokens, int32_t pos0, int n, int first, int rows) {
+    kept_ = {first, rows, {}};
+    forward(tokens, pos0, n, LogitsMode::Kept, nullptr);
+    const Buffer logits = kept_.logits;
+    kept_ = {};
+    return logits;
+  }
   // Allocates the per-layer KV caches for a context of ctx tokens processed in batches of up to max_batch.
   virtual void init_kv(int ctx, int max_batch) = 0;
+  // init_kv with every layer's cache as large as any of `specs` needs there, so that set_attention may switch
+  // among them (and back) with no other init_kv: one allocation for a run over several specs. Leaves the
+  // attention of specs.front() set.
+  virtual void init_kv_for_specs(int ctx, int max_batch, const std::vector<AttnSpec>& specs) = 0;
   // The KV caches' element types from the next init_kv on (-ctk / -ctv).
   void set_kv_types(const KvTypes& types) { kv_types_ = types; }
   Backend& backend() { return *be_; }
-  // Re-resolves every layer's policy from `spec` against what the model declares. Call init_kv afterwards.
+  // Re-resolves every layer's policy from `spec` against what the model declares. Call init_kv afterwards, unless
+  // init_kv_for_specs sized the caches for this spec already.
   void set_attention(const AttnSpec& spec);
   // Per-layer KV geometry of the last init_kv.
   const std::vector<KvLayerSpec>& kv_layers() const { return kv_layers_; }
@@ -69,9 +85,15 @@ class Model {
     int k = 0;
     int32_t* ids = nullptr;
   };
+  // The request of forward_logits while it runs: the rows to keep, and the device rows that finish() leaves.
+  struct KeptRows {
+    int first = 0, rows = 0;
+    Buffer logits;
+  };
   Backend* be_;
   ModelConfig cfg_;
   TopRequest top_;
+  KeptRows kept_;
   std::vector<KvLayerSpec> kv_layers_;
   KvTypes kv_types_;
 };

@@ -16,6 +16,16 @@ void check_row_range(const Weight& w, int64_t first, int64_t count) {
          w.name + "' of " + std::to_string(w.rows) + " rows");
 }
 
+void check_logit_rows(const char* op, Buffer src, int64_t rows, int vocab, const int32_t* targets) {
+  if (rows < 1 || vocab < 1 || static_cast<size_t>(rows) * static_cast<size_t>(vocab) > src.count)
+    fail(std::string(op) + ": " + std::to_string(rows) + " rows of " + std::to_string(vocab) +
+         " logits do not fit a buffer of " + std::to_string(src.count) + " floats");
+  for (int64_t r = 0; r < rows; ++r)
+    if (targets[r] < 0 || targets[r] >= vocab)
+      fail(std::string(op) + ": target token " + std::to_string(targets[r]) + " of row " + std::to_string(r) +
+           " is outside the vocabulary of " + std::to_string(vocab));
+}
+
 int64_t check_device_tensor(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)

@@ -11,6 +11,7 @@
 
 #include "runtime/attn_policy.h"
 #include "runtime/gguf.h"
+#include "runtime/logprob.h"
 
 namespace swrun {
 
@@ -34,6 +35,9 @@ struct Weight {
 
 // Throws Error unless rows [first, first + count) lie inside matrix w (for Backend::weight_rows).
 void check_row_range(const Weight& w, int64_t first, int64_t count);
+// Throws Error unless src holds `rows` rows of `vocab` logits (both at least 1) and every targets[r] is a token of
+// the vocabulary: the checks of Backend::score_rows and compress_rows, `op` naming which.
+void check_logit_rows(const char* op, Buffer src, int64_t rows, int vocab, const int32_t* targets);
 // Throws Error unless the CUDA backend can hold t (a supported type, a shape of whole blocks per row, the bytes for
 // it); returns its element count. The CUDA backend's upload and the memory plan's (engine/memory_plan.cpp) check
 // with it, so that a plan refuses what a load would refuse.
@@ -232,6 +236,16 @@ class Backend {
   // first, the lower index among equal values, NaN never chosen; k = 1 is swrun::argmax). Slots beyond the
   // non-NaN entries get id -1. 1 <= k <= min(count, kMaxDeviceTopK). Complete after the next synchronize().
   virtual void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) = 0;
+  // Scores `rows` rows of logits (src: [rows, vocab]) on the device, so that only a few numbers per row reach the
+  // host: out[r] = score_row(vocab, row r, targets[r], base row r) (runtime/logprob.h), with targets[rows] and base
+  // ([rows, kl_row_width(vocab)] uint16, or null: no base) in host memory. Complete after the next synchronize().
+  virtual void score_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
+                          RowScore* out) = 0;
+  // The KL-divergence base rows of `rows` rows of logits computed on the device: out ([rows, kl_row_width(vocab)],
+  // host) and nll[r] = compress_row(vocab, row r, targets[r], out row r) (runtime/logprob.h). Complete after the
+  // next synchronize().
+  virtual void compress_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, uint16_t* out,
+                             double* nll) = 0;
   virtual void synchronize() = 0;
 
   // Runs `step` (one decode forward: begin_batch .. read .. synchronize) as a replayable CUDA graph where the

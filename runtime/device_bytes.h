@@ -153,6 +153,16 @@ inline size_t top_k_workspace_bytes(int64_t n, int k) {
 }
 constexpr size_t kTopKOutBytes = size_t(kMaxDeviceTopK) * 8;
 
+// Backend::score_rows against base rows / compress_rows on `rows` rows of `vocab` logits (cuda_backend.cu:
+// logprob_in_ holds the targets, 256-byte aligned, then the base rows; logprob_out_ the scores or the compressed
+// rows and their nll), each buffer at the larger of its two uses.
+inline size_t base_rows_bytes(int64_t rows, int vocab) {
+  const size_t n = size_t(rows), row_bytes = size_t(kl_row_width(vocab)) * 2;
+  const size_t in = (n * 4 + 255) / 256 * 256 + n * row_bytes;
+  const size_t out = std::max(n * sizeof(RowScore), n * (row_bytes + sizeof(double)));
+  return in + out;
+}
+
 // Split-K decode attention partials (kernels/attention/flash_attention.cu, flash_decode_workspace_bytes; the
 // backend's decode_workspace_): splits x n_q x n_head x (head_dim + 2) floats. The split count depends on the
 // GPU's SM count (at most one wave of blocks), so the plan bounds it by kPlanSmCount splits (H100 SXM and H200

@@ -19,6 +19,7 @@
 #include "runtime/common.h"
 #include "runtime/dequant.h"
 #include "runtime/profile.h"
+#include "tests/logit_rows.h"
 #include "tests/quant_random_blocks.h"
 
 namespace swrun {
@@ -1083,6 +1084,77 @@ TEST_F(CudaBackendTest, NothingIsTimedWhileDetachedOrInsideCapturedSteps) {
   prof.end_run(1.0);
   EXPECT_NE(find_op(prof.finish(RunInfo{}), "mm_even"), nullptr);
   be_->attach_profiler(nullptr);
+}
+
+// score_rows and compress_rows (kernels/logprob) against the CPU backend's (runtime/logprob.cpp) on fresh rows of
+// tests/logit_rows.h (-inf entries, huge magnitudes, ties, near-flat rows) at Gemma 3's and Qwen's vocabulary sizes
+// and an odd small one, outputs poisoned first: the same tokens, codes and padding; sums to 1e-5.
+TEST_F(CudaBackendTest, ScoreAndCompressRowsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend(2);
+  for (const int vocab : {262144, 151936, 1001}) {
+    const int rows = 30;
+    const testing::LogitRows t = testing::make_logit_rows(rng_, rows, vocab);
+    const size_t width = size_t(kl_row_width(vocab));
+    const Buffer on_gpu = device_copy(t.logits);
+    Buffer on_cpu = cpu->alloc(t.logits.size());
+    std::memcpy(on_cpu.data, t.logits.data(), t.logits.size() * sizeof(float));
+
+    for (const bool with_base : {false, true}) {
+      RowScore poison;
+      poison.nll = poison.kld = std::nan("");
+      poison.nll_base = NAN;
+      poison.top = poison.top_base = -7;
+      std::vector<RowScore> got(rows, poison), want(rows, poison);
+      const uint16_t* base = with_base ? t.base.data() : nullptr;
+      be_->score_rows(on_gpu, rows, vocab, t.targets.data(), base, got.data());
+      be_->synchronize();
+      cpu->score_rows(on_cpu, rows, vocab, t.targets.data(), base, want.data());
+      for (int r = 0; r < rows; ++r) {
+        SCOPED_TRACE(std::string(testing::logit_row_kind(r)) + " row " + std::to_string(r) + ", vocab " +
+                     std::to_string(vocab) + (with_base ? ", with a base" : "") + ", seed " + std::to_string(seed_));
+        auto near = [](double a, double b, double tol) {
+          return std::isinf(b) ? a == b : std::fabs(a - b) <= tol * (1 + std::fabs(b));
+        };
+        EXPECT_TRUE(near(got[r].nll, want[r].nll, 1e-5)) << got[r].nll << " vs " << want[r].nll;
+        EXPECT_EQ(got[r].top, want[r].top);
+        if (!with_base) continue;
+        EXPECT_TRUE(near(got[r].kld, want[r].kld, 1e-5)) << got[r].kld << " vs " << want[r].kld;
+        EXPECT_EQ(got[r].nll_base, want[r].nll_base);  // the same fp32 terms, no fused multiply-add
+        EXPECT_EQ(got[r].top_base, want[r].top_base);
+      }
+    }
+
+    std::vector<uint16_t> got_rows(rows * width, 0xBEEF), want_rows(rows * width);
+    std::vector<double> got_nll(rows, std::nan("")), want_nll(rows);
+    be_->compress_rows(on_gpu, rows, vocab, t.targets.data(), got_rows.data(), got_nll.data());
+    be_->synchronize();
+    cpu->compress_rows(on_cpu, rows, vocab, t.targets.data(), want_rows.data(), want_nll.data());
+    for (int r = 0; r < rows; ++r) {
+      SCOPED_TRACE(std::string(testing::logit_row_kind(r)) + " row " + std::to_string(r) + ", vocab " +
+                   std::to_string(vocab) + ", seed " + std::to_string(seed_));
+      const uint16_t* g = got_rows.data() + r * width;
+      const uint16_t* w = want_rows.data() + r * width;
+      float g_head[2], w_head[2];
+      std::memcpy(g_head, g, 8);
+      std::memcpy(w_head, w, 8);
+      EXPECT_EQ(g_head[0], w_head[0]) << "scale";  // from the row's max and min only
+      EXPECT_NEAR(g_head[1], w_head[1], 1e-5 * (1 + std::fabs(w_head[1]))) << "min_log_prob";
+      EXPECT_NEAR(got_nll[r], want_nll[r], 1e-5 * (1 + std::fabs(want_nll[r])));
+      size_t differ = 0;
+      for (size_t i = 4; i < width; ++i) differ += g[i] != w[i];
+      EXPECT_EQ(differ, 0u) << "codes or padding differ";
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, ScoreRowsRefusesTargetsOutsideTheVocabulary) {
+  const Buffer logits = poisoned(8);
+  const int32_t targets[] = {1, 4};
+  RowScore out[2];
+  EXPECT_THROW(be_->score_rows(logits, 2, 4, targets, nullptr, out), Error);
+  std::vector<uint16_t> rows(2 * kl_row_width(4));
+  double nll[2];
+  EXPECT_THROW(be_->compress_rows(logits, 3, 4, targets, rows.data(), nll), Error);
 }
 
 }  // namespace

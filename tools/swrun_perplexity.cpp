@@ -110,6 +110,7 @@ int PerplexityCommand::run() const {
   job.min_ctx = n_ctx;
   job.specs = parsed;
   job.all_logits = true;
+  job.base_rows = specs.size() > 1 || !kl_base_.empty();
   const int ubatch = std::min(choose_ubatch(*backend, *file, ubatch_, job), n_ctx);
   auto model = load_model(*file, *backend, parsed[0], ubatch);
   if (n_ctx > model->config().ctx_train)
@@ -120,9 +121,8 @@ int PerplexityCommand::run() const {
     std::fprintf(stderr, "perplexity: attn %s\n", specs[s].c_str());
     print_attention_table(model->config());
   }
-  model->set_attention(parsed[0]);
   model->set_kv_types(kv_types);
-  model->init_kv(n_ctx, ubatch);
+  model->init_kv_for_specs(n_ctx, ubatch, parsed);  // once: the specs take turns over the same caches
   std::fprintf(stderr, "perplexity: %s, backend %s, attention %s, %zu tokens\n", model_.c_str(),
                backend->name().c_str(), attn_.c_str(), kl_divergence_ ? base.tokens.size() : tokens.size());
 

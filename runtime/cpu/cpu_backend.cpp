@@ -341,6 +341,21 @@ class CpuBackend final : public Backend {
     std::fill(ids + found, ids + k, -1);
     std::fill(values + found, values + k, NAN);
   }
+  void score_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
+                  RowScore* out) override {
+    check_logit_rows("score_rows", src, rows, vocab, targets);
+    const size_t width = static_cast<size_t>(kl_row_width(vocab));
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    for (int64_t r = 0; r < rows; ++r)
+      out[r] = score_row(vocab, src.data + r * vocab, targets[r], base ? base + r * width : nullptr);
+  }
+  void compress_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, uint16_t* out,
+                     double* nll) override {
+    check_logit_rows("compress_rows", src, rows, vocab, targets);
+    const size_t width = static_cast<size_t>(kl_row_width(vocab));
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    for (int64_t r = 0; r < rows; ++r) nll[r] = compress_row(vocab, src.data + r * vocab, targets[r], out + r * width);
+  }
   void synchronize() override {}
 
   void attach_profiler(Profiler* profiler) override { timer_.attach(profiler); }

@@ -12,6 +12,7 @@
 #include "kernels/dequant/dequant.cuh"
 #include "kernels/elementwise/elementwise.cuh"
 #include "kernels/gemv/gemv_quant.cuh"
+#include "kernels/logprob/logprob.cuh"
 #include "kernels/sample/top_k.cuh"
 #include "runtime/common.h"
 
@@ -365,6 +366,48 @@ void CudaBackend::top_k(Buffer src, size_t count, int k, int32_t* ids, float* va
     queue_read(nullptr, size_t(k), ids);
     queue_read(nullptr, size_t(k), values);
   }
+}
+
+const int32_t* CudaBackend::upload_logprob_inputs(int64_t rows, int vocab, const int32_t* targets,
+                                                  const uint16_t* base, const uint16_t** base_dev) {
+  const size_t target_bytes = (size_t(rows) * sizeof(int32_t) + 255) / 256 * 256;  // keeps the base rows aligned
+  const size_t base_bytes = base ? size_t(rows) * size_t(kl_row_width(vocab)) * sizeof(uint16_t) : 0;
+  auto* in = static_cast<uint8_t*>(logprob_in_.ensure(mem_, target_bytes + base_bytes));
+  check_cuda(cudaMemcpyAsync(in, targets, size_t(rows) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+             "score_rows: targets upload");
+  if (base)
+    check_cuda(cudaMemcpyAsync(in + target_bytes, base, base_bytes, cudaMemcpyHostToDevice, stream_),
+               "score_rows: base rows upload");
+  *base_dev = base ? reinterpret_cast<const uint16_t*>(in + target_bytes) : nullptr;
+  return reinterpret_cast<const int32_t*>(in);
+}
+
+void CudaBackend::score_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
+                             RowScore* out) {
+  check_logit_rows("score_rows", src, rows, vocab, targets);
+  if (mode_ != Mode::Plain) fail("score_rows inside a captured step");
+  launching();
+  const uint16_t* base_dev = nullptr;
+  const int32_t* targets_dev = upload_logprob_inputs(rows, vocab, targets, base, &base_dev);
+  auto* scores = static_cast<RowScore*>(logprob_out_.ensure(mem_, size_t(rows) * sizeof(RowScore)));
+  score_rows_f32(src.data, rows, vocab, targets_dev, base_dev, scores, stream_);
+  queue_read(scores, size_t(rows) * sizeof(RowScore) / 4, out);
+}
+
+void CudaBackend::compress_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, uint16_t* out,
+                                double* nll) {
+  check_logit_rows("compress_rows", src, rows, vocab, targets);
+  if (mode_ != Mode::Plain) fail("compress_rows inside a captured step");
+  launching();
+  const uint16_t* no_base = nullptr;
+  const int32_t* targets_dev = upload_logprob_inputs(rows, vocab, targets, nullptr, &no_base);
+  const size_t row_bytes = size_t(kl_row_width(vocab)) * sizeof(uint16_t);  // a multiple of 4: whole words
+  auto* rows_dev = static_cast<uint8_t*>(logprob_out_.ensure(mem_, size_t(rows) * (row_bytes + sizeof(double))));
+  auto* nll_dev = reinterpret_cast<double*>(rows_dev);
+  auto* codes_dev = reinterpret_cast<uint16_t*>(rows_dev + size_t(rows) * sizeof(double));
+  compress_rows_f32(src.data, rows, vocab, targets_dev, codes_dev, nll_dev, stream_);
+  queue_read(codes_dev, size_t(rows) * row_bytes / 4, out);
+  queue_read(nll_dev, size_t(rows) * sizeof(double) / 4, nll);
 }
 
 void CudaBackend::finish_step() {

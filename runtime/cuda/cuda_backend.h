@@ -97,6 +97,10 @@ class CudaBackend final : public Backend {
                      float eps, Buffer xn) override;
   void read(Buffer src, size_t offset, size_t count, float* host) override;
   void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) override;
+  void score_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
+                  RowScore* out) override;
+  void compress_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, uint16_t* out,
+                     double* nll) override;
   void synchronize() override;
   bool run_captured(int key, const std::function<void()>& step) override;
   size_t weight_bytes() const override { return weight_bytes_; }
@@ -199,6 +203,10 @@ class CudaBackend final : public Backend {
   void* upload_staging(const GgufTensor& t);
   void* weight_memory(size_t bytes, const std::string& what);  // for a weight, counted in weight_bytes_
   void* reserve_read_staging(size_t words);
+  // The targets of score_rows / compress_rows (and their base rows, when given) copied to the device: returns the
+  // device targets; *base_dev receives the device base rows (null without).
+  const int32_t* upload_logprob_inputs(int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
+                                       const uint16_t** base_dev);
   // Queues a copy of `words` 4-byte words from device memory to host, delivered by the step's synchronize().
   void queue_read(const void* src, size_t words, void* host);
   // out^T = w x^T through cuBLAS: x [rows, cols], w [n_out, cols], both bf16 or (tf32) both fp32; out fp32 with
@@ -250,6 +258,9 @@ class CudaBackend final : public Backend {
   bool uploads_since_slice_ = false;
   GrowingBuffer top_k_workspace_{true, "top-k workspace"};
   GrowingBuffer top_k_out_{true, "top-k candidates"};
+  // score_rows / compress_rows: the targets then the base rows copied in, and the scores or base rows coming out.
+  GrowingBuffer logprob_in_{true, "scored rows' targets and base rows"};
+  GrowingBuffer logprob_out_{true, "scored rows' results"};
   GrowingBuffer batch_dev_{true, "batch tokens"};     // [pos0, tokens...]
   GrowingBuffer batch_host_{false, "batch tokens"};   // pinned source of batch_dev_
   GrowingBuffer read_host_{false, "read staging"};    // pinned landing place of read()
