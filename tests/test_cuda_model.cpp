@@ -10,6 +10,7 @@
 
 #include "models/model.h"
 #include "engine/generate.h"
+#include "runtime/logprob.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 
@@ -173,6 +174,49 @@ TEST_F(GpuModel, DenseEqualsWideWindowOnGpu) {
   const std::vector<float> narrow = logits(*gpu, "sliding:64", ids);
   EXPECT_EQ(dense, wide) << "a window covering the whole text must not change anything";
   EXPECT_NE(dense, narrow) << "a window of 64 over 300 tokens must change the logits";
+}
+
+// Model::forward_logits and Backend::score_rows / compress_rows on the GPU against the same GPU's whole logits
+// scored on the host (runtime/logprob.cpp): the device keeps the scored rows of the batch and scores them as the
+// host would, against a base compressed from the whole logits too.
+TEST_F(GpuModel, ScoredRowsOnGpuMatchTheirWholeLogitsScoredOnTheHost) {
+  const int n = 256, first = 128, rows = 127;
+  const std::vector<int32_t> ids = text_tokens(n);
+  auto gpu = make_cuda_backend(0);
+  auto m = load_model(*file_, *gpu, AttnSpec::parse("model"), n);
+  m->init_kv(n, n);
+  const int vocab = m->config().vocab;
+  const size_t width = size_t(kl_row_width(vocab));
+  std::vector<float> all(size_t(n) * vocab);
+  m->forward(ids.data(), 0, n, LogitsMode::All, all.data());
+  const std::vector<int32_t> targets(ids.begin() + first + 1, ids.begin() + first + 1 + rows);
+  std::vector<uint16_t> base(rows * width);
+  for (int r = 0; r < rows; ++r)
+    compress_row(vocab, all.data() + size_t(first + r) * vocab, targets[r], base.data() + r * width);
+
+  const Buffer kept = m->forward_logits(ids.data(), 0, n, first, rows);
+  std::vector<RowScore> plain(rows), against(rows);
+  std::vector<uint16_t> compressed(rows * width, 0xBEEF);
+  std::vector<double> nll(rows, std::nan(""));
+  gpu->score_rows(kept, rows, vocab, targets.data(), nullptr, plain.data());
+  gpu->score_rows(kept, rows, vocab, targets.data(), base.data(), against.data());
+  gpu->compress_rows(kept, rows, vocab, targets.data(), compressed.data(), nll.data());
+  gpu->synchronize();
+  int top_differs = 0;
+  size_t codes_differ = 0;
+  for (int r = 0; r < rows; ++r) {
+    const float* row = all.data() + size_t(first + r) * vocab;
+    const RowScore want = score_row(vocab, row, targets[r], base.data() + r * width);
+    EXPECT_NEAR(plain[r].nll, want.nll, 1e-3) << "row " << r;
+    EXPECT_NEAR(nll[r], want.nll, 1e-3) << "row " << r;
+    EXPECT_NEAR(against[r].kld, want.kld, 1e-4) << "row " << r;  // near 0: the base is these logits compressed
+    EXPECT_EQ(against[r].nll_base, want.nll_base) << "row " << r;
+    EXPECT_EQ(against[r].top_base, want.top_base) << "row " << r;
+    top_differs += plain[r].top != want.top;
+    for (size_t i = 4; i < width; ++i) codes_differ += std::abs(compressed[r * width + i] - base[r * width + i]) > 2;
+  }
+  EXPECT_LE(top_differs, 1) << "the kept rows' output projection may break one near tie at most";
+  EXPECT_LE(codes_differ, size_t(rows) * vocab / 1000) << "codes of the device's base rows";
 }
 
 }  // namespace
