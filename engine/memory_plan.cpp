@@ -154,7 +154,12 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   PlanningBackend be(r.memory_bytes);
   auto model = load_model(f, be, r.attn, r.batch);
   model->set_kv_types(r.kv_types);
-  model->init_kv(r.ctx, r.batch);
+  if (r.kv_specs.empty()) {
+    model->init_kv(r.ctx, r.batch);
+  } else {
+    model->init_kv_for_specs(r.ctx, r.batch, r.kv_specs);
+    model->set_attention(r.attn);
+  }
   const ModelConfig& c = model->config();
 
   MemoryPlan p;
@@ -298,6 +303,7 @@ JobPlan plan_job(const GgufFile& f, const MemoryJob& job, int ubatch) {
     r.memory_bytes = job.memory_bytes;
     r.all_logits = job.all_logits;
     r.base_rows = job.base_rows;
+    if (job.shared_kv) r.kv_specs = job.specs;
     jp.plans.push_back(plan_memory(f, r));
     const size_t t = jp.plans.back().total;
     jp.total = job.side_by_side ? jp.total + t : std::max(jp.total, t);

@@ -24,6 +24,7 @@ struct MemoryRequest {
   size_t memory_bytes = 0; // the GPU's memory
   bool all_logits = false; // logits of every position of a batch (the --ab quality pass)
   bool base_rows = false;  // a batch of logits scored against KL base rows, or compressed into them (perplexity)
+  std::vector<AttnSpec> kv_specs;  // the caches also hold these specs (Model::init_kv_for_specs); empty: attn alone
 };
 
 // One line of the plan's detail: `group` is the total it counts in ("weights", "kv", "activations", "workspace").
@@ -59,6 +60,7 @@ struct MemoryJob {
   std::vector<AttnSpec> specs = {AttnSpec{}};
   KvTypes kv_types;          // -ctk / -ctv
   bool side_by_side = false; // one backend per spec, all at once (--ab); else one backend running them in turn
+  bool shared_kv = false;    // in turn over one set of caches sized for every spec (perplexity: init_kv_for_specs)
   bool all_logits = false;
   bool base_rows = false;  // MemoryRequest::base_rows
   size_t memory_bytes = 0;

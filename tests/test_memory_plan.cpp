@@ -279,6 +279,23 @@ TEST_F(ExampleModel, KvDenseAndRingsFollowThePolicy) {
   EXPECT_EQ(short_ctx.ring_capacity, 600);
 }
 
+TEST_F(ExampleModel, SpecsSharingTheirCachesPlanTheLargestOfEachLayer) {
+  // Perplexity's specs take turns over one set of caches (Model::init_kv_for_specs): layer by layer the largest any
+  // spec needs. Two specs dense on opposite halves need every layer dense, more than either alone.
+  const int ctx = 32768, batch = 512;
+  MemoryJob job = job_of(ctx, 80 * kGiB);
+  job.specs = {AttnSpec::parse("0-8:sliding:64,9-:dense"), AttnSpec::parse("0-8:dense,9-:sliding:64")};
+  const size_t alone = plan_job(*file_, job, batch).plans.front().kv();
+  job.shared_kv = true;
+  const JobPlan shared = plan_job(*file_, job, batch);
+  const size_t dense = plan_memory(*file_, request(ctx, batch, 80 * kGiB, "dense")).kv();
+  for (const MemoryPlan& p : shared.plans) EXPECT_EQ(p.kv(), dense);
+  EXPECT_LT(alone, dense);
+  job.base_rows = true;
+  const JobPlan with_base_rows = plan_job(*file_, job, batch);
+  EXPECT_EQ(with_base_rows.total - shared.total, db::base_rows_bytes(batch, shared.plans.front().config.vocab));
+}
+
 TEST_F(ExampleModel, ActivationsGrowLinearlyWithTheBatch) {
   auto act = [&](int batch) { return plan_memory(*file_, request(32768, batch, 80 * kGiB)).activations; };
   const size_t a1 = act(1024), a2 = act(2048), a4 = act(4096), a8 = act(8192);

@@ -111,6 +111,7 @@ int PerplexityCommand::run() const {
   job.specs = parsed;
   job.all_logits = true;
   job.base_rows = specs.size() > 1 || !kl_base_.empty();
+  job.shared_kv = true;  // the specs take turns over one set of caches (init_kv_for_specs below)
   const int ubatch = std::min(choose_ubatch(*backend, *file, ubatch_, job), n_ctx);
   auto model = load_model(*file, *backend, parsed[0], ubatch);
   if (n_ctx > model->config().ctx_train)
