@@ -24,7 +24,13 @@ struct PlannedWeight {
   bool blocks = false;  // kept as the file's blocks (else a bf16 copy), matrices only
   bool table = false;   // the embedding/output table: its prefill GEMM runs only for all-position logits
   bool viewed = false;  // its GEMMs run on row views (fused QKV, gate/up), not on the whole matrix
+  bool expert = false;  // a mixture of experts' router, experts or expert biases: read by Backend::moe's own kernels
 };
+
+// llama.cpp's names of a mixture of experts' tensors: the router ffn_gate_inp and the ffn_*_exps experts and biases.
+bool is_expert_tensor(const std::string& name) {
+  return name.find(".ffn_gate_inp.") != std::string::npos || name.find("_exps.") != std::string::npos;
+}
 
 // A Backend that allocates nothing: upload() counts each tensor's device bytes (device_bytes::weight_bytes),
 // alloc() the activation floats, init_kv() the KV layers. It never reads tensor data, and every compute op fails.
@@ -35,6 +41,7 @@ class PlanningBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return "memory plan"; }
   size_t device_memory_bytes() const override { return memory_; }
+  BackendFeatures features() const override { return db::cuda_features(); }
 
   Weight upload(const GgufTensor& t) override {
     const int64_t elems = check_device_tensor(t);
@@ -47,6 +54,7 @@ class PlanningBackend final : public Backend {
     p.matrix = t.ne.size() > 1;
     p.blocks = p.matrix && db::keeps_file_blocks(p.type, p.cols);
     p.table = t.name == "token_embd.weight" || t.name == "output.weight";
+    p.expert = is_expert_tensor(t.name);
     weights_.push_back(p);
     weight_bytes_ += p.bytes;
     Weight w;
@@ -110,6 +118,7 @@ class PlanningBackend final : public Backend {
   void score_rows(Buffer, int64_t, int, const int32_t*, const uint16_t*, RowScore*) override { no_ops("score_rows"); }
   void compress_rows(Buffer, int64_t, int, const int32_t*, uint16_t*, double*) override { no_ops("compress_rows"); }
   void synchronize() override { no_ops("synchronize"); }
+  void moe(Buffer, int64_t, const MoeFfn&, Buffer) override { no_ops("moe"); }
   bool run_captured(int, const std::function<void()>&) override { no_ops("run_captured"); }
   size_t weight_bytes() const override { return weight_bytes_; }
 
@@ -225,7 +234,7 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   if (gemm) {
     bool ff_operand = false;
     for (const PlannedWeight& w : be.weights())
-      if (w.matrix && w.name.find("ffn_down") != std::string::npos)
+      if (w.matrix && !w.expert && w.name.find("ffn_down") != std::string::npos)
         ff_operand |= db::gemm_reads_bf16_operand(w.type, w.cols);
     db::GrowingBytes operand;
     for (size_t width : {dim, qd, dim}) operand.ensure(n * width * 2);
@@ -249,12 +258,23 @@ MemoryPlan plan_memory(const GgufFile& f, const MemoryRequest& r) {
   if (gemm) {
     db::WeightSliceBuffers slices;
     for (const PlannedWeight& w : be.weights())
-      if (w.matrix && !w.viewed && !w.table) slices.add(w.type, w.rows, w.cols);
+      if (w.matrix && !w.viewed && !w.table && !w.expert) slices.add(w.type, w.rows, w.cols);
     if (r.all_logits)
       for (const PlannedWeight& w : be.weights())
         if (w.matrix && w.table && (w.name == "output.weight" || !be.has_output())) slices.add(w.type, w.rows, w.cols);
     p.workspace += add("workspace", "weight slices", slices.live(),
                        "dequantized rows for the prefill GEMMs: two buffers of at least 64 MiB (slices_)");
+  }
+  // The mixture of experts' scratch (cuda_moe.cu: moe_scratch_, a GrowingBuffer): every MoE layer of a forward asks
+  // for the same bytes, a prefill's batch first, then the decode steps' one row.
+  if (c.n_expert > 0) {
+    db::GrowingBytes moe;
+    for (int64_t rows : {int64_t(r.batch), int64_t(1)})
+      moe.ensure(db::moe_scratch_layout(rows, c.n_expert, c.n_expert_used, c.expert_ffn_dim, c.dim).total);
+    p.workspace += add("workspace", "MoE scratch", moe.live(),
+                       std::to_string(c.n_expert_used) + " of " + std::to_string(c.n_expert) +
+                           " experts: routing, expert activations" +
+                           (r.batch > db::kMoeGemvMaxRows ? ", grouping and per-slot outputs" : "") + " (moe_scratch_)");
   }
   // Split-K decode attention partials (decode_workspace_), bounded by one split per SM.
   p.workspace += add("workspace", "decode attention", db::decode_workspace_bytes(c.n_head, c.head_dim),

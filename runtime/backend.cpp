@@ -26,13 +26,27 @@ void check_logit_rows(const char* op, Buffer src, int64_t rows, int vocab, const
            " is outside the vocabulary of " + std::to_string(vocab));
 }
 
+void check_moe_shapes(const MoeFfn& f, int64_t dim) {
+  auto bad = [&](const std::string& why) { fail("moe: " + why); };
+  if (f.n_expert < 1 || f.n_used < 1 || f.n_used > f.n_expert || f.ffn < 1)
+    bad(std::to_string(f.n_used) + " of " + std::to_string(f.n_expert) + " experts of width " + std::to_string(f.ffn));
+  if (f.router.rows != f.n_expert || f.router.cols != dim) bad("router '" + f.router.name + "' is not [n_expert, dim]");
+  if (f.up.cols != dim || f.gate.rows != int64_t{f.n_expert} * f.ffn || f.up.rows != f.gate.rows)
+    bad("gate/up experts are not [n_expert * ffn, dim]");
+  if (f.down.cols != f.ffn || f.down.rows != int64_t{f.n_expert} * dim) bad("down experts are not [n_expert * dim, ffn]");
+  auto check_bias = [&](const Weight& b, int64_t rows, int64_t cols) {
+    if (b.impl && (b.rows != rows || b.cols != cols)) bad("bias '" + b.name + "' has the wrong shape");
+  };
+  check_bias(f.router_bias, 1, f.n_expert);
+  check_bias(f.gate_bias, f.n_expert, f.ffn);
+  check_bias(f.up_bias, f.n_expert, f.ffn);
+  check_bias(f.down_bias, f.n_expert, dim);
+}
+
 int64_t check_device_tensor(const GgufTensor& t) {
   const GgmlTypeInfo ti = ggml_type_info(t.type_id);
   if (!ti.name || !ti.supported)
     fail("tensor '" + t.name + "': type " + ggml_type_name(t.type_id) + " is not supported by the CUDA backend");
-  // The CPU backend reads MXFP4; the CUDA dequant, GEMV and GEMM kernels have no MXFP4 path yet.
-  if (t.type() == GgmlType::MXFP4)
-    fail("tensor '" + t.name + "': type MXFP4 is not supported by the CUDA backend yet; use --backend cpu");
   if (t.ne.empty() || t.ne[0] <= 0) fail("tensor '" + t.name + "': empty shape");
   int64_t elems = 1;
   for (int64_t d : t.ne) elems *= d;

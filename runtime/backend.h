@@ -117,6 +117,9 @@ struct MoeFfn {
   float alpha = 1.702f, limit = 7.f;
 };
 
+// Throws Error (one line, "moe: ...") unless f's weights have the shapes MoeFfn states for rows of `dim` (gate.cols).
+void check_moe_shapes(const MoeFfn& f, int64_t dim);
+
 // Model features beyond the core ops that a backend may not have yet. A model asks for the ones it uses before it
 // loads a weight (require_features below), so that a run stops at once with one line naming them.
 struct BackendFeatures {

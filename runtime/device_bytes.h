@@ -20,14 +20,23 @@ namespace swrun::device_bytes {
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kGiB = size_t{1} << 30;
 
+// What the CUDA backend runs beyond the core ops (CudaBackend::features); the planning backend says the same, so
+// that a plan refuses exactly what a load would refuse.
+inline BackendFeatures cuda_features() {
+  BackendFeatures f;
+  f.mixture_of_experts = true;
+  return f;
+}
+
 // ---- weights (CudaBackend::upload, runtime/cuda/cuda_backend.cu) ---------------------------------------------
 
 // Elements per block of the device's block decoders (kernels/dequant/block_decode.cuh, block_decoder_elems): 32 for
-// F32/F16/BF16 and the 32-element quant types, 256 for the K-quants; 0 for a type no decoder reads.
+// F32/F16/BF16, the 32-element quant types and MXFP4, 256 for the K-quants; 0 for a type no decoder reads.
 inline int decoder_block_elems(GgmlType type) {
   switch (type) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16:
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
+    case GgmlType::MXFP4:
       return 32;
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
       return 256;
@@ -94,6 +103,41 @@ struct GrowingBytes {
   }
   size_t live() const { return have + retired; }
 };
+
+// ---- mixture of experts (CudaBackend::moe, runtime/cuda/cuda_moe.cu: moe_scratch_, a GrowingBuffer) -----------
+
+// Rows above this run the grouped expert GEMMs; up to it, GEMVs over the chosen experts' rows.
+constexpr int kMoeGemvMaxRows = kGemvMaxRows;
+
+// One MoE call's scratch, carved from one buffer in this order, each part on a 256-byte boundary: the routing
+// (expert ids and weights per token slot), the activated gate/up product per slot (fp32 for the GEMVs, bf16 for the
+// grouped GEMMs), and for the grouped path the slots grouped by expert, the per-expert slot and tile offsets and each
+// slot's down projection (fp32).
+struct MoeScratchLayout {
+  size_t ids = 0, weights = 0, hidden = 0, pair_of = 0, offsets = 0, tile_offsets = 0, expert_out = 0, total = 0;
+};
+inline MoeScratchLayout moe_scratch_layout(int64_t rows, int n_expert, int n_used, int64_t ffn, int64_t dim) {
+  const size_t pairs = size_t(rows) * size_t(n_used);
+  const bool grouped = rows > kMoeGemvMaxRows;
+  MoeScratchLayout l;
+  size_t at = 0;
+  auto part = [&](size_t bytes) {
+    const size_t start = at;
+    at += (bytes + 255) / 256 * 256;
+    return start;
+  };
+  l.ids = part(pairs * 4);
+  l.weights = part(pairs * 4);
+  l.hidden = part(pairs * size_t(ffn) * (grouped ? 2 : 4));
+  if (grouped) {
+    l.pair_of = part(pairs * 4);
+    l.offsets = part((size_t(n_expert) + 1) * 4);
+    l.tile_offsets = part((size_t(n_expert) + 1) * 4);
+    l.expert_out = part(pairs * size_t(dim) * 4);
+  }
+  l.total = at;
+  return l;
+}
 
 // ---- workspace -----------------------------------------------------------------------------------------------
 

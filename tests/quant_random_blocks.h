@@ -27,9 +27,7 @@ inline std::mt19937_64& rng() {
 // Every type both backends read.
 inline constexpr GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
                                          GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                                         GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
-// Types only the CPU backend reads so far (the CUDA backend refuses them at upload).
-inline constexpr GgmlType kCpuOnlyTypes[] = {GgmlType::MXFP4};
+                                         GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::MXFP4};
 
 // The quantized types under test with the byte offsets of their fp16 scale fields (ggml block structs).
 struct QuantTypeCase {

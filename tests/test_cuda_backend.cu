@@ -151,6 +151,7 @@ TEST_F(CudaBackendTest, MatmulEveryWeightTypeAgainstCpuDequant) {
   const int64_t k = 512, n_out = 40;
   std::vector<GgmlType> types = {GgmlType::F32, GgmlType::F16, GgmlType::BF16};
   for (const auto& c : testing::quant_type_cases()) types.push_back(c.type);
+  types.push_back(GgmlType::MXFP4);  // 17-byte blocks: rows of 272 bytes, slices dequantized to bf16 for 12 rows
   for (GgmlType type : types) {
     const GgmlTypeInfo info = ggml_type_info(uint32_t(type));
     SCOPED_TRACE(info.name);

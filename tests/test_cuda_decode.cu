@@ -32,7 +32,7 @@ using testing::rng;
 
 constexpr GgmlType kGemvTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
                                    GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::MXFP4};
 
 // Elements per block of `type` as random_blocks counts them (plain types: 32 values per "block").
 int64_t random_block_elems(GgmlType type) {

@@ -2,6 +2,7 @@
 // poisoned before each launch and followed by a guard region that must stay untouched. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -87,6 +88,38 @@ TEST(CudaDequant, MatchesCpuBitForBit) {
       }
     }
   }
+}
+
+// MXFP4 at every scale byte, gguf-py's reading included: E8M0 0 and 1 (fp32-subnormal half scales), 254 and 255
+// (255 read as 2^128, not NaN, so 12 * 2^127 overflows to inf on both sides), each with every code byte: the
+// 16 x 16 nibble pairs cover every E2M1 value, both zeros, in both halves of the block.
+TEST(CudaDequant, Mxfp4EveryScaleAndCodeBitForBit) {
+  SKIP_WITHOUT_GPU();
+  const GgmlTypeInfo info = ggml_type_info(uint32_t(GgmlType::MXFP4));
+  std::vector<uint8_t> blocks;
+  for (int e = 0; e < 256; ++e)
+    for (int first = 0; first < 256; first += 16) {  // 16 blocks per scale: qs bytes first .. first + 15
+      blocks.push_back(uint8_t(e));
+      for (int j = 0; j < 16; ++j) blocks.push_back(uint8_t(first + j));
+    }
+  const int64_t n = int64_t(blocks.size() / info.block_bytes) * info.block_elems;
+  std::vector<float> expected(n);
+  dequantize_row(GgmlType::MXFP4, blocks.data(), expected.data(), n);
+  const std::vector<uint32_t> f32 = run_on_gpu<uint32_t>(GgmlType::MXFP4, blocks, n, false);
+  const std::vector<uint16_t> bf16 = run_on_gpu<uint16_t>(GgmlType::MXFP4, blocks, n, true);
+  int64_t bad = 0, infinite = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t want;
+    std::memcpy(&want, &expected[i], 4);
+    infinite += std::isinf(expected[i]);
+    if ((f32[i] != want || bf16[i] != fp32_to_bf16(expected[i])) && bad++ < 5)
+      ADD_FAILURE() << "element " << i << " (scale byte " << i / 512 << "): f32 " << f32[i] << " vs " << want
+                    << ", bf16 " << bf16[i] << " vs " << fp32_to_bf16(expected[i]);
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_GT(infinite, 0) << "scale byte 255 must overflow the largest codes, as on the CPU";
+  EXPECT_EQ(expected[0], 0.f);
+  EXPECT_GT(std::fabs(expected[1]), 0.f) << "scale byte 0 keeps its subnormal half scale";
 }
 
 TEST(CudaDequant, BadInputIsAnError) {

@@ -477,6 +477,31 @@ TEST(MemoryPlan, WeightSlicesAlternateBetweenTwoBuffers) {
   EXPECT_EQ(wide.live(), 2 * (size_t{128} << 20));
 }
 
+// The MoE scratch at gpt-oss-20b's shapes (32 experts, top-4, ffn = dim = 2880): a decode row holds its routing
+// and fp32 activated products; a prefill of 512 rows also the grouping, bf16 products and fp32 per-slot outputs,
+// each part on a 256-byte boundary in the order the backend carves them.
+TEST(MemoryPlan, MoeScratchLayout) {
+  const db::MoeScratchLayout one = db::moe_scratch_layout(1, 32, 4, 2880, 2880);
+  EXPECT_EQ(one.ids, 0u);
+  EXPECT_EQ(one.weights, 256u);
+  EXPECT_EQ(one.hidden, 512u);
+  EXPECT_EQ(one.total, 512u + 4 * 2880 * 4);
+  EXPECT_EQ(one.expert_out, 0u);
+  const db::MoeScratchLayout many = db::moe_scratch_layout(512, 32, 4, 2880, 2880);
+  const size_t slots = 512 * 4;
+  EXPECT_EQ(many.weights, slots * 4);
+  EXPECT_EQ(many.hidden, 2 * slots * 4);
+  EXPECT_EQ(many.pair_of, many.hidden + slots * 2880 * 2);
+  EXPECT_EQ(many.offsets, many.pair_of + slots * 4);
+  EXPECT_EQ(many.tile_offsets, many.offsets + 256);  // 33 offsets, rounded up
+  EXPECT_EQ(many.expert_out, many.tile_offsets + 256);
+  EXPECT_EQ(many.total, many.expert_out + slots * 2880 * 4);
+  EXPECT_EQ(many.total, 35414528u);
+  // Above kMoeGemvMaxRows rows the grouped path's parts appear.
+  EXPECT_EQ(db::moe_scratch_layout(db::kMoeGemvMaxRows, 32, 4, 2880, 2880).pair_of, 0u);
+  EXPECT_GT(db::moe_scratch_layout(db::kMoeGemvMaxRows + 1, 32, 4, 2880, 2880).expert_out, 0u);
+}
+
 TEST(MemoryPlan, MemorySizes) {
   EXPECT_EQ(parse_memory_size("80G", "--mem"), 80 * kGiB);
   EXPECT_EQ(parse_memory_size("24", "--mem"), 24 * kGiB);

@@ -104,6 +104,27 @@ struct DecodeQ8_0 : LegacyDecoder<DecodeQ8_0, quant::BlockQ8_0> {
   }
 };
 
+// MXFP4: item j yields element j (low nibble of qs[j]) and j + 16 (high nibble), each the doubled E2M1 value
+// times half the E8M0 scale, as runtime/dequant.cpp computes it (the product is exact but for fp32 underflow and
+// overflow, which both sides round alike). The doubled magnitudes 0, 1, 2, 3, 4, 6, 8, 12 are bytes of two words
+// picked with one PRMT by the code's low three bits; bit 3 is the sign (a negative zero stays +0, the CPU's int 0).
+struct DecodeMXFP4 {
+  using Block = quant::BlockMXFP4;
+  static constexpr int kElems = 32, kItems = 16, kBytes = sizeof(Block);
+  __device__ static float value(float half_scale, unsigned code) {
+    const int magnitude = int(__byte_perm(0x03020100u, 0x0C080604u, code & 7));
+    return __fmul_rn(half_scale, float(code & 8 ? -magnitude : magnitude));
+  }
+  template <typename Emit>
+  __device__ static void item(const uint8_t* block, int j, Emit&& emit) {
+    const Block& b = *reinterpret_cast<const Block*>(block);
+    const float half_scale = quant::mxfp4_half_scale(b.e);
+    const unsigned q = b.qs[j];
+    emit(j, value(half_scale, q & 0x0F));
+    emit(j + 16, value(half_scale, q >> 4));
+  }
+};
+
 // ---- 256-element K blocks: 64 items per block, 4 elements each
 
 // Q4_K/Q5_K item t: bytes e = 2*(t%16), e+1 of group g = t/16, whose low nibbles are sub-block 2g and high
@@ -175,6 +196,7 @@ __host__ __device__ bool with_block_decoder(GgmlType type, F&& f) {
     case GgmlType::Q5_0: f.template operator()<DecodeQ5_0>(); return true;
     case GgmlType::Q5_1: f.template operator()<DecodeQ5_1>(); return true;
     case GgmlType::Q8_0: f.template operator()<DecodeQ8_0>(); return true;
+    case GgmlType::MXFP4: f.template operator()<DecodeMXFP4>(); return true;
     case GgmlType::Q4_K: f.template operator()<DecodeQ4_K>(); return true;
     case GgmlType::Q5_K: f.template operator()<DecodeQ5_K>(); return true;
     case GgmlType::Q6_K: f.template operator()<DecodeQ6_K>(); return true;

@@ -1,7 +1,7 @@
 // Row-per-lane core of the quantized GEMV, for matrices with many rows (output projections over a vocabulary):
 // lane l of a warp owns output row n0 + l, so the 32 lanes walk the same blocks of 32 different rows in step.
 // Each lane loads a span of whole blocks of its own row into registers with 16-byte loads (all of them issued
-// before any decode), realigns them in registers (GGUF rows sit at any even offset) and decodes every item of
+// before any decode), realigns them in registers (GGUF rows sit at any even offset, MXFP4 rows at any offset) and decodes every item of
 // every block with the shared block decoders at compile-time byte offsets, so the bytes never go through shared
 // memory. The activations the lanes need are then the same element at the same moment: one broadcast load serves
 // all 32 rows. Warp-row staging (gemv_quant_warp.cuh) instead spends a shared-memory byte load per weight byte
@@ -22,7 +22,10 @@ template <typename D>
 struct LaneSpan {
   static constexpr int kBlocks = D::kBytes >= 160 ? 1 : 160 / D::kBytes;
   static constexpr int kBytes = kBlocks * D::kBytes;
-  static constexpr int kVecs = (kBytes + 14 + 15) / 16;  // a span starts at an even offset: up to 14 bytes of skew
+  // A span of even-sized blocks starts at an even offset (up to 14 bytes of skew); MXFP4's 17-byte blocks put it
+  // anywhere (up to 15).
+  static constexpr int kMaxSkew = D::kBytes % 2 ? 15 : 14;
+  static constexpr int kVecs = (kBytes + kMaxSkew + 15) / 16;
   static constexpr int kWords = (kBytes + 3) / 4;
 };
 
@@ -51,7 +54,7 @@ __device__ __forceinline__ uint4 load_weight_vec(const uint4* p, uint64_t policy
 }
 
 // Realigns a span's 16-byte vectors (raw, from the vector holding its first byte on; the words from kVecs * 4
-// on zero) into words, so that words[0] holds the span's first byte, which sat `skew` bytes into raw (even).
+// on zero) into words, so that words[0] holds the span's first byte, which sat `skew` bytes into raw.
 template <typename D>
 __device__ __forceinline__ void realign_span(uint32_t (&raw)[LaneSpan<D>::kVecs * 4 + 3], int skew,
                                              uint32_t (&words)[LaneSpan<D>::kWords]) {
@@ -75,7 +78,7 @@ __device__ __forceinline__ int span_vecs(const uint8_t* src, int nb) {
   return nb > 0 ? (int(reinterpret_cast<uintptr_t>(src) & 15) + nb * D::kBytes + 15) / 16 : 0;
 }
 
-// Loads `nb` (0..kBlocks) whole blocks at `src` (an even address) into words, realigned so that words[0] holds
+// Loads `nb` (0..kBlocks) whole blocks at `src` into words, realigned so that words[0] holds
 // the first byte; words past the blocks are zero. load_vec(p) reads the 16-byte vector at p (global or shared).
 template <typename D, typename LoadVec>
 __device__ __forceinline__ void gather_span(const uint8_t* src, int nb, LoadVec&& load_vec,

@@ -381,23 +381,6 @@ class CpuBackend final : public Backend {
     for (int64_t c = 0; c < bias.cols; ++c) y[c] += b[c];
   }
 
-  static void check_moe_shapes(const MoeFfn& f, int64_t dim) {
-    auto bad = [&](const std::string& why) { fail("moe: " + why); };
-    if (f.n_expert < 1 || f.n_used < 1 || f.n_used > f.n_expert || f.ffn < 1)
-      bad(std::to_string(f.n_used) + " of " + std::to_string(f.n_expert) + " experts of width " + std::to_string(f.ffn));
-    if (f.router.rows != f.n_expert || f.router.cols != dim) bad("router '" + f.router.name + "' is not [n_expert, dim]");
-    if (f.up.cols != dim || f.gate.rows != int64_t{f.n_expert} * f.ffn || f.up.rows != f.gate.rows)
-      bad("gate/up experts are not [n_expert * ffn, dim]");
-    if (f.down.cols != f.ffn || f.down.rows != int64_t{f.n_expert} * dim) bad("down experts are not [n_expert * dim, ffn]");
-    auto check_bias = [&](const Weight& b, int64_t rows, int64_t cols) {
-      if (b.impl && (b.rows != rows || b.cols != cols)) bad("bias '" + b.name + "' has the wrong shape");
-    };
-    check_bias(f.router_bias, 1, f.n_expert);
-    check_bias(f.gate_bias, f.n_expert, f.ffn);
-    check_bias(f.up_bias, f.n_expert, f.ffn);
-    check_bias(f.down_bias, f.n_expert, dim);
-  }
-
   int threads_;
   std::vector<std::vector<float>> buffers_;
   std::vector<std::vector<float>> vectors_;

@@ -27,6 +27,7 @@
 #include "runtime/cuda/host_upload.h"
 #include "runtime/cuda/range_timer.h"
 #include "runtime/cuda/upload_timer.h"
+#include "runtime/device_bytes.h"
 
 namespace swrun::cuda {
 
@@ -71,6 +72,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
   size_t device_memory_bytes() const override { return device_memory_bytes_; }
+  BackendFeatures features() const override { return device_bytes::cuda_features(); }
   Weight upload(const GgufTensor& t) override;
   Weight weight_rows(const Weight& w, int64_t first, int64_t count) override;
   Buffer alloc(size_t count) override;
@@ -95,6 +97,7 @@ class CudaBackend final : public Backend {
                     int n_head_kv, int head_dim, float eps, const RopeParams& p) override;
   void residual_norm(Buffer y, const Weight* w_post, Buffer x, const Weight* w_next, int64_t rows, int64_t width,
                      float eps, Buffer xn) override;
+  void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out) override;  // cuda_moe.cu
   void read(Buffer src, size_t offset, size_t count, float* host) override;
   void top_k(Buffer src, size_t count, int k, int32_t* ids, float* values) override;
   void score_rows(Buffer src, int64_t rows, int vocab, const int32_t* targets, const uint16_t* base,
@@ -192,6 +195,8 @@ class CudaBackend final : public Backend {
   void collect_program_trace(const CapturedStep& step);
   void print_program_trace() const;
   const DeviceWeight& device_weight(const Weight& w, const char* op) const;
+  const uint8_t* moe_blocks(const Weight& w) const;  // cuda_moe.cu
+  const float* moe_bias(const Weight& w) const;
   // An fp32 vector weight of `length` values on the device (null when w is null or not uploaded); anything else
   // is an Error naming `op`.
   const float* device_vector(const Weight* w, int64_t length, const char* op) const;
@@ -256,6 +261,7 @@ class CudaBackend final : public Backend {
   // Weights are uploaded on stream_: slice_stream_ waits for every upload queued so far before it dequantizes again.
   cudaEvent_t uploads_done_ = nullptr;
   bool uploads_since_slice_ = false;
+  GrowingBuffer moe_scratch_{true, "mixture-of-experts scratch"};  // device_bytes::moe_scratch_layout
   GrowingBuffer top_k_workspace_{true, "top-k workspace"};
   GrowingBuffer top_k_out_{true, "top-k candidates"};
   // score_rows / compress_rows: the targets then the base rows copied in, and the scores or base rows coming out.
