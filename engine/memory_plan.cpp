@@ -35,6 +35,7 @@ class PlanningBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return "memory plan"; }
   size_t device_memory_bytes() const override { return memory_; }
+  BackendFeatures features() const override { return db::cuda_features(); }
 
   Weight upload(const GgufTensor& t) override {
     const int64_t elems = check_device_tensor(t);

@@ -20,6 +20,13 @@ namespace swrun::device_bytes {
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kGiB = size_t{1} << 30;
 
+// ---- features (CudaBackend::features, runtime/cuda/cuda_backend.h) -------------------------------------------
+
+// What the CUDA backend runs beyond the core ops: attention sinks (inside the flash kernels and dense-naive's
+// softmax) and YaRN RoPE (the rope kernels, the fused norm + RoPE and the decode kernel's fresh rows). The memory
+// plan's backend reports the same, so that a plan refuses a model exactly when a load would.
+inline BackendFeatures cuda_features() { return BackendFeatures{.attention_sinks = true, .yarn_rope = true}; }
+
 // ---- weights (CudaBackend::upload, runtime/cuda/cuda_backend.cu) ---------------------------------------------
 
 // Elements per block of the device's block decoders (kernels/dequant/block_decode.cuh, block_decoder_elems): 32 for
