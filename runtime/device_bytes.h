@@ -20,12 +20,14 @@ namespace swrun::device_bytes {
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kGiB = size_t{1} << 30;
 
-// What the CUDA backend runs beyond the core ops (CudaBackend::features); the planning backend says the same, so
-// that a plan refuses exactly what a load would refuse.
+// ---- features (CudaBackend::features, runtime/cuda/cuda_backend.h) -------------------------------------------
+
+// What the CUDA backend runs beyond the core ops: attention sinks (inside the flash kernels and dense-naive's
+// softmax), YaRN RoPE (the rope kernels, the fused norm + RoPE and the decode kernel's fresh rows) and gpt-oss's
+// mixture of experts (runtime/cuda/cuda_moe.cu). The memory plan's backend reports the same, so that a plan refuses
+// a model exactly when a load would.
 inline BackendFeatures cuda_features() {
-  BackendFeatures f;
-  f.mixture_of_experts = true;
-  return f;
+  return BackendFeatures{.attention_sinks = true, .mixture_of_experts = true, .yarn_rope = true};
 }
 
 // ---- weights (CudaBackend::upload, runtime/cuda/cuda_backend.cu) ---------------------------------------------

@@ -1,8 +1,8 @@
 """`swrun fit`: the memory plan on a synthetic Gemma 3 (make_synthetic_model) and, where present, the example model.
 Exit 0 when the plan fits, 1 when it does not (with the part and the flag that helps), 2 on bad input (one line on
 stderr); --json carries the issue's keys; --mem moves the verdict exactly at total + the context reserve; --attn
-dense leaves no rings; -c 0 is the training context; gpt-oss (its sinks and YaRN: CPU only so far) is refused with
-one line naming them. Reads headers only: no GPU, a few seconds.
+dense leaves no rings; -c 0 is the training context; gpt-oss (sinks, YaRN, MoE: all on the CUDA backend) plans
+without a refusal. Reads headers only: no GPU, a few seconds.
 Usage: cli_fit.py SWRUN MAKE_SYNTHETIC WORKDIR"""
 import json
 import os
@@ -94,15 +94,17 @@ for label, args, needle in [
     ("negative -b", ["-m", model, "-b", "-4"], "-b"),
     ("no -m", [], "model"),
     ("unknown flag", ["-m", model, "--frobnicate"], "frobnicate"),
-    # gpt-oss needs what the CUDA backend (which the plan models) does not run yet: named on one line.
-    ("gpt-oss on the GPU", ["-m", gpt_oss],
-     "cuda backend: attention sinks / YaRN RoPE not supported yet; use --backend cpu"),
 ]:
     code, out, err = fit(*args)
     lines = [l for l in err.splitlines() if l.strip()]
     check(f"bad input: {label}: exit 2, one clear line",
           code == 2 and len(lines) == 1 and lines[0].startswith("swrun: error:") and needle.lower() in lines[0].lower(),
           f"exit {code}: {' | '.join(lines)[:200]}")
+
+# gpt-oss: everything it needs runs on the CUDA backend, so the plan counts it (experts in their MXFP4 blocks).
+code, j = plan("-m", gpt_oss, "-c", "1024", "--mem", "80")
+check("gpt-oss plans on the GPU", code == 0 and j.get("fits") is True and j.get("weights_bytes", 0) > 0,
+      f"exit {code}: {str(j)[:200]}")
 
 # The example model, where present: a 32K context on an 80 GiB GPU gets the 32768 chunk.
 example = os.environ.get("SWRUN_MODEL") or os.path.join(os.path.dirname(__file__), "..", "models",

@@ -1,5 +1,5 @@
-// Attention kernels (flash prefill, split-K decode, dense-naive), with and without score softcapping, against an
-// fp64 CPU reference on fresh random inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run).
+// Attention kernels (flash prefill, split-K decode, dense-naive), with and without score softcapping and attention
+// sinks, against an fp64 CPU reference on fresh random inputs. Seed from the clock (printed; SWRUN_TEST_SEED reproduces a run).
 // Outputs are poisoned with NaN before every launch and every element is checked to be written.
 #include <gtest/gtest.h>
 
@@ -112,19 +112,21 @@ struct Problem {
   std::vector<float> q, k, v;  // q: [n_q][n_head][d]; k, v: [kv_len][n_head_kv][d]
   // Scores are scaled by score_gain / sqrt(d): a gain above 1 spreads them far enough for a softcap to bite.
   float score_gain = 1.f, softcap = 0.f;
+  std::vector<float> sinks;  // gpt-oss's attention sinks, one logit per query head; empty: none
   int kv_len() const { return q_pos0 + n_q; }
   float scale() const { return score_gain / std::sqrt(float(s.head_dim)); }
 };
 
 Problem make_problem(const Shape& s, int q_pos0, int n_q, int left, int right) {
-  Problem p{s, q_pos0, n_q, left, right, {}, {}, {}, 1.f, 0.f};
+  Problem p{s, q_pos0, n_q, left, right, {}, {}, {}, 1.f, 0.f, {}};
   p.q = random_rounded(size_t(n_q) * s.n_head * s.head_dim, s.dtype);
   p.k = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
   p.v = random_rounded(size_t(p.kv_len()) * s.n_head_kv * s.head_dim, s.dtype);
   return p;
 }
 
-// fp64 attention of query i, head h (scores softcapped when p.softcap > 0); a query with no visible key gives 0.
+// fp64 attention of query i, head h (scores softcapped when p.softcap > 0; with sinks, the head's sink joins the
+// max and the denominator, never the weighted sum); a query with no visible key gives 0.
 void reference_row(const Problem& p, int i, int h, double* out) {
   const int d = p.s.head_dim, hkv = h / (p.s.n_head / p.s.n_head_kv);
   const int64_t pos = int64_t{p.q_pos0} + i;
@@ -143,7 +145,8 @@ void reference_row(const Problem& p, int i, int h, double* out) {
     mx = std::max(mx, x);
   }
   std::fill(out, out + d, 0.0);
-  double sum = 0;
+  if (!p.sinks.empty()) mx = std::max(mx, double(p.sinks[h]));
+  double sum = p.sinks.empty() ? 0.0 : std::exp(double(p.sinks[h]) - mx);
   for (auto& x : sc) sum += (x = std::exp(x - mx));
   for (int64_t j = lo; j <= hi; ++j) {
     const float* vr = &p.v[(size_t(j) * p.s.n_head_kv + hkv) * d];
@@ -159,6 +162,8 @@ struct FreshRows {
   std::vector<float> q, k, v, q_norm, k_norm, factors;  // norms and factors empty: none
   float eps = 1e-6f, freq_base = 10000.f, freq_scale = 1.f, attn_factor = 1.f;
   bool neox = false;
+  bool yarn = false;  // YaRN (gpt-oss): the ramp between pairs yarn_low and yarn_high, as RopeParams::yarn
+  float yarn_low = 0.f, yarn_high = 0.f;
 };
 
 struct RunOptions {
@@ -173,6 +178,7 @@ struct RunOptions {
   const FreshRows* fresh = nullptr;  // decode from the projection's rows (Impl::Decode, n_q 1)
   int q_pad = 0, o_pad = 0;   // elements past each q / output row's heads (row strides n_head * d + pad)
   bool o16 = false;           // with an fp32 output: its bf16 rounding too (FlashAttnArgs::o16), checked exactly
+  bool fastest = false;       // use_fastest_variant, as the CUDA backend's prefill takes it (over the flags above)
 };
 
 // Runs one call on the GPU and compares with the reference. Queries are sampled when the full reference would
@@ -207,8 +213,12 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   const size_t out_bytes = size_t(p.n_q) * o_stride * out_elt, out16_bytes = size_t(p.n_q) * o_stride * 2;
   const bool with_o16 = opt.o16 && s.o_fp32;
   DeviceBuffer dq(std::max<size_t>(qbits.size() * elt, 16)), dkv(ring.size() * elt), dout(out_bytes),
-      dout16(with_o16 ? out16_bytes : 16), dpos(sizeof(int32_t));
-  ASSERT_TRUE(dq.ptr && dkv.ptr && dout.ptr && dout16.ptr && dpos.ptr);
+      dout16(with_o16 ? out16_bytes : 16), dpos(sizeof(int32_t)), dsinks(p.sinks.size() * 4);
+  ASSERT_TRUE(dq.ptr && dkv.ptr && dout.ptr && dout16.ptr && dpos.ptr && dsinks.ptr);
+  if (!p.sinks.empty()) {
+    ASSERT_EQ(p.sinks.size(), size_t(s.n_head));
+    CUDA_OK(cudaMemcpy(dsinks.ptr, p.sinks.data(), p.sinks.size() * 4, cudaMemcpyHostToDevice));
+  }
   CUDA_OK(cudaMemcpy(dq.ptr, qbits.data(), qbits.size() * elt, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dkv.ptr, ring.data(), ring.size() * elt, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dpos.ptr, &p.q_pos0, sizeof(int32_t), cudaMemcpyHostToDevice));
@@ -237,10 +247,12 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   a.right = p.right;
   a.scale = p.scale();
   a.softcap = p.softcap;
+  a.sinks = p.sinks.empty() ? nullptr : static_cast<const float*>(dsinks.ptr);
   a.pack_gqa = opt.pack_gqa;
   a.ws_d256 = opt.ws_d256;
   a.ws_d64 = opt.ws_d64;
   a.persistent = opt.persistent;
+  if (opt.fastest) swrun::cuda::use_fastest_variant(a);
   // The fresh rows' device copies (fp32), uploaded only when used.
   std::vector<std::unique_ptr<DeviceBuffer>> fresh_buffers;
   auto fresh_ptr = [&](const std::vector<float>& v) -> const float* {
@@ -253,8 +265,9 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   if (opt.fresh) {
     const FreshRows& f = *opt.fresh;
     a.q = nullptr;  // not read
-    a.fresh = {fresh_ptr(f.q), fresh_ptr(f.k), fresh_ptr(f.v), fresh_ptr(f.q_norm), fresh_ptr(f.k_norm), f.eps,
-               f.freq_base, f.freq_scale, f.attn_factor, fresh_ptr(f.factors), f.neox};
+    a.fresh = {fresh_ptr(f.q),  fresh_ptr(f.k), fresh_ptr(f.v), fresh_ptr(f.q_norm), fresh_ptr(f.k_norm), f.eps,
+               f.freq_base,     f.freq_scale,   f.attn_factor,  fresh_ptr(f.factors), f.neox,
+               {f.yarn, f.yarn_low, f.yarn_high}};
   }
 
   if (opt.impl == Impl::Flash) {
@@ -361,7 +374,8 @@ void run_and_check(const Problem& p, const RunOptions& opt) {
   EXPECT_EQ(wrong, 0);
 }
 
-// RMSNorm (when g is given) and RoPE of one head row in fp64, as norm_rope_f32 defines them.
+// RMSNorm (when g is given) and RoPE of one head row in fp64, as norm_rope_f32 defines them (YaRN as the CPU backend
+// computes it: runtime/cpu/cpu_backend.cpp).
 std::vector<double> norm_rotate_reference(const float* x, int d, const std::vector<float>& g, const FreshRows& f,
                                           int64_t pos) {
   std::vector<double> h(x, x + d);
@@ -373,9 +387,16 @@ std::vector<double> norm_rotate_reference(const float* x, int d, const std::vect
   }
   std::vector<double> out(d);
   for (int i = 0; i < d / 2; ++i) {
-    double theta = double(pos) * f.freq_scale * std::pow(double(f.freq_base), -2.0 * i / d);
-    if (!f.factors.empty()) theta /= f.factors[i];
-    const double cs = std::cos(theta) * f.attn_factor, sn = std::sin(theta) * f.attn_factor;
+    double original = double(pos) * std::pow(double(f.freq_base), -2.0 * i / d);
+    if (!f.factors.empty()) original /= f.factors[i];
+    double theta = original * f.freq_scale, magnitude = f.attn_factor;
+    if (f.yarn) {  // the original angle kept below the ramp, the scaled one above it
+      const double kept = 1.0 - std::clamp((i - f.yarn_low) / std::max(0.001, double(f.yarn_high) - f.yarn_low), 0.0,
+                                           1.0);
+      theta = original * f.freq_scale * (1.0 - kept) + original * kept;
+      magnitude *= 1.0 + 0.1 * std::log(1.0 / f.freq_scale);
+    }
+    const double cs = std::cos(theta) * magnitude, sn = std::sin(theta) * magnitude;
     const int a = f.neox ? i : 2 * i, b = f.neox ? i + d / 2 : 2 * i + 1;
     out[a] = h[a] * cs - h[b] * sn;
     out[b] = h[a] * sn + h[b] * cs;
@@ -385,7 +406,8 @@ std::vector<double> norm_rotate_reference(const float* x, int d, const std::vect
 
 // Fresh rows for a decode problem (n_q 1), and what the kernel must make of them: p's query and its key and value
 // rows at the new position become the staged rows (fp64, rounded to the input type).
-FreshRows fresh_problem(Problem& p, bool neox, bool q_norm, bool k_norm, bool factors) {
+// yarn: gpt-oss's YaRN (base 150000, factor 32, the ramp over pairs 8 .. 18 at head_dim 64, scaled with d).
+FreshRows fresh_problem(Problem& p, bool neox, bool q_norm, bool k_norm, bool factors, bool yarn = false) {
   const Shape& s = p.s;
   const int d = s.head_dim;
   std::normal_distribution<float> spread(0.f, 2.f);
@@ -405,6 +427,13 @@ FreshRows fresh_problem(Problem& p, bool neox, bool q_norm, bool k_norm, bool fa
   f.neox = neox;
   f.freq_base = neox ? 1e6f : 10000.f;
   f.freq_scale = factors ? 1.f : 0.25f;
+  if (yarn) {
+    f.freq_base = 150000.f;
+    f.freq_scale = 1.f / 32;
+    f.yarn = true;
+    f.yarn_low = float(d / 8);
+    f.yarn_high = float(d * 18 / 64);
+  }
   const int64_t pos = p.kv_len() - 1;
   const auto round = [&](double x) { return from_bits(to_bits(float(x), s.dtype), s.dtype); };
   for (int h = 0; h < s.n_head; ++h) {
@@ -471,10 +500,11 @@ TEST(Prefill, Fp16AndFp32Output) {
 // Chunked prefill over a ring of window + chunk rows: each chunk sees the previous W-1 keys, some of which
 // live in slots the ring has already reused several times. `flash` selects the kernel variant.
 void chunked_ring(const Shape& s, int window, int chunk, int total, bool pos_on_device, float softcap = 0.f,
-                  float score_gain = 1.f, RunOptions flash = {}) {
+                  float score_gain = 1.f, RunOptions flash = {}, std::vector<float> sinks = {}) {
   Problem all = make_problem(s, 0, total, window - 1, 0);
   all.softcap = softcap;
   all.score_gain = score_gain;
+  all.sinks = std::move(sinks);
   for (int start = 0; start < total; start += chunk) {
     Problem p = all;
     p.q_pos0 = start;
@@ -989,6 +1019,207 @@ TEST(Decode, FreshRowsStagedByTheKernel) {
   }
 }
 
+// ---- attention sinks (gpt-oss): one more logit per head, in the softmax's denominator only ------------------------
+
+// Per-head sinks from [lo, hi]: at unit-scale scores over tens to thousands of keys, heads range from a sink that
+// barely matters to one that takes most of the weight, so a missing, doubled, scaled or misplaced sink shows.
+std::vector<float> draw_sinks(int n_head, float lo = -3.f, float hi = 8.f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n_head));
+  for (float& x : v) x = dist(rng());
+  return v;
+}
+
+Problem with_sinks(Problem p) {
+  p.sinks = draw_sinks(p.s.n_head);
+  return p;
+}
+
+std::string describe_sinks(const Problem& p, const std::string& what) {
+  return what + " sinks " + (p.sinks.empty() ? std::string("none") : std::to_string(p.sinks[0]) + "..");
+}
+
+// Without this the other sink tests could pass with kernels that ignore the sinks.
+TEST(Sinks, ChangeTheReferenceFarBeyondTheTolerance) {
+  for (int left : {kInf, 127, 2}) {
+    const Problem plain = make_problem(shape(64, 8, 2), 0, 300, left, 0);
+    const Problem sunk = with_sinks(plain);
+    std::vector<double> a(64), b(64);
+    double diff2 = 0, ref2 = 0;
+    for (int i = 0; i < plain.n_q; ++i)
+      for (int h = 0; h < 8; ++h) {
+        reference_row(plain, i, h, a.data());
+        reference_row(sunk, i, h, b.data());
+        for (int c = 0; c < 64; ++c) diff2 += (a[c] - b[c]) * (a[c] - b[c]), ref2 += b[c] * b[c];
+      }
+    EXPECT_GT(std::sqrt(diff2 / ref2), 0.05) << "window " << left << ": the sinks barely change the output";
+  }
+}
+
+TEST(Sinks, PrefillHeadDimsGqaDenseAndSliding) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (auto [hq, hkv] : {std::pair{4, 4}, std::pair{8, 2}, std::pair{16, 2}})
+      for (int left : {kInf, 127, 2}) {
+        const Problem p = with_sinks(make_problem(shape(d, hq, hkv), 0, 300, left, 0));
+        SCOPED_TRACE(describe_sinks(p, describe(p, "flash")));
+        run_and_check(p, {});
+        if (::testing::Test::HasFailure()) return;
+      }
+}
+
+// Every flash kernel kind the backend can dispatch, with sinks: the one-kernel path and the warp-specialized kernel
+// at each head_dim (plain and persistent grid, GQA-packed or not), dense and windows, a later chunk with fp16 inputs,
+// an fp32 output with its bf16 copy, and sinks with softcapping.
+TEST(Sinks, EveryFlashVariant) {
+  SKIP_WITHOUT_GPU();
+  const Variant kBase{false, false, false};
+  for (auto [v, d] : {std::pair{kBase, 64}, std::pair{kBase, 128}, std::pair{kBase, 256}, std::pair{kPacked, 64},
+                      std::pair{kPacked, 256}, std::pair{kWs256, 256}, std::pair{kPackedWs256, 256},
+                      std::pair{kWs64, 64}, std::pair{kPackedWs64, 64}, std::pair{kPersistent64, 64},
+                      std::pair{kPersistent128, 128}, std::pair{kPersistent256, 256}}) {
+    std::vector<Problem> problems;
+    for (int left : {kInf, 511, 0}) problems.push_back(with_sinks(make_problem(shape(d, 8, 2), 0, 1000, left, 0)));
+    problems.push_back(with_sinks(make_problem(shape(d, 8, 2, AttnDtype::FP16), 700, 300, 127, 0)));
+    problems.push_back(with_sinks(capped(make_problem(shape(d, 8, 2), 0, 600, 255, 0), 5.f, 4.f)));
+    problems.push_back(with_sinks(make_problem(shape(d, 16, 2, AttnDtype::BF16, true), 129, 1, kInf, 0)));
+    for (const Problem& p : problems) {
+      SCOPED_TRACE(describe_sinks(p, describe(p, v)) + (p.s.o_fp32 ? " fp32 out + o16" : ""));
+      RunOptions opt = variant_run(v);
+      opt.o16 = p.s.o_fp32;
+      run_and_check(p, opt);
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+TEST(Sinks, ChunkedRingWrapsSeveralTimes) {
+  SKIP_WITHOUT_GPU();
+  chunked_ring(shape(128, 8, 2), 300, 100, 2050, false, 0.f, 1.f, {}, draw_sinks(8));
+  chunked_ring(shape(256, 4, 1), 512, 129, 2600, true, 0.f, 1.f, {}, draw_sinks(4));
+  chunked_ring(shape(64, 16, 2, AttnDtype::FP16), 128, 33, 700, false, 0.f, 1.f, {}, draw_sinks(16));
+  chunked_ring(shape(64, 8, 2), 200, 40, 900, false, 5.f, 4.f, variant_run(kPersistent64), draw_sinks(8));
+}
+
+// Decode with sinks: split-K with many splits (most of them empty, so the combine must add the sink once and
+// never through a split), one split (the kernel's own epilogue adds it), a few queries, and a window after the ring
+// wrapped.
+TEST(Sinks, DecodeSplitKOneSplitAndSliding) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256})
+    for (auto [hq, hkv] : {std::pair{4, 4}, std::pair{8, 2}, std::pair{64, 8}}) {
+      SCOPED_TRACE("d " + std::to_string(d) + " heads " + std::to_string(hq) + "/" + std::to_string(hkv));
+      run_and_check(with_sinks(make_problem(shape(d, hq, hkv), 5000, 1, kInf, 0)), {Impl::Decode, 0, true, 20000});
+      run_and_check(with_sinks(make_problem(shape(d, hq, hkv, AttnDtype::FP16, true), 777, 3, kInf, 0)),
+                    {Impl::Decode, 0, false, 0});
+      run_and_check(with_sinks(make_problem(shape(d, hq, hkv), 100, 1, kInf, 0)), {Impl::Decode, 192, true, 192});
+      run_and_check(with_sinks(make_problem(shape(d, hq, hkv), 3000, 1, 255, 0)), {Impl::Decode, 256 + 8, true, 8192});
+      run_and_check(with_sinks(capped(make_problem(shape(d, hq, hkv), 2000, 1, kInf, 0), 5.f, 4.f)),
+                    {Impl::Decode, 4096, true, 4096});
+      if (::testing::Test::HasFailure()) return;
+    }
+}
+
+// gpt-oss's attention: 64 query heads over 8 KV heads of 64, a 128-key window on alternate layers, dense on the
+// others. Prefill with the variants the backend picks (use_fastest_variant) and the plain kernels, chunked over a
+// ring of window + chunk rows, then decode steps over the wrapped ring and over split-K.
+TEST(Sinks, GptOssShapes) {
+  SKIP_WITHOUT_GPU();
+  const Shape s = shape(64, 64, 8);
+  for (int left : {127, kInf})
+    for (bool fastest : {true, false}) {
+      const Problem p = with_sinks(make_problem(s, 0, 2000, left, 0));
+      SCOPED_TRACE(describe_sinks(p, describe(p, "flash")) + (fastest ? " fastest variant" : ""));
+      RunOptions opt;
+      opt.fastest = fastest;
+      run_and_check(p, opt);
+    }
+  RunOptions fastest;
+  fastest.fastest = true;
+  chunked_ring(s, 128, 100, 1000, true, 0.f, 1.f, fastest, draw_sinks(64));
+  chunked_ring(s, 128, 512, 1600, true, 0.f, 1.f, fastest, draw_sinks(64));
+  run_and_check(with_sinks(make_problem(s, 3000, 1, 127, 0)), {Impl::Decode, 128 + 8, true, 8192});
+  run_and_check(with_sinks(make_problem(s, 9000, 1, kInf, 0)), {Impl::Decode, 16384, true, 16384});
+}
+
+// Sinks far above every score take all the weight: the output is 0 (to fp32 precision; above 2^127 the kernels'
+// term overflows to inf, which gives exactly that). Sinks far below (and -inf) take none: the output is the
+// sinkless one. Both on every path, and mixed across the heads of one KV head.
+TEST(Sinks, EdgeCasesAllWeightToTheSinkAndNoEffect) {
+  SKIP_WITHOUT_GPU();
+  const RunOptions prefill{}, decode_split{Impl::Decode, 0, true, 20000}, decode_one{Impl::Decode, 192, true, 192},
+      naive{Impl::Naive};
+  RunOptions persistent = variant_run(kPersistent64), ws128 = variant_run(kPersistent128);
+  for (float sink : {1e4f, 200.f, 60.f, -60.f, -1e4f, -INFINITY, 0.f}) {
+    std::vector<std::pair<Problem, RunOptions>> runs = {
+        {make_problem(shape(64, 8, 2), 0, 300, kInf, 0), prefill},
+        {make_problem(shape(64, 8, 2, AttnDtype::BF16, true), 0, 1000, 127, 0), persistent},
+        {make_problem(shape(128, 8, 2), 0, 400, kInf, 0), ws128},
+        {make_problem(shape(256, 4, 1, AttnDtype::FP16), 0, 200, 50, 0), prefill},
+        {make_problem(shape(64, 8, 2), 5000, 1, kInf, 0), decode_split},
+        {make_problem(shape(128, 8, 2), 100, 1, kInf, 0), decode_one},
+        {make_problem(shape(64, 8, 2, AttnDtype::BF16, true), 0, 200, kInf, 0), naive}};
+    for (auto& [p, opt] : runs) {
+      p.sinks.assign(size_t(p.s.n_head), sink);
+      if (sink == 0.f)  // mixed: all the weight to the sink on even heads, none on odd ones
+        for (int h = 0; h < p.s.n_head; ++h) p.sinks[h] = h % 2 ? -1e4f : 1e4f;
+      SCOPED_TRACE(describe_sinks(p, describe(p, opt.impl == Impl::Naive    ? "naive"
+                                                 : opt.impl == Impl::Decode ? "decode"
+                                                                            : "flash")));
+      run_and_check(p, opt);
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+  swrun::cuda::naive_attention_release_workspace();
+}
+
+TEST(Sinks, NaiveMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  run_and_check(with_sinks(make_problem(shape(128, 8, 2), 0, 300, kInf, 0)), {Impl::Naive});
+  run_and_check(with_sinks(make_problem(shape(64, 64, 8, AttnDtype::BF16, true), 0, 257, 127, 0)), {Impl::Naive});
+  run_and_check(with_sinks(make_problem(shape(256, 4, 4, AttnDtype::FP16), 100, 50, 7, 7)), {Impl::Naive});
+  run_and_check(with_sinks(capped(make_problem(shape(64, 8, 1), 0, 200, kInf, 0), 5.f, 4.f)), {Impl::Naive});
+  swrun::cuda::naive_attention_release_workspace();
+}
+
+// gpt-oss's decode step as the backend runs it: the projection's fp32 rows, NeoX RoPE with YaRN (base 150000,
+// factor 32) rotated by the kernel itself (FlashAttnArgs::fresh), sinks, GQA 64/8 at head_dim 64, on the sliding
+// ring and dense over split-K, at positions under and far over YaRN's original context; YaRN at the other head dims
+// and with q/k norms too.
+TEST(Sinks, GptOssDecodeFromFreshRowsWithYarn) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int d, hq, hkv, pos, left;
+    bool norms, yarn, sinks;
+  };
+  for (Case c : {Case{64, 64, 8, 3000, 127, false, true, true}, Case{64, 64, 8, 70000, 127, false, true, true},
+                 Case{64, 64, 8, 5000, kInf, false, true, true}, Case{64, 64, 8, 127, kInf, false, true, false},
+                 Case{128, 8, 2, 40000, kInf, true, true, true}, Case{256, 8, 4, 1000, 511, true, true, false},
+                 Case{64, 8, 1, 20000, kInf, true, false, true}}) {
+    Problem p = make_problem(shape(c.d, c.hq, c.hkv, AttnDtype::BF16, true), c.pos, 1, c.left, 0);
+    if (c.sinks) p = with_sinks(p);
+    const FreshRows f = fresh_problem(p, true, c.norms, c.norms, false, c.yarn);
+    SCOPED_TRACE(describe_sinks(p, describe(p, "decode, fresh rows")) + (c.yarn ? " yarn" : ""));
+    const bool sliding = c.left != kInf;
+    const int max_kv = sliding ? 8192 : std::max(2 * c.pos + 2, 1024);
+    RunOptions opt{Impl::Decode, sliding ? c.left + 1 + 8 : max_kv, true, max_kv};
+    opt.fresh = &f;
+    run_and_check(p, opt);
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+TEST(Sinks, SmallForSanitizers) {  // one launch per kernel kind with sinks, small enough for compute-sanitizer
+  SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256}) {
+    const Problem p = with_sinks(make_problem(shape(d, 4, 2), 0, 150, 20, 0));
+    SCOPED_TRACE(describe(p, "flash"));
+    run_and_check(p, {});
+    run_and_check(with_sinks(make_problem(shape(d, 4, 2), 700, 1, kInf, 0)), {Impl::Decode, 2048, true, 2048});
+  }
+  run_and_check(with_sinks(make_problem(shape(64, 8, 2), 0, 150, 20, 0)), variant_run(kPersistent64));
+}
+
 TEST(Naive, OutOfMemoryIsAnError) {
   SKIP_WITHOUT_GPU();
   DeviceBuffer tiny(1024);
@@ -1042,6 +1273,9 @@ TEST(Args, BadArgumentsAreErrors) {
     expect_error(b, "softcap not 0 or positive and finite");
     EXPECT_THROW(swrun::cuda::naive_attention(b, nullptr), swrun::Error) << "naive, softcap " << cap;
   }
+  b = a;
+  b.sinks = reinterpret_cast<const float*>(static_cast<char*>(buf.ptr) + 2);
+  expect_error(b, "sinks not 4-byte aligned");
   swrun::cuda::flash_attention(a, nullptr);  // the unmodified args are fine
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }

@@ -759,25 +759,160 @@ TEST_F(CudaBackendTest, AttentionSoftcapMatchesTheCpuBackend) {
     }
 }
 
+// YaRN (gpt-oss's RoPE scaling) through the plain rope kernel and the fused q/k norm + RoPE (flushed on its own, not
+// into an attention), against the CPU backend: both styles, the ramp in the middle of the pairs, over all of them,
+// degenerate (low == high), positions from 0 to past YaRN's original context, with LongRoPE factors and an
+// attention factor too. Plain RoPE at the same scale is far from it, so a YaRN ignored would show.
+TEST_F(CudaBackendTest, RopeYarnMatchesTheCpuBackend) {
+  EXPECT_TRUE(be_->features().yarn_rope);
+  auto cpu = make_cpu_backend(2);
+  struct Case { RopeStyle style; int head_dim; int32_t pos0; float base, scale, low, high, attn_factor; bool factors; };
+  for (Case c : {Case{RopeStyle::NeoX, 64, 3, 150000.f, 1.f / 32, 8.f, 18.f, 1.f, false},
+                 Case{RopeStyle::NeoX, 64, 100000, 150000.f, 1.f / 32, 8.f, 18.f, 1.f, false},
+                 Case{RopeStyle::Normal, 128, 4097, 10000.f, 0.25f, 0.f, 63.f, 0.9f, false},
+                 Case{RopeStyle::NeoX, 256, 70001, 1e6f, 1.f / 16, 20.f, 20.f, 1.f, false},
+                 Case{RopeStyle::Normal, 64, 0, 10000.f, 0.5f, 4.f, 12.f, 1.2f, true}}) {
+    const int n = 3, heads = 4, kv_heads = 2, half = c.head_dim / 2;
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " pos0 " + std::to_string(c.pos0) + " ramp " +
+                 std::to_string(c.low) + ".." + std::to_string(c.high));
+    std::vector<float> factors(half);
+    std::uniform_real_distribution<float> f(1.f, 8.f);
+    for (float& x : factors) x = f(rng_);
+    RopeParams p{.freq_base = c.base, .freq_scale = c.scale, .style = c.style};
+    p.attn_factor = c.attn_factor;
+    p.yarn = true;
+    p.yarn_low = c.low;
+    p.yarn_high = c.high;
+    RopeParams cp = p;
+    if (c.factors) {
+      p.freq_factors = upload_vector("rope_factors_long", factors);
+      cp.freq_factors = upload(*cpu, "rope_factors_long", GgmlType::F32, {half}, factors.data(), factors.size() * 4);
+    }
+    std::vector<int32_t> tokens(n, 0);
+    be_->begin_batch(tokens.data(), c.pos0, n);
+    cpu->begin_batch(tokens.data(), c.pos0, n);
+    const std::vector<float> x = normal(size_t(n) * heads * c.head_dim), y = normal(size_t(n) * kv_heads * c.head_dim);
+    Buffer xd = device_copy(x), xc = cpu_copy(*cpu, x);
+    be_->rope(xd, heads, c.head_dim, p);
+    cpu->rope(xc, heads, c.head_dim, cp);
+    const std::vector<double> want(xc.data, xc.data + x.size());
+    expect_close(fetch(xd, x.size()), want, 1e-5, 1e-5, "rope");
+    // The fused norm + RoPE of q and k (with and without norms), flushed by the read.
+    const std::vector<float> gq = normal(size_t(c.head_dim)), gk = normal(size_t(c.head_dim));
+    const Weight wq = upload_vector("q_norm", gq), wk = upload_vector("k_norm", gk);
+    const Weight cq = upload(*cpu, "q_norm", GgmlType::F32, {c.head_dim}, gq.data(), gq.size() * 4);
+    const Weight ck = upload(*cpu, "k_norm", GgmlType::F32, {c.head_dim}, gk.data(), gk.size() * 4);
+    for (bool norms : {false, true}) {
+      Buffer qd = device_copy(x), kd = device_copy(y), qc = cpu_copy(*cpu, x), kc = cpu_copy(*cpu, y);
+      be_->qk_norm_rope(qd, kd, norms ? &wq : nullptr, norms ? &wk : nullptr, n, heads, kv_heads, c.head_dim, 1e-6f, p);
+      cpu->qk_norm_rope(qc, kc, norms ? &cq : nullptr, norms ? &ck : nullptr, n, heads, kv_heads, c.head_dim, 1e-6f,
+                        cp);
+      expect_close(fetch(qd, x.size()), std::vector<double>(qc.data, qc.data + x.size()), 1e-5, 1e-5,
+                   norms ? "qk_norm_rope q, norms" : "qk_norm_rope q");
+      expect_close(fetch(kd, y.size()), std::vector<double>(kc.data, kc.data + y.size()), 1e-5, 1e-5,
+                   norms ? "qk_norm_rope k, norms" : "qk_norm_rope k");
+    }
+    // Plain RoPE at the same scale (no ramp, no magnitude) differs from YaRN far beyond the tolerance.
+    RopeParams plain = cp;
+    plain.yarn = false;
+    Buffer pc = cpu_copy(*cpu, x);
+    cpu->rope(pc, heads, c.head_dim, plain);
+    double diff = 0;
+    for (size_t i = 0; i < x.size(); ++i) diff = std::max(diff, std::fabs(double(pc.data[i]) - want[i]));
+    EXPECT_GT(diff, 0.05) << "YaRN barely differs from plain RoPE here: the test would not see it ignored";
+  }
+}
+
+// gpt-oss's attention sinks through the cache (prefill chunks, decode steps, ring wrap) on every policy the backend
+// runs (flash dense over split-K, flash sliding, dense-naive), against the CPU backend on the same bf16-rounded
+// inputs: gpt-oss's shape (64/8 heads of 64), other head dims and groups, and sinks with softcapping. A sinks weight
+// of the wrong length is an Error.
+TEST_F(CudaBackendTest, AttentionSinksMatchTheCpuBackend) {
+  EXPECT_TRUE(be_->features().attention_sinks);
+  struct Shape { int n_head, n_head_kv, head_dim; float softcap; };
+  for (Shape sh : {Shape{64, 8, 64, 0.f}, Shape{8, 2, 128, 0.f}, Shape{4, 1, 256, 0.f}, Shape{8, 4, 256, 30.f}}) {
+    SCOPED_TRACE("heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " x " +
+                 std::to_string(sh.head_dim) + " softcap " + std::to_string(sh.softcap));
+    const int total = 35, max_batch = 6;  // the chunk lengths below add up to total
+    const std::vector<AttnPolicy> policies = {AttnPolicy::dense(), AttnPolicy::sliding(9), AttnPolicy::dense_naive()};
+    // The dense layer's cache is far longer than the positions reached: its decode steps run split-K over many
+    // splits, most of them without keys.
+    std::vector<KvLayerSpec> specs = {{3000, sh.n_head_kv, sh.head_dim}, {9 + max_batch, sh.n_head_kv, sh.head_dim},
+                                      {total, sh.n_head_kv, sh.head_dim}};
+    auto gpu = make_cuda_backend(0);
+    auto cpu = make_cpu_backend(2);
+    gpu->init_kv(specs);
+    cpu->init_kv(specs);
+    std::vector<float> sinks(size_t(sh.n_head));
+    std::uniform_real_distribution<float> spread(-3.f, 6.f);
+    for (float& x : sinks) x = spread(rng_);
+    const Weight gpu_sinks = upload(*gpu, "blk.0.attn_sinks.weight", GgmlType::F32, {sh.n_head}, sinks.data(),
+                                    sinks.size() * 4);
+    const Weight cpu_sinks = upload(*cpu, "blk.0.attn_sinks.weight", GgmlType::F32, {sh.n_head}, sinks.data(),
+                                    sinks.size() * 4);
+    const size_t row = size_t(sh.n_head_kv) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
+    Buffer q = gpu->alloc(max_batch * qrow), k = gpu->alloc(max_batch * row), v = gpu->alloc(max_batch * row);
+    Buffer out = gpu->alloc(max_batch * qrow), cpu_out = cpu->alloc(max_batch * qrow);
+    auto bf16_normal = [&](size_t count) {
+      std::vector<float> x = normal(count);
+      for (float& e : x) e = float(to_bf16(e));  // what the CUDA backend stores, so both see the same inputs
+      return x;
+    };
+    int32_t pos = 0;
+    for (int n : {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6}) {  // the ring of 9 + 6 rows wraps
+      const std::vector<float> qh = bf16_normal(n * qrow), kh = bf16_normal(n * row), vh = bf16_normal(n * row);
+      EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      std::vector<int32_t> tokens(n, 0);
+      gpu->begin_batch(tokens.data(), pos, n);
+      cpu->begin_batch(tokens.data(), pos, n);
+      for (size_t layer = 0; layer < policies.size(); ++layer) {
+        AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f / std::sqrt(float(sh.head_dim)), policies[layer]};
+        p.softcap = sh.softcap;
+        p.sinks = gpu_sinks;
+        AttnParams cp = p;
+        cp.sinks = cpu_sinks;
+        poison(out);
+        gpu->attention(int(layer), q, k, v, out, p);
+        cpu->attention(int(layer), cpu_copy(*cpu, qh), cpu_copy(*cpu, kh), cpu_copy(*cpu, vh), cpu_out, cp);
+        expect_close(fetch(*gpu, out, n * qrow), std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2,
+                     2e-2, describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
+      }
+      pos += n;
+    }
+    ASSERT_EQ(pos, total);
+    std::vector<float> short_sinks(size_t(sh.n_head) - 1, 0.f);
+    AttnParams bad{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f, policies[0]};
+    bad.sinks = upload(*gpu, "short_sinks", GgmlType::F32, {sh.n_head - 1}, short_sinks.data(), short_sinks.size() * 4);
+    EXPECT_THROW(gpu->attention(0, q, k, v, out, bad), Error) << "n_head - 1 sinks";
+  }
+}
+
 // A decode step's q/k norm + RoPE and attention: the flash kernel stages the projection's fp32 rows itself
 // (FlashAttnArgs::fresh) on layer 0; layer 1 gets the same rows through the separate norm + RoPE launch and its
 // staging (forced apart by reading q in between) and must agree bit for bit, in the outputs and so in the cache
 // rows later steps read; the CPU backend runs the same steps. Positions run over several key tiles (split-K), the
 // sliding rings wrap, and the cases cover every flash head_dim, GQA groups of 1 to 8, both rotation styles, norms
-// on q, k, both or neither, softcapping and LongRoPE factors. (At d 128 on sm_90a the backend keeps the separate
+// on q, k, both or neither, softcapping and LongRoPE factors; and gpt-oss's layers (64/8 heads of 64, no norms,
+// NeoX with YaRN, sinks, a 128-key window and dense). (At d 128 on sm_90a the backend keeps the separate
 // launch, flash_decode_stages_fresh_rows: both layers then take the same path.)
 TEST_F(CudaBackendTest, DecodeAttentionStagingItsOwnRowsEqualsTheSeparateLaunch) {
   struct Case { int n_head, n_head_kv, head_dim; RopeStyle style; bool q_norm, k_norm; AttnPolicy policy; int total;
-                float softcap; bool factors; };
+                float softcap; bool factors; bool yarn = false, sinks = false; };
   for (Case c : {Case{4, 1, 256, RopeStyle::NeoX, true, true, AttnPolicy::dense(), 300, 0.f, false},
                  Case{4, 1, 256, RopeStyle::NeoX, true, true, AttnPolicy::sliding(100), 300, 0.f, false},
                  Case{8, 2, 128, RopeStyle::Normal, false, false, AttnPolicy::dense(), 700, 30.f, true},
                  Case{8, 2, 128, RopeStyle::NeoX, true, true, AttnPolicy::sliding(200), 450, 0.f, false},
                  Case{8, 8, 64, RopeStyle::NeoX, true, false, AttnPolicy::dense(), 330, 0.f, false},
-                 Case{16, 2, 64, RopeStyle::Normal, false, true, AttnPolicy::sliding(50), 200, 0.f, true}}) {
+                 Case{16, 2, 64, RopeStyle::Normal, false, true, AttnPolicy::sliding(50), 200, 0.f, true},
+                 Case{64, 8, 64, RopeStyle::NeoX, false, false, AttnPolicy::sliding(128), 300, 0.f, false, true, true},
+                 Case{64, 8, 64, RopeStyle::NeoX, false, false, AttnPolicy::dense(), 300, 0.f, false, true, true},
+                 Case{8, 2, 128, RopeStyle::NeoX, true, true, AttnPolicy::dense(), 300, 0.f, false, true, true}}) {
     const std::string what = std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" +
                              std::to_string(c.head_dim) + " " + describe(c.policy) +
-                             (c.style == RopeStyle::NeoX ? " neox" : " normal");
+                             (c.style == RopeStyle::NeoX ? " neox" : " normal") + (c.yarn ? " yarn" : "") +
+                             (c.sinks ? " sinks" : "");
     SCOPED_TRACE(what);
     const int first = 5, hd = c.head_dim;  // a prefill chunk, then one decode step per position
     auto cpu = make_cpu_backend(2);
@@ -789,6 +924,13 @@ TEST_F(CudaBackendTest, DecodeAttentionStagingItsOwnRowsEqualsTheSeparateLaunch)
     std::uniform_real_distribution<float> divisor(1.f, 40.f);
     for (float& x : factors) x = divisor(rng_);
     RopeParams rope{.freq_base = c.style == RopeStyle::NeoX ? 1e6f : 10000.f, .freq_scale = 1.f, .style = c.style};
+    if (c.yarn) {  // gpt-oss's: base 150000, factor 32, the ramp over pairs 8 .. 18 (at head_dim 64)
+      rope.freq_base = 150000.f;
+      rope.freq_scale = 1.f / 32;
+      rope.yarn = true;
+      rope.yarn_low = float(hd / 8);
+      rope.yarn_high = float(hd * 18 / 64);
+    }
     RopeParams cpu_rope = rope;
     if (c.factors) {
       rope.attn_factor = cpu_rope.attn_factor = 1.19f;
@@ -800,6 +942,14 @@ TEST_F(CudaBackendTest, DecodeAttentionStagingItsOwnRowsEqualsTheSeparateLaunch)
     const Weight ck = upload(*cpu, "k_norm", GgmlType::F32, {hd}, gk.data(), hd * 4);
     AttnParams p{c.n_head, c.n_head_kv, hd, 1.f / std::sqrt(float(hd)), c.policy};
     p.softcap = c.softcap;
+    AttnParams cpu_p = p;
+    if (c.sinks) {
+      std::vector<float> sinks(size_t(c.n_head));
+      std::uniform_real_distribution<float> spread(-3.f, 6.f);
+      for (float& x : sinks) x = spread(rng_);
+      p.sinks = upload_vector("attn_sinks", sinks);
+      cpu_p.sinks = upload(*cpu, "attn_sinks", GgmlType::F32, {c.n_head}, sinks.data(), sinks.size() * 4);
+    }
     const size_t qrow = size_t(c.n_head) * hd, kvrow = size_t(c.n_head_kv) * hd;
     Buffer q[2] = {be_->alloc(first * qrow), be_->alloc(first * qrow)};
     Buffer k[2] = {be_->alloc(first * kvrow), be_->alloc(first * kvrow)};
@@ -825,7 +975,7 @@ TEST_F(CudaBackendTest, DecodeAttentionStagingItsOwnRowsEqualsTheSeparateLaunch)
       const Buffer qc = cpu_copy(*cpu, qh), kc = cpu_copy(*cpu, kh);
       cpu->qk_norm_rope(qc, kc, c.q_norm ? &cq : nullptr, c.k_norm ? &ck : nullptr, n, c.n_head, c.n_head_kv, hd,
                         1e-6f, cpu_rope);
-      cpu->attention(0, qc, kc, cpu_copy(*cpu, vh), cpu_out, p);
+      cpu->attention(0, qc, kc, cpu_copy(*cpu, vh), cpu_out, cpu_p);
       const std::vector<float> fresh = fetch(out[0], n * qrow), separate = fetch(out[1], n * qrow);
       ASSERT_EQ(fresh, separate) << "staged in the kernel and staged apart differ at pos " << pos << " (seed "
                                  << seed_ << ")";

@@ -3,10 +3,10 @@
 // and to dense-naive, the bytes of the row's buffers, the device-memory peak measured around the row, and a spot
 // check of sampled query rows against an fp64 CPU reference.
 //
-//   swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,dense,
-//           sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] [--n 4096,...]
-//           [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--decode-batch B] [--check-rows K]
-//           [--max-n-naive N] [--json FILE] [--csv FILE]
+//   swbench [--shapes gemma3,gemma2,mistral,llama64,gptoss,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] [--impls naive,
+//           dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...]
+//           [--n 4096,...] [--dtype bf16|fp16] [--softcap C] [--sinks S] [--reps R] [--target-ms T]
+//           [--decode-batch B] [--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]
 // Decode rows (one query against N cached keys) time B calls back to back per sample (default 20) and report the
 // time per call: a decode step launches each kernel under the one before it, so a lone call's launch latency is not
 // what a step pays. Their input sets rotate through at least twice the L2 in K/V bytes, so K and V come from memory.
@@ -17,6 +17,7 @@
 // persistent grid (FlashAttnArgs::persistent, #16); switches combine with '+', and such rows are named e.g.
 // sliding-packed+ws256+persistent.
 // --softcap C caps every scaled score s to C * tanh(s / C) (Gemma 2 uses 50); the spot check caps too.
+// --sinks S gives every head an attention sink of logit S (gpt-oss: FlashAttnArgs::sinks); the spot check adds it.
 // A shape's window W is a causal window of W keys, (W-1, 0); NAME:HQ/HKV/D/L:R gives a (left, right) window.
 // A two-sided window (R > 0) is an encoder's, so that shape's dense rows are full bidirectional attention.
 // A head_dim the fused kernels lack (below 64, 128 or 256) runs them on inputs zero-padded to the next one with
@@ -65,6 +66,7 @@ struct Options {
   std::vector<int> ns{4096, 8192, 16384, 32768, 65536, 131072};
   AttnDtype dtype = AttnDtype::BF16;
   float softcap = 0.f;  // 0: none
+  float sinks = NAN;    // every head's sink logit; NaN: no sinks
   int max_reps = 50;
   double target_ms = 300;  // timing budget per row, before max_reps caps it
   int decode_batch = 20;    // decode calls per timed sample
@@ -111,12 +113,13 @@ Shape parse_shape(const std::string& spec) {
   else if (spec == "gemma2") s = {"gemma2", 16, 8, 256, 4095, 0};  // Gemma 2 9B's local layers
   else if (spec == "mistral") s = {"mistral", 32, 8, 128, 4095, 0};
   else if (spec == "llama64") s = {"llama64", 32, 4, 64, 1023, 0};
+  else if (spec == "gptoss") s = {"gptoss", 64, 8, 64, 127, 0};  // gpt-oss 20B / 120B: 128-key windows
   else {
     const auto colon = spec.find(':');
     const auto parts = colon == std::string::npos ? std::vector<std::string>{} : split(spec.substr(colon + 1), '/');
     if (parts.size() != 4)
       swrun::fail("swbench: shape '" + spec +
-                  "' is not gemma3|gemma2|mistral|llama64|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
+                  "' is not gemma3|gemma2|mistral|llama64|gptoss|NAME:HQ/HKV/D/W|NAME:HQ/HKV/D/L:R");
     s = {spec.substr(0, colon), to_int(parts[0], "Hq"), to_int(parts[1], "Hkv"), to_int(parts[2], "head_dim"), 0, 0};
     const auto lr = split(parts[3], ':');
     if (lr.size() == 2) {
@@ -138,9 +141,9 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
+      std::puts("swbench [--shapes gemma3,gemma2,mistral,llama64,gptoss,NAME:HQ/HKV/D/W,NAME:HQ/HKV/D/L:R] "
                 "[--impls naive,dense,sliding,decode-dense,decode-sliding] [--variants best,base,packed,ws256,ws64,packed+ws64,...] "
-                "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--reps R] [--target-ms T] [--decode-batch B] "
+                "[--n LIST] [--dtype bf16|fp16] [--softcap C] [--sinks S] [--reps R] [--target-ms T] [--decode-batch B] "
                 "[--check-rows K] [--max-n-naive N] [--json FILE] [--csv FILE]\n"
                 "  --decode-batch B: decode rows time B calls back to back per sample (default 20), time per call.\n"
                 "  --variants: dense and sliding once per flash variant (rows named e.g. sliding-packed): best (default,\n"
@@ -148,6 +151,7 @@ Options parse_args(int argc, char** argv) {
                 "  ws256 / ws64 = warp-specialized kernel at head_dim 256 / 64, persistent = its persistent grid;\n"
                 "  switches combine with '+'.\n"
                 "  --softcap C: scores capped to C * tanh(s / C) before the softmax (Gemma 2: 50); 0 = none.\n"
+                "  --sinks S: every head gets an attention sink of logit S (gpt-oss).\n"
                 "  NAME:HQ/HKV/D/W: causal window of W keys. NAME:HQ/HKV/D/L:R: L keys before and R after each query\n"
                 "  (e.g. toy:4/4/16/2:2); with R > 0 the dense and naive rows are bidirectional. A head_dim below 64\n"
                 "  (or between 64, 128, 256) runs the fused kernels zero-padded to the next of those.\n"
@@ -170,6 +174,11 @@ Options parse_args(int argc, char** argv) {
       o.softcap = std::strtof(val.c_str(), &end);
       if (val.empty() || *end || !swrun::cuda::valid_softcap(o.softcap))
         swrun::fail("swbench: --softcap must be a finite number >= 0, not '" + val + "'");
+    } else if (flag == "--sinks") {
+      char* end = nullptr;
+      o.sinks = std::strtof(val.c_str(), &end);
+      if (val.empty() || *end || !std::isfinite(o.sinks))
+        swrun::fail("swbench: --sinks must be a finite number, not '" + val + "'");
     } else if (flag == "--reps") o.max_reps = std::max(1, to_int(val, "--reps"));
     else if (flag == "--target-ms") o.target_ms = to_int(val, "--target-ms");
     else if (flag == "--decode-batch") o.decode_batch = std::max(1, to_int(val, "--decode-batch"));
@@ -333,6 +342,19 @@ FlashAttnArgs make_args(const Shape& s, const Inputs& in, int set, const Options
   a.right = windowed ? s.right : s.right > 0 ? INT32_MAX : 0;
   a.scale = 1.f / std::sqrt(float(s.d));  // the real head_dim's: zero padding adds nothing to the scores
   a.softcap = opt.softcap;
+  if (!std::isnan(opt.sinks)) {  // one device vector per head count, kept for the process
+    static std::vector<std::pair<int, float*>> vectors;
+    auto it = std::find_if(vectors.begin(), vectors.end(), [&](const auto& e) { return e.first == s.hq; });
+    if (it == vectors.end()) {
+      float* d = nullptr;
+      check_cuda(cudaMalloc(&d, size_t(s.hq) * sizeof(float)), "swbench: sinks");
+      const std::vector<float> host(size_t(s.hq), opt.sinks);
+      check_cuda(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "swbench: sinks");
+      vectors.emplace_back(s.hq, d);
+      it = vectors.end() - 1;
+    }
+    a.sinks = it->second;
+  }
   return a;
 }
 
@@ -360,7 +382,12 @@ double spot_check(const FlashAttnArgs& a, int d, int rows, std::mt19937& rng) {
     for (int h : {0, a.n_head - 1}) {
       const int hk = h / group;
       std::vector<double> sc(nrows), ref(d, 0.0);
-      double mx = -INFINITY, sum = 0, err2 = 0, ref2 = 0;
+      double mx = -INFINITY, sum = 0, err2 = 0, ref2 = 0, sink = -INFINITY;
+      if (a.sinks) {
+        float host = 0.f;
+        check_cuda(cudaMemcpy(&host, a.sinks + h, sizeof host, cudaMemcpyDeviceToHost), "swbench: copy sink");
+        sink = host;
+      }
       for (size_t j = 0; j < nrows; ++j) {
         double dot = 0;
         for (int c = 0; c < d; ++c)
@@ -369,6 +396,7 @@ double spot_check(const FlashAttnArgs& a, int d, int rows, std::mt19937& rng) {
         if (a.softcap > 0.f) sc[j] = a.softcap * std::tanh(sc[j] / a.softcap);
         mx = std::max(mx, sc[j]);
       }
+      if (a.sinks) mx = std::max(mx, sink), sum = std::exp(sink - mx);  // in the denominator only
       for (auto& x : sc) sum += (x = std::exp(x - mx));
       for (size_t j = 0; j < nrows; ++j)
         for (int c = 0; c < d; ++c) ref[c] += sc[j] / sum * to_float(v[j * kv_row + hk * pitch + c], a.dtype);
@@ -422,6 +450,7 @@ Row run_impl(const Options& opt, const Shape& s, Inputs& fused_in, const std::st
   const int n = fused_in.n, n_q = decode ? 1 : n;
   Row r = row_of(s, n, impl);
   if (opt.softcap > 0.f) add_note(r, "softcap " + fmt(opt.softcap, "%g"));
+  if (!std::isnan(opt.sinks)) add_note(r, "sinks " + fmt(opt.sinks, "%g"));
   if (naive && n > opt.max_n_naive) {
     r.check = "skip";
     add_note(r, "N above --max-n-naive");

@@ -13,6 +13,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/rope/rope.cuh"
+
 namespace swrun::cuda {
 
 enum class AttnDtype { BF16, FP16 };
@@ -39,6 +41,11 @@ struct FlashAttnArgs {
   // Score softcapping (Gemma 2): the scaled score s becomes softcap * tanh(s / softcap) before the softmax.
   // 0 = none; otherwise positive and finite.
   float softcap = 0.f;
+  // Attention sinks (gpt-oss): n_head fp32 logits on the device, one per query head (natural units, neither scaled
+  // nor softcapped); head h's softmax gets one more term exp(sinks[h]) in its denominator and none in its weighted
+  // sum. null = none. Inside the kernels: the sink joins each row's denominator at the final normalization (split-K:
+  // in the combine), with no pass over the scores; kernels without sinks are separate instances, unchanged.
+  const float* sinks = nullptr;
   // Variant 14 (bench/attention_notes.md), GQA packing: every block serves all n_head / n_head_kv query heads of
   // one KV head at any n_q (its rows are the group x fewer positions), so each block's key span shrinks to the
   // window plus those fewer positions. false: the group is packed only when n_q is below one tile (decode).
@@ -75,6 +82,7 @@ struct FlashAttnArgs {
     float freq_base = 10000.f, freq_scale = 1.f, attn_factor = 1.f;
     const float* freq_factors = nullptr;
     bool neox = false;
+    RopeYarn yarn;
   } fresh;
 };
 

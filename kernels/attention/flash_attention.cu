@@ -95,6 +95,7 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
     if (!a.fresh.k || !a.fresh.v) bad("fresh rows need k and v");
     if (a.n_q != 1) bad("fresh rows are one decode position (n_q " + std::to_string(a.n_q) + ")");
     if (!(a.fresh.freq_base > 0.f)) bad("fresh rows: freq_base must be positive");
+    if (a.fresh.yarn.enabled && !(a.fresh.freq_scale > 0.f)) bad("fresh rows: YaRN needs a positive freq_scale");
   }
   if (reinterpret_cast<uintptr_t>(a.o) % 8) bad("o must be 8-byte aligned");
   if (a.o16 && (!a.o_fp32 || reinterpret_cast<uintptr_t>(a.o16) % 4)) bad("o16 needs an fp32 o and 4-byte alignment");
@@ -103,6 +104,7 @@ void check_args(const FlashAttnArgs& a, const char* fn) {
   if (!a.q_pos0_dev && a.q_pos0 < 0) bad("q_pos0 < 0");
   if (!valid_softcap(a.softcap))
     bad("softcap " + std::to_string(a.softcap) + " must be 0 (none) or positive and finite");
+  if (reinterpret_cast<uintptr_t>(a.sinks) % 4) bad("sinks must be 4-byte aligned");
 }
 
 // Keys one call can see: the ring must still hold the oldest of them.
@@ -173,13 +175,14 @@ FlashParams make_params(const FlashAttnArgs& a) {
   } else {
     p.scale_log2 = a.scale * static_cast<float>(M_LOG2E);
   }
+  p.sinks = a.sinks;
   p.o_fp32 = a.o_fp32;
   p.o16 = a.o16;
   p.persistent = a.persistent && warp_specialized(a);  // set again by flash_attention_decode: no split-K there
   const FlashAttnArgs::FreshRows& f = a.fresh;
   // The cache the kernel reads is the one it writes the new position's rows into.
   p.fresh = {f.q, f.k, f.v, f.q_norm, f.k_norm, const_cast<void*>(a.k), const_cast<void*>(a.v), f.eps,
-             f.freq_scale, rope_freq(f.freq_base, a.head_dim, f.freq_factors, f.attn_factor), f.neox};
+             rope_freq(f.freq_base, a.head_dim, f.freq_factors, f.attn_factor, f.freq_scale, f.yarn), f.neox};
   return p;
 }
 
@@ -237,52 +240,61 @@ dim3 grid_of(const FlashParams& p) {
   return dim3(p.n_head / p.heads_per_block, q_tiles, p.n_split);
 }
 
-template <typename T, bool kSoftcap>
+template <typename T, bool kSoftcap, bool kSinks>
 void launch_typed(const FlashParams& p, const attn::WsMaps& maps, int head_dim, bool ws, cudaStream_t stream,
                   bool combine) {
   const dim3 grid = grid_of(p);
   switch (head_dim) {
     case 64:
       if (ws)
-        attn::launch_flash_ws<T, 64, kSoftcap>(p, maps, grid, stream);
+        attn::launch_flash_ws<T, 64, kSoftcap, kSinks>(p, maps, grid, stream);
       else
-        attn::launch_flash<T, 64, kSoftcap>(p, grid, stream);
-      if (combine) attn::launch_combine<T, 64>(p, stream);
+        attn::launch_flash<T, 64, kSoftcap, kSinks>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 64, kSinks>(p, stream);
       break;
     case 128:
       if (ws)
-        attn::launch_flash_ws<T, 128, kSoftcap>(p, maps, grid, stream);
+        attn::launch_flash_ws<T, 128, kSoftcap, kSinks>(p, maps, grid, stream);
       else
-        attn::launch_flash<T, 128, kSoftcap>(p, grid, stream);
-      if (combine) attn::launch_combine<T, 128>(p, stream);
+        attn::launch_flash<T, 128, kSoftcap, kSinks>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 128, kSinks>(p, stream);
       break;
     default:
       if (ws)
-        attn::launch_flash_ws<T, 256, kSoftcap>(p, maps, grid, stream);
+        attn::launch_flash_ws<T, 256, kSoftcap, kSinks>(p, maps, grid, stream);
       else
-        attn::launch_flash<T, 256, kSoftcap>(p, grid, stream);
-      if (combine) attn::launch_combine<T, 256>(p, stream);
+        attn::launch_flash<T, 256, kSoftcap, kSinks>(p, grid, stream);
+      if (combine) attn::launch_combine<T, 256, kSinks>(p, stream);
       break;
   }
 }
 
-template <typename T>
+template <typename T, bool kSinks>
 void launch_capped_or_not(const FlashAttnArgs& a, const FlashParams& p, const attn::WsMaps& maps, cudaStream_t stream,
                           bool combine) {
   const bool ws = warp_specialized(a);
   if (a.softcap > 0.f)
-    launch_typed<T, true>(p, maps, a.head_dim, ws, stream, combine);
+    launch_typed<T, true, kSinks>(p, maps, a.head_dim, ws, stream, combine);
   else
-    launch_typed<T, false>(p, maps, a.head_dim, ws, stream, combine);
+    launch_typed<T, false, kSinks>(p, maps, a.head_dim, ws, stream, combine);
+}
+
+template <typename T>
+void launch_sinks_or_not(const FlashAttnArgs& a, const FlashParams& p, const attn::WsMaps& maps, cudaStream_t stream,
+                         bool combine) {
+  if (a.sinks)
+    launch_capped_or_not<T, true>(a, p, maps, stream, combine);
+  else
+    launch_capped_or_not<T, false>(a, p, maps, stream, combine);
 }
 
 // maps: the TMA's tensor maps where p.tma, else not read.
 void launch(const FlashAttnArgs& a, const FlashParams& p, const attn::WsMaps& maps, cudaStream_t stream) {
   const bool combine = p.n_split > 1;
   if (a.dtype == AttnDtype::BF16)
-    launch_capped_or_not<__nv_bfloat16>(a, p, maps, stream, combine);
+    launch_sinks_or_not<__nv_bfloat16>(a, p, maps, stream, combine);
   else
-    launch_capped_or_not<__half>(a, p, maps, stream, combine);
+    launch_sinks_or_not<__half>(a, p, maps, stream, combine);
 }
 
 // The split count depends only on static shapes and max_kv_len, never on the runtime position, so a captured

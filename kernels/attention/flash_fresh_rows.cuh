@@ -23,8 +23,8 @@ struct FreshRows {
   const float* k_norm;
   void* k_cache;  // FlashParams::k and v, written at the new position's ring slot
   void* v_cache;
-  float eps, freq_scale;
-  RopeFreq freq;
+  float eps;
+  RopeFreq freq;  // with the position's scale and YaRN (rope_freq)
   bool neox;
 };
 
@@ -39,8 +39,7 @@ template <int D> struct FreshLayout {
 // before can hide. The block synchronizes before they are read.
 template <int D>
 __device__ __forceinline__ void fresh_angles(float2* cos_sin, const FreshRows& f, int pos) {
-  const double angle_pos = double(pos) * double(f.freq_scale);
-  for (int i = threadIdx.x; i < D / 2; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, angle_pos, f.freq);
+  for (int i = threadIdx.x; i < D / 2; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, int64_t(pos), f.freq);
 }
 
 // One head row through the RMSNorm (when g is given) and the rotation: out[j] is chunk lane + 32 j of the result.

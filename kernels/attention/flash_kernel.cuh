@@ -70,6 +70,10 @@ struct FlashParams {
   // capping), computed as cap_log2 * (1 - 2 / (2^(s * cap_exp2) + 1)) with cap_log2 = log2(e) * cap and
   // cap_exp2 = 2 * log2(e) * scale / cap.
   float cap_exp2, cap_log2;
+  // gpt-oss's attention sinks (kernels instantiated with kSinks only): n_head logits in natural units, each row's
+  // softmax gets one more term exp(sinks[head]) in its denominator and none in its weighted sum (AttnParams::sinks).
+  // Added once per row at the final normalization (write_rows), or with split-K by the combine.
+  const float* sinks;
   bool o_fp32;
   __nv_bfloat16* o16;  // with an fp32 o: its bf16 rounding too (FlashAttnArgs::o16), or null
   // Warp-specialized kernel only (FlashAttnArgs::persistent, variant 16): the grid is a block per SM, and block b
@@ -255,6 +259,31 @@ __device__ __forceinline__ float fast_rcp(float x) {
   return y;
 }
 
+constexpr float kLog2e = 1.4426950408889634f;
+
+// A block's sinks (kSinks only) for its thread's two rows, in log2 units; zeros where a split-K partial is written
+// (the combine adds the sink) or without sinks. Sinks are weights, never written by a kernel of the step: they load
+// before the wait for the kernel launched before.
+template <bool kSinks>
+__device__ __forceinline__ void load_sinks(float (&sink_log2)[2], const FlashParams& p, const int (&row_head)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) sink_log2[r] = 0.f;
+  if constexpr (kSinks) {
+    if (p.n_split == 1) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) sink_log2[r] = __ldg(p.sinks + row_head[r]) * kLog2e;
+    }
+  }
+}
+
+// The sink's term of a row's denominator: exp(sink) against the row's reference point (its max in log2 units, 0 for
+// a row with no visible key, as online_softmax takes it), added to the row's full sum l once at the final
+// normalization. The sink does not join the max: one far above every score overflows 2^x to inf, so 1/l is 0 and
+// the row 0, which is its value to fp32 precision (below 2^-126 of the values'); one far below adds 0.
+__device__ __forceinline__ float sink_term(float sink_log2, float m, float scale_log2) {
+  return fast_exp2(sink_log2 - (m == -INFINITY ? 0.f : m * scale_log2));
+}
+
 // Gemma 2 softcapping on the score registers, before the mask: masked scores are set to -inf afterwards, so
 // tanh(-inf) = -1 never unmasks them. The result is in log2 units (FlashParams::cap_log2). tanh as
 // 1 - 2 / (e^2x + 1) costs two MUFU ops (ex2, rcp) and three FP32 ops per score, with an absolute error of about
@@ -395,11 +424,12 @@ __device__ __forceinline__ void gather_column_runs(float (&acc)[D / 8][4]) {
   }
 }
 
-// Final rows: normalized output, or for split-K the unnormalized partial with its (max, sum).
-template <typename T, int D>
+// Final rows: normalized output (with kSinks, the rows' sinks join the denominator: sink_log2 from load_sinks), or
+// for split-K the unnormalized partial with its (max, sum).
+template <typename T, int D, bool kSinks>
 __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&acc)[D / 8][4], const float (&m)[2],
                                            float (&l)[2], const int (&row_q)[2], const int (&row_head)[2],
-                                           bool (&row_valid)[2]) {
+                                           bool (&row_valid)[2], const float (&sink_log2)[2]) {
   const int quad = threadIdx.x & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -415,6 +445,7 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
       if (quad == 0) p.partial_ml[row] = make_float2(m[r] == -INFINITY ? -INFINITY : m[r] * p.scale_log2, l[r]);
       continue;
     }
+    if constexpr (kSinks) l[r] += sink_term(sink_log2[r], m[r], p.scale_log2);
     const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // no visible key: 0, not NaN
     const int64_t off = row_q[r] * p.o_stride + row_head[r] * D + 2 * quad;
     if (p.o_fp32) {
@@ -442,17 +473,17 @@ __device__ __forceinline__ void write_rows(const FlashParams& p, const float (&a
 // 4-byte stores of column pairs touch 8 rows x 16 bytes each: on the Gemma 3 sliding shape (d 256) the epilogue
 // took ~7K cycles per work item, its stores queued with the next item's loads (bench/attention_notes.md #18).
 // (The one-kernel path, which decode runs, keeps write_rows: the exchange measured slower there.)
-template <typename T, int D>
+template <typename T, int D, bool kSinks>
 __device__ __forceinline__ void write_rows_in_runs(const FlashParams& p, float (&acc)[D / 8][4], const float (&m)[2],
                                                    float (&l)[2], const int (&row_q)[2], const int (&row_head)[2],
-                                                   bool (&row_valid)[2]) {
+                                                   bool (&row_valid)[2], const float (&sink_log2)[2]) {
   const int64_t o_bytes = p.o_fp32 ? 4 : 2;
   const bool runs = p.n_split == 1 &&
                     ((reinterpret_cast<uintptr_t>(p.o) | reinterpret_cast<uintptr_t>(p.o16) |
                       uintptr_t(p.o_stride * (p.o16 ? 2 : o_bytes))) & 15) == 0 &&
                     __all_sync(0xffffffffu, row_valid[0] && row_valid[1]);
   if (!runs) {
-    write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+    write_rows<T, D, kSinks>(p, acc, m, l, row_q, row_head, row_valid, sink_log2);
     return;
   }
   gather_column_runs<D>(acc);
@@ -461,6 +492,7 @@ __device__ __forceinline__ void write_rows_in_runs(const FlashParams& p, float (
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    if constexpr (kSinks) l[r] += sink_term(sink_log2[r], m[r], p.scale_log2);
     const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // no visible key: 0, not NaN
     const int64_t row = row_q[r] * p.o_stride + row_head[r] * D;
 #pragma unroll
@@ -490,10 +522,10 @@ __device__ __forceinline__ void write_rows_in_runs(const FlashParams& p, float (
   }
 }
 
-// kSoftcap: the scores are capped (cap_scores); kFresh: a decode from the projection's rows (FlashParams::fresh).
-// Separate instantiations, so kernels without them lose nothing (the fresh rows' double-precision angles alone
-// would give every instance a stack frame).
-template <typename T, int D, bool kSoftcap, bool kFresh>
+// kSoftcap: the scores are capped (cap_scores); kSinks: the rows' softmax has the heads' sinks (FlashParams::sinks);
+// kFresh: a decode from the projection's rows (FlashParams::fresh). Separate instantiations, so kernels without them
+// lose nothing (the fresh rows' double-precision angles alone would give every instance a stack frame).
+template <typename T, int D, bool kSoftcap, bool kSinks, bool kFresh>
 __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kernel(const FlashParams p) {
   using Cfg = FlashConfig<D>;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
@@ -527,6 +559,8 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
     row_pos[r] = b.pos_first + row / p.heads_per_block;
     row_valid[r] = row_q[r] <= b.q_last;
   }
+  float sink_log2[2];
+  load_sinks<kSinks>(sink_log2, p, row_head);
   // Warps (wgmma: warpgroups) whose rows are all padding (small n_q, decode) only help with the loads.
   const int unit_row0 = kWgmmaPath ? (warp & ~3) * 16 : warp_row0;
   const bool active = b.q_first + unit_row0 / p.heads_per_block <= b.q_last;
@@ -623,10 +657,11 @@ __global__ void __launch_bounds__(FlashConfig<D>::kThreads) flash_attention_kern
     __syncwarp();
     if (lane == 0) mbar_arrive(empty_bar + 8 * stage);  // this warp is done with K(i) and V(i)
   }
-  write_rows<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+  write_rows<T, D, kSinks>(p, acc, m, l, row_q, row_head, row_valid, sink_log2);
 }
 
-// Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s. Block (query x head,
+// Merges split-K partials: O = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s; with kSinks the head's sink joins
+// M and adds exp2(sink - M) to the denominator, once per row (the partials carry none). Block (query x head,
 // slice of kCombineCols dims): the splits' weights exp2(m_s - M) go to shared memory once, then the threads,
 // kCombineCols / 4 float4 columns x kCombineGroups split groups, sum their splits' slices (group g takes splits g,
 // g + kCombineGroups, ...; the loads of one thread are independent, so several are in flight), and the groups'
@@ -636,12 +671,14 @@ constexpr int kCombineThreads = 256, kCombineCols = 64, kCombineLanes = kCombine
 constexpr int kCombineGroups = kCombineThreads / kCombineLanes;
 constexpr int kMaxSplits = 1024;  // decode_splits' cap
 
-template <typename T, int D>
+template <typename T, int D, bool kSinks>
 __global__ void __launch_bounds__(kCombineThreads) combine_splits_kernel(const FlashParams p) {
   static_assert(D % kCombineCols == 0, "whole column slices");
   __shared__ float weight[kMaxSplits];
   __shared__ float4 group_sum[kCombineGroups][kCombineLanes];
   __shared__ float reduce[kCombineThreads / 32];
+  float sink_log2 = 0.f;
+  if constexpr (kSinks) sink_log2 = __ldg(p.sinks + blockIdx.x % p.n_head) * kLog2e;  // a weight: before the wait
   wait_for_predecessor();
   const int64_t qh = blockIdx.x;  // query * n_head + head
   const int col0 = blockIdx.y * kCombineCols;
@@ -662,6 +699,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_splits_kernel(const F
   float mx = -INFINITY;
   for (int s = tid; s < p.n_split; s += kCombineThreads) mx = fmaxf(mx, p.partial_ml[s * split_stride + qh].x);
   mx = block_reduce(mx, true);
+  if constexpr (kSinks) mx = fmaxf(mx, sink_log2);
   float total = 0.f;
   for (int s = tid; s < p.n_split; s += kCombineThreads) {
     const float2 ml = p.partial_ml[s * split_stride + qh];
@@ -670,6 +708,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_splits_kernel(const F
     total += w * ml.y;
   }
   total = block_reduce(total, false);  // its barriers also publish weight[]
+  if constexpr (kSinks) total += exp2f(sink_log2 - mx);
   const int col = tid % kCombineLanes, group = tid / kCombineLanes;
   float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 4
@@ -707,7 +746,8 @@ __global__ void __launch_bounds__(kCombineThreads) combine_splits_kernel(const F
 }
 
 // Host-side launchers, instantiated per element type in flash_instances_*.cu.
-template <typename T, int D, bool kSoftcap> void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream);
-template <typename T, int D> void launch_combine(const FlashParams& p, cudaStream_t stream);
+template <typename T, int D, bool kSoftcap, bool kSinks>
+void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream);
+template <typename T, int D, bool kSinks> void launch_combine(const FlashParams& p, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn

@@ -62,8 +62,9 @@ struct WsMaps {
 
 // kPersistent (FlashParams::persistent, variant 16): a separate instantiation, so the plain grid's kernel keeps its
 // registers (the item loop costs the d 256 consumers spills). maps: a kernel parameter of its own so that the TMA can
-// read the maps there (the other kernels' FlashParams stay as they were).
-template <typename T, int D, bool kSoftcap, bool kPersistent>
+// read the maps there (the other kernels' FlashParams stay as they were). kSinks as flash_attention_kernel's: the
+// sinks load in the epilogue, where registers are no longer scarce (a prefill item has many key tiles to hide it).
+template <typename T, int D, bool kSoftcap, bool kSinks, bool kPersistent>
 __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
     flash_attention_ws_kernel(const FlashParams p, const __grid_constant__ WsMaps maps) {
   // Only sm_90a machine code has a body; the host launches this kernel only on compute capability 9.0.
@@ -282,14 +283,16 @@ __global__ void __launch_bounds__(WsConfig<D>::kThreads, 1)
         row_head[r] = item.head_first + row_of(r) % p.heads_per_block;
         row_valid[r] = row_q[r] <= b.q_last;
       }
-      write_rows_in_runs<T, D>(p, acc, m, l, row_q, row_head, row_valid);
+      float sink_log2[2];
+      load_sinks<kSinks>(sink_log2, p, row_head);
+      write_rows_in_runs<T, D, kSinks>(p, acc, m, l, row_q, row_head, row_valid, sink_log2);
       g0 += n_tiles;
     }
   }
 #endif
 }
 
-template <typename T, int D, bool kSoftcap>
+template <typename T, int D, bool kSoftcap, bool kSinks>
 void launch_flash_ws(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream);
 
 }  // namespace swrun::cuda::attn

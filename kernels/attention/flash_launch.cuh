@@ -1,4 +1,4 @@
-// Launchers of the flash kernels, defined once and instantiated per element type and softcapping by
+// Launchers of the flash kernels, defined once and instantiated per element type, softcapping and sinks by
 // flash_instances_*.cu (one file per combination so the instantiations compile in parallel).
 #pragma once
 #include "kernels/attention/flash_kernel.cuh"
@@ -8,46 +8,47 @@
 
 namespace swrun::cuda::attn {
 
-template <typename T, int D, bool kSoftcap, bool kFresh>
+template <typename T, int D, bool kSoftcap, bool kSinks, bool kFresh>
 void launch_flash_instance(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   using Cfg = FlashConfig<D>;
+  constexpr auto kernel = flash_attention_kernel<T, D, kSoftcap, kSinks, kFresh>;
   // Above 48 KiB a kernel must opt in to dynamic shared memory; once per instantiation is enough.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_kernel<T, D, kSoftcap, kFresh>,
-                                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  static const cudaError_t opt_in =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in");
-  launch_overlapped_smem(flash_attention_kernel<T, D, kSoftcap, kFresh>, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
-                         "flash_attention_kernel", p);
+  launch_overlapped_smem(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, "flash_attention_kernel", p);
 }
 
-template <typename T, int D, bool kSoftcap>
+template <typename T, int D, bool kSoftcap, bool kSinks>
 void launch_flash(const FlashParams& p, dim3 grid, cudaStream_t stream) {
   if (p.fresh.q)
-    launch_flash_instance<T, D, kSoftcap, true>(p, grid, stream);
+    launch_flash_instance<T, D, kSoftcap, kSinks, true>(p, grid, stream);
   else
-    launch_flash_instance<T, D, kSoftcap, false>(p, grid, stream);
+    launch_flash_instance<T, D, kSoftcap, kSinks, false>(p, grid, stream);
 }
 
-template <typename T, int D, bool kSoftcap, bool kPersistent>
+template <typename T, int D, bool kSoftcap, bool kSinks, bool kPersistent>
 void launch_flash_ws_grid(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream) {
   using Cfg = WsConfig<D>;
-  static const cudaError_t opt_in = cudaFuncSetAttribute(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>,
-                                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  constexpr auto kernel = flash_attention_ws_kernel<T, D, kSoftcap, kSinks, kPersistent>;
+  static const cudaError_t opt_in =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check_cuda(opt_in, "flash_attention: shared memory opt-in (warp-specialized)");
-  launch_overlapped_smem(flash_attention_ws_kernel<T, D, kSoftcap, kPersistent>, grid, WsConfig<D>::kThreads,
-                         Cfg::kSmemBytes, stream, "flash_attention_ws_kernel", p, maps);
+  launch_overlapped_smem(kernel, grid, WsConfig<D>::kThreads, Cfg::kSmemBytes, stream, "flash_attention_ws_kernel", p,
+                         maps);
 }
 
-template <typename T, int D, bool kSoftcap>
+template <typename T, int D, bool kSoftcap, bool kSinks>
 void launch_flash_ws(const FlashParams& p, const WsMaps& maps, dim3 grid, cudaStream_t stream) {
   if (p.persistent)
-    launch_flash_ws_grid<T, D, kSoftcap, true>(p, maps, grid, stream);
+    launch_flash_ws_grid<T, D, kSoftcap, kSinks, true>(p, maps, grid, stream);
   else
-    launch_flash_ws_grid<T, D, kSoftcap, false>(p, maps, grid, stream);
+    launch_flash_ws_grid<T, D, kSoftcap, kSinks, false>(p, maps, grid, stream);
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kSinks>
 void launch_combine(const FlashParams& p, cudaStream_t stream) {
-  launch_overlapped(combine_splits_kernel<T, D>,
+  launch_overlapped(combine_splits_kernel<T, D, kSinks>,
                     dim3(static_cast<unsigned>(static_cast<int64_t>(p.n_q) * p.n_head), D / kCombineCols),
                     kCombineThreads, stream, "flash_attention_decode combine", p);
 }
@@ -55,19 +56,19 @@ void launch_combine(const FlashParams& p, cudaStream_t stream) {
 }  // namespace swrun::cuda::attn
 
 // Explicit instantiations of every launcher flash_attention.cu dispatches to, for element type T with or without
-// softcapping. The split-K combine does not depend on softcapping: the softcap = false files instantiate it.
-#define SWRUN_INSTANTIATE_FLASH_KERNELS(T, SOFTCAP)                                              \
-  namespace swrun::cuda::attn {                                                                  \
-  template void launch_flash<T, 64, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);            \
-  template void launch_flash<T, 128, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
-  template void launch_flash<T, 256, SOFTCAP>(const FlashParams&, dim3, cudaStream_t);           \
-  template void launch_flash_ws<T, 64, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);         \
-  template void launch_flash_ws<T, 128, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);        \
-  template void launch_flash_ws<T, 256, SOFTCAP>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);        \
+// softcapping and sinks. The split-K combine does not depend on softcapping: the softcap = false files instantiate it.
+#define SWRUN_INSTANTIATE_FLASH_KERNELS(T, SOFTCAP, SINKS)                                                  \
+  namespace swrun::cuda::attn {                                                                             \
+  template void launch_flash<T, 64, SOFTCAP, SINKS>(const FlashParams&, dim3, cudaStream_t);                \
+  template void launch_flash<T, 128, SOFTCAP, SINKS>(const FlashParams&, dim3, cudaStream_t);               \
+  template void launch_flash<T, 256, SOFTCAP, SINKS>(const FlashParams&, dim3, cudaStream_t);               \
+  template void launch_flash_ws<T, 64, SOFTCAP, SINKS>(const FlashParams&, const WsMaps&, dim3, cudaStream_t);  \
+  template void launch_flash_ws<T, 128, SOFTCAP, SINKS>(const FlashParams&, const WsMaps&, dim3, cudaStream_t); \
+  template void launch_flash_ws<T, 256, SOFTCAP, SINKS>(const FlashParams&, const WsMaps&, dim3, cudaStream_t); \
   }
-#define SWRUN_INSTANTIATE_FLASH_COMBINE(T)                                                       \
+#define SWRUN_INSTANTIATE_FLASH_COMBINE(T, SINKS)                                                \
   namespace swrun::cuda::attn {                                                                  \
-  template void launch_combine<T, 64>(const FlashParams&, cudaStream_t);                         \
-  template void launch_combine<T, 128>(const FlashParams&, cudaStream_t);                        \
-  template void launch_combine<T, 256>(const FlashParams&, cudaStream_t);                        \
+  template void launch_combine<T, 64, SINKS>(const FlashParams&, cudaStream_t);                  \
+  template void launch_combine<T, 128, SINKS>(const FlashParams&, cudaStream_t);                 \
+  template void launch_combine<T, 256, SINKS>(const FlashParams&, cudaStream_t);                 \
   }

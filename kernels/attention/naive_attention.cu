@@ -1,6 +1,6 @@
 // dense-naive: the classic materialized baseline. S = Q K^T per head through cuBLAS into fp32, a masked
-// softmax kernel writes P in the input type, O = P V through cuBLAS. Memory grows with n_q * kv_len per head,
-// which is the point of comparing it with the fused kernels.
+// softmax kernel (with the sinks, when given) writes P in the input type, O = P V through cuBLAS. Memory grows
+// with n_q * kv_len per head, which is the point of comparing it with the fused kernels.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -54,10 +54,12 @@ struct ScoreToLog2 {
   __device__ float operator()(float s) const { return cap_in > 0.f ? cap_log2 * tanhf(s * cap_in) : s * scale_log2; }
 };
 
-// One block per (query, head) row of S: P = softmax(scale * S, softcapped) over the window, 0 elsewhere.
+// One block per (query, head) row of S: P = softmax(scale * S, softcapped) over the window, 0 elsewhere. With
+// sinks (FlashAttnArgs::sinks), head h's sink joins the row's max (so that no exp overflows) and its denominator,
+// never P: the row's weights then sum to less than 1.
 template <typename T>
 __global__ void masked_softmax_kernel(const float* scores, T* probs, int n_q, int kv_len, int q_pos0, int left,
-                                      int right, ScoreToLog2 to_log2) {
+                                      int right, ScoreToLog2 to_log2, const float* sinks) {
   __shared__ float scratch[kSoftmaxThreads / 32];
   const int i = blockIdx.x, h = blockIdx.y;
   const size_t row = (static_cast<size_t>(h) * n_q + i) * kv_len;
@@ -68,10 +70,13 @@ __global__ void masked_softmax_kernel(const float* scores, T* probs, int n_q, in
   float mx = -INFINITY;
   for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) mx = fmaxf(mx, s[j]);
   mx = block_reduce(mx, true, scratch);
-  const float ref = mx == -INFINITY ? 0.f : to_log2(mx);
+  const float sink = sinks ? sinks[h] * static_cast<float>(M_LOG2E) : -INFINITY;
+  float ref = fmaxf(mx == -INFINITY ? -INFINITY : to_log2(mx), sink);
+  if (ref == -INFINITY) ref = 0.f;  // no visible key and no sink
   float sum = 0.f;
   for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) sum += exp2f(to_log2(s[j]) - ref);
   sum = block_reduce(sum, false, scratch);
+  if (sinks) sum += exp2f(sink - ref);
   const float inv = sum > 0.f ? 1.f / sum : 0.f;
   for (int j = threadIdx.x; j < kv_len; j += blockDim.x)
     p[j] = static_cast<T>(j >= lo && j <= hi ? exp2f(to_log2(s[j]) - ref) * inv : 0.f);
@@ -137,7 +142,7 @@ void run_naive(const FlashAttnArgs& a, cudaStream_t stream) {
   const ScoreToLog2 to_log2{a.scale * static_cast<float>(M_LOG2E), a.softcap > 0.f ? a.scale / a.softcap : 0.f,
                             a.softcap * static_cast<float>(M_LOG2E)};
   masked_softmax_kernel<T><<<dim3(a.n_q, a.n_head), kSoftmaxThreads, 0, stream>>>(
-      scores, probs, a.n_q, kv_len, a.q_pos0, a.left, a.right, to_log2);
+      scores, probs, a.n_q, kv_len, a.q_pos0, a.left, a.right, to_log2, a.sinks);
   check_launch("dense-naive masked_softmax_kernel");
   // O_h^T (d x n_q, ld o_stride) = V_h^T (d x kv_len) P_h^T (kv_len x n_q).
   const cudaDataType_t out_type = a.o_fp32 ? CUDA_R_32F : in_type;

@@ -255,7 +255,6 @@ __device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float*
   const int lane = lane_id(), dim = a.head_dim, half = dim / 2, quads = dim / 4;
   float* h = rows + warp_id() * kMaxRopeHeadDim;
   const int64_t pos = *a.pos;
-  const double angle_pos = double(pos) * double(a.freq_scale);
   const int64_t slot = a.k_cache ? pos % a.capacity : 0;
   for (int row = int(blockIdx.x) * kProgramWarps + warp_id(); row < a.q_heads + a.k_heads;
        row += int(gridDim.x) * kProgramWarps) {
@@ -288,7 +287,7 @@ __device__ __noinline__ void run_qk_norm_rope(const ProgramQkNormRope& a, float*
     __nv_bfloat16* k_row = store ? a.k_cache + (slot * a.k_heads + head_index) * dim : nullptr;
     for (int i = lane; i < half; i += kWarp) {
       const int x0 = a.neox ? i : 2 * i, x1 = a.neox ? i + half : 2 * i + 1;
-      const float2 r = rotate(h[x0], h[x1], i, angle_pos, a.freq);
+      const float2 r = rotate(h[x0], h[x1], i, pos, a.freq);
       head[x0] = r.x;
       head[x1] = r.y;
       if (store) {

@@ -77,8 +77,7 @@ struct ProgramQkNormRope {
   int q_heads, k_heads, head_dim;
   float eps;
   const int32_t* pos;  // device
-  float freq_scale;
-  RopeFreq freq;
+  RopeFreq freq;       // with the position's scale and YaRN (rope_freq)
   bool neox;
   // When set, the rotated k and v (fp32, [k_heads, head_dim]) are also stored into the bf16 cache row pos % capacity.
   const float* v;

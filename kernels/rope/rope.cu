@@ -16,8 +16,7 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 template <RopeKind kKind>
-__global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, const int32_t* pos0,
-                            float freq_scale, RopeFreq freq) {
+__global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, const int32_t* pos0, RopeFreq freq) {
   wait_for_predecessor();
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one per two pairs
   if (idx >= total) return;
@@ -25,7 +24,7 @@ __global__ void rope_kernel(float* x, int64_t total, int heads, int head_dim, co
   const int q = int(idx % quads_per_head);
   const int64_t head_row = idx / quads_per_head;  // t * heads + h
   const int64_t t = head_row / heads;
-  const double pos = double(int64_t(*pos0) + t) * double(freq_scale);
+  const int64_t pos = int64_t(*pos0) + t;
   float* head = x + head_row * head_dim;
   if constexpr (kKind == RopeKind::Normal) {
     float4 v = reinterpret_cast<float4*>(head)[q];
@@ -57,19 +56,18 @@ constexpr int kNormRopeMaxWarps = 8;
 // Shared memory (dynamic): the cos/sin pairs, then one staged row per warp.
 template <RopeKind kKind, int kQuadsPerLane>
 __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm, int q_heads,
-                                 int k_heads, int head_dim, float eps, const int32_t* pos0, float freq_scale,
-                                 RopeFreq freq, AttnStage stage) {
+                                 int k_heads, int head_dim, float eps, const int32_t* pos0, RopeFreq freq,
+                                 AttnStage stage) {
   extern __shared__ float4 smem[];
   float2* cos_sin = reinterpret_cast<float2*>(smem);
   float4* staged_rows = smem + head_dim / 4;  // after head_dim / 2 float2
   const int64_t t = blockIdx.x;
   const int64_t pos = int64_t(*pos0) + t;
   const int half = head_dim / 2;
-  const double angle_pos = double(pos) * double(freq_scale);
   // The angles (double-precision exp2 and sincos: microseconds of latency) are formed while the kernel before
   // still runs: no kernel writes the position, which the step uploads before its first kernel starts, and a
   // kernel here starts only after the one two places before it has completed.
-  for (int i = threadIdx.x; i < half; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, angle_pos, freq);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) cos_sin[i] = rope_cos_sin(i, pos, freq);
   wait_for_predecessor();
   __syncthreads();
 
@@ -140,7 +138,7 @@ __global__ void norm_rope_kernel(float* q, float* k, const float* q_norm, const 
 }
 
 using NormRopeKernel = void (*)(float*, float*, const float*, const float*, int, int, int, float, const int32_t*,
-                                float, RopeFreq, AttnStage);
+                                RopeFreq, AttnStage);
 
 template <int kQuadsPerLane>
 NormRopeKernel norm_rope_instance(RopeKind kind) {
@@ -153,7 +151,7 @@ NormRopeKernel norm_rope_instance(RopeKind kind) {
 void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm, int n, int q_heads, int k_heads,
                    int head_dim, float eps, const int32_t* pos0, float freq_base, float freq_scale,
                    const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream,
-                   const AttnStage* stage) {
+                   const AttnStage* stage, const RopeYarn& yarn) {
   if (head_dim <= 0 || head_dim % 4 != 0 || head_dim > kNormRopeMaxHeadDim)
     fail("norm_rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4 up to " +
          std::to_string(kNormRopeMaxHeadDim));
@@ -161,11 +159,12 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
                         static_cast<const void*>(k_norm)})
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail("norm_rope: buffers must be 16-byte aligned");
   if (!(freq_base > 0.f)) fail("norm_rope: freq_base must be positive");
+  if (yarn.enabled && !(freq_scale > 0.f)) fail("norm_rope: YaRN needs a positive freq_scale");
   if (stage && (!stage->q16 || !stage->v || !stage->k_cache || !stage->v_cache || stage->capacity <= 0 ||
                 reinterpret_cast<uintptr_t>(stage->v) % 16 != 0))
     fail("norm_rope: incomplete attention staging (q16, v 16-byte aligned, both caches, a positive capacity)");
   if (n <= 0 || q_heads + k_heads <= 0) return;
-  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
+  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor, freq_scale, yarn);
   const int warps = std::min(q_heads + k_heads, kNormRopeMaxWarps);
   const int quads_per_lane = (head_dim / 4 + 31) / 32;
   static_assert(kNormRopeMaxHeadDim <= 8 * 4 * 32, "the widest instance holds 8 float4 per lane");
@@ -175,21 +174,23 @@ void norm_rope_f32(float* q, float* k, const float* q_norm, const float* k_norm,
                                                       : norm_rope_instance<8>(kind);
   const size_t smem = size_t(head_dim / 2) * sizeof(float2) + size_t(warps) * head_dim * sizeof(float);
   launch_overlapped_smem(kernel, unsigned(n), warps * 32, smem, stream, "norm_rope_f32", q, k, q_norm, k_norm,
-                         q_heads, k_heads, head_dim, eps, pos0, freq_scale, freq, stage ? *stage : AttnStage{});
+                         q_heads, k_heads, head_dim, eps, pos0, freq, stage ? *stage : AttnStage{});
 }
 
 void rope_f32(float* x, int n, int heads, int head_dim, const int32_t* pos0, float freq_base, float freq_scale,
-              const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream) {
+              const float* freq_factors, float attn_factor, RopeKind kind, cudaStream_t stream,
+              const RopeYarn& yarn) {
   if (head_dim <= 0 || head_dim % 4 != 0)
     fail("rope: head_dim " + std::to_string(head_dim) + " must be a positive multiple of 4");
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) fail("rope: buffer must be 16-byte aligned");
   if (!(freq_base > 0.f)) fail("rope: freq_base must be positive");
+  if (yarn.enabled && !(freq_scale > 0.f)) fail("rope: YaRN needs a positive freq_scale");
   const int64_t total = int64_t(n) * heads * (head_dim / 4);
   if (total <= 0) return;
-  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor);
+  const RopeFreq freq = rope_freq(freq_base, head_dim, freq_factors, attn_factor, freq_scale, yarn);
   const unsigned blocks = grid_for(static_cast<size_t>(total), kThreads);
   launch_overlapped(kind == RopeKind::Normal ? rope_kernel<RopeKind::Normal> : rope_kernel<RopeKind::NeoX>, blocks,
-                    kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq_scale, freq);
+                    kThreads, stream, "rope_f32", x, total, heads, head_dim, pos0, freq);
 }
 
 }  // namespace swrun::cuda

@@ -31,6 +31,9 @@
 
 namespace swrun::cuda {
 
+// RoPE's YaRN terms as the kernels take them (kernels/rope/rope.cuh).
+inline RopeYarn rope_yarn(const RopeParams& p) { return {p.yarn, p.yarn_low, p.yarn_high}; }
+
 // What Weight::impl points at: fp32 for 1-D tensors (norm weights); for matrices the file's blocks (`raw`, where a
 // block decoder reads the rows), or a bf16 [rows, cols] copy (`data`) where none does; a BF16 matrix's blocks are
 // both.
@@ -72,6 +75,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
   size_t device_memory_bytes() const override { return device_memory_bytes_; }
+  // Attention sinks, YaRN RoPE and mixture of experts (what the memory plan's backend reports too: runtime/device_bytes.h).
   BackendFeatures features() const override { return device_bytes::cuda_features(); }
   Weight upload(const GgufTensor& t) override;
   Weight weight_rows(const Weight& w, int64_t first, int64_t count) override;

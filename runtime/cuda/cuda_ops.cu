@@ -175,7 +175,7 @@ void CudaBackend::rope(Buffer x, int heads, int head_dim, const RopeParams& p) {
   const float* factors = rope_factors(p, head_dim, "rope");
   if (!launching()) return;
   rope_f32(x.data, n_, heads, head_dim, pos0_dev(), p.freq_base, p.freq_scale, factors, p.attn_factor,
-           p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_);
+           p.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_, rope_yarn(p));
 }
 
 void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out, const AttnParams& p) {
@@ -196,6 +196,8 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
     fail(where() + ": " + std::to_string(p.n_head) + " query heads is not a multiple of the KV heads");
   if (!valid_softcap(p.softcap))
     fail(where() + ": softcap " + std::to_string(p.softcap) + " must be 0 (none) or positive and finite");
+  // gpt-oss's sinks: an fp32 vector of one logit per query head, which every kernel below adds to its softmax.
+  const float* sinks = p.sinks.impl ? device_vector(&p.sinks, p.n_head, where().c_str()) : nullptr;
   const size_t q_elems = size_t(n_) * size_t(p.n_head) * size_t(p.head_dim);
   const size_t kv_elems = size_t(n_) * size_t(p.n_head_kv) * size_t(p.head_dim);
   require(q, q_elems, "q");
@@ -229,7 +231,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
   if (fresh) {
     const PendingNormRope& r = *rotate;
     a.fresh = {q.data, k.data, v.data, r.q_norm, r.k_norm, r.eps, r.rope.freq_base, r.rope.freq_scale,
-               r.rope.attn_factor, r.factors, r.rope.style == RopeStyle::NeoX};
+               r.rope.attn_factor, r.factors, r.rope.style == RopeStyle::NeoX, rope_yarn(r.rope)};
   } else {
     __nv_bfloat16* q16 = bf16_scratch(q_elems);
     if (rotate) {
@@ -259,6 +261,7 @@ void CudaBackend::attention(int layer, Buffer q, Buffer k, Buffer v, Buffer out,
   a.left = p.policy.left;
   a.right = p.policy.right;
   a.softcap = p.softcap;
+  a.sinks = sinks;
   a.scale = p.scale;
   if (p.policy.kind == AttnKind::DenseNaive) {
     // The baseline sizes its score matrix from the host position, which a graph replay would not update.
@@ -376,7 +379,8 @@ void CudaBackend::qk_norm_rope(Buffer q, Buffer k, const Weight* q_norm, const W
 void CudaBackend::launch_norm_rope(const PendingNormRope& r, const AttnStage* stage) {
   norm_rope_f32(r.q.data, r.k.data, r.q_norm, r.k_norm, n_, r.n_head, r.n_head_kv, r.head_dim, r.eps, pos0_dev(),
                 r.rope.freq_base, r.rope.freq_scale, r.factors, r.rope.attn_factor,
-                r.rope.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_, stage);
+                r.rope.style == RopeStyle::NeoX ? RopeKind::NeoX : RopeKind::Normal, stream_, stage,
+                rope_yarn(r.rope));
 }
 
 void CudaBackend::flush_deferred() {

@@ -124,8 +124,7 @@ bool CudaBackend::record_qk_norm_rope(Buffer q, Buffer k, const float* q_norm, c
   r.head_dim = head_dim;
   r.eps = eps;
   r.pos = pos0_dev();
-  r.freq_scale = p.freq_scale;
-  r.freq = rope_freq(p.freq_base, head_dim, factors, p.attn_factor);
+  r.freq = rope_freq(p.freq_base, head_dim, factors, p.attn_factor, p.freq_scale, rope_yarn(p));
   r.neox = p.style == RopeStyle::NeoX;
   return record(in);
 }
@@ -134,7 +133,8 @@ bool CudaBackend::record_qk_norm_rope(Buffer q, Buffer k, const float* q_norm, c
 // without such an instruction the attention runs as its own kernels.
 bool CudaBackend::record_attention(Buffer q, Buffer k, Buffer v, Buffer out, const KvLayer& cache,
                                    const AttnParams& p) {
-  if (!recording_program() || program_.empty() || p.policy.right != 0 ||
+  // Sinks (gpt-oss) have no program form: such a layer's attention runs as the flash kernels, which add them.
+  if (!recording_program() || program_.empty() || p.policy.right != 0 || p.sinks.impl ||
       !program_attention_supported(p.n_head, p.n_head_kv, p.head_dim))
     return false;
   ProgramInstr& rope = program_.back();
