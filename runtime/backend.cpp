@@ -44,6 +44,7 @@ namespace {
   note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
   note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
   note(needed.gemma4_blocks, has.gemma4_blocks, "Gemma 4's blocks (per-layer head dims, shared KV, per-layer inputs)");
+  note(needed.gemma4_moe, has.gemma4_moe, "Gemma 4's mixture of experts");
   fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
 }
 
@@ -62,7 +63,8 @@ void Backend::copy_cols(Buffer, int64_t, int64_t, int64_t, int64_t, Buffer) {
 void require_features(const Backend& be, const BackendFeatures& needed) {
   const BackendFeatures has = be.features();
   if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
-      (needed.yarn_rope && !has.yarn_rope) || (needed.gemma4_blocks && !has.gemma4_blocks))
+      (needed.yarn_rope && !has.yarn_rope) || (needed.gemma4_blocks && !has.gemma4_blocks) ||
+      (needed.gemma4_moe && !has.gemma4_moe))
     fail_missing_features(be, needed);
 }
 

@@ -10,7 +10,8 @@ endif()
 add_test(NAME peer_llama_cpp_build COMMAND ${PROJECT_SOURCE_DIR}/scripts/build-llama-cpp.sh)
 set_tests_properties(peer_llama_cpp_build PROPERTIES FIXTURES_SETUP peer_llama_cpp TIMEOUT 3600 LABELS peer)
 
-foreach(arch qwen2 qwen2-tied qwen3 gemma2 gemma3 gemma3-27b phi3 llama3 gpt-oss gemma4 gemma4-31b)
+foreach(arch qwen2 qwen2-tied qwen3 gemma2 gemma3 gemma3-27b phi3 llama3 gpt-oss gemma4 gemma4-31b gemma4-moe
+        gemma4-partial-rope)
   add_test(NAME peer_llama_${arch}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/peer/compare_llama.py --arch ${arch}
                    --swrun-logits $<TARGET_FILE:swrun_logits> --make-synthetic $<TARGET_FILE:make_synthetic_model>)
