@@ -1,6 +1,7 @@
 # swrun against llama.cpp (the independent oracle, tests/peer/): llama.cpp's CPU library is built once by
 # scripts/build-llama-cpp.sh (a fixture step, cached under ~/.cache/swrun), then one comparison per architecture
-# on synthetic models in F32, F16, Q8_0 and Q4_K (gpt-oss: F32, F16, MXFP4 experts) with real vocabularies; and
+# on synthetic models in F32, F16, Q8_0 and Q4_K (gpt-oss: F32, F16, MXFP4 experts; gemma4-moe: F32, Q8_0, Q4_K;
+# gemma4-partial-rope: F32) with real vocabularies; and
 # every --attn spec on every architecture. The tests need Python (numpy) and network access for the first llama.cpp
 # sdist download.
 if(NOT Python3_Interpreter_FOUND)

@@ -181,7 +181,7 @@ def compare(args, arch, build):
             m = metrics(ref, got)
             rows.append((wtype, n, m))
             if m["rel"] > bounds[wtype]:
-                failures.append(f"{wtype}: mean |dlogit| / std = {m['rel']:.2e} > {bounds[wtype]:.0e}")
+                failures.append(f"{wtype}: mean |dlogit| / std = {m['rel']:.2e} > {bounds[wtype]:.2g}")
             decisive_bound = TOP1_DECISIVE.get(wtype, 0.99)
             if m["top1_decisive"] < decisive_bound:
                 failures.append(f"{wtype}: top-1 agreement at decisive positions {m['top1_decisive']:.2%} < "
@@ -210,7 +210,7 @@ def compare(args, arch, build):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for wtype, n, m in rows:
         print(f"| {wtype} | {n} | {m['top1']:.2%} | {m['top1_decisive']:.2%} ({m['decisive']}) | "
-              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds['F32' if 'twin' in wtype else wtype]:.0e} "
+              f"{m['mean_abs']:.4f} | {m['std']:.3f} | {m['rel']:.2e} | {bounds['F32' if 'twin' in wtype else wtype]:.2g} "
               f"| {m['kl']:.1e} |")
     for f in failures:
         print(f"FAIL {arch} {f}")
