@@ -204,6 +204,22 @@ void DecoderModel::moe_block(int l, const MoeWeights& w, int n, const Weight* ne
   ops_.residual_norm("ffn_residual", l, s_.proj, nullptr, s_.x, next_norm, rows, c.dim, c.norm_eps, s_.xn);
 }
 
+void DecoderModel::mlp_experts_block(int l, const MlpWeights& mlp, const ExpertsBranchWeights& w, GatedAct act,
+                                     int n, const Weight* next_norm) {
+  const ModelConfig& c = cfg_;
+  const int64_t rows = n;
+  const size_t count = static_cast<size_t>(n) * c.dim;
+  ops_.gated_mlp("ffn", l, s_.xn, mlp.gate, mlp.up, mlp.down, rows, act, s_.gate, s_.up, s_.proj);
+  ops_.rmsnorm("ffn_mlp_post_norm", l, s_.proj, w.mlp_post_norm, rows, c.norm_eps, s_.proj);
+  ops_.rmsnorm("ffn_router_norm", l, s_.x, w.router_scale, rows, c.norm_eps, s_.router_in);
+  ops_.scale("ffn_router_norm", l, s_.router_in, count, 1.f / std::sqrt(static_cast<float>(c.dim)));
+  ops_.rmsnorm("ffn_experts_norm", l, s_.x, w.experts.norm, rows, c.norm_eps, s_.xn);
+  ops_.moe("ffn_moe", l, s_.xn, rows, w.experts.ffn, s_.experts_out);
+  ops_.rmsnorm("ffn_experts_post_norm", l, s_.experts_out, w.experts_post_norm, rows, c.norm_eps, s_.experts_out);
+  ops_.add("ffn_mlp_plus_experts", l, s_.proj, s_.experts_out, count);
+  ops_.residual_norm("ffn_residual", l, s_.proj, &mlp.post_norm, s_.x, next_norm, rows, c.dim, c.norm_eps, s_.xn);
+}
+
 AttnWeights DecoderModel::load_attention(const GgufFile& f, int l, const AttnLayout& layout) {
   const ModelConfig& c = cfg_;
   const LayerConfig& lc = c.layers[l];
@@ -267,6 +283,41 @@ MoeWeights DecoderModel::load_moe(const GgufFile& f, int l) {
   m.n_expert = c.n_expert;
   m.n_used = c.n_expert_used;
   m.ffn = c.expert_ffn_dim;
+  return w;
+}
+
+ExpertsBranchWeights DecoderModel::load_experts_branch(const GgufFile& f, int l) {
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.dim, ff = c.expert_ffn_dim, ne = c.n_expert;
+  const std::string p = "blk." + std::to_string(l) + ".";
+  if (!s_.router_in.data) {
+    const size_t rows = static_cast<size_t>(s_.max_batch);
+    s_.router_in = be_->alloc(rows * c.dim);
+    s_.experts_out = be_->alloc(rows * c.dim);
+  }
+  for (const char* scaled : {"ffn_gate_exps.scale", "ffn_up_exps.scale"})
+    if (f.find_tensor(p + scaled))
+      fail(f.path() + ": tensor '" + p + scaled + "' (scaled gate/up experts) is not supported");
+  ExpertsBranchWeights w;
+  w.experts.norm = tensor(f, p + "pre_ffw_norm_2.weight", {d});
+  w.mlp_post_norm = tensor(f, p + "post_ffw_norm_1.weight", {d});
+  w.experts_post_norm = tensor(f, p + "post_ffw_norm_2.weight", {d});
+  w.router_scale = tensor(f, p + "ffn_gate_inp.scale", {d});
+  MoeFfn& m = w.experts.ffn;
+  m.router = tensor(f, p + "ffn_gate_inp.weight", {d, ne});
+  if (f.find_tensor(p + "ffn_gate_up_exps.weight")) {
+    m.gate_up = tensor(f, p + "ffn_gate_up_exps.weight", {d, 2 * ff, ne});
+  } else {
+    m.gate = tensor(f, p + "ffn_gate_exps.weight", {d, ff, ne});
+    m.up = tensor(f, p + "ffn_up_exps.weight", {d, ff, ne});
+  }
+  m.down = tensor(f, p + "ffn_down_exps.weight", {ff, d, ne});
+  m.down_scale = optional_tensor(f, p + "ffn_down_exps.scale", {ne});
+  m.n_expert = c.n_expert;
+  m.n_used = c.n_expert_used;
+  m.ffn = c.expert_ffn_dim;
+  m.act = MoeAct::GeluTanh;
+  m.router_input = s_.router_in;
   return w;
 }
 
@@ -362,6 +413,18 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch, bool 
 
 namespace swrun {
 
+void read_expert_config(const GgufFile& f, const std::string& arch, ModelConfig& c) {
+  const std::string width_key = arch + ".expert_feed_forward_length";
+  const GgufValue* width = f.find(width_key);
+  const bool array = width && width->type == GgufValueType::ARRAY && !width->as_array(width_key).items.empty();
+  c.n_expert = static_cast<int>(f.get_int(arch + ".expert_count"));
+  c.n_expert_used = static_cast<int>(f.get_int(arch + ".expert_used_count"));
+  c.expert_ffn_dim = static_cast<int>(array ? width->as_array(width_key).items[0].as_int(width_key)
+                                            : f.get_int(width_key));
+  if (c.n_expert < 1 || c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.expert_ffn_dim < 1)
+    fail(f.path() + ": " + arch + " needs 1 <= expert_used_count <= expert_count and a positive expert width");
+}
+
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch) {
   // As llama.cpp: the type defaults to linear; LongRoPE scales positions the same way (its per-pair factors
   // are tensors the architecture reads); YaRN interpolates with the same scale, then mixes (read_rope).
@@ -374,10 +437,16 @@ float read_rope_freq_scale(const GgufFile& f, const std::string& arch) {
   return static_cast<float>(1.0 / factor);
 }
 
-RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style) {
+RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style,
+                     bool partial) {
   const int64_t rope_dims = f.get_int(arch + ".rope.dimension_count", c.head_dim);
-  if (rope_dims != c.head_dim) fail(f.path() + ": partial RoPE (rope.dimension_count != head dim) is not supported");
+  if (rope_dims != c.head_dim && !partial)
+    fail(f.path() + ": partial RoPE (rope.dimension_count != head dim) is not supported");
+  if (rope_dims < 2 || rope_dims > c.head_dim || rope_dims % 2 != 0)
+    fail(f.path() + ": " + arch + ".rope.dimension_count " + std::to_string(rope_dims) + " is not an even count of " +
+         "at most the head dim " + std::to_string(c.head_dim));
   RopeParams rope;
+  if (rope_dims != c.head_dim) rope.rot_dims = static_cast<int>(rope_dims);
   rope.freq_base = static_cast<float>(f.get_float(arch + ".rope.freq_base", 10000.0));
   rope.freq_scale = read_rope_freq_scale(f, arch);
   rope.style = style;
@@ -390,7 +459,7 @@ RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConf
         f.get_int(arch + ".rope.scaling.original_context_length", c.ctx_train));
     const float beta_fast = static_cast<float>(f.get_float(arch + ".rope.scaling.yarn_beta_fast", 32.0));
     const float beta_slow = static_cast<float>(f.get_float(arch + ".rope.scaling.yarn_beta_slow", 1.0));
-    const float dims = static_cast<float>(c.head_dim);
+    const float dims = static_cast<float>(rope_dims);  // ggml's n_dims: the rotated values
     auto corr_dim = [&](float rotations) {
       return dims * std::log(n_ctx_orig / (rotations * 2.f * static_cast<float>(M_PI))) /
              (2.f * std::log(rope.freq_base));

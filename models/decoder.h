@@ -38,8 +38,18 @@ struct MoeWeights {
   MoeFfn ffn;
 };
 
+// Gemma 4's routed experts beside its MLP (26B-A4B): the MLP and the experts (their pre-norm pre_ffw_norm_2) read
+// the same residual, each output is RMS-normalized on its own (mlp_post_norm = post_ffw_norm_1, experts_post_norm =
+// post_ffw_norm_2), and their sum goes through the MLP's post_ffw_norm into the residual. The router reads the
+// residual RMS-normalized, times router_scale (ffn_gate_inp.scale) / sqrt(dim).
+struct ExpertsBranchWeights {
+  MoeWeights experts;
+  Weight router_scale, mlp_post_norm, experts_post_norm;
+};
+
 struct RunState {
   Buffer x, xn, q, k, v, att, proj, gate, up, logits;
+  Buffer router_in, experts_out;  // Gemma 4's experts branch (allocated by load_experts_branch)
   int max_batch = 0;
   int logits_rows = 0;  // rows `logits` can hold
 };
@@ -62,6 +72,11 @@ class DecoderModel : public Model {
   // the router ffn_gate_inp (+ bias) and the experts ffn_gate_exps / ffn_up_exps / ffn_down_exps (+ biases),
   // shaped by cfg_.n_expert, n_expert_used and expert_ffn_dim.
   MoeWeights load_moe(const GgufFile& f, int layer);
+  // Loads layer l's experts branch (Gemma 4): pre_ffw_norm_2, post_ffw_norm_1, post_ffw_norm_2, the router
+  // ffn_gate_inp and its input scale ffn_gate_inp.scale, the experts as ffn_gate_up_exps (or ffn_gate_exps +
+  // ffn_up_exps) and ffn_down_exps with its output scales ffn_down_exps.scale where present: GeGLU experts shaped by
+  // cfg_.n_expert, n_expert_used and expert_ffn_dim, routed from s_.router_in.
+  ExpertsBranchWeights load_experts_branch(const GgufFile& f, int layer);
   // Output weights: output_norm, output.weight (tied to token_embd when absent), output.bias where present.
   void load_output(const GgufFile& f);
 
@@ -76,6 +91,11 @@ class DecoderModel : public Model {
   void mlp_block(int layer, const MlpWeights& w, GatedAct act, int n, const Weight* next_norm);
   // s_.x += moe(s_.xn) for layer l; then s_.xn = next_norm(s_.x) when next_norm is given.
   void moe_block(int layer, const MoeWeights& w, int n, const Weight* next_norm);
+  // Gemma 4's MLP and experts side by side (ExpertsBranchWeights) for layer l, s_.xn holding mlp.norm(s_.x):
+  // s_.x += mlp.post_norm(w.mlp_post_norm(mlp(s_.xn)) + w.experts_post_norm(moe(w.experts.norm(s_.x)))); then
+  // s_.xn = next_norm(s_.x) when next_norm is given.
+  void mlp_experts_block(int layer, const MlpWeights& mlp, const ExpertsBranchWeights& w, GatedAct act, int n,
+                         const Weight* next_norm);
   // Final norm, output projection (+ bias, + cfg_.final_softcap) for rows of s_.x selected by mode; copies
   // logits to host, or with LogitsMode::Top only the top_.k best of the last row (Model::forward_top), or with
   // LogitsMode::Kept leaves the kept_ rows on the backend (Model::forward_logits).
@@ -127,13 +147,19 @@ ModelConfig read_common_config(const GgufFile& f, const std::string& arch, bool 
 }  // namespace swrun
 
 namespace swrun {
+// `<arch>.expert_count`, `expert_used_count` and `expert_feed_forward_length` (as llama.cpp: a per-layer array stands
+// for its first entry) into c; an Error unless 1 <= expert_used_count <= expert_count and the width is positive.
+void read_expert_config(const GgufFile& f, const std::string& arch, ModelConfig& c);
+
 // `<arch>.rope.scaling.*`: linear, longrope or yarn scaling gives freq_scale = 1/factor; other kinds are an Error.
 float read_rope_freq_scale(const GgufFile& f, const std::string& arch);
 
 // RoPE of the uniform architectures: `<arch>.rope.freq_base` (default 10000), rope scaling (linear, or YaRN with
 // `rope.scaling.original_context_length`, `rope.scaling.attn_factor` and the YaRN betas); partial RoPE
-// (rope.dimension_count != head dim) is an Error.
-RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style);
+// (rope.dimension_count != head dim) is an Error unless `partial` (then rope.dimension_count rotated values per
+// head, RopeParams::rot_dims; more than the head dim or an odd count is an Error).
+RopeParams read_rope(const GgufFile& f, const std::string& arch, const ModelConfig& c, RopeStyle style,
+                     bool partial = false);
 
 // One policy for every layer: sliding with the file's window when it declares one, else dense.
 std::vector<AttnPolicy> uniform_policy(const ModelConfig& c);

@@ -10,8 +10,12 @@
 // - E2B/E4B's per-layer inputs: per_layer_token_embd (* sqrt(width)) plus the normalized projection of the
 //   embedding, both halves scaled by 1/sqrt(2); after each layer's FFN, x += post_norm(proj(gelu(inp_gate(x)) *
 //   input_l));
-// - a per-layer output scale (layer_output_scale) and the final-logit softcap.
-// The MoE variant (26B-A4B) is refused: its router and experts are not Backend::moe's (gpt-oss's) semantics.
+// - a per-layer output scale (layer_output_scale) and the final-logit softcap;
+// - partial RoPE where rope.dimension_count[_swa] is below the layer's head dim (llama.cpp's n_rot: the first that
+//   many values of each head rotate);
+// - the MoE variant (26B-A4B): layers with a router (ffn_gate_inp) add routed GeGLU experts beside the MLP
+//   (ExpertsBranchWeights: decoder's mlp_experts_block). llama.cpp weights the chosen experts by the softmax over
+//   all experts renormalized over the chosen ones, which is Backend::moe's softmax over the chosen logits.
 #include <algorithm>
 
 #include "models/decoder.h"
@@ -24,7 +28,7 @@ class Gemma4 final : public DecoderModel {
  public:
   Gemma4(const GgufFile& f, Backend& be, ModelConfig cfg, int max_batch, int per_layer_width)
       : DecoderModel(be, std::move(cfg), max_batch), pl_width_(per_layer_width) {
-    require_features(be, BackendFeatures{.gemma4_blocks = true});
+    require_features(be, BackendFeatures{.gemma4_blocks = true, .gemma4_moe = cfg_.n_expert > 0});
     load_output(f);
     const int64_t all_pl = int64_t{pl_width_} * cfg_.n_layer;
     if (pl_width_ > 0) {
@@ -41,11 +45,10 @@ class Gemma4 final : public DecoderModel {
     for (int l = 0; l < cfg_.n_layer; ++l) {
       const TracedOps::Range layer_range = ops_.layer(l);
       const std::string p = "blk." + std::to_string(l) + ".";
-      if (f.find_tensor(p + "ffn_gate_inp.weight"))
-        fail(f.path() + ": Gemma 4's mixture-of-experts layers (26B-A4B) are not supported yet");
       Layer layer;
       layer.attn = load_attention(f, l, layout);
       layer.mlp = load_mlp(f, l, /*post_norm=*/true);
+      if (cfg_.layers[l].experts) layer.experts = load_experts_branch(f, l);
       if (pl_width_ > 0) {
         layer.inp_gate = tensor(f, p + "inp_gate.weight", {cfg_.dim, pl_width_});
         layer.proj = tensor(f, p + "proj.weight", {pl_width_, cfg_.dim});
@@ -64,7 +67,11 @@ class Gemma4 final : public DecoderModel {
     for (int l = 0; l < cfg_.n_layer; ++l) {
       const Layer& layer = layers_[l];
       attention_block(l, layer.attn, n, layer.mlp.norm);
-      mlp_block(l, layer.mlp, GatedAct::GeluTanh, n, nullptr);
+      if (cfg_.layers[l].experts) {
+        mlp_experts_block(l, layer.mlp, layer.experts, GatedAct::GeluTanh, n, nullptr);
+      } else {
+        mlp_block(l, layer.mlp, GatedAct::GeluTanh, n, nullptr);
+      }
       if (pl_width_ > 0) per_layer_input_block(l, n);
       if (layer.out_scale != 1.f) ops_.scale("layer_output_scale", l, s_.x, x_count, layer.out_scale);
       if (l + 1 < cfg_.n_layer)
@@ -77,6 +84,7 @@ class Gemma4 final : public DecoderModel {
   struct Layer {
     AttnWeights attn;
     MlpWeights mlp;
+    ExpertsBranchWeights experts;         // MoE layers (26B-A4B)
     Weight inp_gate, proj, pl_post_norm;  // per-layer inputs (E2B/E4B)
     float out_scale = 1.f;
   };
@@ -154,9 +162,6 @@ std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpe
   const int sliding_dim = static_cast<int>(f.get_int(key("attention.key_length_swa"), global_dim));
   if (f.get_int(key("attention.value_length_swa"), sliding_dim) != sliding_dim)
     fail(f.path() + ": key_length_swa != value_length_swa is not supported");
-  if (f.get_int(key("rope.dimension_count"), global_dim) != global_dim ||
-      f.get_int(key("rope.dimension_count_swa"), f.get_int(key("rope.dimension_count"), global_dim)) != sliding_dim)
-    fail(f.path() + ": partial RoPE other than rope_freqs' is not supported (rope.dimension_count[_swa] != head dim)");
   const std::vector<int> n_head_kv = per_layer_ints(f, key("attention.head_count_kv"), c.n_layer, c.n_head);
   const std::vector<int> ffn_dim = per_layer_ints(f, key("feed_forward_length"), c.n_layer, c.ffn_dim);
   const int shared = static_cast<int>(f.get_int(key("attention.shared_kv_layers"), 0));
@@ -166,20 +171,35 @@ std::unique_ptr<Model> load_gemma4(const GgufFile& f, Backend& be, const AttnSpe
   const GgufTensor* freqs = f.find_tensor("rope_freqs.weight");
   if (freqs && (freqs->type() != GgmlType::F32 || freqs->n_elements() != global_dim / 2))
     fail(f.path() + ": rope_freqs.weight must be F32 with one factor per rotated pair of a global head");
-  RopeParams global = read_rope(f, arch, c, RopeStyle::NeoX);
+  RopeParams global = read_rope(f, arch, c, RopeStyle::NeoX, /*partial=*/true);
   if (freqs) global.freq_factors = be.upload(*freqs);
   RopeParams local;
   local.freq_base = static_cast<float>(f.get_float(key("rope.freq_base_swa"), 10000.0));
   local.style = RopeStyle::NeoX;
+  // As llama.cpp: the sliding layers rotate rope.dimension_count_swa values, by default as many as the global ones.
+  const int64_t sliding_rot =
+      f.get_int(key("rope.dimension_count_swa"), f.get_int(key("rope.dimension_count"), global_dim));
+  if (sliding_rot < 2 || sliding_rot > sliding_dim || sliding_rot % 2 != 0)
+    fail(f.path() + ": " + key("rope.dimension_count_swa") + " " + std::to_string(sliding_rot) +
+         " is not an even count of at most the sliding head dim " + std::to_string(sliding_dim));
+  if (sliding_rot != sliding_dim) local.rot_dims = static_cast<int>(sliding_rot);
   c.head_dim = std::max(global_dim, sliding_dim);
   c.n_head_kv = *std::max_element(n_head_kv.begin(), n_head_kv.end());
   c.ffn_dim = *std::max_element(ffn_dim.begin(), ffn_dim.end());
+  // As llama.cpp: a layer with a router has experts.
+  auto has_router = [&](int l) {
+    return f.find_tensor("blk." + std::to_string(l) + ".ffn_gate_inp.weight") != nullptr;
+  };
+  bool any_experts = false;
+  for (int l = 0; l < c.n_layer; ++l) any_experts = any_experts || has_router(l);
+  if (any_experts) read_expert_config(f, arch, c);
   resolve_sliding_layers(c, sliding, spec, local, global);
   for (int l = 0; l < c.n_layer; ++l) {
     LayerConfig& lc = c.layers[l];
     lc.head_dim = sliding[l] ? sliding_dim : global_dim;
     lc.n_head_kv = n_head_kv[l];
     lc.ffn_dim = ffn_dim[l];
+    lc.experts = has_router(l);
     if (lc.n_head_kv < 1 || c.n_head % lc.n_head_kv != 0 || lc.ffn_dim < 1)
       fail(f.path() + ": layer " + std::to_string(l) + " has a bad head_count_kv or feed_forward_length");
     if (l < first_shared) continue;

@@ -14,16 +14,13 @@ std::unique_ptr<Model> load_gpt_oss(const GgufFile& f, Backend& be, const AttnSp
   ModelConfig c = read_common_config(f, arch);
   c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   if (c.sliding_window <= 0) fail(f.path() + ": gpt-oss.attention.sliding_window must be positive");
-  c.n_expert = static_cast<int>(f.get_int(arch + ".expert_count"));
-  c.n_expert_used = static_cast<int>(f.get_int(arch + ".expert_used_count"));
-  c.expert_ffn_dim = static_cast<int>(f.get_int(arch + ".expert_feed_forward_length"));
-  if (c.n_expert < 1 || c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.expert_ffn_dim < 1)
-    fail(f.path() + ": gpt-oss needs 1 <= expert_used_count <= expert_count and a positive expert width");
+  read_expert_config(f, arch, c);
   const std::vector<bool> sliding = read_sliding_layers(f, arch, c.n_layer, 2);
   const RopeParams dense_rope = read_rope(f, arch, c, RopeStyle::NeoX);
   RopeParams sliding_rope = dense_rope;
   sliding_rope.freq_base = static_cast<float>(f.get_float(arch + ".rope.freq_base_swa", dense_rope.freq_base));
   resolve_sliding_layers(c, sliding, spec, sliding_rope, dense_rope);
+  for (LayerConfig& l : c.layers) l.experts = true;
   DecoderStyle style;
   style.attn.sinks = true;
   style.moe = true;

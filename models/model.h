@@ -19,6 +19,7 @@ struct LayerConfig {
   // The layer's own shapes (Gemma 4's differ between sliding and global layers; elsewhere ModelConfig's).
   int head_dim = 0, n_head_kv = 0, ffn_dim = 0;
   int kv_layer = -1;  // >= 0: attends over that earlier layer's KV cache and keeps none (Gemma 4's shared KV)
+  bool experts = false;  // the FFN has routed experts (ModelConfig::n_expert ...; Gemma 4: beside its MLP of ffn_dim)
 };
 
 struct ModelConfig {
@@ -31,7 +32,7 @@ struct ModelConfig {
   float attn_softcap = 0.f;   // Gemma 2: scores s -> cap * tanh(s / cap); 0 = none
   float final_softcap = 0.f;  // Gemma 2: logits z -> cap * tanh(z / cap); 0 = none
   int32_t sliding_window = 0;  // 0 = the model declares none
-  int n_expert = 0, n_expert_used = 0, expert_ffn_dim = 0;  // mixture of experts (gpt-oss); 0 = a dense MLP
+  int n_expert = 0, n_expert_used = 0, expert_ffn_dim = 0;  // mixture of experts (gpt-oss, Gemma 4); 0 = none
   std::vector<LayerConfig> layers;
 };
 

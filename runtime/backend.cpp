@@ -26,13 +26,22 @@ void check_logit_rows(const char* op, Buffer src, int64_t rows, int vocab, const
            " is outside the vocabulary of " + std::to_string(vocab));
 }
 
-void check_moe_shapes(const MoeFfn& f, int64_t dim) {
+void check_moe_shapes(const MoeFfn& f, int64_t dim, int64_t tokens) {
   auto bad = [&](const std::string& why) { fail("moe: " + why); };
   if (f.n_expert < 1 || f.n_used < 1 || f.n_used > f.n_expert || f.ffn < 1)
     bad(std::to_string(f.n_used) + " of " + std::to_string(f.n_expert) + " experts of width " + std::to_string(f.ffn));
   if (f.router.rows != f.n_expert || f.router.cols != dim) bad("router '" + f.router.name + "' is not [n_expert, dim]");
-  if (f.up.cols != dim || f.gate.rows != int64_t{f.n_expert} * f.ffn || f.up.rows != f.gate.rows)
+  if (f.gate_up.impl) {
+    if (f.gate.impl || f.up.impl) bad("both a fused gate_up and separate gate/up experts");
+    if (f.gate_up.rows != int64_t{f.n_expert} * 2 * f.ffn)
+      bad("fused gate_up experts are not [n_expert * 2 * ffn, dim]");
+  } else if (f.up.cols != dim || f.gate.rows != int64_t{f.n_expert} * f.ffn || f.up.rows != f.gate.rows) {
     bad("gate/up experts are not [n_expert * ffn, dim]");
+  }
+  if (f.down_scale.impl && (f.down_scale.rows != 1 || f.down_scale.cols != f.n_expert))
+    bad("down_scale '" + f.down_scale.name + "' is not a vector of n_expert values");
+  if (f.router_input.data && f.router_input.count < static_cast<size_t>(tokens * dim))
+    bad("router_input holds fewer than tokens x dim values");
   if (f.down.cols != f.ffn || f.down.rows != int64_t{f.n_expert} * dim) bad("down experts are not [n_expert * dim, ffn]");
   auto check_bias = [&](const Weight& b, int64_t rows, int64_t cols) {
     if (b.impl && (b.rows != rows || b.cols != cols)) bad("bias '" + b.name + "' has the wrong shape");
@@ -68,6 +77,7 @@ namespace {
   note(needed.mixture_of_experts, has.mixture_of_experts, "mixture of experts");
   note(needed.yarn_rope, has.yarn_rope, "YaRN RoPE");
   note(needed.gemma4_blocks, has.gemma4_blocks, "Gemma 4's blocks (per-layer head dims, shared KV, per-layer inputs)");
+  note(needed.gemma4_moe, has.gemma4_moe, "Gemma 4's mixture of experts");
   fail(be.name() + " backend: " + missing + " not supported yet; use --backend cpu");
 }
 
@@ -86,7 +96,8 @@ void Backend::copy_cols(Buffer, int64_t, int64_t, int64_t, int64_t, Buffer) {
 void require_features(const Backend& be, const BackendFeatures& needed) {
   const BackendFeatures has = be.features();
   if ((needed.attention_sinks && !has.attention_sinks) || (needed.mixture_of_experts && !has.mixture_of_experts) ||
-      (needed.yarn_rope && !has.yarn_rope) || (needed.gemma4_blocks && !has.gemma4_blocks))
+      (needed.yarn_rope && !has.yarn_rope) || (needed.gemma4_blocks && !has.gemma4_blocks) ||
+      (needed.gemma4_moe && !has.gemma4_moe))
     fail_missing_features(be, needed);
 }
 

@@ -61,6 +61,11 @@ struct RopeParams {
   // max(0.001, yarn_high - yarn_low), 0, 1); cos/sin are also multiplied by 1 + 0.1 ln(1 / freq_scale).
   bool yarn = false;
   float yarn_low = 0.f, yarn_high = 0.f;  // pair indices where the ramp starts and ends
+  // Partial RoPE (llama.cpp's n_rot below the head dim; Gemma 4's rope.dimension_count[_swa]): only the first
+  // rot_dims values of each head rotate, as a head of rot_dims would (pairs (i, i + rot_dims/2) in NeoX style, pair
+  // i's frequency base^(-2i / rot_dims), freq_factors[i] for i < rot_dims/2); the other values pass through.
+  // 0: the whole head rotates.
+  int rot_dims = 0;
 };
 
 // One layer's KV cache geometry. Slot of position p = p % capacity (the only position->slot mapping).
@@ -102,23 +107,35 @@ struct AttnParams {
   int32_t kv_layer = -1;
 };
 
-// A mixture-of-experts FFN (gpt-oss's): per token, router logits = router x + router_bias; the n_used experts with
-// the largest logits are chosen (the lower index among equal logits) and weighted by the softmax of their logits
-// alone; each chosen expert e computes down_e(act(gate_e x + gate_bias_e, up_e x + up_bias_e)) + down_bias_e with
-// act(g, u) = min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, -limit, limit) + 1).
+// The experts' gated activation: gpt-oss's clamped SwiGLU, act(g, u) = min(g, limit) * sigmoid(alpha * min(g, limit))
+// * (clamp(u, -limit, limit) + 1); or GeGLU, act(g, u) = gelu(g) * u with the tanh GELU (Gemma 4).
+enum class MoeAct { SwigluOai, GeluTanh };
+
+// A mixture-of-experts FFN: per token, router logits = router r + router_bias, where r is the token's row of
+// router_input when that is given (Gemma 4 routes from its own norm of the residual) and of x otherwise; the n_used
+// experts with the largest logits are chosen (the lower index among equal logits) and weighted by the softmax of
+// their logits alone; each chosen expert e computes down_scale[e] * down_e(act(gate_e x + gate_bias_e, up_e x +
+// up_bias_e)) + down_bias_e (absent scale: 1, absent biases: 0).
 // The experts' 3-D tensors are uploaded as matrices: expert e owns rows [e * ffn, (e + 1) * ffn) of gate and up
 // ([n_expert * ffn, dim]) and rows [e * dim, (e + 1) * dim) of down ([n_expert * dim, ffn]); the bias tensors are
-// [n_expert, ffn] and [n_expert, dim] matrices, one row per expert.
+// [n_expert, ffn] and [n_expert, dim] matrices, one row per expert. A fused gate_up ([n_expert * 2 * ffn, dim],
+// gate and up then absent) gives expert e rows [2e * ffn, (2e + 1) * ffn) as its gate and the next ffn as its up.
+// The defaults are gpt-oss's semantics. Gemma 4's fields (act GeluTanh, gate_up, down_scale, router_input) need a
+// backend whose features() have gemma4_moe.
 struct MoeFfn {
   Weight router, router_bias;
   Weight gate, up, down;
   Weight gate_bias, up_bias, down_bias;
   int n_expert = 0, n_used = 0, ffn = 0;
-  float alpha = 1.702f, limit = 7.f;
+  float alpha = 1.702f, limit = 7.f;  // MoeAct::SwigluOai's
+  MoeAct act = MoeAct::SwigluOai;
+  Weight gate_up;     // fused gate and up experts (instead of gate and up)
+  Weight down_scale;  // an F32 vector of n_expert output scales
+  Buffer router_input;  // [rows, dim], filled before Backend::moe runs; data == nullptr: the router reads x
 };
 
-// Throws Error (one line, "moe: ...") unless f's weights have the shapes MoeFfn states for rows of `dim` (gate.cols).
-void check_moe_shapes(const MoeFfn& f, int64_t dim);
+// Throws Error (one line, "moe: ...") unless f's weights have the shapes MoeFfn states for `tokens` rows of `dim`.
+void check_moe_shapes(const MoeFfn& f, int64_t dim, int64_t tokens);
 
 // Model features beyond the core ops that a backend may not have yet. A model asks for the ones it uses before it
 // loads a weight (require_features below), so that a run stops at once with one line naming them.
@@ -127,8 +144,11 @@ struct BackendFeatures {
   bool mixture_of_experts = false;  // Backend::moe
   bool yarn_rope = false;           // RopeParams::yarn
   // Gemma 4's blocks: head shapes that differ per layer, shared KV caches (AttnParams::kv_layer), rmsnorm without a
-  // gain, Backend::scale and Backend::copy_cols.
+  // gain, partial RoPE (RopeParams::rot_dims), Backend::scale and Backend::copy_cols.
   bool gemma4_blocks = false;
+  // Gemma 4's mixture of experts (26B-A4B): MoeFfn's GeGLU experts, fused gate_up, per-expert output scales and a
+  // router input of its own.
+  bool gemma4_moe = false;
 };
 
 // Names of the ops, used by the profiler and NVTX ranges.
@@ -283,7 +303,8 @@ class Backend {
 };
 
 // Throws Error when `be` lacks a feature that `needed` asks for, naming each one on a single line: "cuda backend:
-// attention sinks / mixture of experts / YaRN RoPE / Gemma 4's blocks not supported yet; use --backend cpu".
+// attention sinks / mixture of experts / YaRN RoPE / Gemma 4's blocks / Gemma 4's mixture of experts not supported
+// yet; use --backend cpu".
 void require_features(const Backend& be, const BackendFeatures& needed);
 // Throws Error unless every layer's KV types are unset or bf16 (the CUDA backend's caches, and its memory plan's).
 void require_bf16_kv(const Backend& be, const std::vector<KvLayerSpec>& layers);

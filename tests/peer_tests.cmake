@@ -1,6 +1,7 @@
 # swrun against llama.cpp (the independent oracle, tests/peer/): llama.cpp's CPU library is built once by
 # scripts/build-llama-cpp.sh (a fixture step, cached under ~/.cache/swrun), then one comparison per architecture
-# on synthetic models in F32, F16, Q8_0 and Q4_K (gpt-oss: F32, F16, MXFP4 experts) with real vocabularies; and
+# on synthetic models in F32, F16, Q8_0 and Q4_K (gpt-oss: F32, F16, MXFP4 experts; gemma4-moe: F32, Q8_0, Q4_K;
+# gemma4-partial-rope: F32) with real vocabularies; and
 # every --attn spec on every architecture. The tests need Python (numpy) and network access for the first llama.cpp
 # sdist download.
 if(NOT Python3_Interpreter_FOUND)
@@ -10,7 +11,8 @@ endif()
 add_test(NAME peer_llama_cpp_build COMMAND ${PROJECT_SOURCE_DIR}/scripts/build-llama-cpp.sh)
 set_tests_properties(peer_llama_cpp_build PROPERTIES FIXTURES_SETUP peer_llama_cpp TIMEOUT 3600 LABELS peer)
 
-foreach(arch qwen2 qwen2-tied qwen3 gemma2 gemma3 gemma3-27b phi3 llama3 gpt-oss gemma4 gemma4-31b)
+foreach(arch qwen2 qwen2-tied qwen3 gemma2 gemma3 gemma3-27b phi3 llama3 gpt-oss gemma4 gemma4-31b gemma4-moe
+        gemma4-partial-rope)
   add_test(NAME peer_llama_${arch}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/peer/compare_llama.py --arch ${arch}
                    --swrun-logits $<TARGET_FILE:swrun_logits> --make-synthetic $<TARGET_FILE:make_synthetic_model>)

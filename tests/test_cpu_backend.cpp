@@ -1,7 +1,8 @@
 // The CPU backend (the reference the GPU kernels are checked against) against fp64 evaluations of the definitions:
 // attention with gpt-oss's sinks in dense and sliding layers, over several batches so that a sliding layer's ring
-// wraps, and Gemma 4's shared-KV layers; YaRN RoPE at the ends of its ramp; gpt-oss's mixture-of-experts FFN with
-// F32 and MXFP4 experts. Each has a negative control showing the feature moves the result.
+// wraps, and Gemma 4's shared-KV layers; YaRN RoPE at the ends of its ramp; partial RoPE; gpt-oss's mixture-of-experts
+// FFN with F32 and MXFP4 experts, and Gemma 4's (GeGLU experts, fused gate_up, per-expert scales, a router input of
+// its own) with F32 and Q8_0 experts. Each has a negative control showing the feature moves the result.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -289,6 +290,35 @@ TEST(CpuRope, YarnEndsAreOriginalAndInterpolatedRope) {
   EXPECT_GT(std::fabs(low[0] - high[0]) + std::fabs(low[half - 1] - high[half - 1]), 0.1);
 }
 
+// Partial RoPE rotates the first rot_dims values as a head of rot_dims would and leaves the others as they were.
+TEST(CpuRope, PartialRopeRotatesTheFirstValuesOnly) {
+  std::unique_ptr<Backend> be = make_cpu_backend(1);
+  const int dim = 32, rotated = 12;
+  std::vector<float> x(dim);
+  std::mt19937_64 rng(6);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  for (RopeStyle style : {RopeStyle::NeoX, RopeStyle::Normal}) {
+    RopeParams partial, whole;
+    partial.freq_base = whole.freq_base = 10000.f;
+    partial.style = whole.style = style;
+    partial.rot_dims = rotated;
+    const int32_t pos = 37;
+    const std::vector<float> got = rope_once(*be, partial, x, pos, dim);
+    const std::vector<float> head(x.begin(), x.begin() + rotated);
+    const std::vector<float> want = rope_once(*be, whole, head, pos, rotated);
+    for (int i = 0; i < rotated; ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+    for (int i = rotated; i < dim; ++i) EXPECT_EQ(got[i], x[i]) << i;
+    // The rotation bites: the rotated values moved.
+    double moved = 0;
+    for (int i = 0; i < rotated; ++i) moved += std::fabs(got[i] - x[i]);
+    EXPECT_GT(moved, 0.5);
+  }
+  RopeParams too_many;
+  too_many.rot_dims = dim + 2;
+  EXPECT_THROW(rope_once(*be, too_many, x, 1, dim), Error);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Mixture of experts
 
@@ -458,6 +488,129 @@ TEST_F(CpuMoe, MisshapenExpertsAreAnError) {
   MoeFfn wrong_width = f;
   wrong_width.ffn = s_.ffn / 2;
   EXPECT_THROW(run(wrong_width, x), Error);
+}
+
+// Gemma 4's variant (MoeFfn with act GeluTanh, gate_up, down_scale, router_input) in fp64 on dequantized weights:
+// the router reads its own input, expert e's gate is rows [2e * ffn, (2e + 1) * ffn) of gate_up and its up the next
+// ffn, and its output is scaled by down_scale[e]. The options give what a wrong implementation could compute.
+struct Gemma4MoeMistakes {
+  bool route_from_x = false, swap_gate_up = false, no_down_scale = false;
+};
+
+struct Gemma4MoeReference {
+  MoeShape s;
+  std::vector<float> router, gate_up, down, down_scale;  // fp32 values
+
+  std::vector<double> run(const std::vector<float>& x, const std::vector<float>& router_input,
+                          Gemma4MoeMistakes m = {}) const {
+    std::vector<double> out(size_t(s.tokens) * s.dim, 0.0);
+    for (int t = 0; t < s.tokens; ++t) {
+      const float* xt = x.data() + size_t(t) * s.dim;
+      const float* rt = (m.route_from_x ? x : router_input).data() + size_t(t) * s.dim;
+      std::vector<double> logit(s.n_expert, 0.0);
+      for (int e = 0; e < s.n_expert; ++e)
+        for (int c = 0; c < s.dim; ++c) logit[e] += double(router[size_t(e) * s.dim + c]) * rt[c];
+      std::vector<int> order(s.n_expert);
+      for (int e = 0; e < s.n_expert; ++e) order[e] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logit[a] > logit[b]; });
+      double denom = 0;
+      for (int k = 0; k < s.n_used; ++k) denom += std::exp(logit[order[k]]);
+      for (int k = 0; k < s.n_used; ++k) {
+        const int e = order[k];
+        std::vector<double> h(s.ffn);
+        for (int j = 0; j < s.ffn; ++j) {
+          const size_t gate_row = (size_t(2 * e) * s.ffn + j) * s.dim, up_row = gate_row + size_t(s.ffn) * s.dim;
+          double g = 0, u = 0;
+          for (int c = 0; c < s.dim; ++c) {
+            g += double(gate_up[gate_row + c]) * xt[c];
+            u += double(gate_up[up_row + c]) * xt[c];
+          }
+          if (m.swap_gate_up) std::swap(g, u);
+          h[j] = 0.5 * g * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g))) * u;
+        }
+        const double w = std::exp(logit[e]) / denom * (m.no_down_scale ? 1.0 : down_scale[e]);
+        for (int c = 0; c < s.dim; ++c) {
+          const size_t row = (size_t(e) * s.dim + c) * s.ffn;
+          double y = 0;
+          for (int j = 0; j < s.ffn; ++j) y += double(down[row + j]) * h[j];
+          out[size_t(t) * s.dim + c] += w * y;
+        }
+      }
+    }
+    return out;
+  }
+};
+
+class CpuGemma4Moe : public CpuMoe {
+ protected:
+  void make(GgmlType expert_type, Gemma4MoeReference* ref, MoeFfn* f) {
+    const int64_t d = s_.dim, ff = s_.ffn, ne = s_.n_expert;
+    ref->s = s_;
+    ref->router = normal(ne * d, 0.3f);
+    ref->gate_up = normal(ne * 2 * ff * d, 0.4f);
+    ref->down = normal(ne * d * ff, 0.2f);
+    std::uniform_real_distribution<float> scale(0.5f, 1.5f);
+    for (int e = 0; e < ne; ++e) ref->down_scale.push_back(scale(rng_));
+    f->router = upload("router", GgmlType::F32, {d, ne}, ref->router);
+    f->gate_up = upload("gate_up_exps", expert_type, {d, 2 * ff, ne}, ref->gate_up);
+    f->down = upload("down_exps", expert_type, {ff, d, ne}, ref->down);
+    f->down_scale = upload("down_exps.scale", GgmlType::F32, {ne}, ref->down_scale);
+    f->n_expert = s_.n_expert;
+    f->n_used = s_.n_used;
+    f->ffn = s_.ffn;
+    f->act = MoeAct::GeluTanh;
+  }
+
+  // Runs f with its router reading `router_input`.
+  std::vector<float> run_routed(MoeFfn f, const std::vector<float>& x, const std::vector<float>& router_input) {
+    f.router_input = be_->alloc(router_input.size());
+    std::copy(router_input.begin(), router_input.end(), f.router_input.data);
+    return run(f, x);
+  }
+};
+
+TEST_F(CpuGemma4Moe, MatchesTheDefinitionWithF32AndQ8_0Experts) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::Q8_0}) {
+    SCOPED_TRACE(ggml_type_name(uint32_t(type)));
+    Gemma4MoeReference ref;
+    MoeFfn f;
+    make(type, &ref, &f);
+    const std::vector<float> x = normal(size_t(s_.tokens) * s_.dim, 1.f);
+    const std::vector<float> router_input = normal(x.size(), 1.f);
+    EXPECT_LT(rel_error(run_routed(f, x, router_input), ref.run(x, router_input)), 1e-5);
+  }
+}
+
+// Guards the test above: routing from x, swapping the halves of gate_up or dropping the scales moves the output far
+// more than its tolerance; separate gate and up tensors holding the same rows give the fused result.
+TEST_F(CpuGemma4Moe, RouterInputGateUpHalvesAndScalesBite) {
+  Gemma4MoeReference ref;
+  MoeFfn f;
+  make(GgmlType::F32, &ref, &f);
+  const std::vector<float> x = normal(size_t(s_.tokens) * s_.dim, 1.f);
+  const std::vector<float> router_input = normal(x.size(), 1.f);
+  const std::vector<float> got = run_routed(f, x, router_input);
+  EXPECT_GT(rel_error(got, ref.run(x, router_input, {.route_from_x = true})), 1e-2);
+  EXPECT_GT(rel_error(got, ref.run(x, router_input, {.swap_gate_up = true})), 1e-2);
+  EXPECT_GT(rel_error(got, ref.run(x, router_input, {.no_down_scale = true})), 1e-2);
+
+  const size_t half = size_t(s_.ffn) * s_.dim;
+  std::vector<float> gate, up;
+  for (int e = 0; e < s_.n_expert; ++e) {
+    const auto expert = ref.gate_up.begin() + ptrdiff_t(2 * e * half);
+    gate.insert(gate.end(), expert, expert + ptrdiff_t(half));
+    up.insert(up.end(), expert + ptrdiff_t(half), expert + ptrdiff_t(2 * half));
+  }
+  MoeFfn separate = f;
+  separate.gate_up = Weight{};
+  separate.gate = upload("gate_exps", GgmlType::F32, {s_.dim, s_.ffn, s_.n_expert}, gate);
+  separate.up = upload("up_exps", GgmlType::F32, {s_.dim, s_.ffn, s_.n_expert}, up);
+  EXPECT_LT(rel_error(run_routed(separate, x, router_input), ref.run(x, router_input)), 1e-5);
+
+  MoeFfn wrong_scales = f;
+  std::vector<float> too_few(size_t(s_.n_expert - 1), 1.f);
+  wrong_scales.down_scale = upload("down_exps.scale", GgmlType::F32, {s_.n_expert - 1}, too_few);
+  EXPECT_THROW(run_routed(wrong_scales, x, router_input), Error);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 // architecture's own features exercised (qwen2 biases, qwen3/gemma3 q/k norms, gemma2 softcaps that bite, phi3
 // fused QKV and gate/up and LongRoPE factors that are not 1, gemma3's 27B query scale with --gemma3-27b, gpt-oss
 // attention sinks that bite, YaRN RoPE and a mixture of experts with MXFP4 experts; gemma4's sliding and global
-// layers of different head shapes, shared KV layers, values from the keys and per-layer inputs).
+// layers of different head shapes, shared KV layers, values from the keys and per-layer inputs, its MoE variant
+// with routed experts beside the MLP, and partial RoPE).
 // Matrices are spread over every tensor type the runtime dequantizes, or all of one --type; --vocab copies a
 // real tokenizer (tokenizer.* keys) so that llama.cpp can tokenize for the peer comparison (tests/peer).
 //
@@ -161,6 +162,8 @@ struct Options {
   std::string vocab;  // GGUF whose tokenizer.* keys are copied ("" = none, vocabulary of 1024)
   bool gemma3_27b = false;
   bool gemma4_31b = false;  // gemma4 without per-layer inputs and shared KV layers
+  bool gemma4_moe = false;  // gemma4 as the 31B's kind, every layer with routed experts beside its MLP (26B-A4B)
+  bool partial_rope = false;  // gemma4: rope.dimension_count[_swa] half of each head dim
   bool rope_freqs = false;  // llama: Llama 3.1's rope_freqs.weight (per-pair frequency divisors)
   // Gains. The defaults make attention sharp and block outputs large (the Python reference computes in fp64, so
   // any error shows); --peer tones them down for the comparison against llama.cpp, whose CPU matmuls round the
@@ -371,11 +374,16 @@ void make_gpt_oss(SyntheticModel& m, const Options& o, GgmlType expert_type) {
 // 3 layers share KV (5 and 6 read layer 3's cache, 7 reads layer 4's) and have a double-wide FFN
 // (feed_forward_length a per-layer array); per-layer inputs of width 32; a per-layer output scale in [0.5, 1.5]
 // and a final-logit softcap of 10 (logits of RMS ~3 with top values beyond it). --gemma4-31b: the 31B's kind of
-// layout, without per-layer inputs and shared KV layers.
+// layout, without per-layer inputs and shared KV layers. --gemma4-moe: that layout with 8 experts of width 256 (2
+// used) beside every layer's MLP, as the 26B-A4B: a fused gate_up tensor, per-expert output scales in [0.5, 1.5], an
+// F32 router whose logits have a spread of ~2 (its input is normalized and divided by sqrt(dim)); experts of --type
+// (Q4_K with mix). --partial-rope: rope.dimension_count[_swa] half of each head dim.
 void make_gemma4(SyntheticModel& m, const Options& o) {
   const std::vector<bool> sliding = {true, true, false, true, false, true, true, false};
   const int n_layer = static_cast<int>(sliding.size());
-  const int shared_kv = o.gemma4_31b ? 0 : 3, per_layer = o.gemma4_31b ? 0 : 32;
+  const bool plain = o.gemma4_31b || o.gemma4_moe;  // no shared KV, no per-layer inputs
+  const int shared_kv = plain ? 0 : 3, per_layer = plain ? 0 : 32;
+  const int n_expert = 8, n_used = 2, expert_ffn = 256;
   const Shape swa{n_layer, 256, 4, 2, 64, 512, vocab_size(o.vocab)};
   const Shape global{n_layer, 256, 4, 1, 128, 512, vocab_size(o.vocab)};
   auto& w = m.writer();
@@ -396,8 +404,14 @@ void make_gemma4(SyntheticModel& m, const Options& o) {
                   [&](int l) { return swrun::GgufValue{GgufValueType::INT32, int64_t{ffn_of(l)}}; });
   w.set_u32("gemma4.attention.key_length_swa", swa.head_dim);
   w.set_u32("gemma4.attention.value_length_swa", swa.head_dim);
-  w.set_u32("gemma4.rope.dimension_count", global.head_dim);
-  w.set_u32("gemma4.rope.dimension_count_swa", swa.head_dim);
+  const int rot_divisor = o.partial_rope ? 2 : 1;
+  w.set_u32("gemma4.rope.dimension_count", global.head_dim / rot_divisor);
+  w.set_u32("gemma4.rope.dimension_count_swa", swa.head_dim / rot_divisor);
+  if (o.gemma4_moe) {
+    w.set_u32("gemma4.expert_count", n_expert);
+    w.set_u32("gemma4.expert_used_count", n_used);
+    w.set_u32("gemma4.expert_feed_forward_length", expert_ffn);
+  }
   w.set_f32("gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
   w.set_u32("gemma4.attention.sliding_window", o.window);
   w.set_u32("gemma4.attention.shared_kv_layers", shared_kv);
@@ -440,6 +454,18 @@ void make_gemma4(SyntheticModel& m, const Options& o) {
     m.matrix(p + "ffn_up.weight", ffn_of(l), s.dim, 1.f);
     m.matrix(p + "ffn_down.weight", s.dim, ffn_of(l), 1.f);
     m.norm(p + "post_ffw_norm.weight", s.dim, o.post);
+    if (o.gemma4_moe) {
+      const GgmlType expert_type = m.single_type().value_or(GgmlType::Q4_K);
+      m.norm(p + "post_ffw_norm_1.weight", s.dim, 1.f);
+      m.norm(p + "pre_ffw_norm_2.weight", s.dim, 1.f);
+      m.norm(p + "post_ffw_norm_2.weight", s.dim, 1.f);
+      m.norm(p + "ffn_gate_inp.scale", s.dim, 1.f);
+      // The router reads a unit-RMS row divided by sqrt(dim) = 16: a gain of 2 * 16 gives logits of spread ~2.
+      m.matrix_of_type(p + "ffn_gate_inp.weight", n_expert, s.dim, 32.f, GgmlType::F32);
+      m.experts(p + "ffn_gate_up_exps.weight", n_expert, 2 * expert_ffn, s.dim, 1.f, expert_type);
+      m.experts(p + "ffn_down_exps.weight", n_expert, s.dim, expert_ffn, 1.f, expert_type);
+      m.uniform(p + "ffn_down_exps.scale", n_expert, 0.5f, 1.5f);
+    }
     if (per_layer > 0) {
       m.matrix(p + "inp_gate.weight", per_layer, s.dim, 1.f);
       m.matrix_of_type(p + "proj.weight", s.dim, per_layer, 1.f, narrow_type);
@@ -470,6 +496,8 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", o.vocab, "GGUF whose tokenizer.* keys (and vocabulary size) the model takes");
   app.add_flag("--gemma3-27b", o.gemma3_27b, "gemma3 with 62 layers, the 27B's query scale");
   app.add_flag("--gemma4-31b", o.gemma4_31b, "gemma4 without per-layer inputs and shared KV layers (the 31B's kind)");
+  app.add_flag("--gemma4-moe", o.gemma4_moe, "gemma4 as --gemma4-31b with routed experts beside every MLP (26B-A4B)");
+  app.add_flag("--partial-rope", o.partial_rope, "gemma4: rope.dimension_count[_swa] half of each head dim");
   app.add_flag("--rope-freqs", o.rope_freqs, "llama: a rope_freqs.weight tensor (Llama 3.1's RoPE frequency divisors)");
   bool peer = false;
   app.add_flag("--peer", peer, "milder attention and block gains, for the comparison against llama.cpp");

@@ -20,6 +20,9 @@
 namespace swrun {
 namespace {
 
+// GELU, tanh approximation (GeGLU's, as ggml computes it).
+float gelu_tanh(float g) { return 0.5f * g * (1.f + std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g))); }
+
 // Up to this many input rows, fused quantized dots beat dequantizing the weight row first (measured on
 // Gemma 3 270M's Q5_0/Q6_K/Q8_0 rows).
 constexpr int64_t kFusedDotMaxRows = 8;
@@ -30,7 +33,10 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override { return std::to_string(threads_) + " threads"; }
-  BackendFeatures features() const override { return {true, true, true, true}; }
+  BackendFeatures features() const override {
+    return {.attention_sinks = true, .mixture_of_experts = true, .yarn_rope = true, .gemma4_blocks = true,
+            .gemma4_moe = true};
+  }
 
   Weight upload(const GgufTensor& t) override {
     const GgmlTypeInfo ti = ggml_type_info(t.type_id);
@@ -143,14 +149,18 @@ class CpuBackend final : public Backend {
   }
 
   void rope(Buffer x, int heads, int head_dim, const RopeParams& p) override {
-    const int half = head_dim / 2;
+    // Partial RoPE rotates the first rot_dims values as a head of that size; the rest keep their values.
+    const int rotated = p.rot_dims > 0 ? p.rot_dims : head_dim;
+    if (rotated > head_dim || rotated % 2 != 0)
+      fail("rope: " + std::to_string(rotated) + " rotated values in a head of " + std::to_string(head_dim));
+    const int half = rotated / 2;
     const float* factors = static_cast<const float*>(p.freq_factors.impl);
-    if (factors && p.freq_factors.cols != half)
+    if (factors && p.freq_factors.cols != head_dim / 2)
       fail("rope: " + std::to_string(p.freq_factors.cols) + " frequency factors for head_dim " +
            std::to_string(head_dim));
     std::vector<double> inv_freq(half);
     for (int i = 0; i < half; ++i) {
-      inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
+      inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / rotated);
       if (factors) inv_freq[i] /= factors[i];
     }
     // YaRN: how much of pair i's original (unscaled) angle is kept, and the magnitude YaRN gives cos and sin.
@@ -253,14 +263,17 @@ class CpuBackend final : public Backend {
   }
 
   void moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out) override {
-    const int64_t dim = f.gate.cols;
-    check_moe_shapes(f, dim);
+    const bool fused = f.gate_up.impl != nullptr;
+    const int64_t dim = (fused ? f.gate_up : f.gate).cols;
+    check_moe_shapes(f, dim, rows);
+    const float* down_scale = static_cast<const float*>(f.down_scale.impl);
     std::vector<float> router_logits(f.n_expert), gate(f.ffn), up(f.ffn), expert_out(dim);
     std::vector<int> chosen(f.n_expert);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x.data + r * dim;
       float* yr = out.data + r * dim;
-      matvec_rows(f.router, 0, f.n_expert, xr, router_logits.data());
+      matvec_rows(f.router, 0, f.n_expert, f.router_input.data ? f.router_input.data + r * dim : xr,
+                  router_logits.data());
       add_bias_row(f.router_bias, 0, router_logits.data());
       // The n_used largest logits, then a softmax over those alone.
       std::iota(chosen.begin(), chosen.end(), 0);
@@ -274,16 +287,27 @@ class CpuBackend final : public Backend {
       for (int k = 0; k < f.n_used; ++k) {
         const int e = chosen[k];
         const float weight = static_cast<float>(std::exp(double(router_logits[e]) - top) / weight_sum);
-        matvec_rows(f.gate, int64_t{e} * f.ffn, f.ffn, xr, gate.data());
-        matvec_rows(f.up, int64_t{e} * f.ffn, f.ffn, xr, up.data());
+        if (fused) {
+          matvec_rows(f.gate_up, int64_t{2 * e} * f.ffn, f.ffn, xr, gate.data());
+          matvec_rows(f.gate_up, int64_t{2 * e + 1} * f.ffn, f.ffn, xr, up.data());
+        } else {
+          matvec_rows(f.gate, int64_t{e} * f.ffn, f.ffn, xr, gate.data());
+          matvec_rows(f.up, int64_t{e} * f.ffn, f.ffn, xr, up.data());
+        }
         add_bias_row(f.gate_bias, e, gate.data());
         add_bias_row(f.up_bias, e, up.data());
         for (int j = 0; j < f.ffn; ++j) {
+          if (f.act == MoeAct::GeluTanh) {
+            gate[j] = gelu_tanh(gate[j]) * up[j];
+            continue;
+          }
           const float g = std::min(gate[j], f.limit);
           const float u = std::clamp(up[j], -f.limit, f.limit);
           gate[j] = g / (1.f + std::exp(-f.alpha * g)) * (u + 1.f);
         }
         matvec_rows(f.down, int64_t{e} * dim, dim, gate.data(), expert_out.data());
+        if (down_scale)
+          for (float& v : expert_out) v *= down_scale[e];
         add_bias_row(f.down_bias, e, expert_out.data());
         for (int64_t c = 0; c < dim; ++c) yr[c] += weight * expert_out[c];
       }
@@ -297,8 +321,8 @@ class CpuBackend final : public Backend {
       float a;
       if (act == GatedAct::Silu) {
         a = g / (1.f + std::exp(-g));
-      } else {  // gelu, tanh approximation
-        a = 0.5f * g * (1.f + std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+      } else {
+        a = gelu_tanh(g);
       }
       gate.data[i] = a * up.data[i];
     }

@@ -33,8 +33,11 @@ const float* CudaBackend::moe_bias(const Weight& w) const {
 }
 
 void CudaBackend::moe(Buffer x, int64_t rows, const MoeFfn& f, Buffer out) {
+  // Gemma 4's experts (BackendFeatures::gemma4_moe, which this backend lacks) never reach here through a model.
+  if (f.act != MoeAct::SwigluOai || f.gate_up.impl || f.down_scale.impl || f.router_input.data)
+    fail("moe: only gpt-oss's experts (clamped SwiGLU, separate gate and up, no scales) run on the CUDA backend");
   const int64_t dim = f.gate.cols;
-  check_moe_shapes(f, dim);
+  check_moe_shapes(f, dim, rows);
   if (f.up.type != f.gate.type)
     fail("moe: gate experts '" + f.gate.name + "' and up experts '" + f.up.name + "' must share a type");
   MoeDeviceFfn d;
