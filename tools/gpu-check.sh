@@ -59,7 +59,7 @@ fi
 if has sanitize; then
 echo >>"$rec"; echo "## compute-sanitizer" >>"$rec"
 for t in "$bin"/test_cuda_attention "$bin"/test_cuda_dequant "$bin"/test_cuda_backend "$bin"/test_cuda_decode \
-  "$bin"/test_cuda_program; do
+  "$bin"/test_cuda_program "$bin"/test_cuda_moe; do
   [ -x "$t" ] || continue
   n=$(basename "$t")
   filter='*'
@@ -237,6 +237,11 @@ if has sizes && [ -x "$bin/swrun" ] && [ -x "$bin/make_layout_model" ] && [ -n "
         >"$out/bench-$layout-pp.json" 2>"$out/bench-$layout-pp.err"
       "$bin/swrun" bench -m "$file" -p 0 -n 128 -d "${SIZES_DEPTHS:-0,32768}" -r "${SIZES_REPS:-3}" -o json \
         >"$out/bench-$layout-tg.json" 2>"$out/bench-$layout-tg.err"
+      # The wide GEMV kernels a decode step can take (SWRUN_GEMV_WIDE, kernels/gemv/gemv_wide.cu), step for step.
+      for kernel in staged stream8 stream4; do
+        SWRUN_GEMV_WIDE=$kernel "$bin/swrun" bench -m "$file" -p 0 -n 128 -r "${SIZES_REPS:-3}" 2>/dev/null |
+          grep -E '^\| .*tg' | sed "s/^/SWRUN_GEMV_WIDE=$kernel /" >>"$out/bench-$layout-wide.txt"
+      done
       python3 - "$out/bench-$layout-pp.json" "$out/bench-$layout-tg.json" <<'PY'
 import json, sys
 print("| test | ubatch | t/s | peak GiB | load ms |")
@@ -248,6 +253,7 @@ for path in sys.argv[1:]:
         print(f"| {test} | {r['n_ubatch']} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
               f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['load_ms']:.0f} |")
 PY
+      echo; echo "tg128 by wide GEMV kernel:"; echo '```'; cat "$out/bench-$layout-wide.txt"; echo '```'
       for ctx in ${SIZES_CTX:-32768 131072}; do  # default flags: the plan picks the ubatch
         line=$("$bin/swrun" -m "$file" -p "$text" --prompt-len $ctx -n 16 --temp 0 2>&1 >/dev/null |
                grep -E '^swrun: (load|error)|^swrun:.*(does not fit|error)' | head -2 | tr '\n' ' ')
