@@ -27,6 +27,13 @@ namespace {
 
 double to_bf16(double x) { return bf16_to_fp32(fp32_to_bf16(static_cast<float>(x))); }
 
+// A host buffer of the CPU backend holding v.
+Buffer cpu_copy(Backend& cpu, const std::vector<float>& v) {
+  Buffer b = cpu.alloc(v.size());
+  std::copy(v.begin(), v.end(), b.data);
+  return b;
+}
+
 class CudaBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -92,6 +99,43 @@ class CudaBackendTest : public ::testing::Test {
   }
 
   uint32_t seed_ = 0;
+  // Chunks of {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6} rows (35 positions, so that a ring of 9 + 6 rows wraps) through one
+  // layer per policy on both backends (their caches initialized by the caller), the same bf16-rounded q/k/v into
+  // each (what the CUDA backend stores); the GPU's outputs, poisoned first, within 2e-2 of the CPU's.
+  // params(layer, on_gpu) gives each call's AttnParams (weights such as sinks belong to one backend).
+  void expect_attention_through_the_cache_matches_cpu(
+      Backend& gpu, Backend& cpu, int n_head, int n_head_kv, int head_dim, const std::vector<AttnPolicy>& policies,
+      const std::function<AttnParams(size_t layer, bool on_gpu)>& params) {
+    const int max_batch = 6;
+    const size_t row = size_t(n_head_kv) * head_dim, qrow = size_t(n_head) * head_dim;
+    Buffer q = gpu.alloc(max_batch * qrow), k = gpu.alloc(max_batch * row), v = gpu.alloc(max_batch * row);
+    Buffer out = gpu.alloc(max_batch * qrow), cpu_out = cpu.alloc(max_batch * qrow);
+    auto bf16_normal = [&](size_t count) {
+      std::vector<float> x = normal(count);
+      for (float& e : x) e = float(to_bf16(e));
+      return x;
+    };
+    int32_t pos = 0;
+    for (int n : {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6}) {
+      const std::vector<float> qh = bf16_normal(n * qrow), kh = bf16_normal(n * row), vh = bf16_normal(n * row);
+      EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      std::vector<int32_t> tokens(n, 0);
+      gpu.begin_batch(tokens.data(), pos, n);
+      cpu.begin_batch(tokens.data(), pos, n);
+      for (size_t layer = 0; layer < policies.size(); ++layer) {
+        poison(out);
+        gpu.attention(int(layer), q, k, v, out, params(layer, true));
+        cpu.attention(int(layer), cpu_copy(cpu, qh), cpu_copy(cpu, kh), cpu_copy(cpu, vh), cpu_out,
+                      params(layer, false));
+        expect_close(fetch(gpu, out, n * qrow), std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2,
+                     2e-2, describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
+      }
+      pos += n;
+    }
+    ASSERT_EQ(pos, 35);
+  }
   std::mt19937_64 rng_;
   std::unique_ptr<Backend> be_;
 };
@@ -476,13 +520,6 @@ TEST_F(CudaBackendTest, UncapturableStepFallsBackToPlainLaunches) {
 
 // ---- the seam for the next architectures (weight row views, bias, softcaps, LongRoPE), against the CPU backend ----
 
-// A host buffer of the CPU backend holding v.
-Buffer cpu_copy(Backend& cpu, const std::vector<float>& v) {
-  Buffer b = cpu.alloc(v.size());
-  std::copy(v.begin(), v.end(), b.data);
-  return b;
-}
-
 // Fused QKV: matmuls through row views of one matrix equal the same rows of the full matmul (on the GPU) and the
 // CPU backend's matmul through its own views of the same bytes.
 TEST_F(CudaBackendTest, WeightRowsOfAFusedMatrixMultiplyLikeTheirRowsOfTheWhole) {
@@ -713,7 +750,7 @@ TEST_F(CudaBackendTest, AttentionSoftcapMatchesTheCpuBackend) {
     for (Cap cap : {Cap{50.f, 20.f}, Cap{5.f, 4.f}}) {
       SCOPED_TRACE("heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " x " +
                    std::to_string(sh.head_dim) + " softcap " + std::to_string(cap.softcap));
-      const int total = 35, max_batch = 6;  // the chunk lengths below add up to total
+      const int total = 35, max_batch = 6;  // expect_attention_through_the_cache_matches_cpu's chunks
       const std::vector<AttnPolicy> policies = {AttnPolicy::dense(), AttnPolicy::sliding(9),
                                                 AttnPolicy::dense_naive()};
       std::vector<KvLayerSpec> specs;
@@ -723,36 +760,15 @@ TEST_F(CudaBackendTest, AttentionSoftcapMatchesTheCpuBackend) {
       auto cpu = make_cpu_backend(2);
       gpu->init_kv(specs);
       cpu->init_kv(specs);
+      expect_attention_through_the_cache_matches_cpu(
+          *gpu, *cpu, sh.n_head, sh.n_head_kv, sh.head_dim, policies, [&](size_t layer, bool) {
+            AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, cap.score_gain / std::sqrt(float(sh.head_dim)),
+                         policies[layer]};
+            p.softcap = cap.softcap;
+            return p;
+          });
       const size_t row = size_t(sh.n_head_kv) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
-      Buffer q = gpu->alloc(max_batch * qrow), k = gpu->alloc(max_batch * row), v = gpu->alloc(max_batch * row);
-      Buffer out = gpu->alloc(max_batch * qrow), cpu_out = cpu->alloc(max_batch * qrow);
-      auto bf16_normal = [&](size_t count) {
-        std::vector<float> x = normal(count);
-        for (float& e : x) e = float(to_bf16(e));  // what the CUDA backend stores, so both see the same inputs
-        return x;
-      };
-      int32_t pos = 0;
-      for (int n : {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6}) {  // the ring of 9 + 6 rows wraps
-        const std::vector<float> qh = bf16_normal(n * qrow), kh = bf16_normal(n * row), vh = bf16_normal(n * row);
-        EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-        EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-        EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-        std::vector<int32_t> tokens(n, 0);
-        gpu->begin_batch(tokens.data(), pos, n);
-        cpu->begin_batch(tokens.data(), pos, n);
-        for (size_t layer = 0; layer < policies.size(); ++layer) {
-          AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, cap.score_gain / std::sqrt(float(sh.head_dim)),
-                       policies[layer]};
-          p.softcap = cap.softcap;
-          poison(out);
-          gpu->attention(int(layer), q, k, v, out, p);
-          cpu->attention(int(layer), cpu_copy(*cpu, qh), cpu_copy(*cpu, kh), cpu_copy(*cpu, vh), cpu_out, p);
-          expect_close(fetch(*gpu, out, n * qrow), std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2,
-                       2e-2, describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
-        }
-        pos += n;
-      }
-      ASSERT_EQ(pos, total);
+      Buffer q = gpu->alloc(qrow), k = gpu->alloc(row), v = gpu->alloc(row), out = gpu->alloc(qrow);
       AttnParams bad{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f, policies[0]};
       bad.softcap = -1.f;
       EXPECT_THROW(gpu->attention(0, q, k, v, out, bad), Error);
@@ -833,7 +849,7 @@ TEST_F(CudaBackendTest, AttentionSinksMatchTheCpuBackend) {
   for (Shape sh : {Shape{64, 8, 64, 0.f}, Shape{8, 2, 128, 0.f}, Shape{4, 1, 256, 0.f}, Shape{8, 4, 256, 30.f}}) {
     SCOPED_TRACE("heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " x " +
                  std::to_string(sh.head_dim) + " softcap " + std::to_string(sh.softcap));
-    const int total = 35, max_batch = 6;  // the chunk lengths below add up to total
+    const int total = 35, max_batch = 6;  // expect_attention_through_the_cache_matches_cpu's chunks
     const std::vector<AttnPolicy> policies = {AttnPolicy::dense(), AttnPolicy::sliding(9), AttnPolicy::dense_naive()};
     // The dense layer's cache is far longer than the positions reached: its decode steps run split-K over many
     // splits, most of them without keys.
@@ -850,38 +866,15 @@ TEST_F(CudaBackendTest, AttentionSinksMatchTheCpuBackend) {
                                     sinks.size() * 4);
     const Weight cpu_sinks = upload(*cpu, "blk.0.attn_sinks.weight", GgmlType::F32, {sh.n_head}, sinks.data(),
                                     sinks.size() * 4);
+    expect_attention_through_the_cache_matches_cpu(
+        *gpu, *cpu, sh.n_head, sh.n_head_kv, sh.head_dim, policies, [&](size_t layer, bool on_gpu) {
+          AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f / std::sqrt(float(sh.head_dim)), policies[layer]};
+          p.softcap = sh.softcap;
+          p.sinks = on_gpu ? gpu_sinks : cpu_sinks;
+          return p;
+        });
     const size_t row = size_t(sh.n_head_kv) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
-    Buffer q = gpu->alloc(max_batch * qrow), k = gpu->alloc(max_batch * row), v = gpu->alloc(max_batch * row);
-    Buffer out = gpu->alloc(max_batch * qrow), cpu_out = cpu->alloc(max_batch * qrow);
-    auto bf16_normal = [&](size_t count) {
-      std::vector<float> x = normal(count);
-      for (float& e : x) e = float(to_bf16(e));  // what the CUDA backend stores, so both see the same inputs
-      return x;
-    };
-    int32_t pos = 0;
-    for (int n : {6, 1, 1, 5, 1, 6, 1, 1, 6, 1, 6}) {  // the ring of 9 + 6 rows wraps
-      const std::vector<float> qh = bf16_normal(n * qrow), kh = bf16_normal(n * row), vh = bf16_normal(n * row);
-      EXPECT_EQ(cudaMemcpy(q.data, qh.data(), qh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-      EXPECT_EQ(cudaMemcpy(k.data, kh.data(), kh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-      EXPECT_EQ(cudaMemcpy(v.data, vh.data(), vh.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-      std::vector<int32_t> tokens(n, 0);
-      gpu->begin_batch(tokens.data(), pos, n);
-      cpu->begin_batch(tokens.data(), pos, n);
-      for (size_t layer = 0; layer < policies.size(); ++layer) {
-        AttnParams p{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f / std::sqrt(float(sh.head_dim)), policies[layer]};
-        p.softcap = sh.softcap;
-        p.sinks = gpu_sinks;
-        AttnParams cp = p;
-        cp.sinks = cpu_sinks;
-        poison(out);
-        gpu->attention(int(layer), q, k, v, out, p);
-        cpu->attention(int(layer), cpu_copy(*cpu, qh), cpu_copy(*cpu, kh), cpu_copy(*cpu, vh), cpu_out, cp);
-        expect_close(fetch(*gpu, out, n * qrow), std::vector<double>(cpu_out.data, cpu_out.data + n * qrow), 2e-2,
-                     2e-2, describe(policies[layer]) + " at pos " + std::to_string(pos) + " n=" + std::to_string(n));
-      }
-      pos += n;
-    }
-    ASSERT_EQ(pos, total);
+    Buffer q = gpu->alloc(qrow), k = gpu->alloc(row), v = gpu->alloc(row), out = gpu->alloc(qrow);
     std::vector<float> short_sinks(size_t(sh.n_head) - 1, 0.f);
     AttnParams bad{sh.n_head, sh.n_head_kv, sh.head_dim, 1.f, policies[0]};
     bad.sinks = upload(*gpu, "short_sinks", GgmlType::F32, {sh.n_head - 1}, short_sinks.data(), short_sinks.size() * 4);
